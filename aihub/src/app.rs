@@ -1,0 +1,208 @@
+//! Assembles the roles of one process: the HTTP server (command and read routes, health,
+//! metrics, docs), the outbox relay, the projection listener and the projectors.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use command_api::relay::{RelayConfig, RelayStatus};
+use command_api::{CommandState, Consistency};
+use platform::auth::Authenticator;
+use platform::db::PgPool;
+use platform::{http, metrics, Config};
+use projectors::{ProjectorConfig, ProjectorStatus};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    /// Write routes, the relay and the projection listener.
+    pub command_api: bool,
+    pub read_api: bool,
+    pub projectors: bool,
+}
+
+impl Roles {
+    pub fn all() -> Self {
+        Self { command_api: true, read_api: true, projectors: true }
+    }
+
+    pub fn none() -> Self {
+        Self { command_api: false, read_api: false, projectors: false }
+    }
+
+    fn http(&self) -> bool {
+        self.command_api || self.read_api
+    }
+}
+
+/// A started process: its address (when it serves HTTP) and its background tasks.
+pub struct Running {
+    pub addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops every task and waits for them; projectors finish their current batch.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Health {
+    pool: PgPool,
+    brokers: String,
+    roles: Roles,
+    relay: Arc<RelayStatus>,
+    projectors: Arc<ProjectorStatus>,
+}
+
+pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
+    let pool = platform::db::pool(&config.database_url, 16)?;
+    platform::db::migrate(&pool).await.context("applying migrations")?;
+    if let Err(e) = events::kafka::ensure_topic(&config.kafka_brokers, &config.topic, config.topic_partitions).await {
+        tracing::warn!(error = %e, topic = %config.topic, "could not make sure the event topic exists; continuing");
+    }
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let relay_status = Arc::new(RelayStatus::default());
+    let projector_status = Arc::new(ProjectorStatus::default());
+
+    let mut api = Router::new();
+    if roles.command_api {
+        let consistency = Consistency::new(pool.clone());
+        tasks.push(tokio::spawn(consistency.clone().listen(config.database_url.clone(), shutdown.clone())));
+        let relay_config = RelayConfig {
+            database_url: config.database_url.clone(),
+            brokers: config.kafka_brokers.clone(),
+            topic: config.topic.clone(),
+            message_timeout: config.relay_message_timeout,
+            sweep: config.relay_sweep,
+        };
+        tasks.push(tokio::spawn(command_api::relay::run(relay_config, relay_status.clone(), shutdown.clone())));
+        let state = CommandState::new(pool.clone(), consistency, config.consistency_timeout);
+        api = api.merge(command_api::routes(state));
+    }
+    if roles.read_api {
+        api = api.merge(read_api::routes(read_api::ReadState { pool: pool.clone() }));
+    }
+    if roles.projectors {
+        let projector_config = ProjectorConfig {
+            brokers: config.kafka_brokers.clone(),
+            topic: config.topic.clone(),
+            group_prefix: config.consumer_group_prefix.clone(),
+        };
+        for projection in projectors::all() {
+            tasks.push(tokio::spawn(projectors::runner::run(
+                projection,
+                pool.clone(),
+                projector_config.clone(),
+                projector_status.clone(),
+                shutdown.clone(),
+            )));
+        }
+    }
+
+    let mut addr = None;
+    if roles.http() {
+        let health = Health {
+            pool: pool.clone(),
+            brokers: config.kafka_brokers.clone(),
+            roles,
+            relay: relay_status,
+            projectors: projector_status,
+        };
+        let router = router(api, health, &config);
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        addr = Some(listener.local_addr()?);
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let server = axum::serve(listener, service).with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+    }
+    Ok(Running { addr, shutdown, tasks })
+}
+
+fn router(api: Router, health: Health, config: &Config) -> Router {
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz).with_state(health))
+        .route("/metrics", get(|| async { metrics::render() }))
+        .route("/docs", get(|| async { Html(include_str!("docs.html")) }))
+        .fallback(http::not_found_fallback)
+        .method_not_allowed_fallback(http::method_not_allowed_fallback)
+        .layer(Extension(Authenticator::new(config.admin_token.clone())))
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn(http::request_id))
+}
+
+/// Records every request's route, status and duration.
+async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    metrics::HTTP_REQUESTS
+        .with_label_values(&[&method, &route, response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Ready when Postgres answers, the broker answers, and the roles of this process run.
+async fn readyz(State(health): State<Health>) -> Response {
+    let postgres = match health.pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    };
+    let brokers = health.brokers.clone();
+    let broker = tokio::task::spawn_blocking(move || {
+        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create();
+        consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
+    })
+    .await
+    .unwrap_or(false);
+    let relay = !health.roles.command_api || health.relay.running.load(Ordering::SeqCst);
+    let stopped = health.projectors.stopped();
+    let projectors = !health.roles.projectors || (health.projectors.any() && stopped.is_empty());
+    let ready = postgres && broker && relay && projectors;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "postgres": postgres,
+            "broker": broker,
+            "relay": relay,
+            "relay_leader": health.relay.leader.load(Ordering::SeqCst),
+            "projectors": projectors,
+            "stopped_projections": stopped,
+        }
+    });
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,137 @@
+//! `aihub <command>`: see `aihub --help`.
+
+use std::ffi::OsString;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use platform::Config;
+use projectors::ProjectorConfig;
+
+use crate::app::{self, Roles};
+
+#[derive(Debug, Parser)]
+#[command(name = "aihub", about = "AI Hub: an OpenAI-compatible enterprise AI API platform", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every role in one process on one port (the default way to run).
+    Serve,
+    /// The write API and the outbox relay only.
+    CommandApi,
+    /// The query API only.
+    ReadApi,
+    /// The projectors only.
+    Projectors,
+    /// Create the database if missing and apply migrations.
+    Migrate,
+    /// Create the database, apply migrations and create the event topic.
+    Bootstrap,
+    /// Rebuild read models from the beginning of the event topic.
+    Replay {
+        /// The projection to rebuild (tenancy, audit).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        projection: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+pub async fn run<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    let config = Config::from_env();
+    match cli.command {
+        Command::Serve => serve(config, Roles::all()).await,
+        Command::CommandApi => serve(config, Roles { command_api: true, ..Roles::none() }).await,
+        Command::ReadApi => serve(config, Roles { read_api: true, ..Roles::none() }).await,
+        Command::Projectors => serve(config, Roles { projectors: true, ..Roles::none() }).await,
+        Command::Migrate => {
+            platform::db::create_database_if_missing(&config.database_url).await?;
+            let pool = platform::db::pool(&config.database_url, 2)?;
+            let applied = platform::db::migrate(&pool).await?;
+            println!("migrations applied: {}", if applied.is_empty() { "none (up to date)".into() } else { applied.join(", ") });
+            Ok(())
+        }
+        Command::Bootstrap => {
+            platform::db::create_database_if_missing(&config.database_url).await?;
+            let pool = platform::db::pool(&config.database_url, 2)?;
+            platform::db::migrate(&pool).await?;
+            events::kafka::ensure_topic(&config.kafka_brokers, &config.topic, config.topic_partitions)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("creating the event topic")?;
+            println!("database migrated; topic {} ready", config.topic);
+            Ok(())
+        }
+        Command::Replay { projection, all } => replay(config, projection, all).await,
+    }
+}
+
+async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
+    let running = app::start(config, roles).await?;
+    if let Some(addr) = running.addr {
+        tracing::info!(%addr, "AI Hub is listening");
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+    }
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+async fn replay(config: Config, projection: Option<String>, all: bool) -> anyhow::Result<()> {
+    let selected = if all {
+        projectors::all()
+    } else {
+        let name = projection.unwrap_or_default();
+        let known: Vec<_> = projectors::all().iter().map(|p| p.name()).collect();
+        vec![projectors::by_name(&name).with_context(|| format!("unknown projection {name:?}; known: {}", known.join(", ")))?]
+    };
+    let pool = platform::db::pool(&config.database_url, 4)?;
+    let projector_config = ProjectorConfig {
+        brokers: config.kafka_brokers.clone(),
+        topic: config.topic.clone(),
+        group_prefix: config.consumer_group_prefix.clone(),
+    };
+    let rebuilds = selected.into_iter().map(|projection| {
+        let pool = pool.clone();
+        let projector_config = projector_config.clone();
+        async move {
+            let name = projection.name();
+            let started = std::time::Instant::now();
+            println!("replay {name}: rebuilding from the beginning of {}", projector_config.topic);
+            let applied = projectors::replay::rebuild(projection, &pool, &projector_config).await?;
+            println!("replay {name}: {applied} events applied in {:.1}s", started.elapsed().as_secs_f64());
+            anyhow::Ok(())
+        }
+    });
+    for result in futures::future::join_all(rebuilds).await {
+        result?;
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The shared tail of every command: number the decided events, append them, and wait until the
+//! projection that serves the resource has applied them.
+
+use axum::http::HeaderMap;
+use events::{Actor, EventEnvelope, EventPayload};
+use platform::http::prefers_async;
+use platform::{metrics, ApiError};
+use uuid::Uuid;
+
+use crate::journal::{AppendError, Claim};
+use crate::CommandState;
+
+/// Where decided events go and who caused them.
+pub struct Stream<'a> {
+    pub id: String,
+    pub org_id: Option<Uuid>,
+    /// The version the decision was made at; new events follow it.
+    pub version: i64,
+    pub actor: &'a Actor,
+    pub correlation_id: &'a str,
+}
+
+impl Stream<'_> {
+    pub fn envelopes(&self, payloads: Vec<EventPayload>) -> Vec<EventEnvelope> {
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| {
+                EventEnvelope::new(
+                    payload,
+                    self.org_id,
+                    self.id.clone(),
+                    self.version + 1 + i as i64,
+                    self.actor.clone(),
+                    self.correlation_id.to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Appends `events` with `claims` and waits for `projection` to apply them (unless the client
+/// asked for `Prefer: respond-async`). Returns whether they were projected in time.
+pub async fn commit(
+    state: &CommandState,
+    headers: &HeaderMap,
+    events: &[EventEnvelope],
+    claims: &[(Claim, String)],
+    projection: &str,
+) -> Result<bool, ApiError> {
+    if events.is_empty() {
+        return Ok(true);
+    }
+    let wait = !prefers_async(headers);
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let pending = wait.then(|| state.consistency.register(projection, &ids));
+    if let Err(e) = state.journal.append(events, claims).await {
+        metrics::COMMANDS.with_label_values(&["refused"]).inc();
+        return Err(match e {
+            AppendError::VersionConflict => ApiError::conflict(
+                "version_conflict",
+                "The resource was changed by another request; read it again and retry.",
+            ),
+            AppendError::ClaimTaken { scope, value } => {
+                let field = scope.rsplit('.').next().unwrap_or(scope);
+                ApiError::conflict("already_exists", format!("{field} {value:?} is already taken.")).with_param(field)
+            }
+            AppendError::Database(e) => e,
+        });
+    }
+    let projected = match pending {
+        Some(pending) => state.consistency.wait(pending, state.consistency_timeout).await,
+        None => false,
+    };
+    metrics::COMMANDS.with_label_values(&[if projected { "projected" } else { "accepted" }]).inc();
+    Ok(projected)
+}

@@ -1,0 +1,117 @@
+//! The journal: append-only, versioned per stream. `UNIQUE (stream_id, stream_version)` is the
+//! optimistic-concurrency check; losing it is a conflict, not an error.
+
+use events::EventEnvelope;
+use platform::db::PgPool;
+use platform::ApiError;
+
+/// A value that must be unique across streams, taken or released with the events that change it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    Take { scope: &'static str, value: String },
+    Release { scope: &'static str, value: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("the stream changed since it was read")]
+    VersionConflict,
+    #[error("{scope} {value:?} is already taken")]
+    ClaimTaken { scope: &'static str, value: String },
+    #[error(transparent)]
+    Database(#[from] ApiError),
+}
+
+#[derive(Clone)]
+pub struct Journal {
+    pool: PgPool,
+}
+
+impl Journal {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Every event of one stream, in version order.
+    pub async fn load(&self, stream_id: &str) -> Result<Vec<EventEnvelope>, ApiError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached("SELECT envelope::text FROM journal WHERE stream_id = $1 ORDER BY stream_version")
+            .await?;
+        let rows = client.query(&statement, &[&stream_id]).await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.get(0);
+                EventEnvelope::decode(text.as_bytes())
+                    .map_err(|e| ApiError::internal(anyhow::anyhow!("journal row of {stream_id} unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    /// Appends events (and claims) atomically. Events must carry the next versions of their
+    /// stream; if another writer got there first, this is a `VersionConflict`.
+    pub async fn append(&self, events: &[EventEnvelope], claims: &[(Claim, String)]) -> Result<(), AppendError> {
+        let mut client = self.pool.get().await.map_err(ApiError::from)?;
+        let tx = client.transaction().await.map_err(ApiError::from)?;
+        for (claim, stream_id) in claims {
+            match claim {
+                Claim::Take { scope, value } => {
+                    let inserted = tx
+                        .execute(
+                            "INSERT INTO journal_unique_claims (scope, value, stream_id) VALUES ($1, $2, $3)
+                             ON CONFLICT (scope, value) DO NOTHING",
+                            &[scope, value, stream_id],
+                        )
+                        .await
+                        .map_err(ApiError::from)?;
+                    if inserted == 0 {
+                        return Err(AppendError::ClaimTaken { scope, value: value.clone() });
+                    }
+                }
+                Claim::Release { scope, value } => {
+                    tx.execute(
+                        "DELETE FROM journal_unique_claims WHERE scope = $1 AND value = $2 AND stream_id = $3",
+                        &[scope, value, stream_id],
+                    )
+                    .await
+                    .map_err(ApiError::from)?;
+                }
+            }
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)",
+            )
+            .await
+            .map_err(ApiError::from)?;
+        for event in events {
+            let envelope = String::from_utf8(event.encode()).unwrap_or_default();
+            let result = tx
+                .execute(
+                    &insert,
+                    &[
+                        &event.event_id,
+                        &event.stream_id,
+                        &event.stream_version,
+                        &event.event_type(),
+                        &event.org_id,
+                        &envelope,
+                    ],
+                )
+                .await;
+            if let Err(e) = result {
+                let conflict = e
+                    .as_db_error()
+                    .is_some_and(|db| db.constraint() == Some("journal_stream_version_key"));
+                return Err(if conflict { AppendError::VersionConflict } else { ApiError::from(e).into() });
+            }
+        }
+        tx.commit().await.map_err(ApiError::from)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! The write side of AI Hub. Handlers are thin: parse → authorize → load → decide → append →
+//! wait → respond. Aggregates are pure `decide`/`apply` functions; the journal is the outbox the
+//! relay publishes to Kafka.
+
+pub mod commit;
+pub mod consistency;
+pub mod journal;
+pub mod organizations;
+pub mod relay;
+
+use std::sync::Arc;
+
+use axum::Router;
+use platform::db::PgPool;
+
+pub use consistency::Consistency;
+pub use journal::Journal;
+
+/// What every command handler needs.
+#[derive(Clone)]
+pub struct CommandState {
+    pub journal: Journal,
+    pub consistency: Arc<Consistency>,
+    pub consistency_timeout: std::time::Duration,
+}
+
+impl CommandState {
+    pub fn new(pool: PgPool, consistency: Arc<Consistency>, consistency_timeout: std::time::Duration) -> Self {
+        Self { journal: Journal::new(pool), consistency, consistency_timeout }
+    }
+}
+
+/// Every write route, under `/api/v1`.
+pub fn routes(state: CommandState) -> Router {
+    Router::new().merge(organizations::routes::router()).with_state(state)
+}

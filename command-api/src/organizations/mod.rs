@@ -1,0 +1,6 @@
+//! The organization aggregate: the tenant root.
+
+pub mod aggregate;
+pub mod routes;
+
+pub use aggregate::{decide, apply, Command, DomainError, Organization};

@@ -1,0 +1,182 @@
+//! The outbox relay: publishes journal rows to the Kafka topic in journal order and marks them
+//! published. Exactly one relay publishes at a time (a session advisory lock); the others wait
+//! as standbys. It wakes on `NOTIFY aihub_journal` and also sweeps, so nothing committed is ever
+//! left behind; a crash between publishing and marking publishes a row twice, which consumers
+//! skip by `event_id`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::kafka::{cloudevents_headers, producer_config};
+use events::EventEnvelope;
+use futures::StreamExt;
+use platform::metrics;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio_postgres::AsyncMessage;
+use tokio_util::sync::CancellationToken;
+
+/// Arbitrary constant naming the relay's leadership lock.
+const RELAY_LOCK: i64 = 0x6169_6875_625f_726c;
+const BATCH: i64 = 500;
+
+#[derive(Clone)]
+pub struct RelayConfig {
+    pub database_url: String,
+    pub brokers: String,
+    pub topic: String,
+    pub message_timeout: Duration,
+    pub sweep: Duration,
+}
+
+/// Whether this process's relay is alive (leader or standby); `/readyz` reports it.
+#[derive(Default)]
+pub struct RelayStatus {
+    pub running: AtomicBool,
+    pub leader: AtomicBool,
+}
+
+pub async fn run(config: RelayConfig, status: Arc<RelayStatus>, shutdown: CancellationToken) {
+    status.running.store(true, Ordering::SeqCst);
+    metrics::RUNNING.with_label_values(&["relay"]).set(1);
+    while !shutdown.is_cancelled() {
+        if let Err(e) = lead(&config, &status, &shutdown).await {
+            tracing::warn!(error = %format!("{e:#}"), "relay stopped; retrying");
+        }
+        status.leader.store(false, Ordering::SeqCst);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    status.running.store(false, Ordering::SeqCst);
+    metrics::RUNNING.with_label_values(&["relay"]).set(0);
+}
+
+/// Takes the lock (waiting as a standby while another process holds it), then publishes until
+/// the connection fails or shutdown.
+async fn lead(config: &RelayConfig, status: &RelayStatus, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let (client, mut connection) = platform::db::dedicated(&config.database_url).await?;
+    let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    let _ = wake_tx.try_send(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(anyhow::Error::from(e)),
+            }
+        }
+        Ok(())
+    });
+    let result = async {
+        loop {
+            let locked: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK]).await?.get(0);
+            if locked {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        status.leader.store(true, Ordering::SeqCst);
+        tracing::info!("relay is the leader");
+        client.batch_execute("LISTEN aihub_journal").await?;
+        let mut producer = new_producer(config)?;
+        loop {
+            match publish_batch(&client, &producer, config).await {
+                Ok(n) if n as i64 == BATCH => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "relay could not publish; will retry");
+                    // A failed idempotent producer may be fenced; start over with a fresh one.
+                    producer = new_producer(config)?;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = wake.recv() => {}
+                _ = tokio::time::sleep(config.sweep) => {}
+            }
+        }
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+fn new_producer(config: &RelayConfig) -> anyhow::Result<FutureProducer> {
+    let mut client_config = producer_config(&config.brokers);
+    client_config.set("message.timeout.ms", config.message_timeout.as_millis().to_string());
+    Ok(client_config.create()?)
+}
+
+/// Publishes up to one batch of unpublished rows, in journal order, and marks the rows that were
+/// acknowledged — only the unbroken prefix, so a later row is never marked before an earlier one.
+async fn publish_batch(
+    client: &tokio_postgres::Client,
+    producer: &FutureProducer,
+    config: &RelayConfig,
+) -> anyhow::Result<usize> {
+    let rows = client
+        .query(
+            "SELECT global_position, envelope::text FROM journal
+             WHERE published_at IS NULL ORDER BY global_position LIMIT $1",
+            &[&BATCH],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let position: i64 = row.get(0);
+        let text: String = row.get(1);
+        let event = EventEnvelope::decode(text.as_bytes())?;
+        let payload = event.encode();
+        let key = event.partition_key();
+        let record = FutureRecord::to(&config.topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(cloudevents_headers(&event))
+            .timestamp(event.occurred_at.timestamp_millis());
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                positions.push(position);
+                deliveries.push(delivery);
+            }
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "producer queue refused a message");
+                break;
+            }
+        }
+    }
+    let outcomes = futures::future::join_all(deliveries).await;
+    let delivered = outcomes.iter().take_while(|o| matches!(o, Ok(Ok(_)))).count();
+    let published = &positions[..delivered];
+    if !published.is_empty() {
+        client
+            .execute("UPDATE journal SET published_at = now() WHERE global_position = ANY($1)", &[&published])
+            .await?;
+    }
+    metrics::EVENTS_PUBLISHED.with_label_values(&["published"]).inc_by(delivered as u64);
+    if delivered < rows.len() {
+        let failed = rows.len() - delivered;
+        metrics::EVENTS_PUBLISHED.with_label_values(&["failed"]).inc_by(failed as u64);
+        let reason = outcomes
+            .iter()
+            .find_map(|o| match o {
+                Ok(Err((e, _))) => Some(e.to_string()),
+                Err(_) => Some("producer dropped".to_string()),
+                Ok(Ok(_)) => None,
+            })
+            .unwrap_or_else(|| "queue full".into());
+        anyhow::bail!("{failed} of {} events not acknowledged: {reason}", rows.len());
+    }
+    Ok(delivered)
+}

@@ -1,0 +1,221 @@
+use chrono::{DateTime, SecondsFormat, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
+
+/// Declares the event types once: the enum variant, its wire name and its schema version.
+macro_rules! event_types {
+    ($( $variant:ident => $name:literal, v$version:literal, $data:ty; )*) => {
+        /// Every event type of the platform, with its type-specific data. On the wire the
+        /// variant is the envelope's `event_type` and its data the envelope's `data`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "event_type", content = "data")]
+        pub enum EventPayload {
+            $( #[serde(rename = $name)] $variant($data), )*
+        }
+
+        impl EventPayload {
+            /// The `noun.past_tense` name of the event type.
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $name, )* }
+            }
+
+            /// The schema version this build writes for the event type.
+            pub fn schema_version(&self) -> u32 {
+                match self { $( Self::$variant(_) => $version, )* }
+            }
+
+            /// Every event type name with the JSON Schema of its `data`.
+            pub fn data_schemas() -> Vec<(&'static str, u32, schemars::Schema)> {
+                vec![ $( ($name, $version, schemars::schema_for!($data)), )* ]
+            }
+        }
+    };
+}
+
+event_types! {
+    OrganizationCreated => "organization.created", v1, OrganizationCreated;
+    OrganizationUpdated => "organization.updated", v1, OrganizationUpdated;
+    OrganizationDeleted => "organization.deleted", v1, OrganizationDeleted;
+}
+
+/// Who caused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorType {
+    ApiKey,
+    User,
+    PlatformAdmin,
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Actor {
+    #[serde(rename = "type")]
+    pub kind: ActorType,
+    pub id: String,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Self { kind: ActorType::System, id: "aihub".into(), ip: None }
+    }
+}
+
+/// The envelope of DESIGN.md §2, identical for every event type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub event_id: Uuid,
+    #[serde(flatten)]
+    pub payload: EventPayload,
+    pub schema_version: u32,
+    #[serde(serialize_with = "rfc3339_millis", deserialize_with = "from_rfc3339")]
+    pub occurred_at: DateTime<Utc>,
+    pub org_id: Option<Uuid>,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub actor: Actor,
+    pub correlation_id: String,
+    pub causation_id: Option<Uuid>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event is not valid JSON for a known event type: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("event type {event_type} has schema version {found}, this build reads up to {supported}")]
+    UnsupportedVersion { event_type: String, found: u32, supported: u32 },
+}
+
+impl EventEnvelope {
+    /// A new event with a fresh UUIDv7 id and the current time, truncated to milliseconds so
+    /// that it survives a round trip through the wire format unchanged.
+    pub fn new(
+        payload: EventPayload,
+        org_id: Option<Uuid>,
+        stream_id: String,
+        stream_version: i64,
+        actor: Actor,
+        correlation_id: String,
+    ) -> Self {
+        let now = Utc::now();
+        let occurred_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        Self {
+            event_id: Uuid::now_v7(),
+            schema_version: payload.schema_version(),
+            payload,
+            occurred_at,
+            org_id,
+            stream_id,
+            stream_version,
+            actor,
+            correlation_id,
+            causation_id: None,
+        }
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        self.payload.event_type()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data structures to a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let envelope: Self = serde_json::from_slice(bytes)?;
+        let supported = envelope.payload.schema_version();
+        if envelope.schema_version > supported {
+            return Err(DecodeError::UnsupportedVersion {
+                event_type: envelope.event_type().to_string(),
+                found: envelope.schema_version,
+                supported,
+            });
+        }
+        Ok(envelope)
+    }
+
+    /// The Kafka message key: the organization id, or the stream id for platform events, so
+    /// every event of one tenant lands in one partition, in order.
+    pub fn partition_key(&self) -> String {
+        match self.org_id {
+            Some(org) => org.to_string(),
+            None => self.stream_id.clone(),
+        }
+    }
+}
+
+fn rfc3339_millis<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EventEnvelope {
+        EventEnvelope::new(
+            EventPayload::OrganizationCreated(OrganizationCreated {
+                name: "Acme".into(),
+                slug: "acme".into(),
+                owner_email: None,
+            }),
+            Some(Uuid::now_v7()),
+            "organization:x".into(),
+            1,
+            Actor::system(),
+            "req-1".into(),
+        )
+    }
+
+    #[test]
+    fn envelope_round_trips_through_the_wire_format() {
+        let event = sample();
+        let decoded = EventEnvelope::decode(&event.encode()).expect("decodes");
+        assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn wire_format_has_every_envelope_field_at_the_top_level() {
+        let json: serde_json::Value = serde_json::from_slice(&sample().encode()).expect("json");
+        for field in [
+            "event_id",
+            "event_type",
+            "schema_version",
+            "occurred_at",
+            "org_id",
+            "stream_id",
+            "stream_version",
+            "actor",
+            "correlation_id",
+            "causation_id",
+            "data",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field} in {json}");
+        }
+        assert_eq!(json["event_type"], "organization.created");
+        assert_eq!(json["data"]["slug"], "acme");
+        let at = json["occurred_at"].as_str().expect("string");
+        assert!(at.ends_with('Z') && at.len() == "2026-01-01T00:00:00.000Z".len(), "{at}");
+    }
+
+    #[test]
+    fn a_newer_schema_version_is_refused_not_misread() {
+        let mut json: serde_json::Value = serde_json::from_slice(&sample().encode()).expect("json");
+        json["schema_version"] = 99.into();
+        let err = EventEnvelope::decode(json.to_string().as_bytes()).expect_err("refused");
+        assert!(matches!(err, DecodeError::UnsupportedVersion { found: 99, .. }));
+    }
+}

@@ -1,0 +1,102 @@
+//! Kafka client settings shared by every producer and consumer of the platform, the CloudEvents
+//! binary-mode headers, and topic creation. Only the Kafka protocol is spoken here, so Apache
+//! Kafka, Redpanda, MSK or Tansu all work unchanged.
+
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::EventEnvelope;
+
+/// CloudEvents source attribute of every event the platform publishes.
+pub const CE_SOURCE: &str = "/aihub";
+
+/// Producer settings: idempotent, acknowledged by all in-sync replicas, partitioned like the
+/// Java client so Connect and other producers agree on partitions.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .set("socket.keepalive.enable", "true");
+    config
+}
+
+/// Consumer settings for a consumer group whose offsets live in Postgres: nothing is
+/// auto-committed, and a group seen for the first time starts at the beginning of the log.
+pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "100")
+        .set("socket.keepalive.enable", "true");
+    config
+}
+
+/// The CloudEvents binary-mode headers of an event (`ce_*` attributes plus `content-type`).
+pub fn cloudevents_headers(event: &EventEnvelope) -> OwnedHeaders {
+    let id = event.event_id.to_string();
+    let time = event.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let version = event.schema_version.to_string();
+    [
+        ("ce_specversion", "1.0"),
+        ("ce_id", id.as_str()),
+        ("ce_type", event.event_type()),
+        ("ce_source", CE_SOURCE),
+        ("ce_subject", event.stream_id.as_str()),
+        ("ce_time", time.as_str()),
+        ("ce_schemaversion", version.as_str()),
+        ("content-type", "application/json"),
+    ]
+    .into_iter()
+    .fold(OwnedHeaders::new_with_capacity(8), |headers, (key, value)| {
+        headers.insert(Header { key, value: Some(value) })
+    })
+}
+
+/// Reads one header of a consumed message as text.
+pub fn header_value<H: Headers>(headers: &H, name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Creates the topic if it does not exist yet, with infinite retention.
+pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("retention.ms", "-1")
+        .set("cleanup.policy", "delete");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(format!("creating topic {name}: {code}")),
+        }
+    }
+    Ok(())
+}

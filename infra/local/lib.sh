@@ -1,0 +1,101 @@
+# Shared by up.sh, down.sh and test.sh: install and start what AI Hub needs on a bare Debian
+# machine where we are root. Every step is safe to run twice.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+AIHUB_HOME="${AIHUB_HOME:-$ROOT/.aihub}"
+LOGS="$AIHUB_HOME/logs"
+TANSU_VERSION="0.6.0"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aihub}"
+export PATH="$HOME/.cargo/bin:$PATH"
+mkdir -p "$LOGS"
+
+say() { printf '==> %s\n' "$*"; }
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 300); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  echo "$what did not open port $port; see $LOGS" >&2
+  return 1
+}
+
+pg_ready() { psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1; }
+
+ensure_postgres() {
+  if pg_ready; then say "PostgreSQL is running"; return; fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    say "installing PostgreSQL (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
+  fi
+  local version
+  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [ -z "$version" ]; then
+    version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+    pg_createcluster "$version" main >/dev/null
+  fi
+  say "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || pg_ctlcluster "$version" main start || true
+  for _ in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.2
+  done
+  if ! pg_ready; then
+    # A fresh Debian cluster asks for a password on TCP; this is a local development and CI
+    # machine, so trust loopback connections as the machines we run on already do.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    say "trusting loopback connections in $hba"
+    sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload 2>/dev/null || pg_ctlcluster "$version" main reload
+    sleep 1
+  fi
+  pg_ready || { echo "PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres" >&2; exit 1; }
+}
+
+tansu_bin() { command -v tansu 2>/dev/null || echo "$HOME/.cargo/bin/tansu"; }
+
+ensure_tansu() {
+  if [ -x "$(tansu_bin)" ]; then say "Tansu is installed: $(tansu_bin)"; return; fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is needed to install Tansu (the Kafka-protocol broker)" >&2; exit 1
+  fi
+  say "installing Tansu $TANSU_VERSION with SQLite storage (cargo install; about 10 minutes the first time)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features libsql
+}
+
+start_tansu() {
+  if alive "$AIHUB_HOME/tansu.pid"; then say "Tansu is running (pid $(cat "$AIHUB_HOME/tansu.pid"))"; return; fi
+  if port_open "$KAFKA_PORT"; then say "a broker already listens on $KAFKA_PORT; using it"; return; fi
+  mkdir -p "$AIHUB_HOME/tansu"
+  say "starting Tansu on 127.0.0.1:$KAFKA_PORT (SQLite storage in $AIHUB_HOME/tansu)"
+  nohup "$(tansu_bin)" broker \
+    --storage-engine "sqlite://$AIHUB_HOME/tansu/tansu.db" \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    >>"$LOGS/tansu.log" 2>&1 &
+  echo $! >"$AIHUB_HOME/tansu.pid"
+  wait_port "$KAFKA_PORT" Tansu
+}
+
+stop_pid() {
+  local file=$1 name=$2
+  if alive "$file"; then
+    local pid
+    pid="$(cat "$file")"
+    say "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs the whole platform on this machine: PostgreSQL, the Kafka-protocol broker (Tansu), the
+# database, the topic, and `aihub serve` on 127.0.0.1:8001. Safe to run again.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_postgres
+ensure_tansu
+start_tansu
+
+say "building aihub (release)"
+(cd "$ROOT" && cargo build --release -q -p aihub)
+AIHUB="$ROOT/target/release/aihub"
+
+if [ -z "${AIHUB_ADMIN_TOKEN:-}" ]; then
+  if [ ! -s "$AIHUB_HOME/admin-token" ]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$AIHUB_HOME/admin-token")
+  fi
+  AIHUB_ADMIN_TOKEN="$(cat "$AIHUB_HOME/admin-token")"
+fi
+export AIHUB_ADMIN_TOKEN
+
+say "creating the database, migrating, creating the topic"
+"$AIHUB" bootstrap
+
+LISTEN="${AIHUB_LISTEN:-127.0.0.1:8001}"
+export AIHUB_LISTEN="$LISTEN"
+if alive "$AIHUB_HOME/aihub.pid"; then
+  say "aihub is running (pid $(cat "$AIHUB_HOME/aihub.pid"))"
+else
+  say "starting aihub serve on $LISTEN (logs in $LOGS/aihub.log)"
+  nohup "$AIHUB" serve >>"$LOGS/aihub.log" 2>&1 &
+  echo $! >"$AIHUB_HOME/aihub.pid"
+fi
+for _ in $(seq 1 150); do
+  curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break
+  alive "$AIHUB_HOME/aihub.pid" || { echo "aihub exited; see $LOGS/aihub.log" >&2; tail -n 20 "$LOGS/aihub.log" >&2; exit 1; }
+  sleep 0.2
+done
+curl -fsS "http://$LISTEN/healthz" >/dev/null
+
+cat <<MSG
+
+AI Hub is up.
+  API:       http://$LISTEN/api/v1
+  Docs:      http://$LISTEN/docs
+  Readiness: http://$LISTEN/readyz
+  Admin:     Authorization: Bearer $AIHUB_ADMIN_TOKEN
+             (kept in $AIHUB_HOME/admin-token unless AIHUB_ADMIN_TOKEN was set)
+  Try:       curl -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" http://$LISTEN/api/v1/organizations
+  Stop:      infra/local/down.sh
+MSG

@@ -1,0 +1,124 @@
+//! One error type for every endpoint, rendered in the OpenAI error shape so OpenAI SDKs show it:
+//! `{"error": {"message", "type", "code", "param"}}`. Internal causes are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: String,
+    pub message: String,
+    pub param: Option<String>,
+    /// Logged when the response is built; never part of the body.
+    pub cause: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &str, message: impl Into<String>) -> Self {
+        Self { status, kind, code: code.into(), message: message.into(), param: None, cause: None }
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
+    }
+
+    /// A field failed validation; `param` names it as OpenAI does.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self::bad_request("invalid_value", message).with_param(param)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key", message)
+    }
+
+    pub fn forbidden(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", message)
+    }
+
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "invalid_request_error", code, message)
+    }
+
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "service_unavailable", message)
+    }
+
+    pub fn internal(cause: anyhow::Error) -> Self {
+        let mut error = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            "The server had an error while processing your request.",
+        );
+        error.cause = Some(cause);
+        error
+    }
+
+    pub fn with_param(mut self, param: &str) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+}
+
+/// Database trouble is our problem, not the caller's: a pool that cannot hand out a connection
+/// is 503, anything else unexpected 500. Neither shows SQL or internals.
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        let mut error = Self::unavailable("The database is unavailable; try again shortly.");
+        error.cause = Some(e.into());
+        error
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            let mut error = Self::unavailable("The database is unavailable; try again shortly.");
+            error.cause = Some(e.into());
+            return error;
+        }
+        Self::internal(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            if self.status.is_server_error() {
+                tracing::error!(status = %self.status, error = ?cause, "request failed");
+            } else {
+                tracing::debug!(status = %self.status, error = ?cause, "request refused");
+            }
+        }
+        let body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "code": self.code,
+                "param": self.param,
+            }
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

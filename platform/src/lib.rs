@@ -1,0 +1,15 @@
+//! The runtime every role of AI Hub shares: configuration, the Postgres pool and migrations,
+//! authentication of a bearer token to a principal, the OpenAI-shaped error type, request ids,
+//! pagination and the Prometheus registry.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod pagination;
+
+pub use auth::Principal;
+pub use config::Config;
+pub use error::ApiError;

@@ -1,0 +1,51 @@
+//! Projectors turn the event topic into read models. Each projection is a pure mapping from an
+//! event to SQL statements; the runner applies a batch of events and the next offsets in one
+//! Postgres transaction, so a read model and its position never disagree.
+
+pub mod projections;
+pub mod replay;
+pub mod runner;
+
+use std::sync::Arc;
+
+use events::EventEnvelope;
+use tokio_postgres::types::ToSql;
+
+pub use runner::{ProjectorConfig, ProjectorStatus};
+
+/// One SQL statement with its parameters.
+pub struct Sql {
+    pub text: &'static str,
+    pub params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Sql {
+    pub fn new(text: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Self {
+        Self { text, params }
+    }
+}
+
+impl std::fmt::Debug for Sql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sql").field("text", &self.text).field("params", &self.params).finish()
+    }
+}
+
+/// A read model built from the event stream.
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: offsets, applied events and consumer groups are keyed by it.
+    fn name(&self) -> &'static str;
+    /// The tables this projection owns, emptied when it is rebuilt.
+    fn tables(&self) -> &'static [&'static str];
+    /// The statements that apply one event; none for event types it does not care about.
+    fn statements(&self, event: &EventEnvelope) -> Vec<Sql>;
+}
+
+/// Every projection of the platform.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(projections::tenancy::Tenancy), Arc::new(projections::audit::Audit)]
+}
+
+pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

@@ -1,0 +1,66 @@
+//! Rebuilding a projection: empty its tables, forget its offsets and applied events, and consume
+//! the topic from the beginning up to where it ends now. Running projectors notice their offsets
+//! are gone and start over too, so a rebuild is safe while the platform serves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use platform::db::PgPool;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::{consume, ProjectorConfig};
+use crate::Projection;
+
+/// Rebuilds one projection and returns how many events it applied.
+pub async fn rebuild(projection: Arc<dyn Projection>, pool: &PgPool, config: &ProjectorConfig) -> anyhow::Result<i64> {
+    let name = projection.name();
+    let ends = end_offsets(&config.brokers, &config.topic).await?;
+    {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        for table in projection.tables() {
+            tx.batch_execute(&format!("TRUNCATE {table}")).await?;
+        }
+        tx.execute("DELETE FROM projector_offsets WHERE projection = $1", &[&name]).await?;
+        tx.execute("DELETE FROM projector_applied WHERE projection = $1", &[&name]).await?;
+        tx.commit().await?;
+    }
+    let group = format!("{}.{}.replay-{}", config.group_prefix, name, uuid::Uuid::now_v7());
+    consume(projection.as_ref(), pool, config, &group, &CancellationToken::new(), Some(&ends)).await?;
+    let client = pool.get().await?;
+    let applied: i64 = client
+        .query_one("SELECT count(*) FROM projector_applied WHERE projection = $1", &[&name])
+        .await?
+        .get(0);
+    Ok(applied)
+}
+
+/// The high watermark of every partition of the topic: where a rebuild may stop.
+pub async fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
+    let brokers = brokers.to_string();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer.fetch_metadata(Some(&topic), timeout).context("reading topic metadata")?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
+        partitions
+            .into_iter()
+            .map(|p| {
+                let (_, high) = consumer.fetch_watermarks(&topic, p, timeout).context("reading watermarks")?;
+                Ok((p, high))
+            })
+            .collect()
+    })
+    .await?
+}

@@ -1,0 +1,260 @@
+//! The consumer loop of one projection. Offsets live in Postgres (`projector_offsets`) and are
+//! written in the same transaction as the read-model changes; Kafka's committed offsets are only
+//! a hint for where to start fetching. A message whose offset does not follow the stored one is
+//! never applied: the consumer seeks to the stored offset instead, so a restart, a rebalance or a
+//! rebuild all converge on "every event exactly once".
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use events::kafka::consumer_config;
+use events::EventEnvelope;
+use futures::FutureExt;
+use platform::db::PgPool;
+use platform::metrics;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::Projection;
+
+const MAX_BATCH: usize = 500;
+/// Event ids per NOTIFY payload, well under Postgres's 8000-byte limit.
+const IDS_PER_NOTIFY: usize = 150;
+
+#[derive(Clone, Debug)]
+pub struct ProjectorConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group_prefix: String,
+}
+
+/// Which projections run in this process; `/readyz` reports it.
+#[derive(Default)]
+pub struct ProjectorStatus {
+    running: std::sync::Mutex<HashMap<&'static str, Arc<AtomicBool>>>,
+}
+
+impl ProjectorStatus {
+    fn flag(&self, name: &'static str) -> Arc<AtomicBool> {
+        let mut map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(name).or_default().clone()
+    }
+
+    /// Names of the projections registered in this process that are not running.
+    pub fn stopped(&self) -> Vec<&'static str> {
+        let map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().filter(|(_, up)| !up.load(Ordering::SeqCst)).map(|(n, _)| *n).collect()
+    }
+
+    pub fn any(&self) -> bool {
+        !self.running.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+}
+
+/// Runs a projection until `shutdown`, restarting its consumer after failures.
+pub async fn run(
+    projection: Arc<dyn Projection>,
+    pool: PgPool,
+    config: ProjectorConfig,
+    status: Arc<ProjectorStatus>,
+    shutdown: CancellationToken,
+) {
+    let flag = status.flag(projection.name());
+    let group = format!("{}.{}", config.group_prefix, projection.name());
+    while !shutdown.is_cancelled() {
+        flag.store(true, Ordering::SeqCst);
+        metrics::RUNNING.with_label_values(&[projection.name()]).set(1);
+        let result = consume(projection.as_ref(), &pool, &config, &group, &shutdown, None).await;
+        flag.store(false, Ordering::SeqCst);
+        metrics::RUNNING.with_label_values(&[projection.name()]).set(0);
+        if let Err(e) = result {
+            tracing::warn!(projection = projection.name(), error = %format!("{e:#}"), "projector failed; restarting");
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// Consumes until `shutdown`, or — with `until` — until every partition's stored offset reached
+/// the given end offsets (a rebuild).
+pub(crate) async fn consume(
+    projection: &dyn Projection,
+    pool: &PgPool,
+    config: &ProjectorConfig,
+    group: &str,
+    shutdown: &CancellationToken,
+    until: Option<&HashMap<i32, i64>>,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = consumer_config(&config.brokers, group).create().context("creating the consumer")?;
+    consumer.subscribe(&[&config.topic]).context("subscribing to the topic")?;
+    let mut worker = Worker { projection, pool, topic: &config.topic, consumer: &consumer, rewound: HashSet::new() };
+    if let Some(until) = until {
+        if worker.caught_up(until).await? {
+            return Ok(());
+        }
+    }
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)), if until.is_some() => None,
+            message = consumer.recv() => Some(message.context("receiving from the topic")?.detach()),
+        };
+        let mut batch: Vec<OwnedMessage> = first.into_iter().collect();
+        while batch.len() < MAX_BATCH {
+            match consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(message.detach()),
+                Some(Err(e)) => return Err(e).context("receiving from the topic"),
+                None => break,
+            }
+        }
+        let mut by_partition: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
+        for message in batch {
+            by_partition.entry(message.partition()).or_default().push(message);
+        }
+        for (partition, messages) in by_partition {
+            worker.apply(partition, messages).await?;
+        }
+        if let Some(until) = until {
+            if worker.caught_up(until).await? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+struct Worker<'a> {
+    projection: &'a dyn Projection,
+    pool: &'a PgPool,
+    topic: &'a str,
+    consumer: &'a StreamConsumer,
+    /// Partitions just sought to their beginning: their first message is accepted as the start.
+    rewound: HashSet<i32>,
+}
+
+impl Worker<'_> {
+    async fn apply(&mut self, partition: i32, messages: Vec<OwnedMessage>) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let mut client = self.pool.get().await.context("connecting to Postgres")?;
+        let tx = client.transaction().await?;
+        let stored: Option<i64> = tx
+            .query_opt(
+                "SELECT next_offset FROM projector_offsets WHERE projection = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+                &[&name, &self.topic, &partition],
+            )
+            .await?
+            .map(|row| row.get(0));
+        let first_offset = messages.first().map(Message::offset).unwrap_or_default();
+        let expected = match stored {
+            Some(next) => next,
+            None if self.rewound.contains(&partition) => first_offset,
+            None => 0,
+        };
+        let fresh: Vec<&OwnedMessage> = messages.iter().filter(|m| m.offset() >= expected).collect();
+        match fresh.first() {
+            None => {
+                // Everything here was applied already; jump ahead rather than re-read the rest.
+                drop(tx);
+                self.seek(partition, expected);
+                return Ok(());
+            }
+            Some(m) if m.offset() != expected => {
+                drop(tx);
+                if stored.is_none() {
+                    self.rewound.insert(partition);
+                    self.seek_beginning(partition);
+                } else {
+                    self.seek(partition, expected);
+                }
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        self.rewound.remove(&partition);
+
+        let mut applied = Vec::new();
+        let mut next = expected;
+        for message in fresh {
+            next = message.offset() + 1;
+            let event = match message.payload().map(EventEnvelope::decode) {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => {
+                    tracing::error!(projection = name, partition, offset = message.offset(), error = %e, "skipping an unreadable event");
+                    metrics::EVENTS_PROJECTED.with_label_values(&[name, "unreadable"]).inc();
+                    continue;
+                }
+                None => continue,
+            };
+            let first_time = tx
+                .execute(
+                    "INSERT INTO projector_applied (projection, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&name, &event.event_id],
+                )
+                .await?;
+            if first_time == 0 {
+                metrics::EVENTS_PROJECTED.with_label_values(&[name, "duplicate"]).inc();
+                continue;
+            }
+            for sql in self.projection.statements(&event) {
+                let statement = tx.prepare_cached(sql.text).await?;
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    sql.params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                tx.execute(&statement, &params)
+                    .await
+                    .with_context(|| format!("{name} applying {} {}", event.event_type(), event.event_id))?;
+            }
+            applied.push(event.event_id);
+        }
+        tx.execute(
+            "INSERT INTO projector_offsets (projection, topic, partition, next_offset, updated_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+            &[&name, &self.topic, &partition, &next],
+        )
+        .await?;
+        for chunk in applied.chunks(IDS_PER_NOTIFY) {
+            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            let payload = format!("{name}:{}", ids.join(","));
+            tx.execute("SELECT pg_notify('aihub_projected', $1)", &[&payload]).await?;
+        }
+        tx.commit().await?;
+        metrics::EVENTS_PROJECTED.with_label_values(&[name, "applied"]).inc_by(applied.len() as u64);
+
+        // A hint for the next start; Postgres stays the truth.
+        let mut tpl = TopicPartitionList::new();
+        if tpl.add_partition_offset(self.topic, partition, Offset::Offset(next)).is_ok() {
+            let _ = self.consumer.commit(&tpl, CommitMode::Async);
+        }
+        Ok(())
+    }
+
+    fn seek(&self, partition: i32, offset: i64) {
+        if let Err(e) = self.consumer.seek(self.topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+            tracing::warn!(projection = self.projection.name(), partition, offset, error = %e, "seek failed");
+        }
+    }
+
+    fn seek_beginning(&self, partition: i32) {
+        if let Err(e) = self.consumer.seek(self.topic, partition, Offset::Beginning, Duration::from_secs(5)) {
+            tracing::warn!(projection = self.projection.name(), partition, error = %e, "seek to beginning failed");
+        }
+    }
+
+    async fn caught_up(&self, until: &HashMap<i32, i64>) -> anyhow::Result<bool> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT partition, next_offset FROM projector_offsets WHERE projection = $1 AND topic = $2",
+                &[&self.projection.name(), &self.topic],
+            )
+            .await?;
+        let stored: HashMap<i32, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(until.iter().all(|(p, end)| *end == 0 || stored.get(p).is_some_and(|next| next >= end)))
+    }
+}

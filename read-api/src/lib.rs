@@ -1,0 +1,17 @@
+//! The query side of AI Hub: every `GET`, answered from the read models in schema `read`.
+//! Nothing here touches the journal or Kafka.
+
+pub mod routes;
+
+use axum::Router;
+use platform::db::PgPool;
+
+#[derive(Clone)]
+pub struct ReadState {
+    pub pool: PgPool,
+}
+
+/// Every query route, under `/api/v1`.
+pub fn routes(state: ReadState) -> Router {
+    Router::new().merge(routes::organizations::router()).with_state(state)
+}

@@ -1,0 +1,229 @@
+//! The harness of the end-to-end tests: each test gets a fresh database (from a migrated
+//! template), a topic and consumer groups of its own on the real broker, and a real AI Hub
+//! process on a free port. Nothing of our own infrastructure is mocked.
+
+pub mod kafka;
+pub mod tansu;
+
+use std::time::Duration;
+
+use aihub::{Roles, Running};
+use platform::Config;
+use serde_json::Value;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+pub const PARTITIONS: i32 = 3;
+
+/// The Postgres server the tests use (`DATABASE_URL` names it; its database part is ignored).
+fn server_url() -> String {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/aihub".into());
+    match url.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && !server.ends_with('/') => server.to_string(),
+        _ => url,
+    }
+}
+
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("Postgres is reachable");
+    tokio::spawn(connection);
+    client
+}
+
+/// A migrated template database, made once per set of migrations, under a lock.
+async fn template() -> String {
+    let name = format!("aihub_tpl_{}", platform::db::migrations_fingerprint());
+    let admin = connect(&format!("{}/postgres", server_url())).await;
+    admin.execute("SELECT pg_advisory_lock(4242)", &[]).await.expect("lock");
+    let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.expect("query");
+    if exists.is_none() {
+        let building = format!("{name}_building");
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.expect("drop");
+        admin.batch_execute(&format!("CREATE DATABASE {building}")).await.expect("create template");
+        let pool = platform::db::pool(&format!("{}/{building}", server_url()), 1).expect("pool");
+        platform::db::migrate(&pool).await.expect("migrate template");
+        pool.close();
+        admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.expect("rename");
+    }
+    admin.execute("SELECT pg_advisory_unlock(4242)", &[]).await.expect("unlock");
+    name
+}
+
+/// A fresh database and topic for one test.
+pub struct Env {
+    pub config: Config,
+    pub database: String,
+}
+
+impl Env {
+    pub async fn new() -> Self {
+        Self::with_brokers(&brokers()).await
+    }
+
+    pub async fn with_brokers(brokers: &str) -> Self {
+        let template = template().await;
+        let tag = Uuid::now_v7().simple().to_string();
+        let database = format!("aihub_test_{tag}");
+        let admin = connect(&format!("{}/postgres", server_url())).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database} TEMPLATE {template}"))
+            .await
+            .expect("create test database");
+        let topic = format!("aihub.test.{tag}");
+        events::kafka::ensure_topic(brokers, &topic, PARTITIONS).await.expect("create test topic");
+        let mut config = Config::from_env();
+        config.database_url = format!("{}/{database}", server_url());
+        config.kafka_brokers = brokers.to_string();
+        config.topic = topic;
+        config.topic_partitions = PARTITIONS;
+        config.listen = "127.0.0.1:0".into();
+        config.admin_token = Some(format!("admin-{}", Uuid::new_v4()));
+        config.consumer_group_prefix = format!("aihub-test-{tag}");
+        // Generous, so a slow machine still shows read-your-writes rather than 202s.
+        config.consistency_timeout = Duration::from_secs(15);
+        config.relay_message_timeout = Duration::from_secs(5);
+        config.relay_sweep = Duration::from_millis(200);
+        Self { config, database }
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        connect(&self.config.database_url).await
+    }
+
+    pub async fn start(&self, roles: Roles) -> Running {
+        aihub::start(self.config.clone(), roles).await.expect("AI Hub starts")
+    }
+
+    /// Starts every role and returns a client for it.
+    pub async fn app(&self) -> (Running, Api) {
+        let running = self.start(Roles::all()).await;
+        let api = self.api(&running);
+        (running, api)
+    }
+
+    pub fn api(&self, running: &Running) -> Api {
+        let addr = running.addr.expect("serves HTTP");
+        Api {
+            base: format!("http://{addr}"),
+            token: self.config.admin_token.clone().unwrap_or_default(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        }
+    }
+
+    /// Rows of a table as JSON, in a stable order: what "identical read models" compares.
+    pub async fn dump(&self, table: &str, order_by: &str) -> Vec<Value> {
+        let db = self.db().await;
+        let rows = db
+            .query(&format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order_by}"), &[])
+            .await
+            .expect("dump");
+        rows.iter().map(|r| serde_json::from_str(r.get::<_, &str>(0)).expect("json")).collect()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db().await.query_one(sql, &[]).await.expect("count").get(0)
+    }
+
+    /// Waits until every projection has applied every journal event, or panics after `limit`.
+    pub async fn wait_until_projected(&self, limit: Duration) {
+        let journal = self.count("SELECT count(*) FROM journal").await;
+        let projections = projectors::all().len() as i64;
+        let target = journal * projections;
+        wait_for(limit, "every event projected by every projection", || async {
+            self.count("SELECT count(*) FROM projector_applied").await == target
+        })
+        .await;
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, panicking with `what` after `limit`.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An HTTP client of one running AI Hub, authenticated as the platform admin.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the OpenAI error shape and a 4xx status.
+    pub fn assert_client_error(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "unexpected status, body {}", self.body);
+        let error = &self.body["error"];
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message in {}", self.body);
+        assert!(error["type"].as_str().is_some(), "no type in {}", self.body);
+        assert!(error.get("code").is_some() && error.get("param").is_some(), "not the OpenAI shape: {}", self.body);
+        error
+    }
+}
+
+impl Api {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// Creates an organization and returns its id, asserting read-your-writes (201).
+    pub async fn create_org(&self, slug: &str) -> Uuid {
+        let reply = self.post("/api/v1/organizations", &serde_json::json!({"name": format!("Org {slug}"), "slug": slug})).await;
+        assert_eq!(reply.status, 201, "create {slug}: {}", reply.body);
+        reply.body["id"].as_str().and_then(|id| id.parse().ok()).expect("id")
+    }
+}
+
+pub fn unique_slug(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12])
+}
