@@ -34,11 +34,19 @@ pub struct Roles {
 
 impl Roles {
     pub fn all() -> Self {
-        Self { command_api: true, read_api: true, projectors: true }
+        Self {
+            command_api: true,
+            read_api: true,
+            projectors: true,
+        }
     }
 
     pub fn none() -> Self {
-        Self { command_api: false, read_api: false, projectors: false }
+        Self {
+            command_api: false,
+            read_api: false,
+            projectors: false,
+        }
     }
 
     fn http(&self) -> bool {
@@ -74,19 +82,22 @@ struct Health {
 
 pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let pool = platform::db::pool(&config.database_url, 16)?;
-    platform::db::migrate(&pool).await.context("applying migrations")?;
-    if let Err(e) = events::kafka::ensure_topic(&config.kafka_brokers, &config.topic, config.topic_partitions).await {
-        tracing::warn!(error = %e, topic = %config.topic, "could not make sure the event topic exists; continuing");
-    }
+    platform::db::migrate(&pool)
+        .await
+        .context("applying migrations")?;
     let shutdown = CancellationToken::new();
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(ensure_topic(config.clone(), shutdown.clone()))];
     let relay_status = Arc::new(RelayStatus::default());
     let projector_status = Arc::new(ProjectorStatus::default());
 
     let mut api = Router::new();
     if roles.command_api {
         let consistency = Consistency::new(pool.clone());
-        tasks.push(tokio::spawn(consistency.clone().listen(config.database_url.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(
+            consistency
+                .clone()
+                .listen(config.database_url.clone(), shutdown.clone()),
+        ));
         let relay_config = RelayConfig {
             database_url: config.database_url.clone(),
             brokers: config.kafka_brokers.clone(),
@@ -94,7 +105,11 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             message_timeout: config.relay_message_timeout,
             sweep: config.relay_sweep,
         };
-        tasks.push(tokio::spawn(command_api::relay::run(relay_config, relay_status.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(command_api::relay::run(
+            relay_config,
+            relay_status.clone(),
+            shutdown.clone(),
+        )));
         let state = CommandState::new(pool.clone(), consistency, config.consistency_timeout);
         api = api.merge(command_api::routes(state));
     }
@@ -135,13 +150,41 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            let server = axum::serve(listener, service).with_graceful_shutdown(async move { stop.cancelled().await });
+            let server = axum::serve(listener, service)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
     }
-    Ok(Running { addr, shutdown, tasks })
+    Ok(Running {
+        addr,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Makes sure the event topic exists, retrying in the background while the broker is away, so
+/// a process starts (and accepts writes into the journal) even when the broker does not answer.
+async fn ensure_topic(config: Config, shutdown: CancellationToken) {
+    loop {
+        match events::kafka::ensure_topic(
+            &config.kafka_brokers,
+            &config.topic,
+            config.topic_partitions,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %config.topic, "could not make sure the event topic exists; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 fn router(api: Router, health: Health, config: &Config) -> Router {
@@ -183,7 +226,9 @@ async fn readyz(State(health): State<Health>) -> Response {
     };
     let brokers = health.brokers.clone();
     let broker = tokio::task::spawn_blocking(move || {
-        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create();
+        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create();
         consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
     })
     .await
@@ -192,7 +237,11 @@ async fn readyz(State(health): State<Health>) -> Response {
     let stopped = health.projectors.stopped();
     let projectors = !health.roles.projectors || (health.projectors.any() && stopped.is_empty());
     let ready = postgres && broker && relay && projectors;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {

@@ -10,13 +10,18 @@ use projectors::ProjectorConfig;
 use crate::app::{self, Roles};
 
 #[derive(Debug, Parser)]
-#[command(name = "aihub", about = "AI Hub: an OpenAI-compatible enterprise AI API platform", version)]
+#[command(
+    name = "aihub",
+    about = "AI Hub: an OpenAI-compatible enterprise AI API platform",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::enum_variant_names)] // the variants are the CLI's subcommand names
 enum Command {
     /// Every role in one process on one port (the default way to run).
     Serve,
@@ -50,24 +55,62 @@ where
     let config = Config::from_env();
     match cli.command {
         Command::Serve => serve(config, Roles::all()).await,
-        Command::CommandApi => serve(config, Roles { command_api: true, ..Roles::none() }).await,
-        Command::ReadApi => serve(config, Roles { read_api: true, ..Roles::none() }).await,
-        Command::Projectors => serve(config, Roles { projectors: true, ..Roles::none() }).await,
+        Command::CommandApi => {
+            serve(
+                config,
+                Roles {
+                    command_api: true,
+                    ..Roles::none()
+                },
+            )
+            .await
+        }
+        Command::ReadApi => {
+            serve(
+                config,
+                Roles {
+                    read_api: true,
+                    ..Roles::none()
+                },
+            )
+            .await
+        }
+        Command::Projectors => {
+            serve(
+                config,
+                Roles {
+                    projectors: true,
+                    ..Roles::none()
+                },
+            )
+            .await
+        }
         Command::Migrate => {
             platform::db::create_database_if_missing(&config.database_url).await?;
             let pool = platform::db::pool(&config.database_url, 2)?;
             let applied = platform::db::migrate(&pool).await?;
-            println!("migrations applied: {}", if applied.is_empty() { "none (up to date)".into() } else { applied.join(", ") });
+            println!(
+                "migrations applied: {}",
+                if applied.is_empty() {
+                    "none (up to date)".into()
+                } else {
+                    applied.join(", ")
+                }
+            );
             Ok(())
         }
         Command::Bootstrap => {
             platform::db::create_database_if_missing(&config.database_url).await?;
             let pool = platform::db::pool(&config.database_url, 2)?;
             platform::db::migrate(&pool).await?;
-            events::kafka::ensure_topic(&config.kafka_brokers, &config.topic, config.topic_partitions)
-                .await
-                .map_err(anyhow::Error::msg)
-                .context("creating the event topic")?;
+            events::kafka::ensure_topic(
+                &config.kafka_brokers,
+                &config.topic,
+                config.topic_partitions,
+            )
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("creating the event topic")?;
             println!("database migrated; topic {} ready", config.topic);
             Ok(())
         }
@@ -110,7 +153,8 @@ async fn replay(config: Config, projection: Option<String>, all: bool) -> anyhow
     } else {
         let name = projection.unwrap_or_default();
         let known: Vec<_> = projectors::all().iter().map(|p| p.name()).collect();
-        vec![projectors::by_name(&name).with_context(|| format!("unknown projection {name:?}; known: {}", known.join(", ")))?]
+        vec![projectors::by_name(&name)
+            .with_context(|| format!("unknown projection {name:?}; known: {}", known.join(", ")))?]
     };
     let pool = platform::db::pool(&config.database_url, 4)?;
     let projector_config = ProjectorConfig {
@@ -124,9 +168,15 @@ async fn replay(config: Config, projection: Option<String>, all: bool) -> anyhow
         async move {
             let name = projection.name();
             let started = std::time::Instant::now();
-            println!("replay {name}: rebuilding from the beginning of {}", projector_config.topic);
+            println!(
+                "replay {name}: rebuilding from the beginning of {}",
+                projector_config.topic
+            );
             let applied = projectors::replay::rebuild(projection, &pool, &projector_config).await?;
-            println!("replay {name}: {applied} events applied in {:.1}s", started.elapsed().as_secs_f64());
+            println!(
+                "replay {name}: {applied} events applied in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
             anyhow::Ok(())
         }
     });

@@ -63,15 +63,26 @@ pub async fn commit(
             ),
             AppendError::ClaimTaken { scope, value } => {
                 let field = scope.rsplit('.').next().unwrap_or(scope);
-                ApiError::conflict("already_exists", format!("{field} {value:?} is already taken.")).with_param(field)
+                ApiError::conflict(
+                    "already_exists",
+                    format!("{field} {value:?} is already taken."),
+                )
+                .with_param(field)
             }
             AppendError::Database(e) => e,
         });
     }
     let projected = match pending {
-        Some(pending) => state.consistency.wait(pending, state.consistency_timeout).await,
+        Some(pending) => {
+            state
+                .consistency
+                .wait(pending, state.consistency_timeout)
+                .await
+        }
         None => false,
     };
-    metrics::COMMANDS.with_label_values(&[if projected { "projected" } else { "accepted" }]).inc();
+    metrics::COMMANDS
+        .with_label_values(&[if projected { "projected" } else { "accepted" }])
+        .inc();
     Ok(projected)
 }

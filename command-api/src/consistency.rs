@@ -29,7 +29,10 @@ pub struct Pending {
 
 impl Consistency {
     pub fn new(pool: PgPool) -> Arc<Self> {
-        Arc::new(Self { pool, waiters: Mutex::new(HashMap::new()) })
+        Arc::new(Self {
+            pool,
+            waiters: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn register(&self, projection: &str, event_ids: &[Uuid]) -> Pending {
@@ -38,7 +41,10 @@ impl Consistency {
             .iter()
             .map(|id| {
                 let (tx, rx) = oneshot::channel();
-                waiters.entry((projection.to_string(), *id)).or_default().push(tx);
+                waiters
+                    .entry((projection.to_string(), *id))
+                    .or_default()
+                    .push(tx);
                 (projection.to_string(), *id, rx)
             })
             .collect();
@@ -71,10 +77,15 @@ impl Consistency {
     }
 
     async fn applied_in_table(&self, keys: &[(String, Uuid)]) -> bool {
-        let Ok(client) = self.pool.get().await else { return false };
+        let Ok(client) = self.pool.get().await else {
+            return false;
+        };
         for (projection, id) in keys {
             match client
-                .query_opt("SELECT 1 FROM projector_applied WHERE projection = $1 AND event_id = $2", &[projection, id])
+                .query_opt(
+                    "SELECT 1 FROM projector_applied WHERE projection = $1 AND event_id = $2",
+                    &[projection, id],
+                )
                 .await
             {
                 Ok(Some(_)) => {}
@@ -85,7 +96,9 @@ impl Consistency {
     }
 
     fn notify(&self, payload: &str) {
-        let Some((projection, ids)) = payload.split_once(':') else { return };
+        let Some((projection, ids)) = payload.split_once(':') else {
+            return;
+        };
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if waiters.is_empty() {
             return;
@@ -112,7 +125,11 @@ impl Consistency {
         }
     }
 
-    async fn listen_once(&self, database_url: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn listen_once(
+        &self,
+        database_url: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let (client, mut connection) = platform::db::dedicated(database_url).await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
@@ -130,7 +147,9 @@ impl Consistency {
             }
             Ok(())
         });
-        client.batch_execute(&format!("LISTEN {PROJECTED_CHANNEL}")).await?;
+        client
+            .batch_execute(&format!("LISTEN {PROJECTED_CHANNEL}"))
+            .await?;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -40,21 +40,30 @@ impl Journal {
     pub async fn load(&self, stream_id: &str) -> Result<Vec<EventEnvelope>, ApiError> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached("SELECT envelope::text FROM journal WHERE stream_id = $1 ORDER BY stream_version")
+            .prepare_cached(
+                "SELECT envelope::text FROM journal WHERE stream_id = $1 ORDER BY stream_version",
+            )
             .await?;
         let rows = client.query(&statement, &[&stream_id]).await?;
         rows.iter()
             .map(|row| {
                 let text: String = row.get(0);
-                EventEnvelope::decode(text.as_bytes())
-                    .map_err(|e| ApiError::internal(anyhow::anyhow!("journal row of {stream_id} unreadable: {e}")))
+                EventEnvelope::decode(text.as_bytes()).map_err(|e| {
+                    ApiError::internal(anyhow::anyhow!(
+                        "journal row of {stream_id} unreadable: {e}"
+                    ))
+                })
             })
             .collect()
     }
 
     /// Appends events (and claims) atomically. Events must carry the next versions of their
     /// stream; if another writer got there first, this is a `VersionConflict`.
-    pub async fn append(&self, events: &[EventEnvelope], claims: &[(Claim, String)]) -> Result<(), AppendError> {
+    pub async fn append(
+        &self,
+        events: &[EventEnvelope],
+        claims: &[(Claim, String)],
+    ) -> Result<(), AppendError> {
         let mut client = self.pool.get().await.map_err(ApiError::from)?;
         let tx = client.transaction().await.map_err(ApiError::from)?;
         for (claim, stream_id) in claims {
@@ -69,7 +78,10 @@ impl Journal {
                         .await
                         .map_err(ApiError::from)?;
                     if inserted == 0 {
-                        return Err(AppendError::ClaimTaken { scope, value: value.clone() });
+                        return Err(AppendError::ClaimTaken {
+                            scope,
+                            value: value.clone(),
+                        });
                     }
                 }
                 Claim::Release { scope, value } => {
@@ -108,7 +120,11 @@ impl Journal {
                 let conflict = e
                     .as_db_error()
                     .is_some_and(|db| db.constraint() == Some("journal_stream_version_key"));
-                return Err(if conflict { AppendError::VersionConflict } else { ApiError::from(e).into() });
+                return Err(if conflict {
+                    AppendError::VersionConflict
+                } else {
+                    ApiError::from(e).into()
+                });
             }
         }
         tx.commit().await.map_err(ApiError::from)?;

@@ -25,12 +25,22 @@ pub struct CommandState {
 }
 
 impl CommandState {
-    pub fn new(pool: PgPool, consistency: Arc<Consistency>, consistency_timeout: std::time::Duration) -> Self {
-        Self { journal: Journal::new(pool), consistency, consistency_timeout }
+    pub fn new(
+        pool: PgPool,
+        consistency: Arc<Consistency>,
+        consistency_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            journal: Journal::new(pool),
+            consistency,
+            consistency_timeout,
+        }
     }
 }
 
 /// Every write route, under `/api/v1`.
 pub fn routes(state: CommandState) -> Router {
-    Router::new().merge(organizations::routes::router()).with_state(state)
+    Router::new()
+        .merge(organizations::routes::router())
+        .with_state(state)
 }

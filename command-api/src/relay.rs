@@ -56,7 +56,11 @@ pub async fn run(config: RelayConfig, status: Arc<RelayStatus>, shutdown: Cancel
 
 /// Takes the lock (waiting as a standby while another process holds it), then publishes until
 /// the connection fails or shutdown.
-async fn lead(config: &RelayConfig, status: &RelayStatus, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn lead(
+    config: &RelayConfig,
+    status: &RelayStatus,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let (client, mut connection) = platform::db::dedicated(&config.database_url).await?;
     let (wake_tx, mut wake) = mpsc::channel::<()>(1);
     let driver = tokio::spawn(async move {
@@ -111,7 +115,10 @@ async fn lead(config: &RelayConfig, status: &RelayStatus, shutdown: &Cancellatio
 
 fn new_producer(config: &RelayConfig) -> anyhow::Result<FutureProducer> {
     let mut client_config = producer_config(&config.brokers);
-    client_config.set("message.timeout.ms", config.message_timeout.as_millis().to_string());
+    client_config.set(
+        "message.timeout.ms",
+        config.message_timeout.as_millis().to_string(),
+    );
     Ok(client_config.create()?)
 }
 
@@ -157,17 +164,27 @@ async fn publish_batch(
         }
     }
     let outcomes = futures::future::join_all(deliveries).await;
-    let delivered = outcomes.iter().take_while(|o| matches!(o, Ok(Ok(_)))).count();
+    let delivered = outcomes
+        .iter()
+        .take_while(|o| matches!(o, Ok(Ok(_))))
+        .count();
     let published = &positions[..delivered];
     if !published.is_empty() {
         client
-            .execute("UPDATE journal SET published_at = now() WHERE global_position = ANY($1)", &[&published])
+            .execute(
+                "UPDATE journal SET published_at = now() WHERE global_position = ANY($1)",
+                &[&published],
+            )
             .await?;
     }
-    metrics::EVENTS_PUBLISHED.with_label_values(&["published"]).inc_by(delivered as u64);
+    metrics::EVENTS_PUBLISHED
+        .with_label_values(&["published"])
+        .inc_by(delivered as u64);
     if delivered < rows.len() {
         let failed = rows.len() - delivered;
-        metrics::EVENTS_PUBLISHED.with_label_values(&["failed"]).inc_by(failed as u64);
+        metrics::EVENTS_PUBLISHED
+            .with_label_values(&["failed"])
+            .inc_by(failed as u64);
         let reason = outcomes
             .iter()
             .find_map(|o| match o {
@@ -176,7 +193,10 @@ async fn publish_batch(
                 Ok(Ok(_)) => None,
             })
             .unwrap_or_else(|| "queue full".into());
-        anyhow::bail!("{failed} of {} events not acknowledged: {reason}", rows.len());
+        anyhow::bail!(
+            "{failed} of {} events not acknowledged: {reason}",
+            rows.len()
+        );
     }
     Ok(delivered)
 }

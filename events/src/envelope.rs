@@ -7,7 +7,7 @@ use crate::organization::{OrganizationCreated, OrganizationDeleted, Organization
 
 /// Declares the event types once: the enum variant, its wire name and its schema version.
 macro_rules! event_types {
-    ($( $variant:ident => $name:literal, v$version:literal, $data:ty; )*) => {
+    ($( $variant:ident => $name:literal, version $version:literal, $data:ty; )*) => {
         /// Every event type of the platform, with its type-specific data. On the wire the
         /// variant is the envelope's `event_type` and its data the envelope's `data`.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,9 +36,9 @@ macro_rules! event_types {
 }
 
 event_types! {
-    OrganizationCreated => "organization.created", v1, OrganizationCreated;
-    OrganizationUpdated => "organization.updated", v1, OrganizationUpdated;
-    OrganizationDeleted => "organization.deleted", v1, OrganizationDeleted;
+    OrganizationCreated => "organization.created", version 1, OrganizationCreated;
+    OrganizationUpdated => "organization.updated", version 1, OrganizationUpdated;
+    OrganizationDeleted => "organization.deleted", version 1, OrganizationDeleted;
 }
 
 /// Who caused an event.
@@ -62,7 +62,11 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Self {
-        Self { kind: ActorType::System, id: "aihub".into(), ip: None }
+        Self {
+            kind: ActorType::System,
+            id: "aihub".into(),
+            ip: None,
+        }
     }
 }
 
@@ -87,8 +91,14 @@ pub struct EventEnvelope {
 pub enum DecodeError {
     #[error("event is not valid JSON for a known event type: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("event type {event_type} has schema version {found}, this build reads up to {supported}")]
-    UnsupportedVersion { event_type: String, found: u32, supported: u32 },
+    #[error(
+        "event type {event_type} has schema version {found}, this build reads up to {supported}"
+    )]
+    UnsupportedVersion {
+        event_type: String,
+        found: u32,
+        supported: u32,
+    },
 }
 
 impl EventEnvelope {
@@ -208,7 +218,10 @@ mod tests {
         assert_eq!(json["event_type"], "organization.created");
         assert_eq!(json["data"]["slug"], "acme");
         let at = json["occurred_at"].as_str().expect("string");
-        assert!(at.ends_with('Z') && at.len() == "2026-01-01T00:00:00.000Z".len(), "{at}");
+        assert!(
+            at.ends_with('Z') && at.len() == "2026-01-01T00:00:00.000Z".len(),
+            "{at}"
+        );
     }
 
     #[test]
@@ -216,6 +229,9 @@ mod tests {
         let mut json: serde_json::Value = serde_json::from_slice(&sample().encode()).expect("json");
         json["schema_version"] = 99.into();
         let err = EventEnvelope::decode(json.to_string().as_bytes()).expect_err("refused");
-        assert!(matches!(err, DecodeError::UnsupportedVersion { found: 99, .. }));
+        assert!(matches!(
+            err,
+            DecodeError::UnsupportedVersion { found: 99, .. }
+        ));
     }
 }

@@ -51,7 +51,9 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
 /// The CloudEvents binary-mode headers of an event (`ce_*` attributes plus `content-type`).
 pub fn cloudevents_headers(event: &EventEnvelope) -> OwnedHeaders {
     let id = event.event_id.to_string();
-    let time = event.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let time = event
+        .occurred_at
+        .to_rfc3339_opts(SecondsFormat::Millis, true);
     let version = event.schema_version.to_string();
     [
         ("ce_specversion", "1.0"),
@@ -64,9 +66,15 @@ pub fn cloudevents_headers(event: &EventEnvelope) -> OwnedHeaders {
         ("content-type", "application/json"),
     ]
     .into_iter()
-    .fold(OwnedHeaders::new_with_capacity(8), |headers, (key, value)| {
-        headers.insert(Header { key, value: Some(value) })
-    })
+    .fold(
+        OwnedHeaders::new_with_capacity(8),
+        |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value),
+            })
+        },
+    )
 }
 
 /// Reads one header of a consumed message as text.
@@ -87,7 +95,9 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
         .set("retention.ms", "-1")
         .set("cleanup.policy", "delete");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics([&new_topic], &options)
         .await

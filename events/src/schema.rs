@@ -12,7 +12,9 @@ pub fn all() -> Vec<(String, Value)> {
             object.insert("title".into(), json!(name));
             object.insert(
                 "description".into(),
-                json!(format!("`data` of a `{name}` event, schema_version {version}.")),
+                json!(format!(
+                    "`data` of a `{name}` event, schema_version {version}."
+                )),
             );
         }
         files.push((format!("{name}.schema.json"), value));

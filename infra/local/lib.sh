@@ -78,11 +78,12 @@ start_tansu() {
   if port_open "$KAFKA_PORT"; then say "a broker already listens on $KAFKA_PORT; using it"; return; fi
   mkdir -p "$AIHUB_HOME/tansu"
   say "starting Tansu on 127.0.0.1:$KAFKA_PORT (SQLite storage in $AIHUB_HOME/tansu)"
-  nohup "$(tansu_bin)" broker \
-    --storage-engine "sqlite://$AIHUB_HOME/tansu/tansu.db" \
+  # Tansu reads the SQLite path relative to its working directory.
+  (cd "$AIHUB_HOME/tansu" && exec nohup "$(tansu_bin)" broker \
+    --storage-engine "sqlite://tansu.db" \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    >>"$LOGS/tansu.log" 2>&1 &
+    >>"$LOGS/tansu.log" 2>&1) &
   echo $! >"$AIHUB_HOME/tansu.pid"
   wait_port "$KAFKA_PORT" Tansu
 }

@@ -18,7 +18,11 @@ pub enum Principal {
 impl Principal {
     pub fn actor(&self, ip: Option<String>) -> Actor {
         match self {
-            Principal::PlatformAdmin => Actor { kind: ActorType::PlatformAdmin, id: "platform-admin".into(), ip },
+            Principal::PlatformAdmin => Actor {
+                kind: ActorType::PlatformAdmin,
+                id: "platform-admin".into(),
+                ip,
+            },
         }
     }
 }
@@ -31,19 +35,32 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(admin_token: Option<String>) -> Self {
-        Self { admin_token: admin_token.map(Into::into) }
+        Self {
+            admin_token: admin_token.map(Into::into),
+        }
     }
 
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
         let Some(header) = authorization else {
-            return Err(refuse("missing", "Missing bearer token: send `Authorization: Bearer <API key>`."));
+            return Err(refuse(
+                "missing",
+                "Missing bearer token: send `Authorization: Bearer <API key>`.",
+            ));
         };
-        let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) else {
-            return Err(refuse("malformed", "Malformed Authorization header: expected `Bearer <API key>`."));
+        let Some(token) = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+        else {
+            return Err(refuse(
+                "malformed",
+                "Malformed Authorization header: expected `Bearer <API key>`.",
+            ));
         };
         let token = token.trim();
         match &self.admin_token {
-            Some(admin) if constant_time_eq(admin.as_bytes(), token.as_bytes()) => Ok(Principal::PlatformAdmin),
+            Some(admin) if constant_time_eq(admin.as_bytes(), token.as_bytes()) => {
+                Ok(Principal::PlatformAdmin)
+            }
             _ => Err(refuse("unknown", "Incorrect API key provided.")),
         }
     }
@@ -66,8 +83,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .extensions
             .get::<Authenticator>()
             .cloned()
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("Authenticator extension missing")))?;
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            .ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("Authenticator extension missing"))
+            })?;
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         authenticator.authenticate(header)
     }
 }
@@ -79,8 +101,17 @@ mod tests {
     #[test]
     fn only_the_exact_admin_token_is_admin() {
         let auth = Authenticator::new(Some("s3cret".into()));
-        assert_eq!(auth.authenticate(Some("Bearer s3cret")).ok(), Some(Principal::PlatformAdmin));
-        for header in [None, Some("s3cret"), Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("Basic s3cret")] {
+        assert_eq!(
+            auth.authenticate(Some("Bearer s3cret")).ok(),
+            Some(Principal::PlatformAdmin)
+        );
+        for header in [
+            None,
+            Some("s3cret"),
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("Basic s3cret"),
+        ] {
             let err = auth.authenticate(header).expect_err("refused");
             assert_eq!(err.status, axum::http::StatusCode::UNAUTHORIZED);
         }

@@ -8,10 +8,22 @@ pub use deadpool_postgres::{Object as Connection, Pool as PgPool};
 
 /// Migrations, applied in order, each once, recorded in `schema_migrations`.
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_journal", include_str!("../../schemas/sql/0001_journal.sql")),
-    ("0002_projectors", include_str!("../../schemas/sql/0002_projectors.sql")),
-    ("0003_read_tenancy", include_str!("../../schemas/sql/0003_read_tenancy.sql")),
-    ("0004_read_audit", include_str!("../../schemas/sql/0004_read_audit.sql")),
+    (
+        "0001_journal",
+        include_str!("../../schemas/sql/0001_journal.sql"),
+    ),
+    (
+        "0002_projectors",
+        include_str!("../../schemas/sql/0002_projectors.sql"),
+    ),
+    (
+        "0003_read_tenancy",
+        include_str!("../../schemas/sql/0003_read_tenancy.sql"),
+    ),
+    (
+        "0004_read_audit",
+        include_str!("../../schemas/sql/0004_read_audit.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.
@@ -31,8 +43,16 @@ pub fn migrations_fingerprint() -> String {
 const MIGRATION_LOCK: i64 = 0x6169_6875_625f_6d69;
 
 pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
-    let pg: tokio_postgres::Config = database_url.parse().context("DATABASE_URL is not a valid Postgres URL")?;
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pg: tokio_postgres::Config = database_url
+        .parse()
+        .context("DATABASE_URL is not a valid Postgres URL")?;
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -46,20 +66,33 @@ pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
 /// The returned task drives the connection and yields its asynchronous messages.
 pub async fn dedicated(
     database_url: &str,
-) -> anyhow::Result<(tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>)>
-{
-    tokio_postgres::connect(database_url, NoTls).await.context("connecting to Postgres")
+) -> anyhow::Result<(
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+)> {
+    tokio_postgres::connect(database_url, NoTls)
+        .await
+        .context("connecting to Postgres")
 }
 
 pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<&'static str>> {
-    let mut client = pool.get().await.context("connecting to Postgres to migrate")?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let mut client = pool
+        .get()
+        .await
+        .context("connecting to Postgres to migrate")?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
     let result = apply_pending(&mut client).await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
     result
 }
 
-async fn apply_pending(client: &mut deadpool_postgres::Object) -> anyhow::Result<Vec<&'static str>> {
+async fn apply_pending(
+    client: &mut deadpool_postgres::Object,
+) -> anyhow::Result<Vec<&'static str>> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -70,10 +103,21 @@ async fn apply_pending(client: &mut deadpool_postgres::Object) -> anyhow::Result
     let mut applied = Vec::new();
     for (version, sql) in MIGRATIONS {
         let tx = client.transaction().await?;
-        let done = tx.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version]).await?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
+            .await?;
         if done.is_none() {
-            tx.batch_execute(sql).await.with_context(|| format!("migration {version}"))?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).await?;
+            tx.batch_execute(sql)
+                .await
+                .with_context(|| format!("migration {version}"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
             applied.push(*version);
         }
         tx.commit().await?;
@@ -83,16 +127,28 @@ async fn apply_pending(client: &mut deadpool_postgres::Object) -> anyhow::Result
 
 /// Creates the database named in the URL if it does not exist, connecting to `postgres`.
 pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
-    let config: tokio_postgres::Config = database_url.parse().context("DATABASE_URL is not a valid Postgres URL")?;
-    let Some(name) = config.get_dbname().map(str::to_owned) else { return Ok(()) };
+    let config: tokio_postgres::Config = database_url
+        .parse()
+        .context("DATABASE_URL is not a valid Postgres URL")?;
+    let Some(name) = config.get_dbname().map(str::to_owned) else {
+        return Ok(());
+    };
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let (client, connection) = admin.connect(NoTls).await.context("connecting to the postgres database")?;
+    let (client, connection) = admin
+        .connect(NoTls)
+        .await
+        .context("connecting to the postgres database")?;
     let driver = tokio::spawn(connection);
-    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?;
     if exists.is_none() {
         let quoted = name.replace('"', "\"\"");
-        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
+        if let Err(e) = client
+            .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+            .await
+        {
             // Another process may have created it meanwhile.
             if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
                 return Err(e.into());

@@ -67,9 +67,16 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             // serde's message names the field ("missing field `name`"); keep that part only.
             let detail = e.body_text();
-            let detail = detail.rsplit(": ").next().unwrap_or("invalid body").to_string();
+            let detail = detail
+                .rsplit(": ")
+                .next()
+                .unwrap_or("invalid body")
+                .to_string();
             let param = detail.split('`').nth(1).map(str::to_owned);
-            let error = ApiError::bad_request("invalid_body", format!("The request body is invalid: {detail}"));
+            let error = ApiError::bad_request(
+                "invalid_body",
+                format!("The request body is invalid: {detail}"),
+            );
             match param {
                 Some(p) => error.with_param(&p),
                 None => error,
@@ -96,9 +103,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found("No such resource."))?;
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::not_found("No such resource."))?;
         raw.parse()
             .map(PathId)
             .map_err(|_| ApiError::not_found(format!("No resource with id {raw:?}.")))
@@ -110,7 +118,10 @@ pub async fn not_found_fallback() -> ApiError {
 }
 
 pub async fn method_not_allowed_fallback() -> Response {
-    let mut error = ApiError::bad_request("method_not_allowed", "This endpoint does not support that method.");
+    let mut error = ApiError::bad_request(
+        "method_not_allowed",
+        "This endpoint does not support that method.",
+    );
     error.status = StatusCode::METHOD_NOT_ALLOWED;
     error.into_response()
 }
@@ -124,14 +135,27 @@ impl ApiError {
 
 /// A write that was accepted: `201`/`200`/`204` once readable, `202` with `Location` if the read
 /// models have not caught up within the bound.
-pub fn accepted_or(status: StatusCode, projected: bool, location: &str, body: Option<serde_json::Value>) -> Response {
-    let status = if projected { status } else { StatusCode::ACCEPTED };
+pub fn accepted_or(
+    status: StatusCode,
+    projected: bool,
+    location: &str,
+    body: Option<serde_json::Value>,
+) -> Response {
+    let status = if projected {
+        status
+    } else {
+        StatusCode::ACCEPTED
+    };
     let mut response = match body {
-        Some(body) if status != StatusCode::NO_CONTENT => (status, axum::Json(body)).into_response(),
+        Some(body) if status != StatusCode::NO_CONTENT => {
+            (status, axum::Json(body)).into_response()
+        }
         _ => status.into_response(),
     };
     if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(axum::http::header::LOCATION, value);
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, value);
     }
     response
 }

@@ -17,7 +17,10 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
 pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
         HistogramVec::new(
-            HistogramOpts::new("aihub_http_request_duration_seconds", "HTTP requests by route and status"),
+            HistogramOpts::new(
+                "aihub_http_request_duration_seconds",
+                "HTTP requests by route and status",
+            ),
             &["method", "route", "status"],
         )
         .unwrap_or_else(|_| unreachable!("valid metric definition")),
@@ -26,22 +29,37 @@ pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
-        IntCounterVec::new(Opts::new("aihub_auth_failures_total", "Refused authentications by reason"), &["reason"])
-            .unwrap_or_else(|_| unreachable!("valid metric definition")),
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_auth_failures_total",
+                "Refused authentications by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
     )
 });
 
 pub static EVENTS_PUBLISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
-        IntCounterVec::new(Opts::new("aihub_relay_events_total", "Journal rows the relay handled, by outcome"), &["outcome"])
-            .unwrap_or_else(|_| unreachable!("valid metric definition")),
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_relay_events_total",
+                "Journal rows the relay handled, by outcome",
+            ),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
     )
 });
 
 pub static EVENTS_PROJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("aihub_projector_events_total", "Events seen by projections, by outcome"),
+            Opts::new(
+                "aihub_projector_events_total",
+                "Events seen by projections, by outcome",
+            ),
             &["projection", "outcome"],
         )
         .unwrap_or_else(|_| unreachable!("valid metric definition")),
@@ -51,7 +69,10 @@ pub static EVENTS_PROJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("aihub_commands_total", "Commands by outcome: projected in time, accepted (202) or refused"),
+            Opts::new(
+                "aihub_commands_total",
+                "Commands by outcome: projected in time, accepted (202) or refused",
+            ),
             &["outcome"],
         )
         .unwrap_or_else(|_| unreachable!("valid metric definition")),
@@ -60,8 +81,14 @@ pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 pub static RUNNING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(
-        IntGaugeVec::new(Opts::new("aihub_component_running", "1 while a background component runs"), &["component"])
-            .unwrap_or_else(|_| unreachable!("valid metric definition")),
+        IntGaugeVec::new(
+            Opts::new(
+                "aihub_component_running",
+                "1 while a background component runs",
+            ),
+            &["component"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
     )
 });
 

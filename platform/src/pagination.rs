@@ -30,7 +30,12 @@ impl PageQuery {
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| ApiError::invalid_param("limit", format!("limit must be an integer from 1 to {MAX_LIMIT}.")))?,
+                .ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "limit",
+                        format!("limit must be an integer from 1 to {MAX_LIMIT}."),
+                    )
+                })?,
         };
         let after = match &self.cursor {
             None => None,
@@ -40,7 +45,9 @@ impl PageQuery {
                     .decode(raw)
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| ApiError::invalid_param("cursor", "cursor is not one this API returned."))?,
+                    .ok_or_else(|| {
+                        ApiError::invalid_param("cursor", "cursor is not one this API returned.")
+                    })?,
             ),
         };
         Ok(Page { limit, after })
@@ -59,8 +66,16 @@ impl<T> List<T> {
     pub fn from_rows(mut rows: Vec<T>, page: &Page, key: impl Fn(&T) -> String) -> Self {
         let more = rows.len() as i64 > page.limit;
         rows.truncate(page.limit as usize);
-        let next_cursor = if more { rows.last().map(|last| URL_SAFE_NO_PAD.encode(key(last))) } else { None };
-        Self { object: "list", data: rows, next_cursor }
+        let next_cursor = if more {
+            rows.last().map(|last| URL_SAFE_NO_PAD.encode(key(last)))
+        } else {
+            None
+        };
+        Self {
+            object: "list",
+            data: rows,
+            next_cursor,
+        }
     }
 }
 
@@ -71,21 +86,36 @@ mod tests {
     #[test]
     fn limit_must_be_within_bounds() {
         for bad in ["0", "-1", "1001", "ten"] {
-            let q = PageQuery { limit: Some(bad.into()), cursor: None };
+            let q = PageQuery {
+                limit: Some(bad.into()),
+                cursor: None,
+            };
             assert!(q.page().is_err(), "{bad} accepted");
         }
-        let q = PageQuery { limit: Some("1000".into()), cursor: None };
+        let q = PageQuery {
+            limit: Some("1000".into()),
+            cursor: None,
+        };
         assert_eq!(q.page().expect("valid").limit, 1000);
     }
 
     #[test]
     fn cursor_round_trips_and_garbage_is_refused() {
-        let page = Page { limit: 2, after: None };
+        let page = Page {
+            limit: 2,
+            after: None,
+        };
         let list = List::from_rows(vec!["a", "b", "c"], &page, |s| s.to_string());
         assert_eq!(list.data, vec!["a", "b"]);
-        let q = PageQuery { limit: None, cursor: list.next_cursor };
+        let q = PageQuery {
+            limit: None,
+            cursor: list.next_cursor,
+        };
         assert_eq!(q.page().expect("valid").after.as_deref(), Some("b"));
-        let q = PageQuery { limit: None, cursor: Some("%%%".into()) };
+        let q = PageQuery {
+            limit: None,
+            cursor: Some("%%%".into()),
+        };
         assert!(q.page().is_err());
     }
 }

@@ -27,7 +27,10 @@ impl Sql {
 
 impl std::fmt::Debug for Sql {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sql").field("text", &self.text).field("params", &self.params).finish()
+        f.debug_struct("Sql")
+            .field("text", &self.text)
+            .field("params", &self.params)
+            .finish()
     }
 }
 
@@ -43,7 +46,10 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Every projection of the platform.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(projections::tenancy::Tenancy), Arc::new(projections::audit::Audit)]
+    vec![
+        Arc::new(projections::tenancy::Tenancy),
+        Arc::new(projections::audit::Audit),
+    ]
 }
 
 pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {

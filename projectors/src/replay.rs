@@ -16,7 +16,11 @@ use crate::runner::{consume, ProjectorConfig};
 use crate::Projection;
 
 /// Rebuilds one projection and returns how many events it applied.
-pub async fn rebuild(projection: Arc<dyn Projection>, pool: &PgPool, config: &ProjectorConfig) -> anyhow::Result<i64> {
+pub async fn rebuild(
+    projection: Arc<dyn Projection>,
+    pool: &PgPool,
+    config: &ProjectorConfig,
+) -> anyhow::Result<i64> {
     let name = projection.name();
     let ends = end_offsets(&config.brokers, &config.topic).await?;
     {
@@ -25,15 +29,39 @@ pub async fn rebuild(projection: Arc<dyn Projection>, pool: &PgPool, config: &Pr
         for table in projection.tables() {
             tx.batch_execute(&format!("TRUNCATE {table}")).await?;
         }
-        tx.execute("DELETE FROM projector_offsets WHERE projection = $1", &[&name]).await?;
-        tx.execute("DELETE FROM projector_applied WHERE projection = $1", &[&name]).await?;
+        tx.execute(
+            "DELETE FROM projector_offsets WHERE projection = $1",
+            &[&name],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM projector_applied WHERE projection = $1",
+            &[&name],
+        )
+        .await?;
         tx.commit().await?;
     }
-    let group = format!("{}.{}.replay-{}", config.group_prefix, name, uuid::Uuid::now_v7());
-    consume(projection.as_ref(), pool, config, &group, &CancellationToken::new(), Some(&ends)).await?;
+    let group = format!(
+        "{}.{}.replay-{}",
+        config.group_prefix,
+        name,
+        uuid::Uuid::now_v7()
+    );
+    consume(
+        projection.as_ref(),
+        pool,
+        config,
+        &group,
+        &CancellationToken::new(),
+        Some(&ends),
+    )
+    .await?;
     let client = pool.get().await?;
     let applied: i64 = client
-        .query_one("SELECT count(*) FROM projector_applied WHERE projection = $1", &[&name])
+        .query_one(
+            "SELECT count(*) FROM projector_applied WHERE projection = $1",
+            &[&name],
+        )
         .await?
         .get(0);
     Ok(applied)
@@ -44,20 +72,29 @@ pub async fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<HashMap<i
     let brokers = brokers.to_string();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
         let timeout = Duration::from_secs(10);
-        let metadata = consumer.fetch_metadata(Some(&topic), timeout).context("reading topic metadata")?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .context("reading topic metadata")?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
             .filter(|t| t.name() == topic)
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
+        anyhow::ensure!(
+            !partitions.is_empty(),
+            "topic {topic} has no partitions (does it exist?)"
+        );
         partitions
             .into_iter()
             .map(|p| {
-                let (_, high) = consumer.fetch_watermarks(&topic, p, timeout).context("reading watermarks")?;
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, p, timeout)
+                    .context("reading watermarks")?;
                 Ok((p, high))
             })
             .collect()

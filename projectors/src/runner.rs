@@ -48,11 +48,18 @@ impl ProjectorStatus {
     /// Names of the projections registered in this process that are not running.
     pub fn stopped(&self) -> Vec<&'static str> {
         let map = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter().filter(|(_, up)| !up.load(Ordering::SeqCst)).map(|(n, _)| *n).collect()
+        map.iter()
+            .filter(|(_, up)| !up.load(Ordering::SeqCst))
+            .map(|(n, _)| *n)
+            .collect()
     }
 
     pub fn any(&self) -> bool {
-        !self.running.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 }
 
@@ -68,10 +75,14 @@ pub async fn run(
     let group = format!("{}.{}", config.group_prefix, projection.name());
     while !shutdown.is_cancelled() {
         flag.store(true, Ordering::SeqCst);
-        metrics::RUNNING.with_label_values(&[projection.name()]).set(1);
+        metrics::RUNNING
+            .with_label_values(&[projection.name()])
+            .set(1);
         let result = consume(projection.as_ref(), &pool, &config, &group, &shutdown, None).await;
         flag.store(false, Ordering::SeqCst);
-        metrics::RUNNING.with_label_values(&[projection.name()]).set(0);
+        metrics::RUNNING
+            .with_label_values(&[projection.name()])
+            .set(0);
         if let Err(e) = result {
             tracing::warn!(projection = projection.name(), error = %format!("{e:#}"), "projector failed; restarting");
             tokio::select! {
@@ -92,9 +103,19 @@ pub(crate) async fn consume(
     shutdown: &CancellationToken,
     until: Option<&HashMap<i32, i64>>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = consumer_config(&config.brokers, group).create().context("creating the consumer")?;
-    consumer.subscribe(&[&config.topic]).context("subscribing to the topic")?;
-    let mut worker = Worker { projection, pool, topic: &config.topic, consumer: &consumer, rewound: HashSet::new() };
+    let consumer: StreamConsumer = consumer_config(&config.brokers, group)
+        .create()
+        .context("creating the consumer")?;
+    consumer
+        .subscribe(&[&config.topic])
+        .context("subscribing to the topic")?;
+    let mut worker = Worker {
+        projection,
+        pool,
+        topic: &config.topic,
+        consumer: &consumer,
+        rewound: HashSet::new(),
+    };
     if let Some(until) = until {
         if worker.caught_up(until).await? {
             return Ok(());
@@ -116,7 +137,10 @@ pub(crate) async fn consume(
         }
         let mut by_partition: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
         for message in batch {
-            by_partition.entry(message.partition()).or_default().push(message);
+            by_partition
+                .entry(message.partition())
+                .or_default()
+                .push(message);
         }
         for (partition, messages) in by_partition {
             worker.apply(partition, messages).await?;
@@ -156,7 +180,8 @@ impl Worker<'_> {
             None if self.rewound.contains(&partition) => first_offset,
             None => 0,
         };
-        let fresh: Vec<&OwnedMessage> = messages.iter().filter(|m| m.offset() >= expected).collect();
+        let fresh: Vec<&OwnedMessage> =
+            messages.iter().filter(|m| m.offset() >= expected).collect();
         match fresh.first() {
             None => {
                 // Everything here was applied already; jump ahead rather than re-read the rest.
@@ -186,7 +211,9 @@ impl Worker<'_> {
                 Some(Ok(event)) => event,
                 Some(Err(e)) => {
                     tracing::error!(projection = name, partition, offset = message.offset(), error = %e, "skipping an unreadable event");
-                    metrics::EVENTS_PROJECTED.with_label_values(&[name, "unreadable"]).inc();
+                    metrics::EVENTS_PROJECTED
+                        .with_label_values(&[name, "unreadable"])
+                        .inc();
                     continue;
                 }
                 None => continue,
@@ -198,16 +225,21 @@ impl Worker<'_> {
                 )
                 .await?;
             if first_time == 0 {
-                metrics::EVENTS_PROJECTED.with_label_values(&[name, "duplicate"]).inc();
+                metrics::EVENTS_PROJECTED
+                    .with_label_values(&[name, "duplicate"])
+                    .inc();
                 continue;
             }
             for sql in self.projection.statements(&event) {
                 let statement = tx.prepare_cached(sql.text).await?;
-                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                    sql.params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                tx.execute(&statement, &params)
-                    .await
-                    .with_context(|| format!("{name} applying {} {}", event.event_type(), event.event_id))?;
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = sql
+                    .params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                tx.execute(&statement, &params).await.with_context(|| {
+                    format!("{name} applying {} {}", event.event_type(), event.event_id)
+                })?;
             }
             applied.push(event.event_id);
         }
@@ -221,27 +253,43 @@ impl Worker<'_> {
         for chunk in applied.chunks(IDS_PER_NOTIFY) {
             let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
             let payload = format!("{name}:{}", ids.join(","));
-            tx.execute("SELECT pg_notify('aihub_projected', $1)", &[&payload]).await?;
+            tx.execute("SELECT pg_notify('aihub_projected', $1)", &[&payload])
+                .await?;
         }
         tx.commit().await?;
-        metrics::EVENTS_PROJECTED.with_label_values(&[name, "applied"]).inc_by(applied.len() as u64);
+        metrics::EVENTS_PROJECTED
+            .with_label_values(&[name, "applied"])
+            .inc_by(applied.len() as u64);
 
         // A hint for the next start; Postgres stays the truth.
         let mut tpl = TopicPartitionList::new();
-        if tpl.add_partition_offset(self.topic, partition, Offset::Offset(next)).is_ok() {
+        if tpl
+            .add_partition_offset(self.topic, partition, Offset::Offset(next))
+            .is_ok()
+        {
             let _ = self.consumer.commit(&tpl, CommitMode::Async);
         }
         Ok(())
     }
 
     fn seek(&self, partition: i32, offset: i64) {
-        if let Err(e) = self.consumer.seek(self.topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+        if let Err(e) = self.consumer.seek(
+            self.topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
             tracing::warn!(projection = self.projection.name(), partition, offset, error = %e, "seek failed");
         }
     }
 
     fn seek_beginning(&self, partition: i32) {
-        if let Err(e) = self.consumer.seek(self.topic, partition, Offset::Beginning, Duration::from_secs(5)) {
+        if let Err(e) = self.consumer.seek(
+            self.topic,
+            partition,
+            Offset::Beginning,
+            Duration::from_secs(5),
+        ) {
             tracing::warn!(projection = self.projection.name(), partition, error = %e, "seek to beginning failed");
         }
     }
@@ -255,6 +303,8 @@ impl Worker<'_> {
             )
             .await?;
         let stored: HashMap<i32, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(until.iter().all(|(p, end)| *end == 0 || stored.get(p).is_some_and(|next| next >= end)))
+        Ok(until
+            .iter()
+            .all(|(p, end)| *end == 0 || stored.get(p).is_some_and(|next| next >= end)))
     }
 }

@@ -13,5 +13,7 @@ pub struct ReadState {
 
 /// Every query route, under `/api/v1`.
 pub fn routes(state: ReadState) -> Router {
-    Router::new().merge(routes::organizations::router()).with_state(state)
+    Router::new()
+        .merge(routes::organizations::router())
+        .with_state(state)
 }

@@ -28,12 +28,18 @@ pub async fn read_until(
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(message)) => seen.push(message.detach()),
             Ok(Err(e)) => panic!("consuming {topic}: {e}"),
-            Err(_) => panic!("timed out after {limit:?} reading {topic}; saw {} messages", seen.len()),
+            Err(_) => panic!(
+                "timed out after {limit:?} reading {topic}; saw {} messages",
+                seen.len()
+            ),
         }
     }
     seen
 }
 
 pub fn key(message: &OwnedMessage) -> String {
-    message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default()
+    message
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default()
 }

@@ -17,7 +17,8 @@ pub const PARTITIONS: i32 = 3;
 
 /// The Postgres server the tests use (`DATABASE_URL` names it; its database part is ignored).
 fn server_url() -> String {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/aihub".into());
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/aihub".into());
     match url.rsplit_once('/') {
         Some((server, _)) if server.contains("://") && !server.ends_with('/') => server.to_string(),
         _ => url,
@@ -29,7 +30,9 @@ pub fn brokers() -> String {
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("Postgres is reachable");
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("Postgres is reachable");
     tokio::spawn(connection);
     client
 }
@@ -38,18 +41,38 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 async fn template() -> String {
     let name = format!("aihub_tpl_{}", platform::db::migrations_fingerprint());
     let admin = connect(&format!("{}/postgres", server_url())).await;
-    admin.execute("SELECT pg_advisory_lock(4242)", &[]).await.expect("lock");
-    let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.expect("query");
+    admin
+        .execute("SELECT pg_advisory_lock(4242)", &[])
+        .await
+        .expect("lock");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("query");
     if exists.is_none() {
         let building = format!("{name}_building");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.expect("drop");
-        admin.batch_execute(&format!("CREATE DATABASE {building}")).await.expect("create template");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
+            .await
+            .expect("drop");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .await
+            .expect("create template");
         let pool = platform::db::pool(&format!("{}/{building}", server_url()), 1).expect("pool");
-        platform::db::migrate(&pool).await.expect("migrate template");
+        platform::db::migrate(&pool)
+            .await
+            .expect("migrate template");
         pool.close();
-        admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.expect("rename");
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .await
+            .expect("rename");
     }
-    admin.execute("SELECT pg_advisory_unlock(4242)", &[]).await.expect("unlock");
+    admin
+        .execute("SELECT pg_advisory_unlock(4242)", &[])
+        .await
+        .expect("unlock");
     name
 }
 
@@ -74,7 +97,9 @@ impl Env {
             .await
             .expect("create test database");
         let topic = format!("aihub.test.{tag}");
-        events::kafka::ensure_topic(brokers, &topic, PARTITIONS).await.expect("create test topic");
+        events::kafka::ensure_topic(brokers, &topic, PARTITIONS)
+            .await
+            .expect("create test topic");
         let mut config = Config::from_env();
         config.database_url = format!("{}/{database}", server_url());
         config.kafka_brokers = brokers.to_string();
@@ -95,7 +120,9 @@ impl Env {
     }
 
     pub async fn start(&self, roles: Roles) -> Running {
-        aihub::start(self.config.clone(), roles).await.expect("AI Hub starts")
+        aihub::start(self.config.clone(), roles)
+            .await
+            .expect("AI Hub starts")
     }
 
     /// Starts every role and returns a client for it.
@@ -110,7 +137,10 @@ impl Env {
         Api {
             base: format!("http://{addr}"),
             token: self.config.admin_token.clone().unwrap_or_default(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
         }
     }
 
@@ -118,14 +148,24 @@ impl Env {
     pub async fn dump(&self, table: &str, order_by: &str) -> Vec<Value> {
         let db = self.db().await;
         let rows = db
-            .query(&format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order_by}"), &[])
+            .query(
+                &format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order_by}"),
+                &[],
+            )
             .await
             .expect("dump");
-        rows.iter().map(|r| serde_json::from_str(r.get::<_, &str>(0)).expect("json")).collect()
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).expect("json"))
+            .collect()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        self.db().await.query_one(sql, &[]).await.expect("count").get(0)
+        self.db()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect("count")
+            .get(0)
     }
 
     /// Waits until every projection has applied every journal event, or panics after `limit`.
@@ -133,9 +173,11 @@ impl Env {
         let journal = self.count("SELECT count(*) FROM journal").await;
         let projections = projectors::all().len() as i64;
         let target = journal * projections;
-        wait_for(limit, "every event projected by every projection", || async {
-            self.count("SELECT count(*) FROM projector_applied").await == target
-        })
+        wait_for(
+            limit,
+            "every event projected by every projection",
+            || async { self.count("SELECT count(*) FROM projector_applied").await == target },
+        )
         .await;
     }
 }
@@ -151,7 +193,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -175,9 +220,17 @@ impl Reply {
     pub fn assert_client_error(&self, status: u16) -> &Value {
         assert_eq!(self.status, status, "unexpected status, body {}", self.body);
         let error = &self.body["error"];
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message in {}", self.body);
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message in {}",
+            self.body
+        );
         assert!(error["type"].as_str().is_some(), "no type in {}", self.body);
-        assert!(error.get("code").is_some() && error.get("param").is_some(), "not the OpenAI shape: {}", self.body);
+        assert!(
+            error.get("code").is_some() && error.get("param").is_some(),
+            "not the OpenAI shape: {}",
+            self.body
+        );
         error
     }
 }
@@ -188,7 +241,9 @@ impl Api {
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
@@ -196,8 +251,17 @@ impl Api {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
-        Reply { status, headers, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -205,11 +269,13 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.send(self.request(reqwest::Method::POST, path).json(body)).await
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Reply {
-        self.send(self.request(reqwest::Method::PUT, path).json(body)).await
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
@@ -218,9 +284,17 @@ impl Api {
 
     /// Creates an organization and returns its id, asserting read-your-writes (201).
     pub async fn create_org(&self, slug: &str) -> Uuid {
-        let reply = self.post("/api/v1/organizations", &serde_json::json!({"name": format!("Org {slug}"), "slug": slug})).await;
+        let reply = self
+            .post(
+                "/api/v1/organizations",
+                &serde_json::json!({"name": format!("Org {slug}"), "slug": slug}),
+            )
+            .await;
         assert_eq!(reply.status, 201, "create {slug}: {}", reply.body);
-        reply.body["id"].as_str().and_then(|id| id.parse().ok()).expect("id")
+        reply.body["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("id")
     }
 }
 

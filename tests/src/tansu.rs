@@ -22,16 +22,26 @@ fn binary() -> PathBuf {
         .map(|dir| Path::new(dir).join("tansu"))
         .find(|candidate| candidate.is_file());
     on_path.unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cargo/bin/tansu")
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .join(".cargo/bin/tansu")
     })
 }
 
 impl Broker {
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let dir = std::env::temp_dir().join(format!("aihub-e2e-tansu-{port}-{}", std::process::id()));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("aihub-e2e-tansu-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("broker dir");
-        let mut broker = Self { port, dir, child: None };
+        let mut broker = Self {
+            port,
+            dir,
+            child: None,
+        };
         broker.resume().await;
         broker
     }
@@ -47,18 +57,23 @@ impl Broker {
         let child = Command::new(binary())
             .arg("broker")
             .arg("--storage-engine")
-            .arg(format!("sqlite://{}", self.dir.join("tansu.db").display()))
+            // Tansu reads the SQLite path relative to its working directory.
+            .arg("sqlite://tansu.db")
             .arg("--listener-url")
             .arg(&url)
             .arg("--advertised-listener-url")
             .arg(&url)
+            .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
         self.child = Some(child);
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -14,7 +14,10 @@ async fn created_organization_is_readable_right_after_post() {
     let (app, api) = env.app().await;
     let slug = unique_slug("acme");
     let reply = api
-        .post("/api/v1/organizations", &json!({"name": "Acme Inc", "slug": slug, "owner_email": "Ops@Acme.example"}))
+        .post(
+            "/api/v1/organizations",
+            &json!({"name": "Acme Inc", "slug": slug, "owner_email": "Ops@Acme.example"}),
+        )
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     let id = reply.body["id"].as_str().expect("id").to_string();
@@ -28,7 +31,11 @@ async fn created_organization_is_readable_right_after_post() {
 
     let list = api.get("/api/v1/organizations").await;
     assert_eq!(list.status, 200);
-    assert!(list.body["data"].as_array().expect("data").iter().any(|o| o["id"] == id.as_str()));
+    assert!(list.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .any(|o| o["id"] == id.as_str()));
     app.stop().await;
 }
 
@@ -38,27 +45,53 @@ async fn event_is_on_the_topic_keyed_by_org_with_cloudevents_headers() {
     let (app, api) = env.app().await;
     let id = api.create_org(&unique_slug("topic")).await.to_string();
     let request_id = "req-topic-check-1";
-    let put = api.send(api.request(reqwest::Method::PUT, &format!("/api/v1/organizations/{id}"))
-        .header("x-request-id", request_id)
-        .json(&json!({"name": "Renamed"}))).await;
+    let put = api
+        .send(
+            api.request(reqwest::Method::PUT, &format!("/api/v1/organizations/{id}"))
+                .header("x-request-id", request_id)
+                .json(&json!({"name": "Renamed"})),
+        )
+        .await;
     assert_eq!(put.status, 200, "{}", put.body);
     assert_eq!(put.headers["x-request-id"], request_id);
 
-    let messages = kafka::read_until(&env.config.kafka_brokers, &env.config.topic, Duration::from_secs(60), |seen| {
-        seen.iter().filter(|m| kafka::key(m) == id).count() >= 2
-    })
+    let messages = kafka::read_until(
+        &env.config.kafka_brokers,
+        &env.config.topic,
+        Duration::from_secs(60),
+        |seen| seen.iter().filter(|m| kafka::key(m) == id).count() >= 2,
+    )
     .await;
     let ours: Vec<_> = messages.iter().filter(|m| kafka::key(m) == id).collect();
     assert_eq!(ours.len(), 2, "both events keyed by the organization id");
-    for (message, (event_type, version)) in ours.iter().zip([("organization.created", 1), ("organization.updated", 2)]) {
+    for (message, (event_type, version)) in ours
+        .iter()
+        .zip([("organization.created", 1), ("organization.updated", 2)])
+    {
         let headers = message.headers().expect("headers");
-        let envelope: serde_json::Value = serde_json::from_slice(message.payload().expect("payload")).expect("json");
-        assert_eq!(header_value(headers, "ce_id").as_deref(), envelope["event_id"].as_str());
-        assert_eq!(header_value(headers, "ce_type").as_deref(), Some(event_type));
-        assert_eq!(header_value(headers, "ce_specversion").as_deref(), Some("1.0"));
+        let envelope: serde_json::Value =
+            serde_json::from_slice(message.payload().expect("payload")).expect("json");
+        assert_eq!(
+            header_value(headers, "ce_id").as_deref(),
+            envelope["event_id"].as_str()
+        );
+        assert_eq!(
+            header_value(headers, "ce_type").as_deref(),
+            Some(event_type)
+        );
+        assert_eq!(
+            header_value(headers, "ce_specversion").as_deref(),
+            Some("1.0")
+        );
         assert!(header_value(headers, "ce_source").is_some_and(|s| !s.is_empty()));
-        assert_eq!(header_value(headers, "ce_time").as_deref(), envelope["occurred_at"].as_str());
-        assert_eq!(header_value(headers, "content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            header_value(headers, "ce_time").as_deref(),
+            envelope["occurred_at"].as_str()
+        );
+        assert_eq!(
+            header_value(headers, "content-type").as_deref(),
+            Some("application/json")
+        );
 
         assert_eq!(envelope["event_type"], event_type);
         assert_eq!(envelope["schema_version"], 1);
@@ -67,14 +100,24 @@ async fn event_is_on_the_topic_keyed_by_org_with_cloudevents_headers() {
         assert_eq!(envelope["stream_version"], version);
         assert_eq!(envelope["actor"]["type"], "platform_admin");
         assert!(envelope["actor"].get("id").is_some() && envelope["actor"].get("ip").is_some());
-        assert!(envelope["correlation_id"].as_str().is_some_and(|c| !c.is_empty()));
+        assert!(envelope["correlation_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()));
         assert!(envelope.get("causation_id").is_some());
         assert!(envelope["data"].is_object());
-        let event_id: uuid::Uuid = envelope["event_id"].as_str().expect("event id").parse().expect("uuid");
+        let event_id: uuid::Uuid = envelope["event_id"]
+            .as_str()
+            .expect("event id")
+            .parse()
+            .expect("uuid");
         assert_eq!(event_id.get_version_num(), 7, "event ids are UUIDv7");
     }
-    let updated: serde_json::Value = serde_json::from_slice(ours[1].payload().expect("payload")).expect("json");
-    assert_eq!(updated["correlation_id"], request_id, "the request id becomes the correlation id");
+    let updated: serde_json::Value =
+        serde_json::from_slice(ours[1].payload().expect("payload")).expect("json");
+    assert_eq!(
+        updated["correlation_id"], request_id,
+        "the request id becomes the correlation id"
+    );
     assert_eq!(updated["data"], json!({"name": "Renamed"}));
     app.stop().await;
 }
@@ -86,28 +129,49 @@ async fn two_concurrent_puts_on_one_version_one_wins_the_other_gets_409() {
     let id = api.create_org(&unique_slug("race")).await;
     let path = format!("/api/v1/organizations/{id}");
     for round in 0..3 {
-        let version = api.get(&path).await.body["version"].as_i64().expect("version");
+        let version = api.get(&path).await.body["version"]
+            .as_i64()
+            .expect("version");
         let put = |name: String| {
             let api = api.clone();
             let path = path.clone();
             async move {
-                api.send(api.request(reqwest::Method::PUT, &path).header("if-match", format!("\"{version}\"")).json(&json!({"name": name})))
-                    .await
+                api.send(
+                    api.request(reqwest::Method::PUT, &path)
+                        .header("if-match", format!("\"{version}\""))
+                        .json(&json!({"name": name})),
+                )
+                .await
             }
         };
         let (a, b) = tokio::join!(put(format!("A{round}")), put(format!("B{round}")));
         let mut statuses = [a.status, b.status];
         statuses.sort();
-        assert_eq!(statuses, [200, 409], "round {round}: {} / {}", a.body, b.body);
+        assert_eq!(
+            statuses,
+            [200, 409],
+            "round {round}: {} / {}",
+            a.body,
+            b.body
+        );
         let loser = if a.status == 409 { &a } else { &b };
         loser.assert_client_error(409);
         let winner = if a.status == 200 { &a } else { &b };
         let now = api.get(&path).await;
-        assert_eq!(now.body["name"], winner.body["name"], "the winner's write is the one kept");
+        assert_eq!(
+            now.body["name"], winner.body["name"],
+            "the winner's write is the one kept"
+        );
         assert_eq!(now.body["version"], version + 1);
     }
     // A stale If-Match after the fact is a conflict as well.
-    let stale = api.send(api.request(reqwest::Method::PUT, &path).header("if-match", "\"1\"").json(&json!({"name": "late"}))).await;
+    let stale = api
+        .send(
+            api.request(reqwest::Method::PUT, &path)
+                .header("if-match", "\"1\"")
+                .json(&json!({"name": "late"})),
+        )
+        .await;
     stale.assert_client_error(409);
     app.stop().await;
 }
@@ -118,16 +182,34 @@ async fn slug_is_unique_and_delete_makes_the_organization_404() {
     let (app, api) = env.app().await;
     let slug = unique_slug("dup");
     let id = api.create_org(&slug).await;
-    let again = api.post("/api/v1/organizations", &json!({"name": "Other", "slug": slug})).await;
+    let again = api
+        .post(
+            "/api/v1/organizations",
+            &json!({"name": "Other", "slug": slug}),
+        )
+        .await;
     assert_eq!(again.assert_client_error(409)["param"], "slug");
 
     let deleted = api.delete(&format!("/api/v1/organizations/{id}")).await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
-    api.get(&format!("/api/v1/organizations/{id}")).await.assert_client_error(404);
-    api.put(&format!("/api/v1/organizations/{id}"), &json!({"name": "x"})).await.assert_client_error(404);
-    api.delete(&format!("/api/v1/organizations/{id}")).await.assert_client_error(404);
+    api.get(&format!("/api/v1/organizations/{id}"))
+        .await
+        .assert_client_error(404);
+    api.put(
+        &format!("/api/v1/organizations/{id}"),
+        &json!({"name": "x"}),
+    )
+    .await
+    .assert_client_error(404);
+    api.delete(&format!("/api/v1/organizations/{id}"))
+        .await
+        .assert_client_error(404);
     let list = api.get("/api/v1/organizations").await;
-    assert!(!list.body["data"].as_array().expect("data").iter().any(|o| o["id"] == id.to_string()));
+    assert!(!list.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .any(|o| o["id"] == id.to_string()));
     // The slug is free again once its organization is gone.
     api.create_org(&slug).await;
     app.stop().await;
@@ -139,7 +221,11 @@ async fn list_pages_with_an_opaque_cursor() {
     let (app, api) = env.app().await;
     let mut created = Vec::new();
     for i in 0..5 {
-        created.push(api.create_org(&unique_slug(&format!("page{i}"))).await.to_string());
+        created.push(
+            api.create_org(&unique_slug(&format!("page{i}")))
+                .await
+                .to_string(),
+        );
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -152,14 +238,20 @@ async fn list_pages_with_an_opaque_cursor() {
         assert_eq!(page.status, 200, "{}", page.body);
         let data = page.body["data"].as_array().expect("data");
         assert!(data.len() <= 2);
-        seen.extend(data.iter().map(|o| o["id"].as_str().expect("id").to_string()));
+        seen.extend(
+            data.iter()
+                .map(|o| o["id"].as_str().expect("id").to_string()),
+        );
         match page.body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
             None => break,
         }
     }
     created.sort();
-    assert_eq!(seen, created, "every organization exactly once, in id order");
+    assert_eq!(
+        seen, created,
+        "every organization exactly once, in id order"
+    );
     app.stop().await;
 }
 
@@ -168,16 +260,33 @@ async fn prefer_respond_async_answers_202_with_location_at_once() {
     let env = Env::new().await;
     let (app, api) = env.app().await;
     let reply = api
-        .send(api.request(reqwest::Method::POST, "/api/v1/organizations").header("prefer", "respond-async").json(&json!({"name": "Async", "slug": unique_slug("async")})))
+        .send(
+            api.request(reqwest::Method::POST, "/api/v1/organizations")
+                .header("prefer", "respond-async")
+                .json(&json!({"name": "Async", "slug": unique_slug("async")})),
+        )
         .await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let location = reply.headers["location"].to_str().expect("location").to_string();
-    assert_eq!(location, format!("/api/v1/organizations/{}", reply.body["id"].as_str().expect("id")));
-    wait_for(Duration::from_secs(30), "the accepted organization becomes readable", || {
-        let api = api.clone();
-        let location = location.clone();
-        async move { api.get(&location).await.status == 200 }
-    })
+    let location = reply.headers["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert_eq!(
+        location,
+        format!(
+            "/api/v1/organizations/{}",
+            reply.body["id"].as_str().expect("id")
+        )
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the accepted organization becomes readable",
+        || {
+            let api = api.clone();
+            let location = location.clone();
+            async move { api.get(&location).await.status == 200 }
+        },
+    )
     .await;
     app.stop().await;
 }

@@ -8,16 +8,27 @@ use e2e::{tansu, unique_slug, wait_for, Api, Env};
 use serde_json::{json, Value};
 
 async fn read_models(env: &Env) -> (Vec<Value>, Vec<Value>) {
-    (env.dump("read.organizations", "id").await, env.dump("read.audit_log", "event_id").await)
+    (
+        env.dump("read.organizations", "id").await,
+        env.dump("read.audit_log", "event_id").await,
+    )
 }
 
 /// Creates, renames and deletes a few organizations; returns their ids.
 async fn some_history(api: &Api, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let id = api.create_org(&unique_slug(&format!("hist{i}"))).await.to_string();
+        let id = api
+            .create_org(&unique_slug(&format!("hist{i}")))
+            .await
+            .to_string();
         let path = format!("/api/v1/organizations/{id}");
-        assert_eq!(api.put(&path, &json!({"name": format!("Renamed {i}")})).await.status, 200);
+        assert_eq!(
+            api.put(&path, &json!({"name": format!("Renamed {i}")}))
+                .await
+                .status,
+            200
+        );
         if i % 3 == 2 {
             assert_eq!(api.delete(&path).await.status, 204);
         }
@@ -36,29 +47,54 @@ async fn relay_publishing_the_same_rows_twice_leaves_read_models_unchanged() {
     let journal = env.count("SELECT count(*) FROM journal").await;
 
     // Forget that anything was published: the relay sends every row again.
-    env.db().await.execute("UPDATE journal SET published_at = NULL", &[]).await.expect("reset");
+    env.db()
+        .await
+        .execute("UPDATE journal SET published_at = NULL", &[])
+        .await
+        .expect("reset");
     wait_for(Duration::from_secs(60), "every row republished", || async {
-        env.count("SELECT count(*) FROM journal WHERE published_at IS NULL").await == 0
+        env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
+            .await
+            == 0
     })
     .await;
     // Both projections have consumed the duplicates once their offsets cover twice the journal.
     let target = journal * 2 * projectors::all().len() as i64;
     wait_for(Duration::from_secs(60), "duplicates consumed", || async {
-        env.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets").await == target
+        env.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
+            .await
+            == target
     })
     .await;
 
-    assert_eq!(read_models(&env).await, before, "duplicates changed a read model");
-    assert_eq!(env.count("SELECT count(*) FROM read.audit_log").await, journal);
+    assert_eq!(
+        read_models(&env).await,
+        before,
+        "duplicates changed a read model"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM read.audit_log").await,
+        journal
+    );
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projectors_stopped_midway_and_restarted_apply_every_event_exactly_once() {
     let env = Env::new().await;
-    let api_process = env.start(Roles { projectors: false, ..Roles::all() }).await;
+    let api_process = env
+        .start(Roles {
+            projectors: false,
+            ..Roles::all()
+        })
+        .await;
     let api = env.api(&api_process);
-    let projector_process = env.start(Roles { projectors: true, ..Roles::none() }).await;
+    let projector_process = env
+        .start(Roles {
+            projectors: true,
+            ..Roles::none()
+        })
+        .await;
     let early = some_history(&api, 3).await;
     projector_process.stop().await;
 
@@ -66,47 +102,86 @@ async fn projectors_stopped_midway_and_restarted_apply_every_event_exactly_once(
     let mut late = Vec::new();
     for i in 0..4 {
         let reply = api
-            .send(api.request(reqwest::Method::POST, "/api/v1/organizations").header("prefer", "respond-async").json(&json!({"name": "Late", "slug": unique_slug(&format!("late{i}"))})))
+            .send(
+                api.request(reqwest::Method::POST, "/api/v1/organizations")
+                    .header("prefer", "respond-async")
+                    .json(&json!({"name": "Late", "slug": unique_slug(&format!("late{i}"))})),
+            )
             .await;
         assert_eq!(reply.status, 202, "{}", reply.body);
         late.push(reply.body["id"].as_str().expect("id").to_string());
     }
     let renamed = api
-        .send(api.request(reqwest::Method::PUT, &format!("/api/v1/organizations/{}", early[0])).header("prefer", "respond-async").json(&json!({"name": "While down"})))
+        .send(
+            api.request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/organizations/{}", early[0]),
+            )
+            .header("prefer", "respond-async")
+            .json(&json!({"name": "While down"})),
+        )
         .await;
     assert_eq!(renamed.status, 202);
     for id in &late {
-        assert_eq!(api.get(&format!("/api/v1/organizations/{id}")).await.status, 404, "nothing projects while stopped");
+        assert_eq!(
+            api.get(&format!("/api/v1/organizations/{id}")).await.status,
+            404,
+            "nothing projects while stopped"
+        );
     }
 
-    let projector_process = env.start(Roles { projectors: true, ..Roles::none() }).await;
+    let projector_process = env
+        .start(Roles {
+            projectors: true,
+            ..Roles::none()
+        })
+        .await;
     env.wait_until_projected(Duration::from_secs(90)).await;
     for id in &late {
-        assert_eq!(api.get(&format!("/api/v1/organizations/{id}")).await.status, 200);
+        assert_eq!(
+            api.get(&format!("/api/v1/organizations/{id}")).await.status,
+            200
+        );
     }
-    let org = api.get(&format!("/api/v1/organizations/{}", early[0])).await;
+    let org = api
+        .get(&format!("/api/v1/organizations/{}", early[0]))
+        .await;
     assert_eq!(org.body["name"], "While down");
     assert_eq!(org.body["version"], 3);
 
     // Exactly once: one audit row and one applied mark per journal event, per projection.
     let journal = env.count("SELECT count(*) FROM journal").await;
-    assert_eq!(env.count("SELECT count(*) FROM read.audit_log").await, journal);
     assert_eq!(
-        env.count("SELECT count(*) FROM journal j JOIN read.audit_log a USING (event_id)").await,
+        env.count("SELECT count(*) FROM read.audit_log").await,
+        journal
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal j JOIN read.audit_log a USING (event_id)")
+            .await,
         journal
     );
     for projection in projectors::all() {
         let applied = env
             .db()
             .await
-            .query_one("SELECT count(*) FROM projector_applied WHERE projection = $1", &[&projection.name()])
+            .query_one(
+                "SELECT count(*) FROM projector_applied WHERE projection = $1",
+                &[&projection.name()],
+            )
             .await
             .expect("count")
             .get::<_, i64>(0);
-        assert_eq!(applied, journal, "{} applied {applied} of {journal}", projection.name());
+        assert_eq!(
+            applied,
+            journal,
+            "{} applied {applied} of {journal}",
+            projection.name()
+        );
     }
     // The stored offsets are exactly the number of messages on the topic.
-    let offsets = env.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets").await;
+    let offsets = env
+        .count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
+        .await;
     assert_eq!(offsets, journal * projectors::all().len() as i64);
     projector_process.stop().await;
     api_process.stop().await;
@@ -115,9 +190,16 @@ async fn projectors_stopped_midway_and_restarted_apply_every_event_exactly_once(
 /// Runs the real `aihub` binary built beside the test.
 fn aihub_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let binary = dir.join("aihub");
-    assert!(binary.is_file(), "{} is missing: build the workspace first (cargo build)", binary.display());
+    assert!(
+        binary.is_file(),
+        "{} is missing: build the workspace first (cargo build)",
+        binary.display()
+    );
     binary
 }
 
@@ -141,12 +223,23 @@ async fn replay_all_rebuilds_read_models_identical_to_the_live_ones() {
         .await
         .expect("aihub replay runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "replay failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("replay tenancy") && stdout.contains("replay audit"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "replay failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("replay tenancy") && stdout.contains("replay audit"),
+        "{stdout}"
+    );
 
     // The live projectors noticed the reset too; let everything settle, then compare.
     env.wait_until_projected(Duration::from_secs(60)).await;
-    assert_eq!(read_models(&env).await, live, "replayed read models differ from the live ones");
+    assert_eq!(
+        read_models(&env).await,
+        live,
+        "replayed read models differ from the live ones"
+    );
     app.stop().await;
 }
 
@@ -159,22 +252,43 @@ async fn with_the_broker_down_writes_are_accepted_and_arrive_when_it_is_back() {
 
     broker.kill();
     let reply = api
-        .send(api.http.post(api.url("/api/v1/organizations")).bearer_auth(&api.token).json(&json!({"name": "During outage", "slug": unique_slug("outage")})))
+        .send(
+            api.http
+                .post(api.url("/api/v1/organizations"))
+                .bearer_auth(&api.token)
+                .json(&json!({"name": "During outage", "slug": unique_slug("outage")})),
+        )
         .await;
     // Waits for the projection up to the bound, then accepts.
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let location = reply.headers["location"].to_str().expect("location").to_string();
-    assert_eq!(env.count("SELECT count(*) FROM journal WHERE published_at IS NULL").await, 1, "the event waits in the journal");
+    let location = reply.headers["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
+            .await,
+        1,
+        "the event waits in the journal"
+    );
     assert_eq!(api.get(&location).await.status, 404);
 
     broker.resume().await;
-    wait_for(Duration::from_secs(120), "the accepted organization becomes readable after the outage", || {
-        let api = api.clone();
-        let location = location.clone();
-        async move { api.get(&location).await.status == 200 }
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "the accepted organization becomes readable after the outage",
+        || {
+            let api = api.clone();
+            let location = location.clone();
+            async move { api.get(&location).await.status == 200 }
+        },
+    )
     .await;
-    assert_eq!(env.count("SELECT count(*) FROM journal WHERE published_at IS NULL").await, 0);
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
+            .await,
+        0
+    );
     app.stop().await;
 }
 
@@ -192,14 +306,30 @@ async fn health_and_readiness_report_the_running_parts() {
     let ready = api.get("/readyz").await;
     assert_eq!(ready.body["checks"]["postgres"], true);
     assert_eq!(ready.body["checks"]["broker"], true);
-    let metrics = api.http.get(api.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("aihub_http_request_duration_seconds"), "{metrics}");
+    let metrics = api
+        .http
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("aihub_http_request_duration_seconds"),
+        "{metrics}"
+    );
     app.stop().await;
 
     // A process whose only broker is unreachable is alive but not ready.
     let mut unreachable = Env::new().await;
     unreachable.config.kafka_brokers = "127.0.0.1:1".into();
-    let lonely = unreachable.start(Roles { projectors: false, ..Roles::all() }).await;
+    let lonely = unreachable
+        .start(Roles {
+            projectors: false,
+            ..Roles::all()
+        })
+        .await;
     let api = unreachable.api(&lonely);
     assert_eq!(api.get("/healthz").await.status, 200);
     let ready = api.get("/readyz").await;

@@ -86,7 +86,10 @@ async fn post_to_readable(commands: usize, clients: usize) {
                 for _ in 0..per_client {
                     let t0 = Instant::now();
                     let reply = api
-                        .post("/api/v1/organizations", &serde_json::json!({"name": "Bench", "slug": unique_slug("b")}))
+                        .post(
+                            "/api/v1/organizations",
+                            &serde_json::json!({"name": "Bench", "slug": unique_slug("b")}),
+                        )
                         .await;
                     let id = reply.body["id"].as_str().expect("id").to_string();
                     if reply.status == 202 {

@@ -33,8 +33,14 @@ pub struct OrgSlug(String);
 
 impl OrgSlug {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let valid_chars = raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !(2..=63).contains(&raw.len()) || !valid_chars || raw.starts_with('-') || raw.ends_with('-') {
+        let valid_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !(2..=63).contains(&raw.len())
+            || !valid_chars
+            || raw.starts_with('-')
+            || raw.ends_with('-')
+        {
             return Err(format!(
                 "slug {raw:?} is invalid: use 2 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen."
             ));
@@ -56,11 +62,18 @@ impl EmailAddress {
         let email = raw.trim();
         let shaped = match email.split_once('@') {
             Some((local, domain)) => {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
             }
             None => false,
         };
-        if !shaped || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !shaped
+            || email.len() > 254
+            || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(format!("{raw:?} is not an email address."));
         }
         Ok(Self(email.to_lowercase()))
@@ -88,9 +101,20 @@ impl Organization {
 
 #[derive(Debug, Clone)]
 pub enum Command {
-    Create { name: OrgName, slug: OrgSlug, owner_email: Option<EmailAddress> },
-    Update { expected_version: Option<i64>, name: Option<OrgName>, slug: Option<OrgSlug>, owner_email: Option<EmailAddress> },
-    Delete { expected_version: Option<i64> },
+    Create {
+        name: OrgName,
+        slug: OrgSlug,
+        owner_email: Option<EmailAddress>,
+    },
+    Update {
+        expected_version: Option<i64>,
+        name: Option<OrgName>,
+        slug: Option<OrgSlug>,
+        owner_email: Option<EmailAddress>,
+    },
+    Delete {
+        expected_version: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,22 +133,35 @@ pub fn stream_id(id: Uuid) -> String {
 
 pub fn decide(state: &Organization, command: Command) -> Result<Vec<EventPayload>, DomainError> {
     match command {
-        Command::Create { name, slug, owner_email } => {
+        Command::Create {
+            name,
+            slug,
+            owner_email,
+        } => {
             if state.version > 0 {
                 return Err(DomainError::AlreadyExists);
             }
-            Ok(vec![EventPayload::OrganizationCreated(OrganizationCreated {
-                name: name.0,
-                slug: slug.0,
-                owner_email: owner_email.map(|e| e.0),
-            })])
+            Ok(vec![EventPayload::OrganizationCreated(
+                OrganizationCreated {
+                    name: name.0,
+                    slug: slug.0,
+                    owner_email: owner_email.map(|e| e.0),
+                },
+            )])
         }
-        Command::Update { expected_version, name, slug, owner_email } => {
+        Command::Update {
+            expected_version,
+            name,
+            slug,
+            owner_email,
+        } => {
             check_live(state, expected_version)?;
             let changed = OrganizationUpdated {
                 name: name.map(|n| n.0).filter(|n| *n != state.name),
                 slug: slug.map(|s| s.0).filter(|s| *s != state.slug),
-                owner_email: owner_email.map(|e| e.0).filter(|e| Some(e) != state.owner_email.as_ref()),
+                owner_email: owner_email
+                    .map(|e| e.0)
+                    .filter(|e| Some(e) != state.owner_email.as_ref()),
             };
             if changed == OrganizationUpdated::default() {
                 return Ok(vec![]);
@@ -133,7 +170,9 @@ pub fn decide(state: &Organization, command: Command) -> Result<Vec<EventPayload
         }
         Command::Delete { expected_version } => {
             check_live(state, expected_version)?;
-            Ok(vec![EventPayload::OrganizationDeleted(OrganizationDeleted::default())])
+            Ok(vec![EventPayload::OrganizationDeleted(
+                OrganizationDeleted::default(),
+            )])
         }
     }
 }
@@ -143,9 +182,10 @@ fn check_live(state: &Organization, expected_version: Option<i64>) -> Result<(),
         return Err(DomainError::NotFound);
     }
     match expected_version {
-        Some(expected) if expected != state.version => {
-            Err(DomainError::VersionConflict { expected, actual: state.version })
-        }
+        Some(expected) if expected != state.version => Err(DomainError::VersionConflict {
+            expected,
+            actual: state.version,
+        }),
         _ => Ok(()),
     }
 }
@@ -184,14 +224,28 @@ mod tests {
 
     fn given(payloads: Vec<EventPayload>) -> Organization {
         let id = Uuid::now_v7();
-        payloads.into_iter().enumerate().fold(Organization::default(), |state, (i, payload)| {
-            let event = EventEnvelope::new(payload, Some(id), stream_id(id), i as i64 + 1, Actor::system(), "t".into());
-            apply(state, &event)
-        })
+        payloads
+            .into_iter()
+            .enumerate()
+            .fold(Organization::default(), |state, (i, payload)| {
+                let event = EventEnvelope::new(
+                    payload,
+                    Some(id),
+                    stream_id(id),
+                    i as i64 + 1,
+                    Actor::system(),
+                    "t".into(),
+                );
+                apply(state, &event)
+            })
     }
 
     fn created() -> EventPayload {
-        EventPayload::OrganizationCreated(OrganizationCreated { name: "Acme".into(), slug: "acme".into(), owner_email: None })
+        EventPayload::OrganizationCreated(OrganizationCreated {
+            name: "Acme".into(),
+            slug: "acme".into(),
+            owner_email: None,
+        })
     }
 
     fn create_command() -> Command {
@@ -204,8 +258,16 @@ mod tests {
 
     #[test]
     fn creating_twice_is_refused() {
-        assert_eq!(decide(&given(vec![created()]), create_command()), Err(DomainError::AlreadyExists));
-        assert_eq!(decide(&given(vec![]), create_command()).expect("decides").len(), 1);
+        assert_eq!(
+            decide(&given(vec![created()]), create_command()),
+            Err(DomainError::AlreadyExists)
+        );
+        assert_eq!(
+            decide(&given(vec![]), create_command())
+                .expect("decides")
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -223,27 +285,63 @@ mod tests {
         .expect("decides");
         assert_eq!(
             events,
-            vec![EventPayload::OrganizationUpdated(OrganizationUpdated { slug: Some("acme-2".into()), ..Default::default() })]
+            vec![EventPayload::OrganizationUpdated(OrganizationUpdated {
+                slug: Some("acme-2".into()),
+                ..Default::default()
+            })]
         );
     }
 
     #[test]
     fn a_stale_version_is_a_conflict() {
-        let state = given(vec![created(), EventPayload::OrganizationUpdated(OrganizationUpdated::default())]);
-        let result = decide(&state, Command::Delete { expected_version: Some(1) });
-        assert_eq!(result, Err(DomainError::VersionConflict { expected: 1, actual: 2 }));
+        let state = given(vec![
+            created(),
+            EventPayload::OrganizationUpdated(OrganizationUpdated::default()),
+        ]);
+        let result = decide(
+            &state,
+            Command::Delete {
+                expected_version: Some(1),
+            },
+        );
+        assert_eq!(
+            result,
+            Err(DomainError::VersionConflict {
+                expected: 1,
+                actual: 2
+            })
+        );
     }
 
     #[test]
     fn a_deleted_organization_is_gone() {
-        let state = given(vec![created(), EventPayload::OrganizationDeleted(OrganizationDeleted::default())]);
+        let state = given(vec![
+            created(),
+            EventPayload::OrganizationDeleted(OrganizationDeleted::default()),
+        ]);
         assert!(!state.exists());
-        assert_eq!(decide(&state, Command::Delete { expected_version: None }), Err(DomainError::NotFound));
+        assert_eq!(
+            decide(
+                &state,
+                Command::Delete {
+                    expected_version: None
+                }
+            ),
+            Err(DomainError::NotFound)
+        );
     }
 
     #[test]
     fn slugs_and_names_parse_strictly() {
-        for bad in ["a", "has space", "UPPER", "-lead", "trail-", "ünï", &"x".repeat(64)] {
+        for bad in [
+            "a",
+            "has space",
+            "UPPER",
+            "-lead",
+            "trail-",
+            "ünï",
+            &"x".repeat(64),
+        ] {
             assert!(OrgSlug::parse(bad).is_err(), "{bad} accepted");
         }
         assert!(OrgSlug::parse("acme-42").is_ok());

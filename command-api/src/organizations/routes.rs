@@ -10,7 +10,9 @@ use platform::{ApiError, Principal};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::aggregate::{self, stream_id, Command, DomainError, EmailAddress, OrgName, OrgSlug, Organization};
+use super::aggregate::{
+    self, stream_id, Command, DomainError, EmailAddress, OrgName, OrgSlug, Organization,
+};
 use crate::commit::{commit, Stream};
 use crate::journal::Claim;
 use crate::CommandState;
@@ -60,8 +62,26 @@ async fn create(
     let id = Uuid::now_v7();
     let current = Organization::default();
     let slug = body.slug.clone();
-    let claims = vec![(Claim::Take { scope: SLUG_SCOPE, value: slug }, stream_id(id))];
-    execute(&state, &principal, ip, &request_id, &headers, id, current, command, claims, StatusCode::CREATED).await
+    let claims = vec![(
+        Claim::Take {
+            scope: SLUG_SCOPE,
+            value: slug,
+        },
+        stream_id(id),
+    )];
+    execute(
+        &state,
+        &principal,
+        ip,
+        &request_id,
+        &headers,
+        id,
+        current,
+        command,
+        claims,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 async fn update(
@@ -74,18 +94,57 @@ async fn update(
     Json(body): Json<UpdateOrganization>,
 ) -> Result<Response, ApiError> {
     require_admin(&principal)?;
-    let name = body.name.as_deref().map(OrgName::parse).transpose().map_err(|m| ApiError::invalid_param("name", m))?;
-    let slug = body.slug.as_deref().map(OrgSlug::parse).transpose().map_err(|m| ApiError::invalid_param("slug", m))?;
+    let name = body
+        .name
+        .as_deref()
+        .map(OrgName::parse)
+        .transpose()
+        .map_err(|m| ApiError::invalid_param("name", m))?;
+    let slug = body
+        .slug
+        .as_deref()
+        .map(OrgSlug::parse)
+        .transpose()
+        .map_err(|m| ApiError::invalid_param("slug", m))?;
     let owner_email = parse_email(body.owner_email.as_deref())?;
     let expected_version = if_match(&headers)?;
     let current = load(&state, id).await?;
     let mut claims = Vec::new();
     if let Some(new_slug) = slug.as_ref().filter(|s| s.as_str() != current.slug) {
-        claims.push((Claim::Take { scope: SLUG_SCOPE, value: new_slug.as_str().to_string() }, stream_id(id)));
-        claims.push((Claim::Release { scope: SLUG_SCOPE, value: current.slug.clone() }, stream_id(id)));
+        claims.push((
+            Claim::Take {
+                scope: SLUG_SCOPE,
+                value: new_slug.as_str().to_string(),
+            },
+            stream_id(id),
+        ));
+        claims.push((
+            Claim::Release {
+                scope: SLUG_SCOPE,
+                value: current.slug.clone(),
+            },
+            stream_id(id),
+        ));
     }
-    let command = Command::Update { expected_version, name, slug, owner_email };
-    execute(&state, &principal, ip, &request_id, &headers, id, current, command, claims, StatusCode::OK).await
+    let command = Command::Update {
+        expected_version,
+        name,
+        slug,
+        owner_email,
+    };
+    execute(
+        &state,
+        &principal,
+        ip,
+        &request_id,
+        &headers,
+        id,
+        current,
+        command,
+        claims,
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn delete(
@@ -99,9 +158,27 @@ async fn delete(
     require_admin(&principal)?;
     let expected_version = if_match(&headers)?;
     let current = load(&state, id).await?;
-    let claims = vec![(Claim::Release { scope: SLUG_SCOPE, value: current.slug.clone() }, stream_id(id))];
+    let claims = vec![(
+        Claim::Release {
+            scope: SLUG_SCOPE,
+            value: current.slug.clone(),
+        },
+        stream_id(id),
+    )];
     let command = Command::Delete { expected_version };
-    execute(&state, &principal, ip, &request_id, &headers, id, current, command, claims, StatusCode::NO_CONTENT).await
+    execute(
+        &state,
+        &principal,
+        ip,
+        &request_id,
+        &headers,
+        id,
+        current,
+        command,
+        claims,
+        StatusCode::NO_CONTENT,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -119,21 +196,40 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
     let actor = principal.actor(ip);
-    let stream = Stream { id: stream_id(id), org_id: Some(id), version: current.version, actor: &actor, correlation_id: request_id };
+    let stream = Stream {
+        id: stream_id(id),
+        org_id: Some(id),
+        version: current.version,
+        actor: &actor,
+        correlation_id: request_id,
+    };
     let events = stream.envelopes(payloads);
-    let claims = if events.is_empty() { Vec::new() } else { claims };
+    let claims = if events.is_empty() {
+        Vec::new()
+    } else {
+        claims
+    };
     let projected = commit(state, headers, &events, &claims, PROJECTION).await?;
     let after = events.iter().fold(current, aggregate::apply);
-    let mut response = accepted_or(status, projected, &format!("/api/v1/organizations/{id}"), Some(representation(&after)));
+    let mut response = accepted_or(
+        status,
+        projected,
+        &format!("/api/v1/organizations/{id}"),
+        Some(representation(&after)),
+    );
     if let Ok(etag) = format!("\"{}\"", after.version).parse() {
-        response.headers_mut().insert(axum::http::header::ETAG, etag);
+        response
+            .headers_mut()
+            .insert(axum::http::header::ETAG, etag);
     }
     Ok(response)
 }
 
 async fn load(state: &CommandState, id: Uuid) -> Result<Organization, ApiError> {
     let history = state.journal.load(&stream_id(id)).await?;
-    let organization = history.iter().fold(Organization::default(), aggregate::apply);
+    let organization = history
+        .iter()
+        .fold(Organization::default(), aggregate::apply);
     if !organization.exists() {
         return Err(not_found(id));
     }
@@ -161,12 +257,16 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
 }
 
 fn parse_email(raw: Option<&str>) -> Result<Option<EmailAddress>, ApiError> {
-    raw.map(EmailAddress::parse).transpose().map_err(|m| ApiError::invalid_param("owner_email", m))
+    raw.map(EmailAddress::parse)
+        .transpose()
+        .map_err(|m| ApiError::invalid_param("owner_email", m))
 }
 
 /// `If-Match: "3"` (or `3`) makes the write conditional on the version read.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(axum::http::header::IF_MATCH) else { return Ok(None) };
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
     let raw = value.to_str().unwrap_or_default().trim();
     if raw == "*" {
         return Ok(None);
@@ -175,7 +275,13 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .trim_matches('"')
         .parse::<i64>()
         .map(Some)
-        .map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be the ETag a GET returned, like \"3\".").with_param("If-Match"))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_if_match",
+                "If-Match must be the ETag a GET returned, like \"3\".",
+            )
+            .with_param("If-Match")
+        })
 }
 
 fn not_found(id: Uuid) -> ApiError {
@@ -184,11 +290,15 @@ fn not_found(id: Uuid) -> ApiError {
 
 fn domain_error(error: DomainError) -> ApiError {
     match error {
-        DomainError::AlreadyExists => ApiError::conflict("already_exists", "The organization already exists."),
+        DomainError::AlreadyExists => {
+            ApiError::conflict("already_exists", "The organization already exists.")
+        }
         DomainError::NotFound => ApiError::not_found("No such organization."),
         DomainError::VersionConflict { expected, actual } => ApiError::conflict(
             "version_conflict",
-            format!("The organization is at version {actual}, not {expected}; read it again and retry."),
+            format!(
+                "The organization is at version {actual}, not {expected}; read it again and retry."
+            ),
         ),
     }
 }

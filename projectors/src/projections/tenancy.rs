@@ -16,7 +16,9 @@ impl Projection for Tenancy {
     }
 
     fn statements(&self, event: &EventEnvelope) -> Vec<Sql> {
-        let Some(org_id) = event.org_id else { return vec![] };
+        let Some(org_id) = event.org_id else {
+            return vec![];
+        };
         let at = event.occurred_at;
         let version = event.stream_version;
         match &event.payload {
@@ -64,13 +66,24 @@ mod tests {
 
     fn event(payload: EventPayload, version: i64) -> EventEnvelope {
         let id = Uuid::now_v7();
-        EventEnvelope::new(payload, Some(id), format!("organization:{id}"), version, Actor::system(), "t".into())
+        EventEnvelope::new(
+            payload,
+            Some(id),
+            format!("organization:{id}"),
+            version,
+            Actor::system(),
+            "t".into(),
+        )
     }
 
     #[test]
     fn every_organization_event_maps_to_one_guarded_statement() {
         let created = event(
-            EventPayload::OrganizationCreated(OrganizationCreated { name: "A".into(), slug: "a-1".into(), owner_email: None }),
+            EventPayload::OrganizationCreated(OrganizationCreated {
+                name: "A".into(),
+                slug: "a-1".into(),
+                owner_email: None,
+            }),
             1,
         );
         let sql = Tenancy.statements(&created);
@@ -83,7 +96,10 @@ mod tests {
         ] {
             let sql = Tenancy.statements(&event(payload, 2));
             assert_eq!(sql.len(), 1);
-            assert!(sql[0].text.contains("version < $"), "older events must not overwrite newer state");
+            assert!(
+                sql[0].text.contains("version < $"),
+                "older events must not overwrite newer state"
+            );
         }
     }
 }

@@ -56,7 +56,9 @@ async fn list(
     let Principal::PlatformAdmin = principal;
     let page = query.page()?;
     let after = match &page.after {
-        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| ApiError::invalid_param("cursor", "cursor is not one this API returned."))?),
+        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
+            ApiError::invalid_param("cursor", "cursor is not one this API returned.")
+        })?),
         None => None,
     };
     let client = state.pool.get().await?;
@@ -66,13 +68,20 @@ async fn list(
     );
     let rows = client.query(&sql, &[&after, &(page.limit + 1)]).await?;
     let orgs = rows.iter().map(from_row).collect();
-    Ok(Json(List::from_rows(orgs, &page, |o: &Organization| o.id.to_string())))
+    Ok(Json(List::from_rows(orgs, &page, |o: &Organization| {
+        o.id.to_string()
+    })))
 }
 
-async fn show(State(state): State<ReadState>, principal: Principal, PathId(id): PathId) -> Result<Response, ApiError> {
+async fn show(
+    State(state): State<ReadState>,
+    principal: Principal,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
     let Principal::PlatformAdmin = principal;
     let client = state.pool.get().await?;
-    let sql = format!("SELECT {COLUMNS} FROM read.organizations WHERE id = $1 AND deleted_at IS NULL");
+    let sql =
+        format!("SELECT {COLUMNS} FROM read.organizations WHERE id = $1 AND deleted_at IS NULL");
     let row = client
         .query_opt(&sql, &[&id])
         .await?
