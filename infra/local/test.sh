@@ -17,4 +17,13 @@ cd "$ROOT"
 say "building the workspace"
 cargo build --workspace --all-targets
 say "running every test (end-to-end tests use the broker at $KAFKA_BROKERS and PostgreSQL at 127.0.0.1:5432)"
-cargo test --workspace --no-fail-fast "$@"
+log="$LOGS/test-$(date +%Y%m%d-%H%M%S).log"
+set +e
+cargo test --workspace --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo 'test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$status"
