@@ -91,7 +91,17 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let projector_status = Arc::new(ProjectorStatus::default());
 
     let mut api = Router::new();
+    let mut failures = None;
     if roles.command_api {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        failures = Some(tx);
+        let journal = command_api::Journal::new(pool.clone());
+        tasks.push(tokio::spawn(command_api::auth_failures::run(
+            journal,
+            rx,
+            config.auth_failure_window,
+            shutdown.clone(),
+        )));
         let consistency = Consistency::new(pool.clone());
         tasks.push(tokio::spawn(
             consistency
@@ -142,7 +152,9 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             relay: relay_status,
             projectors: projector_status,
         };
-        let router = router(api, health, &config);
+        let authenticator =
+            Authenticator::new(config.admin_token.clone(), Some(pool.clone()), failures);
+        let router = router(api, health, authenticator, &config);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -187,7 +199,7 @@ async fn ensure_topic(config: Config, shutdown: CancellationToken) {
     }
 }
 
-fn router(api: Router, health: Health, config: &Config) -> Router {
+fn router(api: Router, health: Health, authenticator: Authenticator, config: &Config) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -196,7 +208,7 @@ fn router(api: Router, health: Health, config: &Config) -> Router {
         .route("/docs", get(|| async { Html(include_str!("docs.html")) }))
         .fallback(http::not_found_fallback)
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
-        .layer(Extension(Authenticator::new(config.admin_token.clone())))
+        .layer(Extension(authenticator))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn(http::request_id))

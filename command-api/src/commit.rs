@@ -62,10 +62,12 @@ pub async fn commit(
                 "The resource was changed by another request; read it again and retry.",
             ),
             AppendError::ClaimTaken { scope, value } => {
+                // Values scoped to an organization are stored as `<org id>/<value>`.
                 let field = scope.rsplit('.').next().unwrap_or(scope);
+                let shown = value.rsplit('/').next().unwrap_or(&value);
                 ApiError::conflict(
                     "already_exists",
-                    format!("{field} {value:?} is already taken."),
+                    format!("{field} {shown:?} is already taken."),
                 )
                 .with_param(field)
             }

@@ -57,6 +57,18 @@ impl Journal {
             .collect()
     }
 
+    /// The stream holding a unique value, if any (a user's email in an organization).
+    pub async fn claim_holder(&self, scope: &str, value: &str) -> Result<Option<String>, ApiError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT stream_id FROM journal_unique_claims WHERE scope = $1 AND value = $2",
+                &[&scope, &value],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     /// Appends events (and claims) atomically. Events must carry the next versions of their
     /// stream; if another writer got there first, this is a `VersionConflict`.
     pub async fn append(

@@ -2,11 +2,16 @@
 //! wait → respond. Aggregates are pure `decide`/`apply` functions; the journal is the outbox the
 //! relay publishes to Kafka.
 
+pub mod api_keys;
+pub mod auth_failures;
+pub mod command;
 pub mod commit;
 pub mod consistency;
 pub mod journal;
 pub mod organizations;
 pub mod relay;
+pub mod teams;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -42,5 +47,8 @@ impl CommandState {
 pub fn routes(state: CommandState) -> Router {
     Router::new()
         .merge(organizations::routes::router())
+        .merge(users::routes::router())
+        .merge(teams::routes::router())
+        .merge(api_keys::routes::router())
         .with_state(state)
 }

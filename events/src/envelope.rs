@@ -3,6 +3,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::access::*;
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 
 /// Declares the event types once: the enum variant, its wire name and its schema version.
@@ -39,6 +40,20 @@ event_types! {
     OrganizationCreated => "organization.created", version 1, OrganizationCreated;
     OrganizationUpdated => "organization.updated", version 1, OrganizationUpdated;
     OrganizationDeleted => "organization.deleted", version 1, OrganizationDeleted;
+    OwnerAdded => "organization.owner_added", version 1, OwnerAdded;
+    OwnerRemoved => "organization.owner_removed", version 1, OwnerRemoved;
+    UserCreated => "user.created", version 1, UserCreated;
+    RoleAssigned => "user.role_assigned", version 1, RoleAssigned;
+    RoleRemoved => "user.role_removed", version 1, RoleRemoved;
+    TeamCreated => "team.created", version 1, TeamCreated;
+    TeamUpdated => "team.updated", version 1, TeamUpdated;
+    TeamMemberAdded => "team.member_added", version 1, TeamMemberAdded;
+    TeamMemberRemoved => "team.member_removed", version 1, TeamMemberRemoved;
+    ApiKeyCreated => "api_key.created", version 1, ApiKeyCreated;
+    ApiKeyUpdated => "api_key.updated", version 1, ApiKeyUpdated;
+    ApiKeyPermissionsChanged => "api_key.permissions_changed", version 1, ApiKeyPermissionsChanged;
+    ApiKeyRevoked => "api_key.revoked", version 1, ApiKeyRevoked;
+    AuthFailed => "auth.failed", version 1, AuthFailed;
 }
 
 /// Who caused an event.

@@ -2,6 +2,7 @@
 //! types, how they are encoded on the Kafka topic, and the Kafka client settings every producer
 //! and consumer of the platform uses. No HTTP and no SQL live here.
 
+pub mod access;
 mod envelope;
 pub mod kafka;
 pub mod organization;

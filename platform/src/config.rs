@@ -28,6 +28,9 @@ pub struct Config {
     pub relay_sweep: Duration,
     /// `AIHUB_MAX_BODY_BYTES`
     pub max_body_bytes: usize,
+    /// `AIHUB_AUTH_FAILURE_WINDOW_MS`: refused authentications are recorded as one `auth.failed`
+    /// event per organization, reason and key per window.
+    pub auth_failure_window: Duration,
 }
 
 impl Config {
@@ -54,6 +57,7 @@ impl Config {
             max_body_bytes: var("AIHUB_MAX_BODY_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1024 * 1024),
+            auth_failure_window: millis("AIHUB_AUTH_FAILURE_WINDOW_MS", 5000),
         }
     }
 }

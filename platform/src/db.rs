@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_read_audit",
         include_str!("../../schemas/sql/0004_read_audit.sql"),
     ),
+    (
+        "0005_read_access",
+        include_str!("../../schemas/sql/0005_read_access.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.

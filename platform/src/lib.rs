@@ -2,6 +2,7 @@
 //! authentication of a bearer token to a principal, the OpenAI-shaped error type, request ids,
 //! pagination and the Prometheus registry.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod db;

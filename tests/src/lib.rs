@@ -112,6 +112,7 @@ impl Env {
         config.consistency_timeout = Duration::from_secs(15);
         config.relay_message_timeout = Duration::from_secs(5);
         config.relay_sweep = Duration::from_millis(200);
+        config.auth_failure_window = Duration::from_millis(300);
         Self { config, database }
     }
 

@@ -27,7 +27,9 @@ async fn created_organization_is_readable_right_after_post() {
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(read.body, reply.body, "GET returns what POST answered");
     assert_eq!(read.body["owner_email"], "ops@acme.example");
-    assert_eq!(read.headers["etag"], "\"1\"");
+    // Version 2: created, then its owner added.
+    assert_eq!(read.body["version"], 2);
+    assert_eq!(read.headers["etag"], "\"2\"");
 
     let list = api.get("/api/v1/organizations").await;
     assert_eq!(list.status, 200);

@@ -2,6 +2,9 @@
 //! given the current state, `apply` folds an event into the state.
 
 use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+
+use events::access::{OwnerAdded, OwnerRemoved};
 use events::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 use events::{EventEnvelope, EventPayload};
 use serde::Serialize;
@@ -78,6 +81,10 @@ impl EmailAddress {
         }
         Ok(Self(email.to_lowercase()))
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -91,6 +98,14 @@ pub struct Organization {
     pub updated_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub deleted: bool,
+    #[serde(skip)]
+    pub owners: BTreeSet<Uuid>,
+}
+
+impl crate::command::Aggregate for Organization {
+    fn apply(self, event: &EventEnvelope) -> Self {
+        apply(self, event)
+    }
 }
 
 impl Organization {
@@ -115,6 +130,12 @@ pub enum Command {
     Delete {
         expected_version: Option<i64>,
     },
+    AddOwner {
+        user_id: Uuid,
+    },
+    RemoveOwner {
+        user_id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,6 +146,8 @@ pub enum DomainError {
     NotFound,
     #[error("the organization is at version {actual}, not {expected}")]
     VersionConflict { expected: i64, actual: i64 },
+    #[error("an organization keeps at least one owner")]
+    LastOwner,
 }
 
 pub fn stream_id(id: Uuid) -> String {
@@ -174,6 +197,23 @@ pub fn decide(state: &Organization, command: Command) -> Result<Vec<EventPayload
                 OrganizationDeleted::default(),
             )])
         }
+        Command::AddOwner { user_id } => {
+            check_live(state, None)?;
+            if state.owners.contains(&user_id) {
+                return Ok(vec![]);
+            }
+            Ok(vec![EventPayload::OwnerAdded(OwnerAdded { user_id })])
+        }
+        Command::RemoveOwner { user_id } => {
+            check_live(state, None)?;
+            if !state.owners.contains(&user_id) {
+                return Ok(vec![]);
+            }
+            if state.owners.len() == 1 {
+                return Err(DomainError::LastOwner);
+            }
+            Ok(vec![EventPayload::OwnerRemoved(OwnerRemoved { user_id })])
+        }
     }
 }
 
@@ -213,6 +253,13 @@ pub fn apply(mut state: Organization, event: &EventEnvelope) -> Organization {
             }
         }
         EventPayload::OrganizationDeleted(_) => state.deleted = true,
+        EventPayload::OwnerAdded(e) => {
+            state.owners.insert(e.user_id);
+        }
+        EventPayload::OwnerRemoved(e) => {
+            state.owners.remove(&e.user_id);
+        }
+        _ => {}
     }
     state
 }
@@ -328,6 +375,30 @@ mod tests {
                 }
             ),
             Err(DomainError::NotFound)
+        );
+    }
+
+    #[test]
+    fn the_last_owner_cannot_be_removed() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let one = given(vec![
+            created(),
+            EventPayload::OwnerAdded(OwnerAdded { user_id: a }),
+        ]);
+        assert_eq!(
+            decide(&one, Command::RemoveOwner { user_id: a }),
+            Err(DomainError::LastOwner)
+        );
+        let two = given(vec![
+            created(),
+            EventPayload::OwnerAdded(OwnerAdded { user_id: a }),
+            EventPayload::OwnerAdded(OwnerAdded { user_id: b }),
+        ]);
+        assert_eq!(
+            decide(&two, Command::RemoveOwner { user_id: a }),
+            Ok(vec![EventPayload::OwnerRemoved(OwnerRemoved {
+                user_id: a
+            })])
         );
     }
 

@@ -1,24 +1,23 @@
 //! `POST /organizations`, `PUT /organizations/{id}`, `DELETE /organizations/{id}`.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{post, put};
 use axum::Router;
-use platform::http::{accepted_or, ClientIp, Json, PathId, RequestId};
-use platform::{ApiError, Principal};
+use events::access::UserCreated;
+use events::EventPayload;
+use platform::http::{accepted_or, Json, PathId};
+use platform::ApiError;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::aggregate::{
     self, stream_id, Command, DomainError, EmailAddress, OrgName, OrgSlug, Organization,
 };
-use crate::commit::{commit, Stream};
-use crate::journal::Claim;
+use crate::command::{load, time, Batch, Ctx};
+use crate::users;
 use crate::CommandState;
 
-/// The projection whose read model serves `GET /organizations/{id}`.
-const PROJECTION: &str = "tenancy";
 const SLUG_SCOPE: &str = "organization.slug";
 
 pub fn router() -> Router<CommandState> {
@@ -45,55 +44,52 @@ struct UpdateOrganization {
     owner_email: Option<String>,
 }
 
-async fn create(
-    State(state): State<CommandState>,
-    principal: Principal,
-    RequestId(request_id): RequestId,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    Json(body): Json<CreateOrganization>,
-) -> Result<Response, ApiError> {
-    require_admin(&principal)?;
+/// Creates the organization and, with `owner_email`, its owner: a user holding the owner role.
+async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Response, ApiError> {
+    ctx.principal.require_admin()?;
+    let owner_email = parse_email(body.owner_email.as_deref())?;
     let command = Command::Create {
         name: OrgName::parse(&body.name).map_err(|m| ApiError::invalid_param("name", m))?,
         slug: OrgSlug::parse(&body.slug).map_err(|m| ApiError::invalid_param("slug", m))?,
-        owner_email: parse_email(body.owner_email.as_deref())?,
+        owner_email: owner_email.clone(),
     };
     let id = Uuid::now_v7();
+    let stream = stream_id(id);
     let current = Organization::default();
-    let slug = body.slug.clone();
-    let claims = vec![(
-        Claim::Take {
-            scope: SLUG_SCOPE,
-            value: slug,
-        },
-        stream_id(id),
-    )];
-    execute(
-        &state,
-        &principal,
-        ip,
-        &request_id,
-        &headers,
-        id,
-        current,
-        command,
-        claims,
-        StatusCode::CREATED,
-    )
-    .await
+    let mut payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let mut batch = ctx.batch();
+    batch.take(SLUG_SCOPE, body.slug.clone(), &stream);
+    if let Some(email) = &owner_email {
+        let user_id = Uuid::now_v7();
+        let user_stream = users::aggregate::stream_id(user_id);
+        batch.push(
+            &user_stream,
+            Some(id),
+            0,
+            vec![EventPayload::UserCreated(UserCreated {
+                email: email.as_str().into(),
+                name: None,
+            })],
+        );
+        batch.take(
+            users::EMAIL_SCOPE,
+            users::email_claim(id, email),
+            &user_stream,
+        );
+        // A new organization has no owner yet, so adding one always decides the same event.
+        payloads.push(EventPayload::OwnerAdded(events::access::OwnerAdded {
+            user_id,
+        }));
+    }
+    batch.push(&stream, Some(id), 0, payloads);
+    respond(batch, current, &stream, StatusCode::CREATED).await
 }
 
 async fn update(
-    State(state): State<CommandState>,
-    principal: Principal,
-    RequestId(request_id): RequestId,
-    ClientIp(ip): ClientIp,
+    ctx: Ctx,
     PathId(id): PathId,
-    headers: HeaderMap,
     Json(body): Json<UpdateOrganization>,
 ) -> Result<Response, ApiError> {
-    require_admin(&principal)?;
     let name = body
         .name
         .as_deref()
@@ -107,117 +103,59 @@ async fn update(
         .transpose()
         .map_err(|m| ApiError::invalid_param("slug", m))?;
     let owner_email = parse_email(body.owner_email.as_deref())?;
-    let expected_version = if_match(&headers)?;
-    let current = load(&state, id).await?;
-    let mut claims = Vec::new();
-    if let Some(new_slug) = slug.as_ref().filter(|s| s.as_str() != current.slug) {
-        claims.push((
-            Claim::Take {
-                scope: SLUG_SCOPE,
-                value: new_slug.as_str().to_string(),
-            },
-            stream_id(id),
-        ));
-        claims.push((
-            Claim::Release {
-                scope: SLUG_SCOPE,
-                value: current.slug.clone(),
-            },
-            stream_id(id),
-        ));
-    }
+    let current = load_visible(&ctx, id, "organizations:write").await?;
+    let stream = stream_id(id);
     let command = Command::Update {
-        expected_version,
+        expected_version: ctx.if_match()?,
         name,
-        slug,
+        slug: slug.clone(),
         owner_email,
     };
-    execute(
-        &state,
-        &principal,
-        ip,
-        &request_id,
-        &headers,
-        id,
-        current,
-        command,
-        claims,
-        StatusCode::OK,
-    )
-    .await
+    let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let mut batch = ctx.batch();
+    if !payloads.is_empty() {
+        if let Some(new_slug) = slug.as_ref().filter(|s| s.as_str() != current.slug) {
+            batch.take(SLUG_SCOPE, new_slug.as_str().to_string(), &stream);
+            batch.release(SLUG_SCOPE, current.slug.clone(), &stream);
+        }
+    }
+    batch.push(&stream, Some(id), current.version, payloads);
+    respond(batch, current, &stream, StatusCode::OK).await
 }
 
-async fn delete(
-    State(state): State<CommandState>,
-    principal: Principal,
-    RequestId(request_id): RequestId,
-    ClientIp(ip): ClientIp,
-    PathId(id): PathId,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_admin(&principal)?;
-    let expected_version = if_match(&headers)?;
-    let current = load(&state, id).await?;
-    let claims = vec![(
-        Claim::Release {
-            scope: SLUG_SCOPE,
-            value: current.slug.clone(),
-        },
-        stream_id(id),
-    )];
-    let command = Command::Delete { expected_version };
-    execute(
-        &state,
-        &principal,
-        ip,
-        &request_id,
-        &headers,
-        id,
-        current,
-        command,
-        claims,
-        StatusCode::NO_CONTENT,
-    )
-    .await
+async fn delete(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
+    let current = load_visible(&ctx, id, "organizations:write").await?;
+    let stream = stream_id(id);
+    let command = Command::Delete {
+        expected_version: ctx.if_match()?,
+    };
+    let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let mut batch = ctx.batch();
+    batch.release(SLUG_SCOPE, current.slug.clone(), &stream);
+    batch.push(&stream, Some(id), current.version, payloads);
+    respond(batch, current, &stream, StatusCode::NO_CONTENT).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    state: &CommandState,
-    principal: &Principal,
-    ip: Option<String>,
-    request_id: &str,
-    headers: &HeaderMap,
-    id: Uuid,
+/// Commits the batch and answers with the organization as the batch leaves it.
+async fn respond(
+    batch: Batch<'_>,
     current: Organization,
-    command: Command,
-    claims: Vec<(Claim, String)>,
+    stream: &str,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
-    let actor = principal.actor(ip);
-    let stream = Stream {
-        id: stream_id(id),
-        org_id: Some(id),
-        version: current.version,
-        actor: &actor,
-        correlation_id: request_id,
-    };
-    let events = stream.envelopes(payloads);
-    let claims = if events.is_empty() {
-        Vec::new()
-    } else {
-        claims
-    };
-    let projected = commit(state, headers, &events, &claims, PROJECTION).await?;
-    let after = events.iter().fold(current, aggregate::apply);
+    let org = batch
+        .events()
+        .iter()
+        .filter(|e| e.stream_id == stream)
+        .fold(current, aggregate::apply);
+    let projected = batch.commit().await?;
     let mut response = accepted_or(
         status,
         projected,
-        &format!("/api/v1/organizations/{id}"),
-        Some(representation(&after)),
+        &format!("/api/v1/organizations/{}", org.id),
+        Some(representation(&org)),
     );
-    if let Ok(etag) = format!("\"{}\"", after.version).parse() {
+    if let Ok(etag) = format!("\"{}\"", org.version).parse() {
         response
             .headers_mut()
             .insert(axum::http::header::ETAG, etag);
@@ -225,15 +163,26 @@ async fn execute(
     Ok(response)
 }
 
-async fn load(state: &CommandState, id: Uuid) -> Result<Organization, ApiError> {
-    let history = state.journal.load(&stream_id(id)).await?;
-    let organization = history
-        .iter()
-        .fold(Organization::default(), aggregate::apply);
-    if !organization.exists() {
+/// Loads a live organization the caller may act on with `permission`; anything else is 404.
+pub async fn load_visible(ctx: &Ctx, id: Uuid, permission: &str) -> Result<Organization, ApiError> {
+    if !ctx.principal.sees(id) {
         return Err(not_found(id));
     }
-    Ok(organization)
+    ctx.principal.require(permission)?;
+    let loaded = load::<Organization>(&ctx.state, &stream_id(id)).await?;
+    if !loaded.state.exists() {
+        return Err(not_found(id));
+    }
+    Ok(loaded.state)
+}
+
+/// The live organization a request acts in (after `org_scope`); 404 when it is gone.
+pub async fn live_org(ctx: &Ctx, id: Uuid) -> Result<Organization, ApiError> {
+    let loaded = load::<Organization>(&ctx.state, &stream_id(id)).await?;
+    if !loaded.state.exists() || !ctx.principal.sees(id) {
+        return Err(not_found(id));
+    }
+    Ok(loaded.state)
 }
 
 /// The same shape `GET /organizations/{id}` answers with.
@@ -245,15 +194,9 @@ pub fn representation(org: &Organization) -> serde_json::Value {
         "slug": org.slug,
         "owner_email": org.owner_email,
         "version": org.version,
-        "created_at": org.created_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        "updated_at": org.updated_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "created_at": time(org.created_at),
+        "updated_at": time(org.updated_at),
     })
-}
-
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
-    match principal {
-        Principal::PlatformAdmin => Ok(()),
-    }
 }
 
 fn parse_email(raw: Option<&str>) -> Result<Option<EmailAddress>, ApiError> {
@@ -262,43 +205,21 @@ fn parse_email(raw: Option<&str>) -> Result<Option<EmailAddress>, ApiError> {
         .map_err(|m| ApiError::invalid_param("owner_email", m))
 }
 
-/// `If-Match: "3"` (or `3`) makes the write conditional on the version read.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let raw = value.to_str().unwrap_or_default().trim();
-    if raw == "*" {
-        return Ok(None);
-    }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_if_match",
-                "If-Match must be the ETag a GET returned, like \"3\".",
-            )
-            .with_param("If-Match")
-        })
-}
-
 fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found(format!("No organization with id {id}."))
 }
 
-fn domain_error(error: DomainError) -> ApiError {
+pub fn domain_error(error: DomainError) -> ApiError {
     match error {
-        DomainError::AlreadyExists => {
-            ApiError::conflict("already_exists", "The organization already exists.")
-        }
+        DomainError::AlreadyExists => ApiError::conflict("already_exists", "The organization already exists."),
         DomainError::NotFound => ApiError::not_found("No such organization."),
         DomainError::VersionConflict { expected, actual } => ApiError::conflict(
             "version_conflict",
-            format!(
-                "The organization is at version {actual}, not {expected}; read it again and retry."
-            ),
+            format!("The organization is at version {actual}, not {expected}; read it again and retry."),
+        ),
+        DomainError::LastOwner => ApiError::conflict(
+            "last_owner",
+            "An organization keeps at least one owner: assign the owner role to someone else first.",
         ),
     }
 }

@@ -1,6 +1,7 @@
 //! Tenancy read model: organizations (teams, users and keys join it later).
 
 use events::{EventEnvelope, EventPayload};
+use uuid::Uuid;
 
 use crate::{Projection, Sql};
 
@@ -12,13 +13,23 @@ impl Projection for Tenancy {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["read.organizations"]
+        &[
+            "read.organizations",
+            "read.users",
+            "read.role_assignments",
+            "read.teams",
+            "read.team_members",
+            "read.api_keys",
+        ]
     }
 
     fn statements(&self, event: &EventEnvelope) -> Vec<Sql> {
         let Some(org_id) = event.org_id else {
             return vec![];
         };
+        if let Some(sql) = access_statements(event, org_id) {
+            return sql;
+        }
         let at = event.occurred_at;
         let version = event.stream_version;
         match &event.payload {
@@ -53,8 +64,158 @@ impl Projection for Tenancy {
                  WHERE id = $1 AND version < $3",
                 vec![Box::new(org_id), Box::new(at), Box::new(version)],
             )],
+            _ => vec![],
         }
     }
+}
+
+/// The nil UUID stands for "the whole organization" in `read.role_assignments.team_id`.
+const WHOLE_ORG: Uuid = Uuid::nil();
+
+/// The id part of a stream id such as `user:<uuid>`.
+fn stream_uuid(event: &EventEnvelope) -> Uuid {
+    event
+        .stream_id
+        .split_once(':')
+        .and_then(|(_, id)| id.parse().ok())
+        .unwrap_or_default()
+}
+
+fn bump(table: &'static str, id: Uuid, event: &EventEnvelope) -> Sql {
+    let text = match table {
+        "organizations" => "UPDATE read.organizations SET version = $2, updated_at = $3 WHERE id = $1 AND version < $2",
+        "users" => "UPDATE read.users SET version = $2, updated_at = $3 WHERE id = $1 AND version < $2",
+        _ => "UPDATE read.teams SET version = $2, updated_at = $3 WHERE id = $1 AND version < $2",
+    };
+    Sql::new(
+        text,
+        vec![
+            Box::new(id),
+            Box::new(event.stream_version),
+            Box::new(event.occurred_at),
+        ],
+    )
+}
+
+fn parse_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// Users, roles, teams and API keys.
+fn access_statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
+    let at = event.occurred_at;
+    let version = event.stream_version;
+    let id = stream_uuid(event);
+    let sql = match &event.payload {
+        EventPayload::OwnerAdded(e) => vec![
+            bump("organizations", org_id, event),
+            Sql::new(
+                "INSERT INTO read.role_assignments (org_id, user_id, role, team_id, assigned_at)
+                 VALUES ($1, $2, 'owner', $3, $4) ON CONFLICT DO NOTHING",
+                vec![Box::new(org_id), Box::new(e.user_id), Box::new(WHOLE_ORG), Box::new(at)],
+            ),
+        ],
+        EventPayload::OwnerRemoved(e) => vec![
+            bump("organizations", org_id, event),
+            Sql::new(
+                "DELETE FROM read.role_assignments WHERE user_id = $1 AND role = 'owner' AND team_id = $2",
+                vec![Box::new(e.user_id), Box::new(WHOLE_ORG)],
+            ),
+        ],
+        EventPayload::UserCreated(e) => vec![Sql::new(
+            "INSERT INTO read.users (id, org_id, email, name, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+            vec![Box::new(id), Box::new(org_id), Box::new(e.email.clone()), Box::new(e.name.clone()), Box::new(version), Box::new(at)],
+        )],
+        EventPayload::RoleAssigned(e) => vec![
+            bump("users", id, event),
+            Sql::new(
+                "INSERT INTO read.role_assignments (org_id, user_id, role, team_id, assigned_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                vec![Box::new(org_id), Box::new(id), Box::new(e.role.clone()), Box::new(e.team_id.unwrap_or(WHOLE_ORG)), Box::new(at)],
+            ),
+        ],
+        EventPayload::RoleRemoved(e) => vec![
+            bump("users", id, event),
+            Sql::new(
+                "DELETE FROM read.role_assignments WHERE user_id = $1 AND role = $2 AND team_id = $3",
+                vec![Box::new(id), Box::new(e.role.clone()), Box::new(e.team_id.unwrap_or(WHOLE_ORG))],
+            ),
+        ],
+        EventPayload::TeamCreated(e) => vec![Sql::new(
+            "INSERT INTO read.teams (id, org_id, name, description, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+            vec![Box::new(id), Box::new(org_id), Box::new(e.name.clone()), Box::new(e.description.clone()), Box::new(version), Box::new(at)],
+        )],
+        EventPayload::TeamUpdated(e) => vec![Sql::new(
+            "UPDATE read.teams SET name = COALESCE($2, name), description = COALESCE($3, description),
+                 version = $4, updated_at = $5
+             WHERE id = $1 AND version < $4",
+            vec![Box::new(id), Box::new(e.name.clone()), Box::new(e.description.clone()), Box::new(version), Box::new(at)],
+        )],
+        EventPayload::TeamMemberAdded(e) => vec![
+            bump("teams", id, event),
+            Sql::new(
+                "INSERT INTO read.team_members (team_id, user_id, org_id, added_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                vec![Box::new(id), Box::new(e.user_id), Box::new(org_id), Box::new(at)],
+            ),
+        ],
+        EventPayload::TeamMemberRemoved(e) => vec![
+            bump("teams", id, event),
+            Sql::new(
+                "DELETE FROM read.team_members WHERE team_id = $1 AND user_id = $2",
+                vec![Box::new(id), Box::new(e.user_id)],
+            ),
+        ],
+        EventPayload::ApiKeyCreated(e) => vec![Sql::new(
+            "INSERT INTO read.api_keys (id, org_id, public_id, prefix, secret_sha256, name, owner_user_id, team_id,
+                 permissions, enabled, expires_at, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10, $11, $12, $12) ON CONFLICT (id) DO NOTHING",
+            vec![
+                Box::new(id),
+                Box::new(org_id),
+                Box::new(e.public_id.clone()),
+                Box::new(e.prefix.clone()),
+                Box::new(e.secret_sha256.clone()),
+                Box::new(e.name.clone()),
+                Box::new(e.owner_user_id),
+                Box::new(e.team_id),
+                Box::new(e.permissions.clone()),
+                Box::new(e.expires_at.as_deref().and_then(parse_time)),
+                Box::new(version),
+                Box::new(at),
+            ],
+        )],
+        EventPayload::ApiKeyUpdated(e) => vec![Sql::new(
+            // $3: whether expires_at changed; $4: the new value (NULL = never expires).
+            "UPDATE read.api_keys SET name = COALESCE($2, name),
+                 expires_at = CASE WHEN $3 THEN $4 ELSE expires_at END,
+                 enabled = COALESCE($5, enabled), version = $6, updated_at = $7
+             WHERE id = $1 AND version < $6",
+            vec![
+                Box::new(id),
+                Box::new(e.name.clone()),
+                Box::new(e.expires_at.is_some()),
+                Box::new(e.expires_at.as_deref().and_then(parse_time)),
+                Box::new(e.enabled),
+                Box::new(version),
+                Box::new(at),
+            ],
+        )],
+        EventPayload::ApiKeyPermissionsChanged(e) => vec![Sql::new(
+            "UPDATE read.api_keys SET permissions = $2, version = $3, updated_at = $4 WHERE id = $1 AND version < $3",
+            vec![Box::new(id), Box::new(e.permissions.clone()), Box::new(version), Box::new(at)],
+        )],
+        EventPayload::ApiKeyRevoked(_) => vec![Sql::new(
+            "UPDATE read.api_keys SET revoked_at = $2, version = $3, updated_at = $2 WHERE id = $1 AND version < $3",
+            vec![Box::new(id), Box::new(at), Box::new(version)],
+        )],
+        _ => return None,
+    };
+    Some(sql)
 }
 
 #[cfg(test)]

@@ -1,1 +1,6 @@
+pub mod access;
+pub mod api_keys;
 pub mod organizations;
+pub mod scope;
+pub mod teams;
+pub mod users;

@@ -53,7 +53,9 @@ async fn list(
     principal: Principal,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<List<Organization>>, ApiError> {
-    let Principal::PlatformAdmin = principal;
+    principal.require("organizations:read")?;
+    // A key sees its own organization only; the platform admin sees all.
+    let only: Option<Uuid> = principal.key().map(|k| k.org_id);
     let page = query.page()?;
     let after = match &page.after {
         Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
@@ -64,9 +66,12 @@ async fn list(
     let client = state.pool.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM read.organizations
-         WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+         WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1) AND ($3::uuid IS NULL OR id = $3)
+         ORDER BY id LIMIT $2"
     );
-    let rows = client.query(&sql, &[&after, &(page.limit + 1)]).await?;
+    let rows = client
+        .query(&sql, &[&after, &(page.limit + 1), &only])
+        .await?;
     let orgs = rows.iter().map(from_row).collect();
     Ok(Json(List::from_rows(orgs, &page, |o: &Organization| {
         o.id.to_string()
@@ -78,7 +83,12 @@ async fn show(
     principal: Principal,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let Principal::PlatformAdmin = principal;
+    if !principal.sees(id) {
+        return Err(ApiError::not_found(format!(
+            "No organization with id {id}."
+        )));
+    }
+    principal.require("organizations:read")?;
     let client = state.pool.get().await?;
     let sql =
         format!("SELECT {COLUMNS} FROM read.organizations WHERE id = $1 AND deleted_at IS NULL");

@@ -1,0 +1,178 @@
+//! What every command handler shares: the request context, loading an aggregate from its
+//! stream, and a batch of decided events (possibly on several streams) committed at once.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use events::{Actor, EventEnvelope, EventPayload};
+use platform::http::{ClientIp, RequestId};
+use platform::{ApiError, Principal};
+use uuid::Uuid;
+
+use crate::commit::commit;
+use crate::journal::Claim;
+use crate::CommandState;
+
+/// The projection whose read models serve the resources written here.
+pub const TENANCY: &str = "tenancy";
+
+/// A pure aggregate: its state is the fold of its stream's events.
+pub trait Aggregate: Default {
+    fn apply(self, event: &EventEnvelope) -> Self;
+}
+
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: i64,
+}
+
+pub async fn load<A: Aggregate>(
+    state: &CommandState,
+    stream_id: &str,
+) -> Result<Loaded<A>, ApiError> {
+    let history = state.journal.load(stream_id).await?;
+    let version = history.last().map(|e| e.stream_version).unwrap_or(0);
+    let aggregate = history.iter().fold(A::default(), |a, e| a.apply(e));
+    Ok(Loaded {
+        state: aggregate,
+        version,
+    })
+}
+
+/// The request a command runs for.
+pub struct Ctx {
+    pub state: CommandState,
+    pub principal: Principal,
+    pub actor: Actor,
+    pub request_id: String,
+    pub headers: HeaderMap,
+}
+
+impl FromRequestParts<CommandState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &CommandState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let RequestId(request_id) = RequestId::from_request_parts(parts, state).await?;
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        Ok(Self {
+            state: state.clone(),
+            actor: principal.actor(ip),
+            principal,
+            request_id,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Ctx {
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            ctx: self,
+            events: Vec::new(),
+            claims: Vec::new(),
+        }
+    }
+
+    /// `If-Match: "3"` (or `3`) makes a write conditional on the version the client read.
+    pub fn if_match(&self) -> Result<Option<i64>, ApiError> {
+        let Some(value) = self.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(None);
+        };
+        let raw = value.to_str().unwrap_or_default().trim();
+        if raw == "*" {
+            return Ok(None);
+        }
+        raw.trim_start_matches("W/")
+            .trim_matches('"')
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_if_match",
+                    "If-Match must be the ETag a GET returned, like \"3\".",
+                )
+                .with_param("If-Match")
+            })
+    }
+
+    /// 409 when the client's `If-Match` names another version than the current one.
+    pub fn check_version(&self, current: i64) -> Result<(), ApiError> {
+        match self.if_match()? {
+            Some(expected) if expected != current => Err(ApiError::conflict(
+                "version_conflict",
+                format!("The resource is at version {current}, not {expected}; read it again and retry."),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Events decided by one command, on one or more streams, appended in one transaction.
+pub struct Batch<'a> {
+    ctx: &'a Ctx,
+    events: Vec<EventEnvelope>,
+    claims: Vec<(Claim, String)>,
+}
+
+impl Batch<'_> {
+    /// Adds events to a stream that was at `version`; returns the stream's new version.
+    pub fn push(
+        &mut self,
+        stream_id: &str,
+        org_id: Option<Uuid>,
+        version: i64,
+        payloads: Vec<EventPayload>,
+    ) -> i64 {
+        let mut next = version;
+        for payload in payloads {
+            next += 1;
+            self.events.push(EventEnvelope::new(
+                payload,
+                org_id,
+                stream_id.to_string(),
+                next,
+                self.ctx.actor.clone(),
+                self.ctx.request_id.clone(),
+            ));
+        }
+        next
+    }
+
+    pub fn take(&mut self, scope: &'static str, value: String, stream_id: &str) {
+        self.claims
+            .push((Claim::Take { scope, value }, stream_id.to_string()));
+    }
+
+    pub fn release(&mut self, scope: &'static str, value: String, stream_id: &str) {
+        self.claims
+            .push((Claim::Release { scope, value }, stream_id.to_string()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn events(&self) -> &[EventEnvelope] {
+        &self.events
+    }
+
+    /// Appends and waits for the tenancy projection; true when readable in time.
+    pub async fn commit(self) -> Result<bool, ApiError> {
+        if self.events.is_empty() {
+            return Ok(true);
+        }
+        commit(
+            &self.ctx.state,
+            &self.ctx.headers,
+            &self.events,
+            &self.claims,
+            TENANCY,
+        )
+        .await
+    }
+}
+
+pub fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
+    at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
