@@ -15,5 +15,9 @@ pub struct ReadState {
 pub fn routes(state: ReadState) -> Router {
     Router::new()
         .merge(routes::organizations::router())
+        .merge(routes::users::router())
+        .merge(routes::teams::router())
+        .merge(routes::api_keys::router())
+        .merge(routes::access::router())
         .with_state(state)
 }

@@ -302,3 +302,88 @@ impl Api {
 pub fn unique_slug(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12])
 }
+
+impl Api {
+    /// The same server, called with another bearer token (an API key).
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: token.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+/// An organization with an owner and the owner's key holding every permission.
+pub struct Tenant {
+    pub org_id: String,
+    pub owner_id: String,
+    pub owner_key: String,
+    pub owner: Api,
+}
+
+impl Tenant {
+    pub async fn create(admin: &Api, prefix: &str) -> Tenant {
+        let slug = unique_slug(&prefix.replace('_', "-"));
+        let reply = admin
+            .post("/api/v1/organizations", &serde_json::json!({"name": slug, "slug": slug, "owner_email": format!("owner@{slug}.example")}))
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let org_id = reply.body["id"].as_str().expect("id").to_string();
+        let users = admin.get(&format!("/api/v1/users?org_id={org_id}")).await;
+        assert_eq!(users.status, 200, "{}", users.body);
+        let owner_id = users.body["data"][0]["id"]
+            .as_str()
+            .expect("owner")
+            .to_string();
+        let owner_key = admin_key(admin, &org_id, Some(&owner_id), &all_permissions()).await;
+        let owner = admin.with_token(&owner_key);
+        Tenant {
+            org_id,
+            owner_id,
+            owner_key,
+            owner,
+        }
+    }
+
+    /// A new user of this organization holding `role`; returns (user id, a key with every permission).
+    pub async fn member_with_role(&self, admin: &Api, role: &str) -> (String, String) {
+        let user = admin
+            .post("/api/v1/users", &serde_json::json!({"org_id": self.org_id, "email": format!("{}@{}.example", role, Uuid::new_v4().simple())}))
+            .await;
+        assert_eq!(user.status, 201, "{}", user.body);
+        let user_id = user.body["id"].as_str().expect("id").to_string();
+        let assigned = admin
+            .post(
+                &format!("/api/v1/users/{user_id}/roles"),
+                &serde_json::json!({"role": role}),
+            )
+            .await;
+        assert_eq!(assigned.status, 200, "{}", assigned.body);
+        let key = admin_key(admin, &self.org_id, Some(&user_id), &all_permissions()).await;
+        (user_id, key)
+    }
+}
+
+pub fn all_permissions() -> Vec<String> {
+    platform::access::PERMISSIONS
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect()
+}
+
+/// A key created by the platform admin, acting for `user_id` when given.
+pub async fn admin_key(
+    admin: &Api,
+    org_id: &str,
+    user_id: Option<&str>,
+    permissions: &[String],
+) -> String {
+    let reply = admin
+        .post(
+            "/api/v1/api-keys",
+            &serde_json::json!({"org_id": org_id, "user_id": user_id, "name": "test key", "permissions": permissions}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.body["key"].as_str().expect("key").to_string()
+}

@@ -7,10 +7,22 @@ use aihub::Roles;
 use e2e::{tansu, unique_slug, wait_for, Api, Env};
 use serde_json::{json, Value};
 
-async fn read_models(env: &Env) -> (Vec<Value>, Vec<Value>) {
+/// Every read model: the organizations and the audit log, then the access tables.
+async fn read_models(env: &Env) -> (Vec<Value>, Vec<Value>, Vec<Vec<Value>>) {
+    let mut access = Vec::new();
+    for (table, order) in [
+        ("read.users", "id"),
+        ("read.role_assignments", "user_id, role, team_id"),
+        ("read.teams", "id"),
+        ("read.team_members", "team_id, user_id"),
+        ("read.api_keys", "id"),
+    ] {
+        access.push(env.dump(table, order).await);
+    }
     (
         env.dump("read.organizations", "id").await,
         env.dump("read.audit_log", "event_id").await,
+        access,
     )
 }
 
@@ -29,6 +41,33 @@ async fn some_history(api: &Api, n: usize) -> Vec<String> {
                 .status,
             200
         );
+        if i % 3 == 1 {
+            let team = api
+                .post("/api/v1/teams", &json!({"org_id": id, "name": "Core"}))
+                .await;
+            assert_eq!(team.status, 201, "{}", team.body);
+            let team_id = team.body["id"].as_str().expect("team").to_string();
+            let member = api
+                .post(
+                    &format!("/api/v1/teams/{team_id}/members"),
+                    &json!({"email": format!("m{i}@x.example")}),
+                )
+                .await;
+            assert_eq!(member.status, 200, "{}", member.body);
+            let user_id = member.body["members"][0]
+                .as_str()
+                .expect("member")
+                .to_string();
+            let role = api
+                .post(
+                    &format!("/api/v1/users/{user_id}/roles"),
+                    &json!({"role": "developer", "team_id": team_id}),
+                )
+                .await;
+            assert_eq!(role.status, 200, "{}", role.body);
+            let key = api.post("/api/v1/api-keys", &json!({"org_id": id, "name": "k", "permissions": ["teams:read"], "team_id": team_id})).await;
+            assert_eq!(key.status, 201, "{}", key.body);
+        }
         if i % 3 == 2 {
             assert_eq!(api.delete(&path).await.status, 204);
         }
@@ -210,7 +249,7 @@ async fn replay_all_rebuilds_read_models_identical_to_the_live_ones() {
     some_history(&api, 6).await;
     env.wait_until_projected(Duration::from_secs(60)).await;
     let live = read_models(&env).await;
-    assert!(!live.0.is_empty() && !live.1.is_empty());
+    assert!(!live.0.is_empty() && !live.1.is_empty() && live.2.iter().all(|t| !t.is_empty()));
 
     let config = &env.config;
     let output = tokio::process::Command::new(aihub_binary())

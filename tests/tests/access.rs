@@ -1,0 +1,906 @@
+//! Tenancy and access control end to end: roles and permissions on every endpoint, tenant
+//! isolation, key lifecycle, secrets, owners and concurrent role changes.
+
+use std::time::Duration;
+
+use aihub::Roles;
+use e2e::{admin_key, all_permissions, kafka, unique_slug, wait_for, Api, Env, Tenant};
+use platform::access::{role_permissions, ROLES};
+use rdkafka::message::Message;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Ids the endpoint table refers to.
+struct Fixture {
+    org: String,
+    user: String,
+    team: String,
+    key: String,
+}
+
+/// One row per endpoint: method, path, body, and the permission it needs (`None`: platform admin
+/// only). The matrix test derives every allow/deny from this table and the role catalog.
+fn endpoints(f: &Fixture) -> Vec<(Method, String, Option<Value>, Option<&'static str>)> {
+    let (org, user, team, key) = (&f.org, &f.user, &f.team, &f.key);
+    vec![
+        (
+            Method::GET,
+            "/api/v1/organizations".into(),
+            None,
+            Some("organizations:read"),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/organizations/{org}"),
+            None,
+            Some("organizations:read"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/organizations".into(),
+            Some(json!({"name": "x", "slug": unique_slug("m")})),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/organizations/{org}"),
+            Some(json!({"name": "Matrix"})),
+            Some("organizations:write"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users".into(),
+            None,
+            Some("users:read"),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users/{user}"),
+            None,
+            Some("users:read"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(json!({"email": format!("{}@m.example", unique_slug("u"))})),
+            Some("users:write"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/users/{user}/roles"),
+            Some(json!({"role": "viewer"})),
+            Some("roles:assign"),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/users/{user}/roles/viewer"),
+            None,
+            Some("roles:assign"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/roles".into(),
+            None,
+            Some("roles:read"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/permissions".into(),
+            None,
+            Some("roles:read"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/teams".into(),
+            None,
+            Some("teams:read"),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/teams/{team}"),
+            None,
+            Some("teams:read"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/teams".into(),
+            Some(json!({"name": "Matrix team"})),
+            Some("teams:write"),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/teams/{team}"),
+            Some(json!({"description": unique_slug("d")})),
+            Some("teams:write"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/teams/{team}/members"),
+            Some(json!({"user_id": user})),
+            Some("members:write"),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/teams/{team}/members/{user}"),
+            None,
+            Some("members:write"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/api-keys".into(),
+            None,
+            Some("api_keys:read"),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/api-keys/{key}"),
+            None,
+            Some("api_keys:read"),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/api-keys/{key}/permissions"),
+            None,
+            Some("api_keys:read"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/api-keys".into(),
+            Some(json!({"name": "m", "permissions": ["organizations:read"]})),
+            Some("api_keys:write"),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/api-keys/{key}"),
+            Some(json!({"name": unique_slug("k")})),
+            Some("api_keys:write"),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/api-keys/{key}/permissions"),
+            Some(json!({"permissions": ["organizations:read"]})),
+            Some("api_keys:write"),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/api-keys/{key}"),
+            None,
+            Some("api_keys:write"),
+        ),
+        // Last: it deletes the organization for whoever may.
+        (
+            Method::DELETE,
+            format!("/api/v1/organizations/{org}"),
+            None,
+            Some("organizations:write"),
+        ),
+    ]
+}
+
+async fn call(api: &Api, method: Method, path: &str, body: Option<&Value>) -> e2e::Reply {
+    let request = api.request(method, path);
+    let request = match body {
+        Some(body) => request.json(body),
+        None => request,
+    };
+    api.send(request).await
+}
+
+async fn fixture(admin: &Api, tenant: &Tenant) -> Fixture {
+    let user = admin
+        .post(
+            "/api/v1/users",
+            &json!({"org_id": tenant.org_id, "email": format!("{}@f.example", unique_slug("t"))}),
+        )
+        .await;
+    let team = admin
+        .post(
+            "/api/v1/teams",
+            &json!({"org_id": tenant.org_id, "name": "Fixture"}),
+        )
+        .await;
+    let key = admin
+        .post(
+            "/api/v1/api-keys",
+            &json!({"org_id": tenant.org_id, "name": "target", "permissions": ["teams:read"]}),
+        )
+        .await;
+    assert_eq!(
+        (user.status, team.status, key.status),
+        (201, 201, 201),
+        "{} {} {}",
+        user.body,
+        team.body,
+        key.body
+    );
+    let id = |r: &e2e::Reply| r.body["id"].as_str().expect("id").to_string();
+    Fixture {
+        org: tenant.org_id.clone(),
+        user: id(&user),
+        team: id(&team),
+        key: id(&key),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_matrix_every_endpoint_every_role() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let mut checked = 0;
+    for (role, _, _) in ROLES {
+        let tenant = Tenant::create(&admin, role).await;
+        let (_, key) = if *role == "owner" {
+            (tenant.owner_id.clone(), tenant.owner_key.clone())
+        } else {
+            tenant.member_with_role(&admin, role).await
+        };
+        let caller = admin.with_token(&key);
+        let fixture = fixture(&admin, &tenant).await;
+        let allowed = role_permissions(role);
+        for (method, path, body, permission) in endpoints(&fixture) {
+            let reply = call(&caller, method.clone(), &path, body.as_ref()).await;
+            let may = permission.is_some_and(|p| allowed.contains(p));
+            let case = format!("{role}: {method} {path} → {} {}", reply.status, reply.body);
+            if may {
+                assert!(
+                    ![401, 403].contains(&reply.status) && reply.status < 500,
+                    "expected allowed; {case}"
+                );
+            } else {
+                let error = reply.assert_client_error(403);
+                if let Some(p) = permission {
+                    assert!(
+                        error["message"].as_str().is_some_and(|m| m.contains(p)),
+                        "403 must name {p}; {case}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        ROLES.len()
+            * endpoints(&Fixture {
+                org: String::new(),
+                user: String::new(),
+                team: String::new(),
+                key: String::new()
+            })
+            .len()
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organization_sees_404_for_every_resource_id() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let a = Tenant::create(&admin, "iso-a").await;
+    let b = Tenant::create(&admin, "iso-b").await;
+    let fa = fixture(&admin, &a).await;
+    let fb = fixture(&admin, &b).await;
+
+    // Every endpoint that names a resource of A in its path, called with B's owner key.
+    for (method, path, body, _) in endpoints(&fa) {
+        if !path.contains(&fa.org)
+            && !path.contains(&fa.user)
+            && !path.contains(&fa.team)
+            && !path.contains(&fa.key)
+        {
+            continue;
+        }
+        let reply = call(&b.owner, method.clone(), &path, body.as_ref()).await;
+        assert_eq!(
+            reply.assert_client_error(404)["code"],
+            "not_found",
+            "{method} {path}"
+        );
+    }
+    // A's ids in bodies and query filters.
+    let cases = [
+        (
+            Method::POST,
+            format!("/api/v1/teams/{}/members", fb.team),
+            Some(json!({"user_id": fa.user})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/users/{}/roles", fb.user),
+            Some(json!({"role": "viewer", "team_id": fa.team})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/api-keys".into(),
+            Some(json!({"name": "x", "permissions": ["teams:read"], "team_id": fa.team})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/api-keys".into(),
+            Some(json!({"name": "x", "permissions": ["teams:read"], "org_id": fa.org})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/teams".into(),
+            Some(json!({"name": "x", "org_id": fa.org})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(json!({"email": "x@y.example", "org_id": fa.org})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/teams?org_id={}", fa.org),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/users?org_id={}", fa.org),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/api-keys?org_id={}", fa.org),
+            None,
+        ),
+    ];
+    for (method, path, body) in cases {
+        let reply = call(&b.owner, method.clone(), &path, body.as_ref()).await;
+        reply.assert_client_error(404);
+    }
+    // Lists show B's own things only.
+    let orgs = b.owner.get("/api/v1/organizations").await;
+    let ids: Vec<&str> = orgs.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![b.org_id.as_str()]);
+    for list in ["/api/v1/users", "/api/v1/teams", "/api/v1/api-keys"] {
+        let reply = b.owner.get(list).await;
+        assert_eq!(reply.status, 200);
+        for item in reply.body["data"].as_array().expect("data") {
+            assert_eq!(item["org_id"], b.org_id.as_str(), "{list} leaked {item}");
+        }
+    }
+    // And A's data is untouched.
+    assert_eq!(
+        a.owner
+            .get(&format!("/api/v1/teams/{}", fa.team))
+            .await
+            .body["members"],
+        json!([])
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_disabled_and_expired_keys_are_refused_on_every_instance() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    // A second instance serving queries only, sharing the database.
+    let other_process = env
+        .start(Roles {
+            read_api: true,
+            ..Roles::none()
+        })
+        .await;
+    let other = env.api(&other_process);
+    let tenant = Tenant::create(&admin, "life").await;
+    let created = tenant
+        .owner
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "short-lived", "permissions": ["teams:read"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let (id, secret) = (
+        created.body["id"].as_str().expect("id").to_string(),
+        created.body["key"].as_str().expect("key").to_string(),
+    );
+    let here = admin.with_token(&secret);
+    let there = other.with_token(&secret);
+    assert_eq!(here.get("/api/v1/teams").await.status, 200);
+    assert_eq!(there.get("/api/v1/teams").await.status, 200);
+
+    let disabled = tenant
+        .owner
+        .put(
+            &format!("/api/v1/api-keys/{id}"),
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(
+        (disabled.status, disabled.body["status"].as_str()),
+        (200, Some("disabled"))
+    );
+    assert!(
+        here.get("/api/v1/teams").await.assert_client_error(401)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("disabled"))
+    );
+    there.get("/api/v1/teams").await.assert_client_error(401);
+    assert_eq!(
+        tenant
+            .owner
+            .put(&format!("/api/v1/api-keys/{id}"), &json!({"enabled": true}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        here.get("/api/v1/teams").await.status,
+        200,
+        "re-enabled key works again"
+    );
+    assert_eq!(there.get("/api/v1/teams").await.status, 200);
+
+    // The first request after DELETE returns is refused, here and on the other instance.
+    let revoked = tenant.owner.delete(&format!("/api/v1/api-keys/{id}")).await;
+    assert_eq!(
+        (revoked.status, revoked.body["status"].as_str()),
+        (200, Some("revoked")),
+        "{}",
+        revoked.body
+    );
+    here.get("/api/v1/teams").await.assert_client_error(401);
+    there.get("/api/v1/teams").await.assert_client_error(401);
+    tenant
+        .owner
+        .put(&format!("/api/v1/api-keys/{id}"), &json!({"enabled": true}))
+        .await
+        .assert_client_error(409);
+
+    // A key past its expiry.
+    let soon = (chrono_now_plus(2)).to_string();
+    let expiring = tenant
+        .owner
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "expiring", "permissions": ["teams:read"], "expires_at": soon}),
+        )
+        .await;
+    assert_eq!(expiring.status, 201, "{}", expiring.body);
+    let expiring_key = admin.with_token(expiring.body["key"].as_str().expect("key"));
+    assert_eq!(expiring_key.get("/api/v1/teams").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let refused = expiring_key.get("/api/v1/teams").await;
+    assert!(refused.assert_client_error(401)["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("expired")));
+
+    other_process.stop().await;
+    app.stop().await;
+}
+
+fn chrono_now_plus(seconds: i64) -> String {
+    let at = std::time::SystemTime::now() + Duration::from_secs(seconds as u64);
+    let millis = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after epoch")
+        .as_millis() as i64;
+    let secs = millis / 1000;
+    // RFC 3339 in UTC without pulling chrono into the tests.
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let (y, mo, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        millis % 1000
+    )
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_owner_stays_and_concurrent_role_changes_resolve_by_version() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "owners").await;
+    let owner = &tenant.owner_id;
+    let refused = tenant
+        .owner
+        .delete(&format!("/api/v1/users/{owner}/roles/owner"))
+        .await;
+    assert_eq!(refused.assert_client_error(409)["code"], "last_owner");
+
+    let (second, _) = tenant.member_with_role(&admin, "developer").await;
+    let promoted = tenant
+        .owner
+        .post(
+            &format!("/api/v1/users/{second}/roles"),
+            &json!({"role": "owner"}),
+        )
+        .await;
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(promoted.body["roles"][0]["role"], "owner");
+    assert_eq!(
+        tenant
+            .owner
+            .delete(&format!("/api/v1/users/{owner}/roles/owner"))
+            .await
+            .status,
+        200
+    );
+    admin
+        .delete(&format!("/api/v1/users/{second}/roles/owner"))
+        .await
+        .assert_client_error(409);
+    let roles = admin.get(&format!("/api/v1/users/{second}")).await.body["roles"].clone();
+    assert!(
+        roles
+            .as_array()
+            .expect("roles")
+            .iter()
+            .any(|r| r["role"] == "owner"),
+        "{roles}"
+    );
+
+    // Two role changes against the same version of one user: one wins, the other gets 409.
+    let (target, _) = tenant.member_with_role(&admin, "viewer").await;
+    let version = admin.get(&format!("/api/v1/users/{target}")).await.body["version"]
+        .as_i64()
+        .expect("version");
+    let assign = |role: &'static str| {
+        let admin = admin.clone();
+        let path = format!("/api/v1/users/{target}/roles");
+        async move {
+            admin
+                .send(
+                    admin
+                        .request(Method::POST, &path)
+                        .header("if-match", format!("\"{version}\""))
+                        .json(&json!({"role": role})),
+                )
+                .await
+        }
+    };
+    let (a, b) = tokio::join!(assign("auditor"), assign("billing_manager"));
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.body, b.body);
+    // Without If-Match, concurrent changes still never lose an update: every 200 is kept.
+    let plain = |role: &'static str| {
+        let admin = admin.clone();
+        let path = format!("/api/v1/users/{target}/roles");
+        async move { (role, admin.post(&path, &json!({"role": role})).await.status) }
+    };
+    let results =
+        futures::future::join_all(["developer", "admin", "billing_manager"].map(plain)).await;
+    let roles = admin.get(&format!("/api/v1/users/{target}")).await.body["roles"].clone();
+    for (role, status) in results {
+        assert!([200, 409].contains(&status));
+        let held = roles
+            .as_array()
+            .expect("roles")
+            .iter()
+            .any(|r| r["role"] == role);
+        if status == 200 {
+            assert!(held, "{role} answered 200 but is not held: {roles}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_access_input_gets_4xx_in_the_openai_error_shape() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "bad").await;
+    let other = Tenant::create(&admin, "bad-other").await;
+    let owner = &tenant.owner;
+    let before = env.count("SELECT count(*) FROM journal").await;
+
+    let unknown_permission = owner
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "k", "permissions": ["chat:write", "root:everything"]}),
+        )
+        .await;
+    assert_eq!(
+        unknown_permission.assert_client_error(400)["param"],
+        "permissions"
+    );
+    let past = owner.post("/api/v1/api-keys", &json!({"name": "k", "permissions": ["chat:write"], "expires_at": "2001-01-01T00:00:00Z"})).await;
+    assert_eq!(past.assert_client_error(400)["param"], "expires_at");
+    let garbled = owner
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "k", "permissions": ["chat:write"], "expires_at": "tomorrow"}),
+        )
+        .await;
+    assert_eq!(garbled.assert_client_error(400)["param"], "expires_at");
+    owner
+        .post("/api/v1/api-keys", &json!({"name": " ", "permissions": []}))
+        .await
+        .assert_client_error(400);
+    owner
+        .post("/api/v1/api-keys", &json!({"name": "k"}))
+        .await
+        .assert_client_error(400);
+    admin
+        .post("/api/v1/api-keys", &json!({"name": "k", "permissions": []}))
+        .await
+        .assert_client_error(400);
+
+    let role = owner
+        .post(
+            &format!("/api/v1/users/{}/roles", tenant.owner_id),
+            &json!({"role": "superuser"}),
+        )
+        .await;
+    assert_eq!(role.assert_client_error(400)["param"], "role");
+    owner
+        .delete(&format!(
+            "/api/v1/users/{}/roles/superuser",
+            tenant.owner_id
+        ))
+        .await
+        .assert_client_error(400);
+    let team = owner
+        .post("/api/v1/teams", &json!({"name": "T"}))
+        .await
+        .body["id"]
+        .as_str()
+        .expect("team")
+        .to_string();
+    let owner_in_team = owner
+        .post(
+            &format!("/api/v1/users/{}/roles", tenant.owner_id),
+            &json!({"role": "owner", "team_id": team}),
+        )
+        .await;
+    owner_in_team.assert_client_error(400);
+
+    let foreign = owner
+        .post(
+            &format!("/api/v1/teams/{team}/members"),
+            &json!({"user_id": other.owner_id}),
+        )
+        .await;
+    foreign.assert_client_error(404);
+    owner
+        .post(&format!("/api/v1/teams/{team}/members"), &json!({}))
+        .await
+        .assert_client_error(400);
+    owner
+        .post(
+            &format!("/api/v1/teams/{team}/members"),
+            &json!({"email": "not-an-email"}),
+        )
+        .await
+        .assert_client_error(400);
+    owner
+        .post("/api/v1/users", &json!({"email": "nope"}))
+        .await
+        .assert_client_error(400);
+    owner
+        .post("/api/v1/teams", &json!({"name": ""}))
+        .await
+        .assert_client_error(400);
+    let duplicate = owner
+        .post(
+            "/api/v1/users",
+            &json!({"email": format!("owner@{}.example", "x")}),
+        )
+        .await;
+    assert_eq!(duplicate.status, 201);
+    owner
+        .post("/api/v1/users", &json!({"email": "OWNER@x.example"}))
+        .await
+        .assert_client_error(409);
+    owner
+        .get("/api/v1/users?limit=5000")
+        .await
+        .assert_client_error(400);
+
+    // A key cannot hand out more than it holds.
+    let narrow = admin_key(
+        &admin,
+        &tenant.org_id,
+        None,
+        &["api_keys:write".to_string()],
+    )
+    .await;
+    let escalate = admin
+        .with_token(&narrow)
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "k", "permissions": ["billing:write"]}),
+        )
+        .await;
+    escalate.assert_client_error(403);
+
+    // Only the duplicate-free user, the team and the keys above were written.
+    let written = env.count("SELECT count(*) FROM journal").await - before;
+    assert!(written <= 4, "bad input wrote events: {written}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_counted_and_audited_without_flooding_the_journal() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "flood").await;
+    let public = tenant
+        .owner_key
+        .split('-')
+        .nth(2)
+        .expect("public id")
+        .to_string();
+    let wrong_secret = format!("aihub-sk-{public}-{}", "0".repeat(64));
+    for _ in 0..60 {
+        admin
+            .with_token(&wrong_secret)
+            .get("/api/v1/teams")
+            .await
+            .assert_client_error(401);
+        admin
+            .with_token("garbage")
+            .get("/api/v1/teams")
+            .await
+            .assert_client_error(401);
+    }
+    wait_for(Duration::from_secs(30), "auth.failed events projected", || async {
+        env.count("SELECT COALESCE(sum((data->>'count')::bigint), 0)::bigint FROM read.audit_log WHERE event_type = 'auth.failed'").await >= 120
+    })
+    .await;
+    let events = env
+        .count("SELECT count(*) FROM read.audit_log WHERE event_type = 'auth.failed'")
+        .await;
+    assert!(events <= 20, "120 failures became {events} events");
+    let ours = env
+        .count(&format!("SELECT count(*) FROM read.audit_log WHERE event_type = 'auth.failed' AND org_id = '{}' AND data->>'public_id' = '{public}'", tenant.org_id))
+        .await;
+    assert!(
+        ours >= 1,
+        "the failure with a known key is recorded in its organization"
+    );
+    let metrics = admin
+        .http
+        .get(admin.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("aihub_auth_failures_total{reason=\"unknown\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+/// The secret of a created key appears nowhere: not on the topic, not in any table, not in any
+/// log line of a real `aihub serve` process at debug level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_of_a_key_appears_nowhere() {
+    let env = Env::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let log_path = std::env::temp_dir().join(format!("aihub-secret-test-{port}.log"));
+    let log = std::fs::File::create(&log_path).expect("log");
+    let config = &env.config;
+    let binary = std::env::current_exe()
+        .expect("exe")
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("dir")
+        .join("aihub");
+    let mut child = tokio::process::Command::new(binary)
+        .arg("serve")
+        .env("DATABASE_URL", &config.database_url)
+        .env("KAFKA_BROKERS", &config.kafka_brokers)
+        .env("AIHUB_TOPIC", &config.topic)
+        .env("AIHUB_CONSUMER_GROUP_PREFIX", &config.consumer_group_prefix)
+        .env(
+            "AIHUB_ADMIN_TOKEN",
+            config.admin_token.as_deref().unwrap_or_default(),
+        )
+        .env("AIHUB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "debug")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aihub serve starts");
+    let admin = Api {
+        base: format!("http://127.0.0.1:{port}"),
+        token: config.admin_token.clone().unwrap_or_default(),
+        http: reqwest::Client::new(),
+    };
+    wait_for(Duration::from_secs(30), "aihub serve answers", || {
+        let admin = admin.clone();
+        async move { admin.http.get(admin.url("/healthz")).send().await.is_ok() }
+    })
+    .await;
+    let tenant = Tenant::create(&admin, "secret").await;
+    let created = tenant
+        .owner
+        .post(
+            "/api/v1/api-keys",
+            &json!({"name": "watched", "permissions": all_permissions()}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.body["key"].as_str().expect("key").to_string();
+    let secret = key.rsplit('-').next().expect("secret").to_string();
+    assert_eq!(secret.len(), 64);
+    let user = admin.with_token(&key);
+    assert_eq!(user.get("/api/v1/api-keys").await.status, 200);
+    user.get(&format!(
+        "/api/v1/api-keys/{}",
+        created.body["id"].as_str().expect("id")
+    ))
+    .await;
+    admin
+        .with_token(&format!("{key}0"))
+        .get("/api/v1/teams")
+        .await
+        .assert_client_error(401);
+    let listed = user.get("/api/v1/api-keys").await;
+    assert!(
+        !listed.body.to_string().contains(&secret),
+        "the list shows the secret"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // The topic.
+    let journal = env.count("SELECT count(*) FROM journal").await as usize;
+    let messages = kafka::read_until(
+        &config.kafka_brokers,
+        &config.topic,
+        Duration::from_secs(60),
+        |seen| seen.len() >= journal,
+    )
+    .await;
+    for message in &messages {
+        let payload = String::from_utf8_lossy(message.payload().unwrap_or_default());
+        assert!(!payload.contains(&secret), "secret on the topic: {payload}");
+    }
+    // Every table of the database.
+    let db = env.db().await;
+    let tables = db
+        .query("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname IN ('public', 'read')", &[])
+        .await
+        .expect("tables");
+    for table in tables {
+        let name: String = table.get(0);
+        let hits = db
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {name} t WHERE to_jsonb(t)::text LIKE '%' || $1 || '%'"
+                ),
+                &[&secret],
+            )
+            .await
+            .expect("search")
+            .get::<_, i64>(0);
+        assert_eq!(hits, 0, "secret stored in {name}");
+    }
+    // The process's log, at debug level.
+    child.kill().await.expect("stop");
+    let logged = std::fs::read_to_string(&log_path).expect("log");
+    assert!(logged.lines().count() > 5, "the log captured the run");
+    assert!(!logged.contains(&secret), "secret in the log");
+    let _ = std::fs::remove_file(&log_path);
+}
