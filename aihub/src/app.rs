@@ -122,6 +122,13 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )));
         let state = CommandState::new(pool.clone(), consistency, config.consistency_timeout);
         api = api.merge(command_api::routes(state));
+        let (gateway, appender) = command_api::gateway::Gateway::new(
+            config.gateway.clone(),
+            command_api::Journal::new(pool.clone()),
+            shutdown.clone(),
+        )?;
+        tasks.push(appender);
+        api = api.merge(command_api::gateway::routes::router(gateway));
     }
     if roles.read_api {
         api = api.merge(read_api::routes(read_api::ReadState { pool: pool.clone() }));
@@ -210,6 +217,10 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
         .layer(Extension(authenticator))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn({
+            let max = config.max_body_bytes;
+            move |request, next| http::limit_body(max, request, next)
+        }))
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn(http::request_id))
 }

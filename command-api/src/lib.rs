@@ -7,6 +7,7 @@ pub mod auth_failures;
 pub mod command;
 pub mod commit;
 pub mod consistency;
+pub mod gateway;
 pub mod journal;
 pub mod organizations;
 pub mod relay;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::access::*;
+use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 
 /// Declares the event types once: the enum variant, its wire name and its schema version.
@@ -54,6 +55,8 @@ event_types! {
     ApiKeyPermissionsChanged => "api_key.permissions_changed", version 1, ApiKeyPermissionsChanged;
     ApiKeyRevoked => "api_key.revoked", version 1, ApiKeyRevoked;
     AuthFailed => "auth.failed", version 1, AuthFailed;
+    ChatCompletionSucceeded => "chat.completion.succeeded", version 1, ChatCompletionSucceeded;
+    ChatCompletionFailed => "chat.completion.failed", version 1, ChatCompletionFailed;
 }
 
 /// Who caused an event.

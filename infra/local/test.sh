@@ -13,6 +13,13 @@ psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc \
   psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true
 done
 
+# The chat tests drive the gateway with the official OpenAI Python SDK.
+if ! python3 -c 'import openai' 2>/dev/null; then
+  say "installing the openai Python package (pip)"
+  python3 -m pip install -q --disable-pip-version-check openai \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages openai
+fi
+
 cd "$ROOT"
 say "building the workspace"
 cargo build --workspace --all-targets

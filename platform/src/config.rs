@@ -31,6 +31,83 @@ pub struct Config {
     /// `AIHUB_AUTH_FAILURE_WINDOW_MS`: refused authentications are recorded as one `auth.failed`
     /// event per organization, reason and key per window.
     pub auth_failure_window: Duration,
+    /// The chat gateway's providers, catalog and timeouts.
+    pub gateway: GatewayConfig,
+}
+
+/// One upstream provider. A provider without an API key is absent.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// `openrouter`, `gemini` or `openai` (any OpenAI-compatible server: vLLM, Ollama, OpenAI).
+    pub name: String,
+    pub base_url: String,
+    pub api_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub providers: Vec<ProviderConfig>,
+    /// `AIHUB_MODELS_FILE`: a JSON catalog replacing the built-in one.
+    pub models_file: Option<String>,
+    /// `AIHUB_UPSTREAM_TIMEOUT_MS`: how long one attempt may take to answer its headers.
+    pub upstream_timeout: Duration,
+    /// `AIHUB_CHAT_DEADLINE_MS`: the whole call, every attempt included.
+    pub deadline: Duration,
+    /// `AIHUB_BREAKER_FAILURES` consecutive failures open a deployment's circuit for
+    /// `AIHUB_BREAKER_COOLDOWN_MS`.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+impl GatewayConfig {
+    fn from_env(
+        var: &dyn Fn(&str) -> Option<String>,
+        millis: &dyn Fn(&str, u64) -> Duration,
+    ) -> Self {
+        let mut providers = Vec::new();
+        for (name, key, url, default_url) in [
+            (
+                "openrouter",
+                "OPENROUTER_API_KEY",
+                "OPENROUTER_BASE_URL",
+                "https://openrouter.ai/api/v1",
+            ),
+            (
+                "gemini",
+                "GEMINI_API_KEY",
+                "GEMINI_BASE_URL",
+                "https://generativelanguage.googleapis.com",
+            ),
+            (
+                "openai",
+                "OPENAI_API_KEY",
+                "OPENAI_BASE_URL",
+                "https://api.openai.com/v1",
+            ),
+        ] {
+            if let Some(api_key) = var(key) {
+                let base_url = var(url)
+                    .unwrap_or_else(|| default_url.into())
+                    .trim_end_matches('/')
+                    .to_string();
+                providers.push(ProviderConfig {
+                    name: name.into(),
+                    base_url,
+                    api_key,
+                });
+            }
+        }
+        Self {
+            providers,
+            models_file: var("AIHUB_MODELS_FILE"),
+            upstream_timeout: millis("AIHUB_UPSTREAM_TIMEOUT_MS", 30_000),
+            deadline: millis("AIHUB_CHAT_DEADLINE_MS", 120_000),
+            breaker_failures: var("AIHUB_BREAKER_FAILURES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3),
+            breaker_cooldown: millis("AIHUB_BREAKER_COOLDOWN_MS", 30_000),
+        }
+    }
 }
 
 impl Config {
@@ -58,6 +135,7 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1024 * 1024),
             auth_failure_window: millis("AIHUB_AUTH_FAILURE_WINDOW_MS", 5000),
+            gateway: GatewayConfig::from_env(&var, &millis),
         }
     }
 }

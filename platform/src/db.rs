@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_read_access",
         include_str!("../../schemas/sql/0005_read_access.sql"),
     ),
+    (
+        "0006_read_usage",
+        include_str!("../../schemas/sql/0006_read_usage.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.

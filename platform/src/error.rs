@@ -86,6 +86,15 @@ impl ApiError {
         )
     }
 
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_error",
+            message,
+        )
+    }
+
     pub fn internal(cause: anyhow::Error) -> Self {
         let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

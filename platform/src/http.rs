@@ -186,3 +186,29 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         ))
     }
 }
+
+/// Largest body read and thrown away to answer an oversized request with a readable 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Middleware: a request whose `Content-Length` exceeds `max` gets 413 before any handler runs.
+/// The body is read and discarded first (up to 64 MiB), because closing the connection while the
+/// client is still sending makes most clients report a reset instead of our answer.
+pub async fn limit_body(max: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > max => {
+            if length <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            }
+            ApiError::payload_too_large(format!(
+                "The request body is {length} bytes; the limit is {max}."
+            ))
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}

@@ -49,6 +49,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(projections::tenancy::Tenancy),
         Arc::new(projections::audit::Audit),
+        Arc::new(projections::usage::Usage),
     ]
 }
 

@@ -1,0 +1,188 @@
+//! The chat gateway: OpenAI-compatible endpoints in front of OpenRouter, Gemini and any
+//! OpenAI-compatible server, with ordered, weighted deployments per model, failover before the
+//! first byte reaches the client, a circuit breaker per deployment, and one event per call.
+
+pub mod catalog;
+pub mod gemini;
+pub mod routes;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use events::{EventEnvelope, EventPayload};
+use platform::config::{GatewayConfig, ProviderConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Journal;
+use catalog::{Catalog, Deployment};
+
+pub struct Gateway {
+    pub catalog: Catalog,
+    pub providers: Vec<ProviderConfig>,
+    pub config: GatewayConfig,
+    pub http: reqwest::Client,
+    breakers: Mutex<HashMap<String, Breaker>>,
+    events: mpsc::Sender<EventEnvelope>,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Gateway {
+    /// The gateway and the task that appends its events to the journal in batches.
+    pub fn new(
+        config: GatewayConfig,
+        journal: Journal,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
+        let catalog = Catalog::load(config.models_file.as_deref())?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        let (events, rx) = mpsc::channel(10_000);
+        let appender = tokio::spawn(append_events(journal, rx, shutdown));
+        let gateway = Self {
+            catalog,
+            providers: config.providers.clone(),
+            config,
+            http,
+            breakers: Mutex::new(HashMap::new()),
+            events,
+        };
+        Ok((Arc::new(gateway), appender))
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// Deployments in the order to try them: by priority, weighted random inside a priority,
+    /// skipping providers that are not configured.
+    pub fn plan<'a>(&self, deployments: &'a [Deployment]) -> Vec<&'a Deployment> {
+        let mut available: Vec<&Deployment> = deployments
+            .iter()
+            .filter(|d| self.provider(&d.provider).is_some())
+            .collect();
+        available.sort_by_key(|d| d.priority);
+        let mut ordered = Vec::with_capacity(available.len());
+        for priority in available
+            .iter()
+            .map(|d| d.priority)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let mut group: Vec<&Deployment> = available
+                .iter()
+                .copied()
+                .filter(|d| d.priority == priority)
+                .collect();
+            while !group.is_empty() {
+                let total: u64 = group.iter().map(|d| u64::from(d.weight.max(1))).sum();
+                let mut pick = (uuid::Uuid::new_v4().as_u128() % u128::from(total)) as u64;
+                let index = group
+                    .iter()
+                    .position(|d| {
+                        let w = u64::from(d.weight.max(1));
+                        if pick < w {
+                            true
+                        } else {
+                            pick -= w;
+                            false
+                        }
+                    })
+                    .unwrap_or(0);
+                ordered.push(group.remove(index));
+            }
+        }
+        ordered
+    }
+
+    fn breaker_key(deployment: &Deployment) -> String {
+        format!("{}/{}", deployment.provider, deployment.upstream_model)
+    }
+
+    /// False while the deployment's circuit is open.
+    pub fn allows(&self, deployment: &Deployment) -> bool {
+        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        breakers
+            .get(&Self::breaker_key(deployment))
+            .and_then(|b| b.open_until)
+            .is_none_or(|until| until <= Instant::now())
+    }
+
+    pub fn record(&self, deployment: &Deployment, ok: bool) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let breaker = breakers.entry(Self::breaker_key(deployment)).or_default();
+        if ok {
+            *breaker = Breaker::default();
+            return;
+        }
+        breaker.failures += 1;
+        if breaker.failures >= self.config.breaker_failures {
+            breaker.open_until = Some(Instant::now() + self.config.breaker_cooldown);
+            breaker.failures = 0;
+            tracing::warn!(deployment = %Self::breaker_key(deployment), "circuit opened");
+        }
+    }
+
+    /// Hands a call's event to the appender; waits only if thousands are already queued.
+    pub async fn emit(
+        &self,
+        payload: EventPayload,
+        org_id: uuid::Uuid,
+        actor: events::Actor,
+        request_id: &str,
+    ) {
+        let id = uuid::Uuid::now_v7();
+        let event = EventEnvelope::new(
+            payload,
+            Some(org_id),
+            format!("chat:{id}"),
+            1,
+            actor,
+            request_id.to_string(),
+        );
+        if self.events.send(event).await.is_err() {
+            tracing::error!("chat event appender is gone; an event was lost");
+        }
+    }
+}
+
+/// Appends queued chat events in batches (up to 500, or whatever arrived within 20 ms), so the
+/// responses never wait for the journal.
+async fn append_events(
+    journal: Journal,
+    mut rx: mpsc::Receiver<EventEnvelope>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            event = rx.recv() => event,
+            _ = shutdown.cancelled() => { rx.close(); rx.recv().await }
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while batch.len() < 500 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(event)) => batch.push(event),
+                _ => break,
+            }
+        }
+        for attempt in 0..5 {
+            match journal.append(&batch, &[]).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, events = batch.len(), "appending chat events failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+}

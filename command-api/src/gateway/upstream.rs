@@ -1,0 +1,172 @@
+//! Calling one deployment: building the provider's request, classifying its answer, and reading
+//! its stream as server-sent events. OpenRouter and generic OpenAI-compatible servers speak the
+//! OpenAI wire format; Gemini speaks its own, translated in `gemini.rs`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use platform::config::ProviderConfig;
+use serde_json::Value;
+
+use super::gemini;
+
+/// Why an attempt did not produce a response to relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth trying the next deployment: connect error, timeout, 429, 5xx.
+    Retryable {
+        outcome: String,
+        status: Option<u16>,
+    },
+    /// The provider refused the request itself (4xx): the client's problem, no failover.
+    Rejected { status: u16, message: String },
+}
+
+pub fn is_gemini(provider: &ProviderConfig) -> bool {
+    provider.name == "gemini"
+}
+
+/// Sends the request and waits for the response headers, at most `timeout`.
+pub async fn send(
+    http: &reqwest::Client,
+    provider: &ProviderConfig,
+    upstream_model: &str,
+    body: &Value,
+    stream: bool,
+    timeout: Duration,
+) -> Result<reqwest::Response, Failure> {
+    let request = if is_gemini(provider) {
+        let translated = gemini::request(body).map_err(|e| Failure::Rejected {
+            status: 400,
+            message: e.message,
+        })?;
+        let action = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        http.post(format!(
+            "{}/v1beta/models/{upstream_model}:{action}",
+            provider.base_url
+        ))
+        .header("x-goog-api-key", &provider.api_key)
+        .json(&translated)
+    } else {
+        let mut upstream = body.clone();
+        upstream["model"] = Value::String(upstream_model.to_string());
+        upstream["stream"] = Value::Bool(stream);
+        if stream {
+            upstream["stream_options"] = serde_json::json!({"include_usage": true});
+        }
+        http.post(format!("{}/chat/completions", provider.base_url))
+            .bearer_auth(&provider.api_key)
+            .json(&upstream)
+    };
+    let response = match tokio::time::timeout(timeout, request.send()).await {
+        Err(_) => {
+            return Err(Failure::Retryable {
+                outcome: "timeout".into(),
+                status: None,
+            })
+        }
+        Ok(Err(e)) if e.is_timeout() => {
+            return Err(Failure::Retryable {
+                outcome: "timeout".into(),
+                status: None,
+            })
+        }
+        Ok(Err(_)) => {
+            return Err(Failure::Retryable {
+                outcome: "connect_error".into(),
+                status: None,
+            })
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    if status == 429 || status >= 500 || status == 408 {
+        return Err(Failure::Retryable {
+            outcome: format!("http_{status}"),
+            status: Some(status),
+        });
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("The provider refused the request with status {status}."));
+    Err(Failure::Rejected { status, message })
+}
+
+/// Splits a byte stream into the `data:` payloads of server-sent events.
+pub fn sse_data<S>(bytes: S) -> impl Stream<Item = Result<String, String>>
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    futures::stream::unfold(
+        (bytes, String::new(), false),
+        |(mut bytes, mut buffer, mut done)| async move {
+            loop {
+                if let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    let data: Vec<&str> = event
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("data:"))
+                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                        .collect();
+                    if data.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(data.join("\n")), (bytes, buffer, done)));
+                }
+                if done {
+                    return None;
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => {
+                        buffer.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"))
+                    }
+                    Some(Err(e)) => {
+                        done = true;
+                        buffer.clear();
+                        return Some((Err(e.to_string()), (bytes, buffer, done)));
+                    }
+                    None => {
+                        done = true;
+                        if !buffer.trim().is_empty() {
+                            buffer.push_str("\n\n");
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sse_events_split_across_reads_and_crlf_are_parsed() {
+        let parts: Vec<reqwest::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"data: {\"a\":1}\r\n\r\nda")),
+            Ok(Bytes::from_static(
+                b"ta: {\"b\":2}\n\n: comment\n\ndata: [DONE]\n\n",
+            )),
+        ];
+        let events: Vec<_> = sse_data(futures::stream::iter(parts)).collect().await;
+        assert_eq!(
+            events,
+            vec![
+                Ok("{\"a\":1}".to_string()),
+                Ok("{\"b\":2}".to_string()),
+                Ok("[DONE]".to_string())
+            ]
+        );
+    }
+}

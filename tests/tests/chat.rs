@@ -1,0 +1,548 @@
+//! The chat gateway end to end: OpenAI-compatible answers from local servers that speak
+//! OpenRouter's and Gemini's wire formats, failover, the circuit breaker, billing of abandoned
+//! streams, one event per call, and the official OpenAI Python SDK.
+
+use std::time::Duration;
+
+use e2e::upstream::{Behavior, Upstream};
+use e2e::{admin_key, wait_for, Api, Env, Tenant};
+use platform::config::ProviderConfig;
+use serde_json::{json, Value};
+
+struct Chat {
+    env: Env,
+    app: aihub::Running,
+    admin: Api,
+    key: String,
+    caller: Api,
+    primary: Upstream,
+    secondary: Upstream,
+    tenant: Tenant,
+}
+
+/// Prices used by the test catalog, in millionths of a dollar per million tokens.
+const INPUT_PRICE: i64 = 2_500_000;
+const OUTPUT_PRICE: i64 = 10_000_000;
+
+async fn chat_env() -> Chat {
+    let primary = Upstream::start().await;
+    let secondary = Upstream::start().await;
+    let mut env = Env::new().await;
+    let catalog = json!([
+        {"name": "gpt-4o", "tier": "advanced", "context_length": 128000, "input_micros_per_mtok": INPUT_PRICE,
+         "output_micros_per_mtok": OUTPUT_PRICE, "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]},
+        {"name": "failover-model", "tier": "basic", "context_length": 8192, "input_micros_per_mtok": INPUT_PRICE,
+         "output_micros_per_mtok": OUTPUT_PRICE, "deployments": [
+            {"provider": "openrouter", "upstream_model": "primary/model", "priority": 0},
+            {"provider": "openai", "upstream_model": "secondary/model", "priority": 1}]},
+        {"name": "gemini-1.5-pro", "tier": "advanced", "context_length": 2000000, "input_micros_per_mtok": 1250000,
+         "output_micros_per_mtok": 5000000, "deployments": [{"provider": "gemini", "upstream_model": "gemini-1.5-pro"}]},
+        {"name": "no-provider", "tier": "basic", "context_length": 1000, "input_micros_per_mtok": 1,
+         "output_micros_per_mtok": 1, "deployments": [{"provider": "nowhere", "upstream_model": "x"}]}
+    ]);
+    let file = std::env::temp_dir().join(format!("aihub-models-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, catalog.to_string()).expect("catalog");
+    let gateway = &mut env.config.gateway;
+    gateway.models_file = Some(file.display().to_string());
+    gateway.providers = vec![
+        ProviderConfig {
+            name: "openrouter".into(),
+            base_url: primary.openai_base_url(),
+            api_key: "or-test".into(),
+        },
+        ProviderConfig {
+            name: "gemini".into(),
+            base_url: primary.gemini_base_url(),
+            api_key: "gm-test".into(),
+        },
+        ProviderConfig {
+            name: "openai".into(),
+            base_url: secondary.openai_base_url(),
+            api_key: "oa-test".into(),
+        },
+    ];
+    gateway.upstream_timeout = Duration::from_millis(1500);
+    gateway.breaker_failures = 3;
+    gateway.breaker_cooldown = Duration::from_secs(3);
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "chat").await;
+    let key = admin_key(
+        &admin,
+        &tenant.org_id,
+        Some(&tenant.owner_id),
+        &["chat:write".into(), "models:read".into()],
+    )
+    .await;
+    let caller = admin.with_token(&key);
+    Chat {
+        env,
+        app,
+        admin,
+        key,
+        caller,
+        primary,
+        secondary,
+        tenant,
+    }
+}
+
+fn hello() -> Value {
+    json!([{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hello there, introduce yourself"}])
+}
+
+/// Words in the test conversation: what the fake upstreams count as prompt tokens.
+const PROMPT_WORDS: u64 = 6;
+/// Words in "Hello from <provider> <model>!": what they count as completion tokens.
+const COMPLETION_WORDS: u64 = 4;
+
+/// The `data:` payloads of an SSE body.
+fn sse(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn content_of(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+async fn calls(env: &Env, n: i64) -> Vec<Value> {
+    wait_for(Duration::from_secs(30), "chat calls projected", || async {
+        env.count("SELECT count(*) FROM read.chat_calls").await >= n
+    })
+    .await;
+    env.dump("read.chat_calls", "occurred_at, event_id").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openrouter_answers_in_openai_format_streaming_and_not() {
+    let c = chat_env().await;
+    let reply = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello(), "temperature": 0.7}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.headers["x-aihub-provider"], "openrouter");
+    assert_eq!(reply.body["object"], "chat.completion");
+    assert_eq!(
+        reply.body["model"], "gpt-4o",
+        "the public model name, not the upstream id"
+    );
+    assert_eq!(
+        reply.body["choices"][0]["message"]["content"],
+        "Hello from openai openai/gpt-4o!"
+    );
+    assert_eq!(reply.body["usage"]["prompt_tokens"], PROMPT_WORDS);
+    let sent = c.primary.requests();
+    assert_eq!(sent[0].body["model"], "openai/gpt-4o");
+    assert_eq!(sent[0].body["temperature"], 0.7);
+
+    for path in ["/api/v1/chat/completions", "/api/v1/chat/stream"] {
+        let response = c
+            .caller
+            .request(reqwest::Method::POST, path)
+            .json(&json!({"model": "gpt-4o", "messages": hello(), "stream": true, "stream_options": {"include_usage": true}}))
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let events = sse(&response.text().await.expect("body"));
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        assert_eq!(content_of(&events), "Hello from openai openai/gpt-4o!");
+        let usage: Value = serde_json::from_str(&events[events.len() - 2]).expect("usage chunk");
+        assert_eq!(usage["usage"]["completion_tokens"], COMPLETION_WORDS);
+        assert!(events
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .all(|e| e.contains("\"model\":\"gpt-4o\"")));
+    }
+    let last = c.primary.requests().pop().expect("request");
+    assert_eq!(
+        last.body["stream_options"]["include_usage"], true,
+        "usage is always asked for upstream"
+    );
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_answers_in_openai_format_with_its_usage() {
+    let c = chat_env().await;
+    let reply = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gemini-1.5-pro", "messages": hello(), "max_tokens": 50}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.headers["x-aihub-provider"], "gemini");
+    assert_eq!(
+        reply.body["choices"][0]["message"]["content"],
+        "Hello from gemini gemini-1.5-pro!"
+    );
+    assert_eq!(reply.body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        reply.body["usage"],
+        json!({"prompt_tokens": PROMPT_WORDS, "completion_tokens": COMPLETION_WORDS, "total_tokens": PROMPT_WORDS + COMPLETION_WORDS})
+    );
+    let sent = c.primary.requests().pop().expect("request");
+    assert!(
+        sent.path.ends_with("gemini-1.5-pro:generateContent"),
+        "{}",
+        sent.path
+    );
+    assert_eq!(
+        sent.body["systemInstruction"]["parts"][0]["text"],
+        "Be brief"
+    );
+    assert_eq!(sent.body["generationConfig"]["maxOutputTokens"], 50);
+
+    let response = c
+        .caller
+        .request(reqwest::Method::POST, "/api/v1/chat/completions")
+        .json(&json!({"model": "gemini-1.5-pro", "messages": hello(), "stream": true, "stream_options": {"include_usage": true}}))
+        .send()
+        .await
+        .expect("stream");
+    let events = sse(&response.text().await.expect("body"));
+    assert_eq!(content_of(&events), "Hello from gemini gemini-1.5-pro!");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).expect("usage chunk");
+    assert_eq!(
+        usage["usage"]["completion_tokens"], COMPLETION_WORDS,
+        "the last cumulative usageMetadata"
+    );
+    let rows = calls(&c.env, 2).await;
+    assert!(rows.iter().all(|r| r["provider"] == "gemini"
+        && r["completion_tokens"] == COMPLETION_WORDS
+        && r["prompt_tokens"] == PROMPT_WORDS));
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_primary_fails_over_and_the_breaker_skips_it_until_cool_down() {
+    let c = chat_env().await;
+    let request = json!({"model": "failover-model", "messages": hello()});
+    for behavior in [
+        Behavior::Status(500),
+        Behavior::Status(429),
+        Behavior::DelayFirstByte(Duration::from_secs(4)),
+    ] {
+        c.primary.push(behavior.clone());
+        let reply = c.caller.post("/api/v1/chat/completions", &request).await;
+        assert_eq!(reply.status, 200, "{behavior:?}: {}", reply.body);
+        assert_eq!(reply.headers["x-aihub-provider"], "openai", "{behavior:?}");
+        assert_eq!(
+            reply.body["choices"][0]["message"]["content"],
+            "Hello from openai secondary/model!"
+        );
+    }
+    let rows = calls(&c.env, 3).await;
+    let outcomes: Vec<Value> = rows.iter().map(|r| r["attempts"].clone()).collect();
+    assert_eq!(
+        outcomes,
+        vec![json!(2), json!(2), json!(2)],
+        "each call recorded both attempts"
+    );
+    let audit = c.env.dump("read.audit_log", "occurred_at").await;
+    let attempts: Vec<Vec<String>> = audit
+        .iter()
+        .filter(|e| e["event_type"] == "chat.completion.succeeded")
+        .map(|e| {
+            e["data"]["attempts"]
+                .as_array()
+                .expect("attempts")
+                .iter()
+                .map(|a| a["outcome"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![
+            vec!["http_500", "ok"],
+            vec!["http_429", "ok"],
+            vec!["timeout", "ok"]
+        ]
+    );
+
+    // Three failures in a row opened the primary's circuit: it is not even called now.
+    let before = c.primary.requests().len();
+    let reply = c.caller.post("/api/v1/chat/completions", &request).await;
+    assert_eq!(reply.headers["x-aihub-provider"], "openai");
+    assert_eq!(
+        c.primary.requests().len(),
+        before,
+        "the open circuit skipped the primary"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reply = c.caller.post("/api/v1/chat/completions", &request).await;
+    assert_eq!(
+        reply.headers["x-aihub-provider"], "openrouter",
+        "after the cool-down the primary serves again"
+    );
+
+    // Every deployment failing: 429 when all were rate limited, 502 otherwise.
+    c.primary.push(Behavior::Status(429));
+    c.secondary.push(Behavior::Status(429));
+    let limited = c.caller.post("/api/v1/chat/completions", &request).await;
+    assert_eq!(limited.assert_client_error(429)["type"], "rate_limit_error");
+    c.primary.push(Behavior::Status(503));
+    c.secondary.push(Behavior::Status(500));
+    let failed = c.caller.post("/api/v1/chat/completions", &request).await;
+    assert_eq!(failed.status, 502, "{}", failed.body);
+    assert!(failed.body["error"]["message"].is_string());
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_after_the_first_chunk_is_still_billed() {
+    let c = chat_env().await;
+    let mut response = c
+        .caller
+        .request(reqwest::Method::POST, "/api/v1/chat/completions")
+        .json(&json!({"model": "gpt-4o", "messages": hello(), "stream": true}))
+        .send()
+        .await
+        .expect("stream");
+    let first = response
+        .chunk()
+        .await
+        .expect("chunk")
+        .expect("a first chunk");
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    drop(response);
+    let rows = calls(&c.env, 1).await;
+    assert_eq!(rows[0]["outcome"], "succeeded");
+    assert_eq!(
+        rows[0]["completion_tokens"], COMPLETION_WORDS,
+        "billed for everything the upstream generated"
+    );
+    let audit = c.env.dump("read.audit_log", "occurred_at").await;
+    let event = audit
+        .iter()
+        .find(|e| e["event_type"] == "chat.completion.succeeded")
+        .expect("event");
+    assert_eq!(event["data"]["completion_tokens"], COMPLETION_WORDS);
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_one_event_on_the_topic_with_exact_tokens_and_cost() {
+    let c = chat_env().await;
+    for _ in 0..3 {
+        assert_eq!(
+            c.caller
+                .post(
+                    "/api/v1/chat/completions",
+                    &json!({"model": "gpt-4o", "messages": hello()})
+                )
+                .await
+                .status,
+            200
+        );
+    }
+    c.caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "no-provider", "messages": hello()}),
+        )
+        .await
+        .assert_client_error(503);
+    let rows = calls(&c.env, 4).await;
+    let succeeded: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["outcome"] == "succeeded")
+        .collect();
+    assert_eq!(succeeded.len(), 3);
+    let expected_cost =
+        (PROMPT_WORDS as i64 * INPUT_PRICE + COMPLETION_WORDS as i64 * OUTPUT_PRICE + 500_000)
+            / 1_000_000;
+    for row in &succeeded {
+        assert_eq!(row["prompt_tokens"], PROMPT_WORDS);
+        assert_eq!(row["completion_tokens"], COMPLETION_WORDS);
+        assert_eq!(row["total_tokens"], PROMPT_WORDS + COMPLETION_WORDS);
+        assert_eq!(row["cost_micros"], expected_cost);
+        assert_eq!(row["org_id"], c.tenant.org_id.as_str());
+    }
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["outcome"] == "failed" && r["status"] == 503)
+            .count(),
+        1
+    );
+    // The same events, read from the topic as an integration would.
+    let chat_events = e2e::kafka::read_until(
+        &c.env.config.kafka_brokers,
+        &c.env.config.topic,
+        Duration::from_secs(60),
+        |seen| seen.iter().filter(|m| is_chat(m)).count() >= 4,
+    )
+    .await;
+    let mut total_cost = 0;
+    for message in chat_events.iter().filter(|m| is_chat(m)) {
+        let event: Value =
+            serde_json::from_slice(rdkafka::Message::payload(message).expect("payload"))
+                .expect("json");
+        assert_eq!(
+            rdkafka::Message::key(message).map(|k| String::from_utf8_lossy(k).into_owned()),
+            Some(c.tenant.org_id.clone())
+        );
+        let text = event.to_string();
+        assert!(
+            !text.contains("introduce yourself") && !text.contains("Hello from"),
+            "prompt or completion text in an event"
+        );
+        total_cost += event["data"]["cost_micros"].as_i64().unwrap_or(0);
+    }
+    assert_eq!(total_cost, 3 * expected_cost);
+    c.app.stop().await;
+}
+
+fn is_chat(message: &rdkafka::message::OwnedMessage) -> bool {
+    rdkafka::Message::headers(message)
+        .and_then(|h| events::kafka::header_value(h, "ce_type"))
+        .is_some_and(|t| t.starts_with("chat.completion."))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_chat_input_gets_4xx_in_the_openai_error_shape() {
+    let c = chat_env().await;
+    let post = |body: Value| {
+        let caller = c.caller.clone();
+        async move { caller.post("/api/v1/chat/completions", &body).await }
+    };
+    assert_eq!(
+        post(json!({"model": "gpt-4o"}))
+            .await
+            .assert_client_error(400)["param"],
+        "messages"
+    );
+    assert_eq!(
+        post(json!({"model": "gpt-4o", "messages": []}))
+            .await
+            .assert_client_error(400)["param"],
+        "messages"
+    );
+    assert_eq!(
+        post(json!({"messages": hello()}))
+            .await
+            .assert_client_error(400)["param"],
+        "model"
+    );
+    assert_eq!(
+        post(json!({"model": "gpt-5-imaginary", "messages": hello()}))
+            .await
+            .assert_client_error(404)["code"],
+        "model_not_found"
+    );
+    assert_eq!(
+        post(json!({"model": "gpt-4o", "messages": hello(), "n": 10}))
+            .await
+            .assert_client_error(400)["param"],
+        "n"
+    );
+    assert_eq!(
+        post(json!({"model": "gpt-4o", "messages": [{"role": "wizard", "content": "x"}]}))
+            .await
+            .assert_client_error(400)["param"],
+        "messages"
+    );
+    let huge = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(10 * 1024 * 1024)}]});
+    post(huge).await.assert_client_error(413);
+    c.admin
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello()}),
+        )
+        .await
+        .assert_client_error(403);
+    let no_chat = admin_key(&c.admin, &c.tenant.org_id, None, &["models:read".into()]).await;
+    c.admin
+        .with_token(&no_chat)
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello()}),
+        )
+        .await
+        .assert_client_error(403);
+    c.admin
+        .with_token("aihub-sk-nope")
+        .get("/api/v1/models")
+        .await
+        .assert_client_error(401);
+    assert!(
+        c.primary.requests().is_empty(),
+        "bad input never reached a provider"
+    );
+    c.app.stop().await;
+}
+
+/// The official `openai` Python package, pointed at the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_python_sdk_works_unchanged() {
+    let c = chat_env().await;
+    let script = r#"
+import json, sys, openai
+base, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+out = {}
+r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hello SDK"}])
+out["content"] = r.choices[0].message.content
+out["prompt_tokens"] = r.usage.prompt_tokens
+out["streamed"] = "".join((ch.choices[0].delta.content or "") for ch in client.chat.completions.create(
+    model="gpt-4o", messages=[{"role": "user", "content": "Hello SDK"}], stream=True) if ch.choices)
+out["models"] = sorted(m.id for m in client.models.list())
+try:
+    openai.OpenAI(base_url=base, api_key="aihub-sk-wrong", max_retries=0).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    out["bad_key"] = "no error"
+except openai.AuthenticationError:
+    out["bad_key"] = "AuthenticationError"
+try:
+    client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    out["bad_model"] = "no error"
+except openai.NotFoundError:
+    out["bad_model"] = "NotFoundError"
+print(json.dumps(out))
+"#;
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("{}/api/v1", c.caller.base))
+        .arg(&c.key)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the SDK script failed (is `openai` installed? test.sh installs it): {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_str(stdout.trim()).expect("json from the script");
+    assert_eq!(out["content"], "Hello from openai openai/gpt-4o!");
+    assert_eq!(out["prompt_tokens"], 2);
+    assert_eq!(out["streamed"], "Hello from openai openai/gpt-4o!");
+    assert_eq!(
+        out["models"],
+        json!(["failover-model", "gemini-1.5-pro", "gpt-4o"])
+    );
+    assert_eq!(out["bad_key"], "AuthenticationError");
+    assert_eq!(out["bad_model"], "NotFoundError");
+    c.app.stop().await;
+}
