@@ -90,15 +90,17 @@ async fn lead(
         status.leader.store(true, Ordering::SeqCst);
         tracing::info!("relay is the leader");
         client.batch_execute("LISTEN aihub_journal").await?;
-        let mut producer = new_producer(config)?;
+        let mut producer = Quiet(Some(new_producer(config)?));
         loop {
-            match publish_batch(&client, &producer, config).await {
+            let Some(current) = producer.0.as_ref() else { return Ok(()) };
+            match publish_batch(&client, current, config).await {
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "relay could not publish; will retry");
                     // A failed idempotent producer may be fenced; start over with a fresh one.
-                    producer = new_producer(config)?;
+                    // Destroying the old one waits on the broker: not on a runtime thread.
+                    producer = Quiet(Some(new_producer(config)?));
                 }
             }
             tokio::select! {
@@ -111,6 +113,20 @@ async fn lead(
     .await;
     driver.abort();
     result
+}
+
+/// A producer destroyed off the runtime's threads: destroying one waits for the broker, which
+/// may be unreachable — exactly when the relay replaces or drops its producer.
+struct Quiet(Option<FutureProducer>);
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        if let (Some(producer), Ok(runtime)) =
+            (self.0.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn_blocking(move || drop(producer));
+        }
+    }
 }
 
 fn new_producer(config: &RelayConfig) -> anyhow::Result<FutureProducer> {

@@ -98,10 +98,10 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics([&new_topic], &options)
-        .await
-        .map_err(|e| e.to_string())?;
+    let outcome = admin.create_topics([&new_topic], &options).await;
+    // Destroying the client waits on the broker; keep that off async threads.
+    std::thread::spawn(move || drop(admin));
+    let results = outcome.map_err(|e| e.to_string())?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

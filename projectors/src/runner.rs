@@ -106,14 +106,29 @@ pub(crate) async fn consume(
     let consumer: StreamConsumer = consumer_config(&config.brokers, group)
         .create()
         .context("creating the consumer")?;
-    consumer
-        .subscribe(&[&config.topic])
-        .context("subscribing to the topic")?;
+    let result = match consumer.subscribe(&[&config.topic]) {
+        Ok(()) => consume_with(&consumer, projection, pool, config, shutdown, until).await,
+        Err(e) => Err(e).context("subscribing to the topic"),
+    };
+    // Closing a consumer talks to the broker and blocks while it is unreachable: never on a
+    // runtime thread.
+    tokio::task::spawn_blocking(move || drop(consumer));
+    result
+}
+
+async fn consume_with(
+    consumer: &StreamConsumer,
+    projection: &dyn Projection,
+    pool: &PgPool,
+    config: &ProjectorConfig,
+    shutdown: &CancellationToken,
+    until: Option<&HashMap<i32, i64>>,
+) -> anyhow::Result<()> {
     let mut worker = Worker {
         projection,
         pool,
         topic: &config.topic,
-        consumer: &consumer,
+        consumer,
         rewound: HashSet::new(),
     };
     if let Some(until) = until {
@@ -125,14 +140,21 @@ pub(crate) async fn consume(
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(500)), if until.is_some() => None,
-            message = consumer.recv() => Some(message.context("receiving from the topic")?.detach()),
+            message = consumer.recv() => match message {
+                Ok(message) => Some(message.detach()),
+                Err(e) => {
+                    // Broker trouble surfaces here; librdkafka reconnects by itself.
+                    tracing::warn!(projection = projection.name(), error = %e, "consumer error; waiting for the broker");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    None
+                }
+            },
         };
         let mut batch: Vec<OwnedMessage> = first.into_iter().collect();
         while batch.len() < MAX_BATCH {
             match consumer.recv().now_or_never() {
                 Some(Ok(message)) => batch.push(message.detach()),
-                Some(Err(e)) => return Err(e).context("receiving from the topic"),
-                None => break,
+                Some(Err(_)) | None => break,
             }
         }
         let mut by_partition: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();

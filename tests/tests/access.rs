@@ -167,6 +167,25 @@ fn endpoints(f: &Fixture) -> Vec<(Method, String, Option<Value>, Option<&'static
             None,
             Some("api_keys:write"),
         ),
+        (
+            Method::GET,
+            "/api/v1/models".into(),
+            None,
+            Some("models:read"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/chat/models".into(),
+            None,
+            Some("models:read"),
+        ),
+        // No model of that name: 404 for those allowed to call, 403 before that for the others.
+        (
+            Method::POST,
+            "/api/v1/chat/completions".into(),
+            Some(json!({"model": "matrix-model", "messages": [{"role": "user", "content": "hi"}]})),
+            Some("chat:write"),
+        ),
         // Last: it deletes the organization for whoever may.
         (
             Method::DELETE,
