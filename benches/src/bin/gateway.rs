@@ -28,12 +28,18 @@ async fn main() {
     let file = std::env::temp_dir().join("aihub-bench-models.json");
     std::fs::write(&file, catalog.to_string()).expect("catalog");
     env.config.gateway.models_file = Some(file.display().to_string());
-    env.config.gateway.providers =
-        vec![ProviderConfig { name: "openrouter".into(), base_url: upstream.openai_base_url(), api_key: "bench".into() }];
+    env.config.gateway.providers = vec![ProviderConfig {
+        name: "openrouter".into(),
+        base_url: upstream.openai_base_url(),
+        api_key: "bench".into(),
+    }];
     let (app, admin) = env.app().await;
     let tenant = Tenant::create(&admin, "bench").await;
     let key = admin_key(&admin, &tenant.org_id, None, &["chat:write".into()]).await;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .build()
+        .expect("client");
 
     let gateway_url = format!("{}/api/v1/chat/completions", admin.base);
     let direct_url = format!("{}/chat/completions", upstream.openai_base_url());
@@ -43,8 +49,17 @@ async fn main() {
         // Warm both paths (connections, caches) before measuring.
         run(&http, &direct_url, "bench", &direct_body, 100, concurrency).await;
         run(&http, &gateway_url, &key, &body, 100, concurrency).await;
-        let (mut direct, direct_rate) = run(&http, &direct_url, "bench", &direct_body, requests, concurrency).await;
-        let (mut through, gateway_rate) = run(&http, &gateway_url, &key, &body, requests, concurrency).await;
+        let (mut direct, direct_rate) = run(
+            &http,
+            &direct_url,
+            "bench",
+            &direct_body,
+            requests,
+            concurrency,
+        )
+        .await;
+        let (mut through, gateway_rate) =
+            run(&http, &gateway_url, &key, &body, requests, concurrency).await;
         let (d50, d99, _) = percentiles(&mut direct);
         let (g50, g99, _) = percentiles(&mut through);
         let kind = if stream { "streaming" } else { "non-streaming" };
@@ -60,18 +75,41 @@ async fn main() {
 }
 
 /// Sends `total` requests, `concurrency` at a time, each read to its end; returns latencies and req/s.
-async fn run(http: &reqwest::Client, url: &str, token: &str, body: &serde_json::Value, total: usize, concurrency: usize) -> (Vec<Duration>, f64) {
+async fn run(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+    total: usize,
+    concurrency: usize,
+) -> (Vec<Duration>, f64) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (http, url, token, body, next) = (http.clone(), url.to_string(), token.to_string(), body.clone(), next.clone());
+            let (http, url, token, body, next) = (
+                http.clone(),
+                url.to_string(),
+                token.to_string(),
+                body.clone(),
+                next.clone(),
+            );
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
                     let t0 = Instant::now();
-                    let response = http.post(&url).bearer_auth(&token).json(&body).send().await.expect("request");
-                    assert!(response.status().is_success(), "status {}", response.status());
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("request");
+                    assert!(
+                        response.status().is_success(),
+                        "status {}",
+                        response.status()
+                    );
                     response.bytes().await.expect("body");
                     samples.push(t0.elapsed());
                 }
@@ -90,7 +128,11 @@ async fn run(http: &reqwest::Client, url: &str, token: &str, body: &serde_json::
 fn rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kib| kib / 1024)
         .unwrap_or(0)
 }
