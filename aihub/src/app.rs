@@ -120,7 +120,12 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             relay_status.clone(),
             shutdown.clone(),
         )));
-        let state = CommandState::new(pool.clone(), consistency, config.consistency_timeout);
+        let state = CommandState::new(
+            pool.clone(),
+            consistency,
+            config.consistency_timeout,
+            config.clock,
+        );
         api = api.merge(command_api::routes(state));
         let (gateway, appender) = command_api::gateway::Gateway::new(
             config.gateway.clone(),
@@ -131,7 +136,10 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         api = api.merge(command_api::gateway::routes::router(gateway));
     }
     if roles.read_api {
-        api = api.merge(read_api::routes(read_api::ReadState { pool: pool.clone() }));
+        api = api.merge(read_api::routes(read_api::ReadState {
+            pool: pool.clone(),
+            clock: config.clock,
+        }));
     }
     if roles.projectors {
         let projector_config = ProjectorConfig {
@@ -159,8 +167,12 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             relay: relay_status,
             projectors: projector_status,
         };
-        let authenticator =
-            Authenticator::new(config.admin_token.clone(), Some(pool.clone()), failures);
+        let authenticator = Authenticator::new(
+            config.admin_token.clone(),
+            Some(pool.clone()),
+            failures,
+            config.clock,
+        );
         let router = router(api, health, authenticator, &config);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

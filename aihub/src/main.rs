@@ -1,13 +1,14 @@
-use std::process::ExitCode;
-
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     aihub::telemetry::init();
-    match aihub::cli::run(std::env::args_os()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match aihub::cli::run(std::env::args_os()).await {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("aihub: {e:#}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit now: Kafka clients still closing against an unreachable broker must not hold the
+    // process (the runtime would wait for them forever).
+    std::process::exit(code)
 }

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod auth_failures;
+pub mod billing;
 pub mod command;
 pub mod commit;
 pub mod consistency;
@@ -28,6 +29,7 @@ pub struct CommandState {
     pub journal: Journal,
     pub consistency: Arc<Consistency>,
     pub consistency_timeout: std::time::Duration,
+    pub clock: platform::clock::Clock,
 }
 
 impl CommandState {
@@ -35,11 +37,13 @@ impl CommandState {
         pool: PgPool,
         consistency: Arc<Consistency>,
         consistency_timeout: std::time::Duration,
+        clock: platform::clock::Clock,
     ) -> Self {
         Self {
             journal: Journal::new(pool),
             consistency,
             consistency_timeout,
+            clock,
         }
     }
 }
@@ -51,5 +55,6 @@ pub fn routes(state: CommandState) -> Router {
         .merge(users::routes::router())
         .merge(teams::routes::router())
         .merge(api_keys::routes::router())
+        .merge(billing::routes::router())
         .with_state(state)
 }

@@ -4,6 +4,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::access::*;
+use crate::billing::{
+    DowngradeCancelled, DowngradeScheduled, SubscriptionStarted, SubscriptionUpgraded,
+};
 use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 
@@ -57,6 +60,10 @@ event_types! {
     AuthFailed => "auth.failed", version 1, AuthFailed;
     ChatCompletionSucceeded => "chat.completion.succeeded", version 1, ChatCompletionSucceeded;
     ChatCompletionFailed => "chat.completion.failed", version 1, ChatCompletionFailed;
+    SubscriptionStarted => "subscription.started", version 1, SubscriptionStarted;
+    SubscriptionUpgraded => "subscription.upgraded", version 1, SubscriptionUpgraded;
+    DowngradeScheduled => "subscription.downgrade_scheduled", version 1, DowngradeScheduled;
+    DowngradeCancelled => "subscription.downgrade_cancelled", version 1, DowngradeCancelled;
 }
 
 /// Who caused an event.

@@ -44,6 +44,8 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", "10")
+        // Bounds how long closing waits on a broker that went away.
+        .set("socket.timeout.ms", "10000")
         .set("socket.keepalive.enable", "true");
     config
 }

@@ -28,6 +28,8 @@ log="$LOGS/test-$(date +%Y%m%d-%H%M%S).log"
 set +e
 cargo test --workspace --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# Brokers that failed tests left running (tests/src/tansu.rs).
+pkill -f 'tansu broker --cluster-id aihub-e2e' 2>/dev/null || true
 set -e
 passed=$(grep -Eo 'test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

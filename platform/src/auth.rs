@@ -30,6 +30,8 @@ pub struct KeyPrincipal {
     pub team_id: Option<Uuid>,
     /// The key's own permissions limited by its owner's roles.
     pub permissions: BTreeSet<String>,
+    /// The organization's plan in force now.
+    pub plan: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +134,7 @@ pub struct Authenticator {
     admin_token: Option<Arc<str>>,
     pool: Option<Pool>,
     failures: Option<mpsc::Sender<AuthFailure>>,
+    clock: crate::clock::Clock,
 }
 
 /// The parts of `aihub-sk-<public id>-<secret>`.
@@ -152,11 +155,13 @@ impl Authenticator {
         admin_token: Option<String>,
         pool: Option<Pool>,
         failures: Option<mpsc::Sender<AuthFailure>>,
+        clock: crate::clock::Clock,
     ) -> Self {
         Self {
             admin_token: admin_token.map(Into::into),
             pool,
             failures,
+            clock,
         }
     }
 
@@ -203,10 +208,12 @@ impl Authenticator {
             .query_opt(
                 "SELECT k.id, k.org_id, k.secret_sha256, k.owner_user_id, k.team_id, k.permissions, k.enabled,
                         k.expires_at, k.revoked_at, o.deleted_at IS NULL AND o.id IS NOT NULL AS org_live,
+                        s.plan, s.pending_plan, s.pending_effective_at,
                         ARRAY(SELECT r.role FROM read.role_assignments r
                               WHERE r.user_id = k.owner_user_id
                                 AND (r.team_id = '00000000-0000-0000-0000-000000000000' OR r.team_id = k.team_id)) AS roles
                  FROM read.api_keys k LEFT JOIN read.organizations o ON o.id = k.org_id
+                 LEFT JOIN read.subscriptions s ON s.org_id = k.org_id
                  WHERE k.public_id = $1",
                 &[&public_id],
             )
@@ -271,7 +278,13 @@ impl Authenticator {
             }
             None => own.into_iter().collect(),
         };
+        let pending_at: Option<DateTime<Utc>> = row.get("pending_effective_at");
+        let plan: Option<String> = match pending_at {
+            Some(at) if at <= self.clock.now() => row.get("pending_plan"),
+            _ => row.get("plan"),
+        };
         Ok(Principal::ApiKey(KeyPrincipal {
+            plan: plan.unwrap_or_else(|| crate::plans::DEFAULT_PLAN.to_string()),
             key_id: row.get("id"),
             org_id,
             owner_user_id,
@@ -341,7 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_exact_admin_token_is_admin() {
-        let auth = Authenticator::new(Some("s3cret".into()), None, None);
+        let auth = Authenticator::new(Some("s3cret".into()), None, None, Default::default());
         assert_eq!(
             auth.authenticate(Some("Bearer s3cret"), None).await.ok(),
             Some(Principal::PlatformAdmin)
@@ -360,7 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_an_admin_token_nobody_is_admin() {
-        let auth = Authenticator::new(None, None, None);
+        let auth = Authenticator::new(None, None, None, Default::default());
         assert!(auth.authenticate(Some("Bearer "), None).await.is_err());
     }
 
@@ -390,6 +403,7 @@ mod tests {
             owner_user_id: None,
             team_id: None,
             permissions: ["teams:read".to_string()].into(),
+            plan: "free".into(),
         });
         assert_eq!(key.org_scope(None).ok(), Some(org));
         assert_eq!(

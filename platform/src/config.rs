@@ -33,6 +33,8 @@ pub struct Config {
     pub auth_failure_window: Duration,
     /// The chat gateway's providers, catalog and timeouts.
     pub gateway: GatewayConfig,
+    /// `AIHUB_FAKE_NOW`: pins the clock (tests and demos only).
+    pub clock: crate::clock::Clock,
 }
 
 /// One upstream provider. A provider without an API key is absent.
@@ -136,6 +138,10 @@ impl Config {
                 .unwrap_or(1024 * 1024),
             auth_failure_window: millis("AIHUB_AUTH_FAILURE_WINDOW_MS", 5000),
             gateway: GatewayConfig::from_env(&var, &millis),
+            clock: var("AIHUB_FAKE_NOW")
+                .and_then(|v| chrono::DateTime::parse_from_rfc3339(&v).ok())
+                .map(|at| crate::clock::Clock::fixed(at.with_timezone(&chrono::Utc)))
+                .unwrap_or_default(),
         }
     }
 }

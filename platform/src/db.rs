@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_read_usage",
         include_str!("../../schemas/sql/0006_read_usage.sql"),
     ),
+    (
+        "0007_read_billing",
+        include_str!("../../schemas/sql/0007_read_billing.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.

@@ -4,12 +4,14 @@
 
 pub mod access;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod pagination;
+pub mod plans;
 
 pub use auth::Principal;
 pub use config::Config;

@@ -111,8 +111,9 @@ pub(crate) async fn consume(
         Err(e) => Err(e).context("subscribing to the topic"),
     };
     // Closing a consumer talks to the broker and blocks while it is unreachable: never on a
-    // runtime thread.
-    tokio::task::spawn_blocking(move || drop(consumer));
+    // runtime thread. Wait a bounded time so a clean stop leaves the group before returning.
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    let _ = tokio::time::timeout(Duration::from_secs(10), closing).await;
     result
 }
 

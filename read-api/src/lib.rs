@@ -9,6 +9,7 @@ use platform::db::PgPool;
 #[derive(Clone)]
 pub struct ReadState {
     pub pool: PgPool,
+    pub clock: platform::clock::Clock,
 }
 
 /// Every query route, under `/api/v1`.
@@ -19,5 +20,6 @@ pub fn routes(state: ReadState) -> Router {
         .merge(routes::teams::router())
         .merge(routes::api_keys::router())
         .merge(routes::access::router())
+        .merge(routes::billing::router())
         .with_state(state)
 }

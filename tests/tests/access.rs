@@ -169,6 +169,36 @@ fn endpoints(f: &Fixture) -> Vec<(Method, String, Option<Value>, Option<&'static
         ),
         (
             Method::GET,
+            "/api/v1/subscriptions".into(),
+            None,
+            Some("billing:read"),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/subscriptions/{org}"),
+            None,
+            Some("billing:read"),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/subscriptions/{org}/upgrade"),
+            Some(json!({"plan": "developer"})),
+            Some("billing:write"),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/subscriptions/{org}/downgrade"),
+            Some(json!({"plan": "free"})),
+            Some("billing:write"),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/subscriptions/{org}/downgrade"),
+            None,
+            Some("billing:write"),
+        ),
+        (
+            Method::GET,
             "/api/v1/models".into(),
             None,
             Some("models:read"),

@@ -29,14 +29,16 @@ async fn chat_env() -> Chat {
     let secondary = Upstream::start().await;
     let mut env = Env::new().await;
     let catalog = json!([
-        {"name": "gpt-4o", "tier": "advanced", "context_length": 128000, "input_micros_per_mtok": INPUT_PRICE,
+        {"name": "gpt-4o", "tier": "basic", "context_length": 128000, "input_micros_per_mtok": INPUT_PRICE,
          "output_micros_per_mtok": OUTPUT_PRICE, "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]},
         {"name": "failover-model", "tier": "basic", "context_length": 8192, "input_micros_per_mtok": INPUT_PRICE,
          "output_micros_per_mtok": OUTPUT_PRICE, "deployments": [
             {"provider": "openrouter", "upstream_model": "primary/model", "priority": 0},
             {"provider": "openai", "upstream_model": "secondary/model", "priority": 1}]},
-        {"name": "gemini-1.5-pro", "tier": "advanced", "context_length": 2000000, "input_micros_per_mtok": 1250000,
+        {"name": "gemini-1.5-pro", "tier": "basic", "context_length": 2000000, "input_micros_per_mtok": 1250000,
          "output_micros_per_mtok": 5000000, "deployments": [{"provider": "gemini", "upstream_model": "gemini-1.5-pro"}]},
+        {"name": "premium-model", "tier": "premium", "context_length": 1000, "input_micros_per_mtok": 1,
+         "output_micros_per_mtok": 1, "deployments": [{"provider": "openrouter", "upstream_model": "premium/model"}]},
         {"name": "no-provider", "tier": "basic", "context_length": 1000, "input_micros_per_mtok": 1,
          "output_micros_per_mtok": 1, "deployments": [{"provider": "nowhere", "upstream_model": "x"}]}
     ]);
@@ -485,6 +487,12 @@ async fn bad_chat_input_gets_4xx_in_the_openai_error_shape() {
         .get("/api/v1/models")
         .await
         .assert_client_error(401);
+    // A model above the organization's plan (Free serves basic models only).
+    let above = post(json!({"model": "premium-model", "messages": hello()})).await;
+    assert_eq!(above.assert_client_error(403)["code"], "model_not_in_plan");
+    assert!(above.body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("Free")));
     assert!(
         c.primary.requests().is_empty(),
         "bad input never reached a provider"

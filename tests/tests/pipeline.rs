@@ -16,6 +16,7 @@ async fn read_models(env: &Env) -> (Vec<Value>, Vec<Value>, Vec<Vec<Value>>) {
         ("read.teams", "id"),
         ("read.team_members", "team_id, user_id"),
         ("read.api_keys", "id"),
+        ("read.subscriptions", "id"),
     ] {
         access.push(env.dump(table, order).await);
     }
@@ -307,8 +308,8 @@ async fn with_the_broker_down_writes_are_accepted_and_arrive_when_it_is_back() {
     assert_eq!(
         env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
             .await,
-        1,
-        "the event waits in the journal"
+        2,
+        "the events (organization and subscription) wait in the journal"
     );
     assert_eq!(api.get(&location).await.status, 404);
 

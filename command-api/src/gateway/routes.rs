@@ -231,6 +231,17 @@ async fn chat(
         .with_code("model_not_found")
         .with_param("model")
     })?;
+    let plan = platform::plans::plan(&key.plan).unwrap_or(&platform::plans::PLANS[0]);
+    if !plan.serves_tier(&model.tier) {
+        return Err(ApiError::forbidden(
+            "model_not_in_plan",
+            format!(
+                "{} is a {} model; the {} plan serves {} models. Upgrade the subscription to use it.",
+                model.name, model.tier, plan.name, plan.model_tier
+            ),
+        )
+        .with_param("model"));
+    }
     let streamed = force_stream || body["stream"].as_bool().unwrap_or(false);
     let include_usage = body["stream_options"]["include_usage"]
         .as_bool()
@@ -509,11 +520,17 @@ fn exhausted(attempts: &[Attempt]) -> ApiError {
     ApiError::bad_gateway("Every provider of this model failed; try again shortly.")
 }
 
-fn available(gateway: &Gateway) -> impl Iterator<Item = &Model> {
-    gateway.catalog.models.iter().filter(|m| {
-        m.deployments
-            .iter()
-            .any(|d| gateway.provider(&d.provider).is_some())
+/// Models with a configured provider, in the tiers the caller's plan serves.
+fn available<'a>(
+    gateway: &'a Gateway,
+    principal: &Principal,
+) -> impl Iterator<Item = &'a Model> + 'a {
+    let plan = principal.key().and_then(|k| platform::plans::plan(&k.plan));
+    gateway.catalog.models.iter().filter(move |m| {
+        plan.is_none_or(|p| p.serves_tier(&m.tier))
+            && m.deployments
+                .iter()
+                .any(|d| gateway.provider(&d.provider).is_some())
     })
 }
 
@@ -523,7 +540,7 @@ async fn models(
     principal: Principal,
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require("models:read")?;
-    let data: Vec<Value> = available(&gateway)
+    let data: Vec<Value> = available(&gateway, &principal)
         .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.deployments[0].provider}))
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data})))
@@ -535,7 +552,7 @@ async fn chat_models(
     principal: Principal,
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require("models:read")?;
-    let data: Vec<Value> = available(&gateway)
+    let data: Vec<Value> = available(&gateway, &principal)
         .map(|m| {
             let providers: Vec<&str> = m
                 .deployments

@@ -82,6 +82,21 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
         }));
     }
     batch.push(&stream, Some(id), 0, payloads);
+    // Every organization starts on the default plan.
+    let free = platform::plans::plan(platform::plans::DEFAULT_PLAN)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the default plan is missing")))?;
+    let started = crate::billing::aggregate::decide(
+        &Default::default(),
+        crate::billing::aggregate::Command::Start { plan: free },
+        ctx.state.clock.now(),
+    )
+    .map_err(|e| ApiError::internal(anyhow::anyhow!("starting the subscription: {e}")))?;
+    batch.push(
+        &crate::billing::aggregate::stream_id(id),
+        Some(id),
+        0,
+        started,
+    );
     respond(batch, current, &stream, StatusCode::CREATED).await
 }
 

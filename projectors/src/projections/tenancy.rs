@@ -20,6 +20,8 @@ impl Projection for Tenancy {
             "read.teams",
             "read.team_members",
             "read.api_keys",
+            "read.subscriptions",
+            "read.subscription_charges",
         ]
     }
 
@@ -208,6 +210,62 @@ fn access_statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
         EventPayload::ApiKeyPermissionsChanged(e) => vec![Sql::new(
             "UPDATE read.api_keys SET permissions = $2, version = $3, updated_at = $4 WHERE id = $1 AND version < $3",
             vec![Box::new(id), Box::new(e.permissions.clone()), Box::new(version), Box::new(at)],
+        )],
+        EventPayload::SubscriptionStarted(e) => vec![Sql::new(
+            "INSERT INTO read.subscriptions (id, org_id, plan, started_at, version, updated_at)
+             VALUES ($1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            vec![
+                Box::new(org_id),
+                Box::new(e.plan.clone()),
+                Box::new(parse_time(&e.started_at).unwrap_or(at)),
+                Box::new(version),
+                Box::new(at),
+            ],
+        )],
+        EventPayload::SubscriptionUpgraded(e) => {
+            let effective = parse_time(&e.effective_at).unwrap_or(at);
+            vec![
+                Sql::new(
+                    "UPDATE read.subscriptions SET plan = $2, pending_plan = NULL, pending_effective_at = NULL,
+                         version = $3, updated_at = $4
+                     WHERE id = $1 AND version < $3",
+                    vec![Box::new(org_id), Box::new(e.to_plan.clone()), Box::new(version), Box::new(at)],
+                ),
+                Sql::new(
+                    "INSERT INTO read.subscription_charges (event_id, org_id, kind, description, amount_cents, period, occurred_at)
+                     VALUES ($1, $2, 'proration', $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+                    vec![
+                        Box::new(event.event_id),
+                        Box::new(org_id),
+                        Box::new(format!(
+                            "Upgrade {} → {}: {}/{} of the monthly price difference",
+                            e.from_plan, e.to_plan, e.days_left, e.days_in_month
+                        )),
+                        Box::new(e.proration_cents),
+                        Box::new(effective.format("%Y-%m").to_string()),
+                        Box::new(effective),
+                    ],
+                ),
+            ]
+        }
+        EventPayload::DowngradeScheduled(e) => vec![Sql::new(
+            // A downgrade already in force becomes the plan before the new one is recorded.
+            "UPDATE read.subscriptions
+             SET plan = CASE WHEN pending_effective_at IS NOT NULL AND pending_effective_at < $4 THEN pending_plan ELSE plan END,
+                 pending_plan = $2, pending_effective_at = $4, version = $3, updated_at = $5
+             WHERE id = $1 AND version < $3",
+            vec![
+                Box::new(org_id),
+                Box::new(e.to_plan.clone()),
+                Box::new(version),
+                Box::new(parse_time(&e.effective_at).unwrap_or(at)),
+                Box::new(at),
+            ],
+        )],
+        EventPayload::DowngradeCancelled(_) => vec![Sql::new(
+            "UPDATE read.subscriptions SET pending_plan = NULL, pending_effective_at = NULL, version = $2, updated_at = $3
+             WHERE id = $1 AND version < $2",
+            vec![Box::new(org_id), Box::new(version), Box::new(at)],
         )],
         EventPayload::ApiKeyRevoked(_) => vec![Sql::new(
             "UPDATE read.api_keys SET revoked_at = $2, version = $3, updated_at = $2 WHERE id = $1 AND version < $3",

@@ -1,0 +1,166 @@
+//! The plans of PRODUCT.md as data. Prices are cents per month; `None` is custom (Enterprise,
+//! priced by contract) or unlimited tokens.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub price_cents: Option<i64>,
+    pub tokens_per_month: Option<u64>,
+    /// The most expensive model tier the plan serves: `basic` < `advanced` < `premium`.
+    pub model_tier: &'static str,
+    pub features: &'static [&'static str],
+    /// Order of the plans: upgrades go up, downgrades down.
+    pub rank: u8,
+}
+
+pub const PLANS: &[Plan] = &[
+    Plan {
+        id: "free",
+        name: "Free",
+        price_cents: Some(0),
+        tokens_per_month: Some(1_000),
+        model_tier: "basic",
+        features: &["community_support"],
+        rank: 0,
+    },
+    Plan {
+        id: "developer",
+        name: "Developer",
+        price_cents: Some(2_900),
+        tokens_per_month: Some(100_000),
+        model_tier: "advanced",
+        features: &["api_key_management", "basic_monitoring"],
+        rank: 1,
+    },
+    Plan {
+        id: "pro",
+        name: "Pro",
+        price_cents: Some(9_900),
+        tokens_per_month: Some(1_000_000),
+        model_tier: "premium",
+        features: &[
+            "api_key_management",
+            "team_collaboration",
+            "advanced_monitoring",
+            "alerts",
+            "priority_support",
+        ],
+        rank: 2,
+    },
+    Plan {
+        id: "enterprise",
+        name: "Enterprise",
+        price_cents: None,
+        tokens_per_month: None,
+        model_tier: "premium",
+        features: &[
+            "api_key_management",
+            "team_collaboration",
+            "advanced_monitoring",
+            "alerts",
+            "enterprise_security",
+            "sso",
+            "dedicated_support",
+            "sla",
+        ],
+        rank: 3,
+    },
+];
+
+pub const DEFAULT_PLAN: &str = "free";
+
+pub fn plan(id: &str) -> Option<&'static Plan> {
+    PLANS.iter().find(|p| p.id == id)
+}
+
+pub fn tier_rank(tier: &str) -> u8 {
+    match tier {
+        "basic" => 0,
+        "advanced" => 1,
+        _ => 2,
+    }
+}
+
+impl Plan {
+    pub fn serves_tier(&self, tier: &str) -> bool {
+        tier_rank(tier) <= tier_rank(self.model_tier)
+    }
+}
+
+/// The first instant of the calendar month after `at` (UTC).
+pub fn next_month_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    let (year, month) = if at.month() == 12 {
+        (at.year() + 1, 1)
+    } else {
+        (at.year(), at.month() + 1)
+    };
+    Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at)
+}
+
+/// Days in the calendar month of `at`.
+pub fn days_in_month(at: DateTime<Utc>) -> u32 {
+    let start = Utc
+        .with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at);
+    (next_month_start(at) - start).num_days() as u32
+}
+
+/// The price difference for the days left in the month, the day of `at` included, in cents,
+/// rounded half up: `(to - from) × days_left / days_in_month`.
+pub fn proration_cents(from: &Plan, to: &Plan, at: DateTime<Utc>) -> (i64, u32, u32) {
+    let days = days_in_month(at);
+    let left = days - at.day() + 1;
+    let diff = to.price_cents.unwrap_or(0) - from.price_cents.unwrap_or(0);
+    let numerator = diff * i64::from(left);
+    let cents = (2 * numerator + i64::from(days)) / (2 * i64::from(days));
+    (cents, left, days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn upgrading_on_the_11th_of_a_30_day_month_charges_20_30ths() {
+        let (dev, pro) = (plan("developer").expect("plan"), plan("pro").expect("plan"));
+        // $70 × 20/30 = $46.666… → 4667 cents.
+        assert_eq!(
+            proration_cents(dev, pro, at("2026-11-11T15:00:00Z")),
+            (4_667, 20, 30)
+        );
+        // $29 × 20/30 = $19.333… → 1933 cents.
+        assert_eq!(
+            proration_cents(plan("free").expect("plan"), dev, at("2026-11-11T00:00:00Z")),
+            (1_933, 20, 30)
+        );
+        // The last day of a 31-day month: one day of 31.
+        assert_eq!(
+            proration_cents(dev, pro, at("2026-12-31T23:59:59Z")),
+            (226, 1, 31)
+        );
+    }
+
+    #[test]
+    fn months_and_tiers() {
+        assert_eq!(
+            next_month_start(at("2026-12-15T10:00:00Z")),
+            at("2027-01-01T00:00:00Z")
+        );
+        assert_eq!(days_in_month(at("2028-02-10T00:00:00Z")), 29);
+        assert!(plan("free").expect("plan").serves_tier("basic"));
+        assert!(!plan("free").expect("plan").serves_tier("advanced"));
+        assert!(plan("pro").expect("plan").serves_tier("premium"));
+    }
+}

@@ -1,0 +1,248 @@
+//! Plans and subscriptions: every organization starts on Free, upgrades prorate to the cent and
+//! take effect at once, downgrades wait for the first of the next month.
+
+use aihub::Roles;
+use chrono::{DateTime, Utc};
+use e2e::{Env, Tenant};
+use platform::clock::Clock;
+use serde_json::json;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+/// A read-only process over the same database whose clock says `now`.
+async fn reader_at(env: &Env, now: &str) -> (aihub::Running, e2e::Api) {
+    let mut config = env.config.clone();
+    config.clock = Clock::fixed(at(now));
+    let running = aihub::start(
+        config,
+        Roles {
+            read_api: true,
+            ..Roles::none()
+        },
+    )
+    .await
+    .expect("starts");
+    let api = env.api(&running);
+    (running, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_start_on_free_and_upgrades_are_prorated_to_the_cent() {
+    let mut env = Env::new().await;
+    env.config.clock = Clock::fixed(at("2026-11-11T10:00:00Z"));
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "prorate").await;
+    let plans = tenant.owner.get("/api/v1/billing/plans").await;
+    let ids: Vec<&str> = plans.body["data"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["free", "developer", "pro", "enterprise"]);
+
+    let list = tenant.owner.get("/api/v1/subscriptions").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let subscription = &list.body["data"][0];
+    assert_eq!(subscription["plan"], "free");
+    let id = subscription["id"].as_str().expect("id").to_string();
+
+    let up = tenant
+        .owner
+        .put(
+            &format!("/api/v1/subscriptions/{id}/upgrade"),
+            &json!({"plan": "developer"}),
+        )
+        .await;
+    assert_eq!(
+        (up.status, up.body["plan"].as_str()),
+        (200, Some("developer")),
+        "{}",
+        up.body
+    );
+    let up = tenant
+        .owner
+        .put(
+            &format!("/api/v1/subscriptions/{id}/upgrade"),
+            &json!({"plan": "pro"}),
+        )
+        .await;
+    assert_eq!(
+        (up.status, up.body["plan"].as_str()),
+        (200, Some("pro")),
+        "{}",
+        up.body
+    );
+    assert_eq!(
+        tenant
+            .owner
+            .get(&format!("/api/v1/subscriptions/{id}"))
+            .await
+            .body["plan"],
+        "pro",
+        "effective at once"
+    );
+
+    // November has 30 days; the 11th leaves 20 of them: 20/30 of $29, then 20/30 of $70.
+    let charges = env
+        .dump("read.subscription_charges", "occurred_at, event_id")
+        .await;
+    let amounts: Vec<i64> = charges
+        .iter()
+        .map(|c| c["amount_cents"].as_i64().expect("amount"))
+        .collect();
+    assert_eq!(amounts, [1_933, 4_667]);
+    assert!(charges
+        .iter()
+        .all(|c| c["period"] == "2026-11" && c["kind"] == "proration"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downgrade_takes_effect_on_the_first_of_the_next_month_not_before() {
+    let mut env = Env::new().await;
+    env.config.clock = Clock::fixed(at("2026-11-11T10:00:00Z"));
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "downgrade").await;
+    let id = tenant.org_id.clone();
+    assert_eq!(
+        tenant
+            .owner
+            .put(
+                &format!("/api/v1/subscriptions/{id}/upgrade"),
+                &json!({"plan": "pro"})
+            )
+            .await
+            .status,
+        200
+    );
+    let down = tenant
+        .owner
+        .put(
+            &format!("/api/v1/subscriptions/{id}/downgrade"),
+            &json!({"plan": "developer"}),
+        )
+        .await;
+    assert_eq!(down.status, 200, "{}", down.body);
+    assert_eq!(down.body["plan"], "pro");
+    assert_eq!(
+        down.body["pending_downgrade"],
+        json!({"plan": "developer", "effective_at": "2026-12-01T00:00:00.000Z"})
+    );
+
+    let (late_november, api) = reader_at(&env, "2026-11-30T23:59:59Z").await;
+    assert_eq!(
+        api.with_token(&tenant.owner_key)
+            .get(&format!("/api/v1/subscriptions/{id}"))
+            .await
+            .body["plan"],
+        "pro"
+    );
+    late_november.stop().await;
+    let (december, api) = reader_at(&env, "2026-12-01T00:00:00Z").await;
+    let now = api
+        .with_token(&tenant.owner_key)
+        .get(&format!("/api/v1/subscriptions/{id}"))
+        .await;
+    assert_eq!(
+        (now.body["plan"].as_str(), &now.body["pending_downgrade"]),
+        (Some("developer"), &json!(null))
+    );
+    december.stop().await;
+
+    // A pending downgrade can be cancelled, once.
+    let other = Tenant::create(&admin, "cancel").await;
+    let path = format!("/api/v1/subscriptions/{}", other.org_id);
+    assert_eq!(
+        other
+            .owner
+            .put(&format!("{path}/upgrade"), &json!({"plan": "developer"}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        other
+            .owner
+            .put(&format!("{path}/downgrade"), &json!({"plan": "free"}))
+            .await
+            .status,
+        200
+    );
+    let cancelled = other.owner.delete(&format!("{path}/downgrade")).await;
+    assert_eq!(
+        (cancelled.status, &cancelled.body["pending_downgrade"]),
+        (200, &json!(null))
+    );
+    other
+        .owner
+        .delete(&format!("{path}/downgrade"))
+        .await
+        .assert_client_error(404);
+    assert_eq!(other.owner.get(&path).await.body["plan"], "developer");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_subscription_input_gets_4xx_in_the_openai_error_shape() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "bad-billing").await;
+    let other = Tenant::create(&admin, "bad-billing-other").await;
+    let path = format!("/api/v1/subscriptions/{}", tenant.org_id);
+    let owner = &tenant.owner;
+    assert_eq!(
+        owner
+            .put(&format!("{path}/upgrade"), &json!({"plan": "platinum"}))
+            .await
+            .assert_client_error(400)["param"],
+        "plan"
+    );
+    owner
+        .put(&format!("{path}/upgrade"), &json!({"plan": "free"}))
+        .await
+        .assert_client_error(400);
+    owner
+        .put(&format!("{path}/downgrade"), &json!({"plan": "pro"}))
+        .await
+        .assert_client_error(400);
+    owner
+        .put(&format!("{path}/upgrade"), &json!({}))
+        .await
+        .assert_client_error(400);
+    owner
+        .post("/api/v1/subscriptions", &json!({"plan": "pro"}))
+        .await
+        .assert_client_error(409);
+    owner
+        .put(&format!("{path}/upgrade"), &json!({"plan": "enterprise"}))
+        .await
+        .assert_client_error(403);
+    other.owner.get(&path).await.assert_client_error(404);
+    other
+        .owner
+        .put(&format!("{path}/upgrade"), &json!({"plan": "pro"}))
+        .await
+        .assert_client_error(404);
+    let reader = e2e::admin_key(&admin, &tenant.org_id, None, &["billing:read".into()]).await;
+    admin
+        .with_token(&reader)
+        .put(&format!("{path}/upgrade"), &json!({"plan": "pro"}))
+        .await
+        .assert_client_error(403);
+    // The platform admin may move an organization onto Enterprise.
+    let enterprise = admin
+        .put(&format!("{path}/upgrade"), &json!({"plan": "enterprise"}))
+        .await;
+    assert_eq!(
+        (enterprise.status, enterprise.body["plan"].as_str()),
+        (200, Some("enterprise")),
+        "{}",
+        enterprise.body
+    );
+    app.stop().await;
+}
