@@ -61,10 +61,29 @@ async fn event_is_on_the_topic_keyed_by_org_with_cloudevents_headers() {
         &env.config.kafka_brokers,
         &env.config.topic,
         Duration::from_secs(60),
-        |seen| seen.iter().filter(|m| kafka::key(m) == id).count() >= 2,
+        |seen| seen.iter().filter(|m| kafka::key(m) == id).count() >= 3,
     )
     .await;
-    let ours: Vec<_> = messages.iter().filter(|m| kafka::key(m) == id).collect();
+    // Every event of the tenant is keyed by it: the organization's two and its subscription's.
+    let keyed: Vec<_> = messages.iter().filter(|m| kafka::key(m) == id).collect();
+    let subjects: Vec<String> = keyed
+        .iter()
+        .filter_map(|m| m.headers().and_then(|h| header_value(h, "ce_subject")))
+        .collect();
+    assert!(
+        subjects.contains(&format!("subscription:{id}")),
+        "{subjects:?}"
+    );
+    let stream = format!("organization:{id}");
+    let ours: Vec<_> = keyed
+        .into_iter()
+        .filter(|m| {
+            m.headers()
+                .and_then(|h| header_value(h, "ce_subject"))
+                .as_deref()
+                == Some(stream.as_str())
+        })
+        .collect();
     assert_eq!(ours.len(), 2, "both events keyed by the organization id");
     for (message, (event_type, version)) in ours
         .iter()
