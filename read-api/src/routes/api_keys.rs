@@ -70,26 +70,24 @@ fn from_row(row: &tokio_postgres::Row) -> Value {
     })
 }
 
+const TABLE: scope::OrgTable = scope::OrgTable {
+    select: SELECT,
+    alias: "k",
+    permission: "api_keys:read",
+    noun: "API key",
+    to_json: from_row,
+};
+
 async fn list(
     State(state): State<ReadState>,
     principal: Principal,
     Query(query): Query<KeysQuery>,
 ) -> Result<Json<List<Value>>, ApiError> {
-    let org_id = scope::org(&principal, query.org_id.as_deref())?;
-    principal.require("api_keys:read")?;
-    let page = query.page.page()?;
-    let after = scope::after(&page)?;
-    let client = state.pool.get().await?;
-    let sql = format!(
-        "{SELECT} WHERE k.org_id = $1 AND ($2::uuid IS NULL OR k.id > $2) ORDER BY k.id LIMIT $3"
-    );
-    let rows = client
-        .query(&sql, &[&org_id, &after, &(page.limit + 1)])
-        .await?;
-    let keys = rows.iter().map(from_row).collect();
-    Ok(Json(List::from_rows(keys, &page, |k: &Value| {
-        k["id"].as_str().unwrap_or_default().to_string()
-    })))
+    Ok(Json(
+        TABLE
+            .list(&state, &principal, query.org_id.as_deref(), &query.page)
+            .await?,
+    ))
 }
 
 async fn load(
@@ -97,17 +95,7 @@ async fn load(
     principal: &Principal,
     id: Uuid,
 ) -> Result<tokio_postgres::Row, ApiError> {
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(&format!("{SELECT} WHERE k.id = $1"), &[&id])
-        .await?;
-    match row {
-        Some(row) if principal.sees(row.get("org_id")) => {
-            principal.require("api_keys:read")?;
-            Ok(row)
-        }
-        _ => Err(ApiError::not_found(format!("No API key with id {id}."))),
-    }
+    TABLE.row(state, principal, id).await
 }
 
 async fn show(

@@ -33,3 +33,69 @@ pub fn after(page: &platform::pagination::Page) -> Result<Option<Uuid>, ApiError
         })
         .transpose()
 }
+
+/// One table of the read models whose rows belong to an organization.
+pub struct OrgTable {
+    /// `SELECT … FROM read.<table> <alias>`, without a WHERE clause.
+    pub select: &'static str,
+    /// The table's alias in `select`: its `id` and `org_id` columns are read through it.
+    pub alias: &'static str,
+    /// The permission reading it takes.
+    pub permission: &'static str,
+    /// How a missing row is named in the 404: "user", "team", "API key".
+    pub noun: &'static str,
+    pub to_json: fn(&tokio_postgres::Row) -> serde_json::Value,
+}
+
+impl OrgTable {
+    /// A page of the rows of the caller's organization (or the one the platform admin names),
+    /// in id order.
+    pub async fn list(
+        &self,
+        state: &crate::ReadState,
+        principal: &Principal,
+        org_id: Option<&str>,
+        query: &platform::pagination::PageQuery,
+    ) -> Result<platform::pagination::List<serde_json::Value>, ApiError> {
+        let org_id = org(principal, org_id)?;
+        principal.require(self.permission)?;
+        let page = query.page()?;
+        let after = after(&page)?;
+        let client = state.pool.get().await?;
+        let a = self.alias;
+        let sql = format!(
+            "{} WHERE {a}.org_id = $1 AND ($2::uuid IS NULL OR {a}.id > $2) ORDER BY {a}.id LIMIT $3",
+            self.select
+        );
+        let rows = client
+            .query(&sql, &[&org_id, &after, &(page.limit + 1)])
+            .await?;
+        let items = rows.iter().map(self.to_json).collect();
+        Ok(platform::pagination::List::from_rows(
+            items,
+            &page,
+            |item: &serde_json::Value| item["id"].as_str().unwrap_or_default().to_string(),
+        ))
+    }
+
+    /// One row the caller may see; anything of another organization is 404.
+    pub async fn row(
+        &self,
+        state: &crate::ReadState,
+        principal: &Principal,
+        id: Uuid,
+    ) -> Result<tokio_postgres::Row, ApiError> {
+        let client = state.pool.get().await?;
+        let sql = format!("{} WHERE {}.id = $1", self.select, self.alias);
+        match client.query_opt(&sql, &[&id]).await? {
+            Some(row) if principal.sees(row.get("org_id")) => {
+                principal.require(self.permission)?;
+                Ok(row)
+            }
+            _ => Err(ApiError::not_found(format!(
+                "No {} with id {id}.",
+                self.noun
+            ))),
+        }
+    }
+}

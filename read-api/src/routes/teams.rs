@@ -44,26 +44,24 @@ fn from_row(row: &tokio_postgres::Row) -> Value {
     })
 }
 
+const TABLE: scope::OrgTable = scope::OrgTable {
+    select: SELECT,
+    alias: "t",
+    permission: "teams:read",
+    noun: "team",
+    to_json: from_row,
+};
+
 async fn list(
     State(state): State<ReadState>,
     principal: Principal,
     Query(query): Query<TeamsQuery>,
 ) -> Result<Json<List<Value>>, ApiError> {
-    let org_id = scope::org(&principal, query.org_id.as_deref())?;
-    principal.require("teams:read")?;
-    let page = query.page.page()?;
-    let after = scope::after(&page)?;
-    let client = state.pool.get().await?;
-    let sql = format!(
-        "{SELECT} WHERE t.org_id = $1 AND ($2::uuid IS NULL OR t.id > $2) ORDER BY t.id LIMIT $3"
-    );
-    let rows = client
-        .query(&sql, &[&org_id, &after, &(page.limit + 1)])
-        .await?;
-    let teams = rows.iter().map(from_row).collect();
-    Ok(Json(List::from_rows(teams, &page, |t: &Value| {
-        t["id"].as_str().unwrap_or_default().to_string()
-    })))
+    Ok(Json(
+        TABLE
+            .list(&state, &principal, query.org_id.as_deref(), &query.page)
+            .await?,
+    ))
 }
 
 async fn show(
@@ -71,15 +69,5 @@ async fn show(
     principal: Principal,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(&format!("{SELECT} WHERE t.id = $1"), &[&id])
-        .await?;
-    match row {
-        Some(row) if principal.sees(row.get("org_id")) => {
-            principal.require("teams:read")?;
-            Ok(Json(from_row(&row)))
-        }
-        _ => Err(ApiError::not_found(format!("No team with id {id}."))),
-    }
+    Ok(Json(from_row(&TABLE.row(&state, &principal, id).await?)))
 }

@@ -46,26 +46,24 @@ fn from_row(row: &tokio_postgres::Row) -> Value {
     })
 }
 
+const TABLE: scope::OrgTable = scope::OrgTable {
+    select: SELECT,
+    alias: "u",
+    permission: "users:read",
+    noun: "user",
+    to_json: from_row,
+};
+
 async fn list(
     State(state): State<ReadState>,
     principal: Principal,
     Query(query): Query<UsersQuery>,
 ) -> Result<Json<List<Value>>, ApiError> {
-    let org_id = scope::org(&principal, query.org_id.as_deref())?;
-    principal.require("users:read")?;
-    let page = query.page.page()?;
-    let after = scope::after(&page)?;
-    let client = state.pool.get().await?;
-    let sql = format!(
-        "{SELECT} WHERE u.org_id = $1 AND ($2::uuid IS NULL OR u.id > $2) ORDER BY u.id LIMIT $3"
-    );
-    let rows = client
-        .query(&sql, &[&org_id, &after, &(page.limit + 1)])
-        .await?;
-    let users = rows.iter().map(from_row).collect();
-    Ok(Json(List::from_rows(users, &page, |u: &Value| {
-        u["id"].as_str().unwrap_or_default().to_string()
-    })))
+    Ok(Json(
+        TABLE
+            .list(&state, &principal, query.org_id.as_deref(), &query.page)
+            .await?,
+    ))
 }
 
 async fn show(
@@ -73,15 +71,5 @@ async fn show(
     principal: Principal,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(&format!("{SELECT} WHERE u.id = $1"), &[&id])
-        .await?;
-    match row {
-        Some(row) if principal.sees(row.get("org_id")) => {
-            principal.require("users:read")?;
-            Ok(Json(from_row(&row)))
-        }
-        _ => Err(ApiError::not_found(format!("No user with id {id}."))),
-    }
+    Ok(Json(from_row(&TABLE.row(&state, &principal, id).await?)))
 }
