@@ -412,6 +412,30 @@ async fn every_call_is_one_event_on_the_topic_with_exact_tokens_and_cost() {
         total_cost += event["data"]["cost_micros"].as_i64().unwrap_or(0);
     }
     assert_eq!(total_cost, 3 * expected_cost);
+    // The key's last use falls out of its calls.
+    wait_for(
+        Duration::from_secs(30),
+        "the key's last use recorded",
+        || async {
+            c.env
+                .count("SELECT count(*) FROM read.api_keys WHERE last_used_at IS NOT NULL")
+                .await
+                == 1
+        },
+    )
+    .await;
+    let keys = c
+        .tenant
+        .owner
+        .get(&format!("/api/v1/api-keys?limit=100"))
+        .await;
+    let used: Vec<&Value> = keys.body["data"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| !k["last_used_at"].is_null())
+        .collect();
+    assert_eq!(used.len(), 1, "{}", keys.body);
     c.app.stop().await;
 }
 

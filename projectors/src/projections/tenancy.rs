@@ -105,6 +105,14 @@ fn parse_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
+fn last_used(key: Option<Uuid>, at: chrono::DateTime<chrono::Utc>) -> Vec<Sql> {
+    let Some(key) = key else { return vec![] };
+    vec![Sql::new(
+        "UPDATE read.api_keys SET last_used_at = GREATEST(COALESCE(last_used_at, $2), $2) WHERE id = $1",
+        vec![Box::new(key), Box::new(at)],
+    )]
+}
+
 /// Users, roles, teams and API keys.
 fn access_statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
     let at = event.occurred_at;
@@ -267,6 +275,9 @@ fn access_statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
              WHERE id = $1 AND version < $2",
             vec![Box::new(org_id), Box::new(version), Box::new(at)],
         )],
+        // A key's last use falls out of the calls it made.
+        EventPayload::ChatCompletionSucceeded(e) => last_used(e.call.api_key_id, at),
+        EventPayload::ChatCompletionFailed(e) => last_used(e.call.api_key_id, at),
         EventPayload::ApiKeyRevoked(_) => vec![Sql::new(
             "UPDATE read.api_keys SET revoked_at = $2, version = $3, updated_at = $2 WHERE id = $1 AND version < $3",
             vec![Box::new(id), Box::new(at), Box::new(version)],
