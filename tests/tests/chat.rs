@@ -424,11 +424,7 @@ async fn every_call_is_one_event_on_the_topic_with_exact_tokens_and_cost() {
         },
     )
     .await;
-    let keys = c
-        .tenant
-        .owner
-        .get(&format!("/api/v1/api-keys?limit=100"))
-        .await;
+    let keys = c.tenant.owner.get("/api/v1/api-keys?limit=100").await;
     let used: Vec<&Value> = keys.body["data"]
         .as_array()
         .expect("keys")
