@@ -100,3 +100,16 @@ stop_pid() {
   fi
   rm -f "$file"
 }
+
+# Python 3 with the official `openai` package, for the SDK compatibility test.
+ensure_python_openai() {
+  if python3 -c 'import openai' 2>/dev/null; then return; fi
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    say "installing Python 3 and pip (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null
+  fi
+  say "installing the openai Python package (pip)"
+  python3 -m pip install -q --disable-pip-version-check openai \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages openai
+}

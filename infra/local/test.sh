@@ -14,11 +14,7 @@ psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc \
 done
 
 # The chat tests drive the gateway with the official OpenAI Python SDK.
-if ! python3 -c 'import openai' 2>/dev/null; then
-  say "installing the openai Python package (pip)"
-  python3 -m pip install -q --disable-pip-version-check openai \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages openai
-fi
+ensure_python_openai
 
 cd "$ROOT"
 say "building the workspace"
