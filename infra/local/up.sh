@@ -3,6 +3,10 @@
 # database, the topic, and `aihub serve` on 127.0.0.1:8001. Safe to run again.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+if ! command -v curl >/dev/null 2>&1; then
+  say "installing curl (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
 ensure_postgres
 ensure_tansu
 start_tansu
