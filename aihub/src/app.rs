@@ -130,6 +130,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         let (gateway, appender) = command_api::gateway::Gateway::new(
             config.gateway.clone(),
             command_api::Journal::new(pool.clone()),
+            config.clock,
             shutdown.clone(),
         )?;
         tasks.push(appender);

@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_read_billing",
         include_str!("../../schemas/sql/0007_read_billing.sql"),
     ),
+    (
+        "0008_quota",
+        include_str!("../../schemas/sql/0008_quota.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.

@@ -246,3 +246,130 @@ async fn bad_subscription_input_gets_4xx_in_the_openai_error_shape() {
     );
     app.stop().await;
 }
+
+/// 200 concurrent chat calls over three gateway processes sharing the database, against an
+/// organization with 1,000 tokens a month: what is billed never exceeds the allowance, and every
+/// refused call got 429 `insufficient_quota`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_quota_holds_across_processes_under_concurrency() {
+    use e2e::upstream::Upstream;
+    use platform::config::ProviderConfig;
+    use std::time::Duration;
+
+    let upstream = Upstream::start().await;
+    let mut env = Env::new().await;
+    let catalog = json!([{"name": "quota-model", "tier": "basic", "context_length": 8192, "input_micros_per_mtok": 1000000,
+        "output_micros_per_mtok": 1000000, "deployments": [{"provider": "openrouter", "upstream_model": "q/model"}]}]);
+    let file =
+        std::env::temp_dir().join(format!("aihub-quota-models-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, catalog.to_string()).expect("catalog");
+    env.config.gateway.models_file = Some(file.display().to_string());
+    env.config.gateway.providers = vec![ProviderConfig {
+        name: "openrouter".into(),
+        base_url: upstream.openai_base_url(),
+        api_key: "q".into(),
+    }];
+    let projectors = env
+        .start(Roles {
+            projectors: true,
+            ..Roles::none()
+        })
+        .await;
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(
+            env.start(Roles {
+                command_api: true,
+                read_api: true,
+                projectors: false,
+            })
+            .await,
+        );
+    }
+    let admin = env.api(&gateways[0]);
+    let tenant = Tenant::create(&admin, "quota").await;
+    let key = e2e::admin_key(&admin, &tenant.org_id, None, &["chat:write".into()]).await;
+    let callers: Vec<e2e::Api> = gateways
+        .iter()
+        .map(|g| env.api(g).with_token(&key))
+        .collect();
+
+    let calls = (0..200).map(|i| {
+        let caller = callers[i % 3].clone();
+        async move {
+            caller
+                .post(
+                    "/api/v1/chat/completions",
+                    &json!({"model": "quota-model", "max_tokens": 20, "messages": [{"role": "user", "content": "Hello quota"}]}),
+                )
+                .await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(
+            reply.assert_client_error(429)["code"],
+            "insufficient_quota",
+            "{}",
+            reply.body
+        );
+        assert!(reply.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1000") && m.contains("resets at")));
+    }
+    assert!(ok > 0 && ok < 200, "{ok} of 200 succeeded");
+    for reply in replies.iter().filter(|r| r.status == 200) {
+        assert!(reply.headers.get("x-aihub-tokens-remaining").is_some());
+    }
+
+    // Every call is billed from its event; the sum stays within the allowance.
+    e2e::wait_for(Duration::from_secs(60), "every call projected", || async {
+        env.count("SELECT count(*) FROM read.chat_calls").await == 200
+    })
+    .await;
+    let billed = env
+        .count("SELECT COALESCE(sum(total_tokens), 0)::bigint FROM read.chat_calls")
+        .await;
+    assert!(
+        billed <= 1000,
+        "billed {billed} tokens of a 1,000-token allowance"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM read.chat_calls WHERE status = 429")
+            .await,
+        (200 - ok) as i64
+    );
+    let ledger = env
+        .db()
+        .await
+        .query_one("SELECT used, reserved FROM quota_usage", &[])
+        .await
+        .expect("ledger");
+    assert_eq!(
+        (ledger.get::<_, i64>(0), ledger.get::<_, i64>(1)),
+        (billed, 0),
+        "the ledger matches the events"
+    );
+
+    // An upgrade raises the allowance at once.
+    let up = tenant
+        .owner
+        .put(
+            &format!("/api/v1/subscriptions/{}/upgrade", tenant.org_id),
+            &json!({"plan": "developer"}),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    let after = callers[1]
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "quota-model", "messages": [{"role": "user", "content": "more"}]}),
+        )
+        .await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    for gateway in gateways {
+        gateway.stop().await;
+    }
+    projectors.stop().await;
+}

@@ -35,6 +35,14 @@ async fn main() {
     }];
     let (app, admin) = env.app().await;
     let tenant = Tenant::create(&admin, "bench").await;
+    // Unlimited tokens, so the quota never refuses a benchmark call (it is still reserved and settled).
+    let upgraded = admin
+        .put(
+            &format!("/api/v1/subscriptions/{}/upgrade", tenant.org_id),
+            &json!({"plan": "enterprise"}),
+        )
+        .await;
+    assert_eq!(upgraded.status, 200, "{}", upgraded.body);
     let key = admin_key(&admin, &tenant.org_id, None, &["chat:write".into()]).await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency * 2)

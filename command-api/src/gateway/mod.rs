@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod gemini;
+pub mod quota;
 pub mod routes;
 pub mod upstream;
 
@@ -26,6 +27,8 @@ pub struct Gateway {
     pub http: reqwest::Client,
     breakers: Mutex<HashMap<String, Breaker>>,
     events: mpsc::Sender<EventEnvelope>,
+    pub pool: platform::db::PgPool,
+    pub clock: platform::clock::Clock,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +42,7 @@ impl Gateway {
     pub fn new(
         config: GatewayConfig,
         journal: Journal,
+        clock: platform::clock::Clock,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let catalog = Catalog::load(config.models_file.as_deref())?;
@@ -47,6 +51,8 @@ impl Gateway {
             .tcp_nodelay(true)
             .build()?;
         let (events, rx) = mpsc::channel(10_000);
+        let pool = journal.pool().clone();
+        tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));
         let appender = tokio::spawn(append_events(journal, rx, shutdown));
         let gateway = Self {
             catalog,
@@ -55,6 +61,8 @@ impl Gateway {
             http,
             breakers: Mutex::new(HashMap::new()),
             events,
+            pool,
+            clock,
         };
         Ok((Arc::new(gateway), appender))
     }
@@ -150,6 +158,21 @@ impl Gateway {
         );
         if self.events.send(event).await.is_err() {
             tracing::error!("chat event appender is gone; an event was lost");
+        }
+    }
+}
+
+/// Frees the quota held by calls whose process died before settling them.
+async fn release_expired_reservations(pool: platform::db::PgPool, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        match quota::release_expired(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(reservations = n, "released expired quota reservations"),
+            Err(e) => tracing::warn!(error = %e, "could not release expired quota reservations"),
         }
     }
 }

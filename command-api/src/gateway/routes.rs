@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::catalog::Model;
 use super::gemini::{self, Usage};
+use super::quota;
 use super::upstream::{self, is_gemini, Failure};
 use super::Gateway;
 
@@ -135,6 +136,8 @@ struct CallRecord {
     streamed: bool,
     attempts: Vec<Attempt>,
     started: Instant,
+    /// The tokens held for this call, settled when it ends.
+    reservation: Option<quota::Reservation>,
 }
 
 impl CallRecord {
@@ -151,7 +154,17 @@ impl CallRecord {
         }
     }
 
+    /// Replaces the call's token reservation by what it used.
+    async fn settle(&self, used: u64) {
+        if let Some(reservation) = &self.reservation {
+            if let Err(e) = quota::settle(&self.gateway.pool, reservation, used as i64).await {
+                tracing::error!(error = %e, "settling a quota reservation failed; the sweep will release it");
+            }
+        }
+    }
+
     async fn failed(&self, error: &ApiError) {
+        self.settle(0).await;
         let payload = EventPayload::ChatCompletionFailed(ChatCompletionFailed {
             call: self.call(),
             status: error.status.as_u16(),
@@ -175,6 +188,7 @@ impl CallRecord {
         ttft: Option<Duration>,
         disconnected: bool,
     ) {
+        self.settle(usage.total_tokens).await;
         let payload = EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
             call: self.call(),
             provider: provider.to_string(),
@@ -217,7 +231,7 @@ async fn chat(
     principal: Principal,
     request_id: String,
     ip: Option<String>,
-    body: Value,
+    mut body: Value,
     force_stream: bool,
 ) -> Result<Response, ApiError> {
     let key = caller(&principal)?;
@@ -255,7 +269,37 @@ async fn chat(
         streamed,
         attempts: Vec::new(),
         started: Instant::now(),
+        reservation: None,
     };
+    // Hold the call's tokens against the monthly quota; its completion budget goes upstream as
+    // max_tokens, so it cannot use more than it holds.
+    let wanted = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|f| body[*f].as_i64())
+        .filter(|n| *n > 0);
+    let reservation = match quota::reserve(
+        &gateway.pool,
+        record.key.org_id,
+        plan,
+        quota::prompt_upper_bound(&body),
+        wanted,
+        gateway.clock.now(),
+        gateway.config.deadline + Duration::from_secs(60),
+    )
+    .await
+    {
+        Ok(reservation) => reservation,
+        Err(error) => {
+            record.failed(&error).await;
+            return Err(error);
+        }
+    };
+    body["max_tokens"] = json!(reservation.completion_budget);
+    if !body["max_completion_tokens"].is_null() {
+        body["max_completion_tokens"] = json!(reservation.completion_budget);
+    }
+    let tokens_left = reservation.remaining;
+    record.reservation = Some(reservation);
     let deadline = record.started + gateway.config.deadline;
     let mut chosen = None;
     let plan: Vec<_> = gateway
@@ -360,6 +404,7 @@ async fn chat(
         if let Ok(value) = HeaderValue::from_str(&provider_name) {
             response.headers_mut().insert("x-aihub-provider", value);
         }
+        insert_remaining(&mut response, tokens_left);
         return Ok(response);
     }
 
@@ -392,6 +437,7 @@ async fn chat(
     if let Ok(value) = HeaderValue::from_str(&provider.name) {
         headers.insert("x-aihub-provider", value);
     }
+    insert_remaining(&mut response, tokens_left);
     Ok(response)
 }
 
@@ -479,6 +525,16 @@ async fn relay_stream(
     record
         .succeeded(&provider, &upstream_model, usage, ttft, disconnected)
         .await;
+}
+
+/// `x-aihub-tokens-remaining`: the month's allowance left once this call's reservation is held
+/// (a floor: the call usually settles below its reservation). Absent for unlimited plans.
+fn insert_remaining(response: &mut Response, remaining: Option<i64>) {
+    if let Some(value) = remaining.and_then(|r| HeaderValue::from_str(&r.max(0).to_string()).ok()) {
+        response
+            .headers_mut()
+            .insert("x-aihub-tokens-remaining", value);
+    }
 }
 
 fn attempt(deployment: &super::catalog::Deployment, outcome: &str, took: Duration) -> Attempt {
