@@ -574,3 +574,156 @@ print(json.dumps(out))
     assert_eq!(out["bad_model"], "NotFoundError");
     c.app.stop().await;
 }
+
+/// For any filter, the usage API's sums equal the export's and the events' on the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_sums_match_the_export_and_the_events() {
+    let c = chat_env().await;
+    for model in ["gpt-4o", "gpt-4o", "gemini-1.5-pro"] {
+        assert_eq!(
+            c.caller
+                .post(
+                    "/api/v1/chat/completions",
+                    &json!({"model": model, "messages": hello()})
+                )
+                .await
+                .status,
+            200
+        );
+    }
+    c.caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "no-provider", "messages": hello()}),
+        )
+        .await
+        .assert_client_error(503);
+    calls(&c.env, 4).await;
+    let reader = admin_key(&c.admin, &c.tenant.org_id, None, &["usage:read".into()]).await;
+    let reader = c.admin.with_token(&reader);
+
+    // The events, as an integration reads them.
+    let messages = e2e::kafka::read_until(
+        &c.env.config.kafka_brokers,
+        &c.env.config.topic,
+        Duration::from_secs(60),
+        |seen| seen.iter().filter(|m| is_chat(m)).count() >= 4,
+    )
+    .await;
+    let events: Vec<Value> = messages
+        .iter()
+        .filter(|m| is_chat(m))
+        .map(|m| {
+            serde_json::from_slice(rdkafka::Message::payload(m).expect("payload")).expect("json")
+        })
+        .collect();
+    let event_tokens: i64 = events
+        .iter()
+        .map(|e| e["data"]["total_tokens"].as_i64().unwrap_or(0))
+        .sum();
+    let event_cost: i64 = events
+        .iter()
+        .map(|e| e["data"]["cost_micros"].as_i64().unwrap_or(0))
+        .sum();
+
+    for group_by in ["", "day", "model", "api_key", "team", "user"] {
+        let usage = reader
+            .get(&format!("/api/v1/billing/usage?group_by={group_by}"))
+            .await;
+        assert_eq!(usage.status, 200, "{}", usage.body);
+        let totals = &usage.body["totals"];
+        assert_eq!(totals["requests"], 4, "{group_by}");
+        assert_eq!(totals["failed_requests"], 1);
+        assert_eq!(totals["total_tokens"], event_tokens, "{group_by}");
+        assert_eq!(totals["cost_micros"], event_cost, "{group_by}");
+        let summed: i64 = usage.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|r| r["total_tokens"].as_i64().unwrap_or(0))
+            .sum();
+        assert_eq!(
+            summed, event_tokens,
+            "groups add up to the totals for {group_by}"
+        );
+    }
+    let by_model = reader.get("/api/v1/billing/usage?group_by=model").await;
+    let keys: Vec<&str> = by_model.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|r| r["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["gemini-1.5-pro", "gpt-4o", "no-provider"]);
+
+    let csv = reader
+        .http
+        .get(reader.url("/api/v1/billing/usage/export?format=csv"))
+        .bearer_auth(&reader.token)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.expect("body");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let total_at = header
+        .iter()
+        .position(|h| *h == "total_tokens")
+        .expect("column");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r[total_at].parse::<i64>().expect("number"))
+            .sum::<i64>(),
+        event_tokens
+    );
+    let jsonl = reader
+        .http
+        .get(reader.url("/api/v1/billing/usage/export?format=jsonl"))
+        .bearer_auth(&reader.token)
+        .send()
+        .await
+        .expect("jsonl");
+    let jsonl = jsonl.text().await.expect("body");
+    let lines: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["cost_micros"].as_i64().unwrap_or(0))
+            .sum::<i64>(),
+        event_cost
+    );
+
+    // A window with nothing in it, and bad filters.
+    let empty = reader
+        .get("/api/v1/billing/usage?from=2020-01-01&to=2020-02-01")
+        .await;
+    assert_eq!(empty.body["totals"]["requests"], 0);
+    reader
+        .get("/api/v1/billing/usage?group_by=planet")
+        .await
+        .assert_client_error(400);
+    reader
+        .get("/api/v1/billing/usage?from=yesterday")
+        .await
+        .assert_client_error(400);
+    reader
+        .get("/api/v1/billing/usage?from=2026-12-01&to=2026-11-01")
+        .await
+        .assert_client_error(400);
+    reader
+        .get("/api/v1/billing/usage/export?format=xml")
+        .await
+        .assert_client_error(400);
+    c.caller
+        .get("/api/v1/billing/usage")
+        .await
+        .assert_client_error(403);
+    c.app.stop().await;
+}

@@ -4,4 +4,5 @@ pub mod billing;
 pub mod organizations;
 pub mod scope;
 pub mod teams;
+pub mod usage;
 pub mod users;

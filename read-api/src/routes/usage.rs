@@ -1,0 +1,270 @@
+//! `GET /billing/usage` (sums, optionally grouped) and `GET /billing/usage/export` (one line per
+//! call, CSV or JSON Lines, streamed), both over `read.chat_calls` with the same filters.
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use futures::StreamExt;
+use platform::plans::next_month_start;
+use platform::{ApiError, Principal};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::scope;
+use crate::ReadState;
+
+pub fn router() -> Router<ReadState> {
+    Router::new()
+        .route("/billing/usage", get(usage))
+        .route("/billing/usage/export", get(export))
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    org_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+    format: Option<String>,
+}
+
+/// The filters both endpoints share: organization and `[from, to)`.
+struct Filter {
+    org_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// `2026-11-01` (midnight UTC) or an RFC 3339 time.
+fn instant(raw: &str, param: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError::invalid_param(
+                param,
+                format!("{param} must be a date (2026-11-01) or an RFC 3339 time."),
+            )
+        })
+}
+
+fn filter(
+    state: &ReadState,
+    principal: &Principal,
+    query: &UsageQuery,
+) -> Result<Filter, ApiError> {
+    let org_id = scope::org(principal, query.org_id.as_deref())?;
+    principal.require("usage:read")?;
+    let now = state.clock.now();
+    let month_start = now
+        .date_naive()
+        .with_day0(0)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .unwrap_or(now);
+    let from = query
+        .from
+        .as_deref()
+        .map(|f| instant(f, "from"))
+        .transpose()?
+        .unwrap_or(month_start);
+    let to = query
+        .to
+        .as_deref()
+        .map(|t| instant(t, "to"))
+        .transpose()?
+        .unwrap_or_else(|| next_month_start(now));
+    if from >= to {
+        return Err(ApiError::invalid_param("to", "to must be after from."));
+    }
+    Ok(Filter { org_id, from, to })
+}
+
+async fn usage(
+    State(state): State<ReadState>,
+    principal: Principal,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = filter(&state, &principal, &query)?;
+    let key = match query.group_by.as_deref() {
+        None | Some("") => "'all'",
+        Some("day") => "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        Some("model") => "model",
+        Some("api_key") => "COALESCE(api_key_id::text, '')",
+        Some("team") => "COALESCE(team_id::text, '')",
+        Some("user") => "COALESCE(user_id::text, '')",
+        Some(other) => {
+            return Err(ApiError::invalid_param(
+                "group_by",
+                format!("group_by {other:?} is not one of day, model, api_key, team, user."),
+            ))
+        }
+    };
+    let sql = format!(
+        "SELECT {key} AS key, count(*) AS requests, count(*) FILTER (WHERE outcome = 'failed') AS failed,
+                COALESCE(sum(prompt_tokens), 0)::bigint, COALESCE(sum(completion_tokens), 0)::bigint,
+                COALESCE(sum(total_tokens), 0)::bigint, COALESCE(sum(cost_micros), 0)::bigint
+         FROM read.chat_calls WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3
+         GROUP BY 1 ORDER BY 1"
+    );
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(&sql, &[&filter.org_id, &filter.from, &filter.to])
+        .await?;
+    let mut totals = [0i64; 6];
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let figures: [i64; 6] = [r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)];
+            for (total, figure) in totals.iter_mut().zip(figures) {
+                *total += figure;
+            }
+            let mut line = figures_json(figures);
+            line["key"] = Value::String(r.get(0));
+            line
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "usage",
+        "org_id": filter.org_id,
+        "from": scope::time(filter.from),
+        "to": scope::time(filter.to),
+        "group_by": query.group_by,
+        "data": data,
+        "totals": figures_json(totals),
+    })))
+}
+
+fn figures_json([requests, failed, prompt, completion, total, cost]: [i64; 6]) -> Value {
+    json!({
+        "requests": requests,
+        "failed_requests": failed,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "cost_micros": cost,
+    })
+}
+
+const EXPORT_COLUMNS: [&str; 13] = [
+    "occurred_at",
+    "request_id",
+    "model",
+    "provider",
+    "api_key_id",
+    "team_id",
+    "user_id",
+    "outcome",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_micros",
+];
+
+/// Streams every call in the window, oldest first, without holding the result in memory.
+async fn export(
+    State(state): State<ReadState>,
+    principal: Principal,
+    Query(query): Query<UsageQuery>,
+) -> Result<Response, ApiError> {
+    let filter = filter(&state, &principal, &query)?;
+    let csv = match query.format.as_deref() {
+        None | Some("csv") => true,
+        Some("jsonl") => false,
+        Some(other) => {
+            return Err(ApiError::invalid_param(
+                "format",
+                format!("format {other:?} is not csv or jsonl."),
+            ))
+        }
+    };
+    let client = state.pool.get().await?;
+    let sql = "SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), request_id, model,
+                      COALESCE(provider, ''), COALESCE(api_key_id::text, ''), COALESCE(team_id::text, ''),
+                      COALESCE(user_id::text, ''), outcome, status::text, prompt_tokens::text, completion_tokens::text,
+                      total_tokens::text, cost_micros::text
+               FROM read.chat_calls WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3
+               ORDER BY occurred_at, event_id";
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        vec![&filter.org_id, &filter.from, &filter.to];
+    let rows = client.query_raw(sql, params).await?;
+    let header_line = csv.then(|| format!("{}\n", EXPORT_COLUMNS.join(",")));
+    let lines = rows.map(move |row| match row {
+        Ok(row) => {
+            let fields: Vec<String> = (0..EXPORT_COLUMNS.len())
+                .map(|i| row.get::<_, String>(i))
+                .collect();
+            Ok::<_, std::io::Error>(bytes::Bytes::from(if csv {
+                csv_line(&fields)
+            } else {
+                jsonl_line(&fields)
+            }))
+        }
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    });
+    // The connection goes back to the pool only when the stream is done.
+    let keep = futures::stream::once(async move {
+        drop(client);
+        Ok::<_, std::io::Error>(bytes::Bytes::new())
+    });
+    let head =
+        futures::stream::iter(header_line.map(|h| Ok::<_, std::io::Error>(bytes::Bytes::from(h))));
+    let body = Body::from_stream(head.chain(lines).chain(keep));
+    let (content_type, extension) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "jsonl")
+    };
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"usage-{}.{extension}\"",
+        filter.org_id
+    )) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\n']) {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    format!("{}\n", quoted.join(","))
+}
+
+fn jsonl_line(fields: &[String]) -> String {
+    let mut object = serde_json::Map::new();
+    for (name, value) in EXPORT_COLUMNS.iter().zip(fields) {
+        let typed = match *name {
+            "status" | "prompt_tokens" | "completion_tokens" | "total_tokens" | "cost_micros" => {
+                value.parse::<i64>().map(Value::from).unwrap_or(Value::Null)
+            }
+            _ if value.is_empty() => Value::Null,
+            _ => Value::String(value.clone()),
+        };
+        object.insert((*name).to_string(), typed);
+    }
+    format!("{}\n", Value::Object(object))
+}
