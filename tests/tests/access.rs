@@ -169,6 +169,18 @@ fn endpoints(f: &Fixture) -> Vec<(Method, String, Option<Value>, Option<&'static
         ),
         (
             Method::GET,
+            "/api/v1/billing/usage?group_by=model".into(),
+            None,
+            Some("usage:read"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/billing/usage/export?format=jsonl".into(),
+            None,
+            Some("usage:read"),
+        ),
+        (
+            Method::GET,
             "/api/v1/subscriptions".into(),
             None,
             Some("billing:read"),
