@@ -173,6 +173,18 @@ impl Batch<'_> {
     }
 }
 
+/// The `name` of a team or an API key: 1 to 200 characters once trimmed, no control characters.
+pub fn display_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid_param(
+            "name",
+            "name must be 1 to 200 characters.",
+        ));
+    }
+    Ok(name.to_string())
+}
+
 pub fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
     at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }

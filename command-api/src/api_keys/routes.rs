@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, ApiKey, Command, DomainError};
-use crate::command::{load, time, Batch, Ctx};
+use crate::command::{display_name, load, time, Batch, Ctx};
 use crate::organizations::routes::live_org;
 use crate::CommandState;
 use crate::{teams, users};
@@ -56,17 +56,6 @@ struct UpdateKey {
 #[derive(Debug, Deserialize)]
 struct SetPermissions {
     permissions: Vec<String>,
-}
-
-fn key_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid_param(
-            "name",
-            "name must be 1 to 200 characters.",
-        ));
-    }
-    Ok(name.to_string())
 }
 
 fn expiry(raw: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -119,7 +108,7 @@ fn random_hex(chars: usize) -> String {
 async fn create(ctx: Ctx, Json(body): Json<CreateKey>) -> Result<Response, ApiError> {
     let org_id = ctx.principal.org_scope(body.org_id)?;
     ctx.principal.require("api_keys:write")?;
-    let name = key_name(&body.name)?;
+    let name = display_name(&body.name)?;
     let permissions = grantable(&ctx.principal, body.permissions)?;
     let expires_at = body.expires_at.as_deref().map(expiry).transpose()?;
     live_org(&ctx, org_id).await?;
@@ -170,7 +159,7 @@ async fn update(
     PathId(id): PathId,
     Json(body): Json<UpdateKey>,
 ) -> Result<Response, ApiError> {
-    let name = body.name.as_deref().map(key_name).transpose()?;
+    let name = body.name.as_deref().map(display_name).transpose()?;
     let expires_at = match body.expires_at {
         None => None,
         Some(Value::Null) => Some(None),

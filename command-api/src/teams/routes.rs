@@ -12,7 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, Command, DomainError, Team};
-use crate::command::{load, time, Batch, Ctx};
+use crate::command::{display_name, load, time, Batch, Ctx};
 use crate::organizations::aggregate::EmailAddress;
 use crate::organizations::routes::live_org;
 use crate::users::{self, aggregate as user_aggregate, email_claim, EMAIL_SCOPE};
@@ -52,17 +52,6 @@ struct AddMember {
     email: Option<String>,
 }
 
-fn team_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid_param(
-            "name",
-            "name must be 1 to 200 characters.",
-        ));
-    }
-    Ok(name.to_string())
-}
-
 fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
     match raw {
         Some(d) if d.chars().count() > 2000 => Err(ApiError::invalid_param(
@@ -77,7 +66,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiE
     let org_id = ctx.principal.org_scope(body.org_id)?;
     ctx.principal.require("teams:write")?;
     let command = Command::Create {
-        name: team_name(&body.name)?,
+        name: display_name(&body.name)?,
         description: description(body.description)?,
     };
     live_org(&ctx, org_id).await?;
@@ -93,7 +82,7 @@ async fn update(
     PathId(id): PathId,
     Json(body): Json<UpdateTeam>,
 ) -> Result<Response, ApiError> {
-    let name = body.name.as_deref().map(team_name).transpose()?;
+    let name = body.name.as_deref().map(display_name).transpose()?;
     let description = description(body.description)?;
     let team = load_team(&ctx, id).await?;
     ctx.principal.require("teams:write")?;
