@@ -388,3 +388,33 @@ pub async fn admin_key(
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.body["key"].as_str().expect("key").to_string()
 }
+
+/// Runs the real `aihub` binary built beside the test.
+pub fn aihub_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = dir.join("aihub");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build the workspace first (cargo build)",
+        binary.display()
+    );
+    binary
+}
+
+impl Api {
+    /// The Prometheus exposition of the process.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}

@@ -837,15 +837,7 @@ async fn failed_authentications_are_counted_and_audited_without_flooding_the_jou
         ours >= 1,
         "the failure with a known key is recorded in its organization"
     );
-    let metrics = admin
-        .http
-        .get(admin.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = admin.metrics().await;
     assert!(
         metrics.contains("aihub_auth_failures_total{reason=\"unknown\"}"),
         "{metrics}"
@@ -866,13 +858,7 @@ async fn the_secret_of_a_key_appears_nowhere() {
     let log_path = std::env::temp_dir().join(format!("aihub-secret-test-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("log");
     let config = &env.config;
-    let binary = std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("dir")
-        .join("aihub");
-    let mut child = tokio::process::Command::new(binary)
+    let mut child = tokio::process::Command::new(e2e::aihub_binary())
         .arg("serve")
         .env("DATABASE_URL", &config.database_url)
         .env("KAFKA_BROKERS", &config.kafka_brokers)

@@ -227,22 +227,6 @@ async fn projectors_stopped_midway_and_restarted_apply_every_event_exactly_once(
     api_process.stop().await;
 }
 
-/// Runs the real `aihub` binary built beside the test.
-fn aihub_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let binary = dir.join("aihub");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build the workspace first (cargo build)",
-        binary.display()
-    );
-    binary
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_all_rebuilds_read_models_identical_to_the_live_ones() {
     let env = Env::new().await;
@@ -253,7 +237,7 @@ async fn replay_all_rebuilds_read_models_identical_to_the_live_ones() {
     assert!(!live.0.is_empty() && !live.1.is_empty() && live.2.iter().all(|t| !t.is_empty()));
 
     let config = &env.config;
-    let output = tokio::process::Command::new(aihub_binary())
+    let output = tokio::process::Command::new(e2e::aihub_binary())
         .args(["replay", "--all"])
         .env("DATABASE_URL", &config.database_url)
         .env("KAFKA_BROKERS", &config.kafka_brokers)
@@ -346,15 +330,7 @@ async fn health_and_readiness_report_the_running_parts() {
     let ready = api.get("/readyz").await;
     assert_eq!(ready.body["checks"]["postgres"], true);
     assert_eq!(ready.body["checks"]["broker"], true);
-    let metrics = api
-        .http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains("aihub_http_request_duration_seconds"),
         "{metrics}"
