@@ -135,6 +135,17 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )?;
         tasks.push(appender);
         api = api.merge(command_api::gateway::routes::router(gateway));
+        if !config.billing_close_every.is_zero() {
+            tasks.push(tokio::spawn(
+                command_api::billing::close::close_periods_when_due(
+                    command_api::Journal::new(pool.clone()),
+                    config.clock,
+                    config.billing_close_every,
+                    config.billing_close_grace,
+                    shutdown.clone(),
+                ),
+            ));
+        }
     }
     if roles.read_api {
         api = api.merge(read_api::routes(read_api::ReadState {

@@ -44,6 +44,22 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Billing operations.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BillingCommand {
+    /// Issue the invoices of a calendar month that has ended (idempotent: invoices already
+    /// issued are left alone).
+    ClosePeriod {
+        /// The month, `YYYY-MM` (UTC).
+        #[arg(long)]
+        period: String,
+    },
 }
 
 pub async fn run<I, T>(args: I) -> anyhow::Result<()>
@@ -115,7 +131,39 @@ where
             Ok(())
         }
         Command::Replay { projection, all } => replay(config, projection, all).await,
+        Command::Billing {
+            command: BillingCommand::ClosePeriod { period },
+        } => close_period(config, &period).await,
     }
+}
+
+async fn close_period(config: Config, raw: &str) -> anyhow::Result<()> {
+    let period = platform::plans::Period::parse(raw)
+        .with_context(|| format!("invalid period {raw:?}: expected a month as YYYY-MM"))?;
+    let pool = platform::db::pool(&config.database_url, 2)?;
+    let journal = command_api::Journal::new(pool);
+    println!("close-period {period}: issuing invoices");
+    let report = command_api::billing::close::close_period(
+        &journal,
+        period,
+        config.clock.now(),
+        |done, of| println!("close-period {period}: {done}/{of} organizations"),
+    )
+    .await?;
+    println!(
+        "close-period {period}: {} organizations, {} invoices issued ({}.{:02} USD), {} already issued{}",
+        report.organizations,
+        report.issued,
+        report.issued_cents / 100,
+        report.issued_cents % 100,
+        report.already_issued,
+        if report.already_closed {
+            "; the period was already closed"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use crate::access::*;
 use crate::billing::{
-    DowngradeCancelled, DowngradeScheduled, SubscriptionStarted, SubscriptionUpgraded,
+    BillingPeriodClosed, DowngradeCancelled, DowngradeScheduled, InvoiceIssued, InvoicePaid,
+    SubscriptionStarted, SubscriptionUpgraded,
 };
 use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
@@ -64,6 +65,9 @@ event_types! {
     SubscriptionUpgraded => "subscription.upgraded", version 1, SubscriptionUpgraded;
     DowngradeScheduled => "subscription.downgrade_scheduled", version 1, DowngradeScheduled;
     DowngradeCancelled => "subscription.downgrade_cancelled", version 1, DowngradeCancelled;
+    InvoiceIssued => "invoice.issued", version 1, InvoiceIssued;
+    InvoicePaid => "invoice.paid", version 1, InvoicePaid;
+    BillingPeriodClosed => "billing.period_closed", version 1, BillingPeriodClosed;
 }
 
 /// Who caused an event.

@@ -35,6 +35,12 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// `AIHUB_FAKE_NOW`: pins the clock (tests and demos only).
     pub clock: crate::clock::Clock,
+    /// `AIHUB_BILLING_CLOSE_EVERY_MS`: how often the command API checks whether the last month
+    /// is due to be invoiced; `0` turns the scheduled job off.
+    pub billing_close_every: Duration,
+    /// `AIHUB_BILLING_CLOSE_GRACE_MS`: how long after a month ends its invoices are issued, so
+    /// the calls of its last moments are in.
+    pub billing_close_grace: Duration,
 }
 
 /// One upstream provider. A provider without an API key is absent.
@@ -142,6 +148,8 @@ impl Config {
                 .and_then(|v| chrono::DateTime::parse_from_rfc3339(&v).ok())
                 .map(|at| crate::clock::Clock::fixed(at.with_timezone(&chrono::Utc)))
                 .unwrap_or_default(),
+            billing_close_every: millis("AIHUB_BILLING_CLOSE_EVERY_MS", 15 * 60 * 1000),
+            billing_close_grace: millis("AIHUB_BILLING_CLOSE_GRACE_MS", 60 * 60 * 1000),
         }
     }
 }

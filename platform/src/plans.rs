@@ -102,6 +102,82 @@ pub fn next_month_start(at: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(at)
 }
 
+/// 403 naming the plan when the caller's organization is on a plan without `feature`; `what`
+/// says what the caller tried to use ("Teams"). The platform admin is not bound by plans.
+pub fn require_feature(
+    principal: &crate::Principal,
+    feature: &str,
+    what: &str,
+) -> Result<(), crate::ApiError> {
+    let crate::Principal::ApiKey(key) = principal else {
+        return Ok(());
+    };
+    let current = plan(&key.plan);
+    if current.is_some_and(|p| p.features.contains(&feature)) {
+        return Ok(());
+    }
+    let with: Vec<&str> = PLANS
+        .iter()
+        .filter(|p| p.features.contains(&feature))
+        .map(|p| p.name)
+        .collect();
+    Err(crate::ApiError::forbidden(
+        "plan_feature_required",
+        format!(
+            "{what} need the {feature} feature, which the {} plan does not include; upgrade the subscription to {} to use them.",
+            current.map_or(key.plan.as_str(), |p| p.name),
+            with.join(" or ")
+        ),
+    ))
+}
+
+/// A calendar month (UTC), the period of quotas and invoices; written `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Period {
+    pub start: DateTime<Utc>,
+}
+
+impl Period {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (year, month) = raw.split_once('-')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let start = Utc
+            .with_ymd_and_hms(year.parse().ok()?, month.parse().ok()?, 1, 0, 0, 0)
+            .single()?;
+        Some(Self { start })
+    }
+
+    /// The month `at` falls in.
+    pub fn of(at: DateTime<Utc>) -> Self {
+        let start = Utc
+            .with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+            .single()
+            .unwrap_or(at);
+        Self { start }
+    }
+
+    /// The first instant after the period.
+    pub fn end(&self) -> DateTime<Utc> {
+        next_month_start(self.start)
+    }
+
+    pub fn previous(&self) -> Self {
+        Self::of(self.start - chrono::Duration::days(1))
+    }
+
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.start <= at && at < self.end()
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.start.format("%Y-%m"))
+    }
+}
+
 /// Days in the calendar month of `at`.
 pub fn days_in_month(at: DateTime<Utc>) -> u32 {
     let start = Utc
@@ -150,6 +226,36 @@ mod tests {
             proration_cents(dev, pro, at("2026-12-31T23:59:59Z")),
             (226, 1, 31)
         );
+    }
+
+    #[test]
+    fn periods_are_calendar_months() {
+        let november = Period::parse("2026-11").expect("period");
+        assert_eq!(november.start, at("2026-11-01T00:00:00Z"));
+        assert_eq!(november.end(), at("2026-12-01T00:00:00Z"));
+        assert_eq!(november.previous().to_string(), "2026-10");
+        assert_eq!(
+            Period::parse("2027-01")
+                .expect("period")
+                .previous()
+                .to_string(),
+            "2026-12"
+        );
+        assert_eq!(Period::of(at("2026-11-30T23:59:59Z")), november);
+        assert!(november.contains(at("2026-11-30T23:59:59Z")));
+        assert!(!november.contains(at("2026-12-01T00:00:00Z")));
+        for bad in [
+            "2026-13",
+            "2026-1",
+            "26-11",
+            "2026/11",
+            "",
+            "2026-00",
+            "abcd-ef",
+            "2026-11-01",
+        ] {
+            assert_eq!(Period::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

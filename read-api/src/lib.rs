@@ -21,6 +21,7 @@ pub fn routes(state: ReadState) -> Router {
         .merge(routes::api_keys::router())
         .merge(routes::access::router())
         .merge(routes::billing::router())
+        .merge(routes::invoices::router())
         .merge(routes::usage::router())
         .with_state(state)
 }

@@ -114,6 +114,8 @@ impl Env {
         config.relay_message_timeout = Duration::from_secs(5);
         config.relay_sweep = Duration::from_millis(200);
         config.auth_failure_window = Duration::from_millis(300);
+        // Tests that want the scheduled invoicing job turn it on.
+        config.billing_close_every = Duration::ZERO;
         Self { config, database }
     }
 
@@ -344,6 +346,19 @@ impl Tenant {
             owner_key,
             owner,
         }
+    }
+
+    /// A new organization on `plan` (the platform admin moves it there from Free).
+    pub async fn create_on(admin: &Api, prefix: &str, plan: &str) -> Tenant {
+        let tenant = Self::create(admin, prefix).await;
+        let upgraded = admin
+            .put(
+                &format!("/api/v1/subscriptions/{}/upgrade", tenant.org_id),
+                &serde_json::json!({ "plan": plan }),
+            )
+            .await;
+        assert_eq!(upgraded.status, 200, "{}", upgraded.body);
+        tenant
     }
 
     /// A new user of this organization holding `role`; returns (user id, a key with every permission).

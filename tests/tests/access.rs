@@ -289,7 +289,7 @@ async fn permission_matrix_every_endpoint_every_role() {
     let (app, admin) = env.app().await;
     let mut checked = 0;
     for (role, _, _) in ROLES {
-        let tenant = Tenant::create(&admin, role).await;
+        let tenant = Tenant::create_on(&admin, role, "pro").await;
         let (_, key) = if *role == "owner" {
             (tenant.owner_id.clone(), tenant.owner_key.clone())
         } else {
@@ -337,8 +337,8 @@ async fn permission_matrix_every_endpoint_every_role() {
 async fn another_organization_sees_404_for_every_resource_id() {
     let env = Env::new().await;
     let (app, admin) = env.app().await;
-    let a = Tenant::create(&admin, "iso-a").await;
-    let b = Tenant::create(&admin, "iso-b").await;
+    let a = Tenant::create_on(&admin, "iso-a", "pro").await;
+    let b = Tenant::create_on(&admin, "iso-b", "pro").await;
     let fa = fixture(&admin, &a).await;
     let fb = fixture(&admin, &b).await;
 
@@ -449,7 +449,7 @@ async fn revoked_disabled_and_expired_keys_are_refused_on_every_instance() {
         })
         .await;
     let other = env.api(&other_process);
-    let tenant = Tenant::create(&admin, "life").await;
+    let tenant = Tenant::create_on(&admin, "life", "pro").await;
     let created = tenant
         .owner
         .post(
@@ -572,7 +572,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 async fn the_last_owner_stays_and_concurrent_role_changes_resolve_by_version() {
     let env = Env::new().await;
     let (app, admin) = env.app().await;
-    let tenant = Tenant::create(&admin, "owners").await;
+    let tenant = Tenant::create_on(&admin, "owners", "pro").await;
     let owner = &tenant.owner_id;
     let refused = tenant
         .owner
@@ -662,8 +662,8 @@ async fn the_last_owner_stays_and_concurrent_role_changes_resolve_by_version() {
 async fn bad_access_input_gets_4xx_in_the_openai_error_shape() {
     let env = Env::new().await;
     let (app, admin) = env.app().await;
-    let tenant = Tenant::create(&admin, "bad").await;
-    let other = Tenant::create(&admin, "bad-other").await;
+    let tenant = Tenant::create_on(&admin, "bad", "pro").await;
+    let other = Tenant::create_on(&admin, "bad-other", "pro").await;
     let owner = &tenant.owner;
     let before = env
         .count("SELECT count(*) FROM journal WHERE event_type <> 'auth.failed'")
@@ -802,7 +802,7 @@ async fn bad_access_input_gets_4xx_in_the_openai_error_shape() {
 async fn failed_authentications_are_counted_and_audited_without_flooding_the_journal() {
     let env = Env::new().await;
     let (app, admin) = env.app().await;
-    let tenant = Tenant::create(&admin, "flood").await;
+    let tenant = Tenant::create_on(&admin, "flood", "pro").await;
     let public = tenant
         .owner_key
         .split('-')
@@ -885,7 +885,7 @@ async fn the_secret_of_a_key_appears_nowhere() {
         async move { admin.http.get(admin.url("/healthz")).send().await.is_ok() }
     })
     .await;
-    let tenant = Tenant::create(&admin, "secret").await;
+    let tenant = Tenant::create_on(&admin, "secret", "pro").await;
     let created = tenant
         .owner
         .post(
@@ -955,4 +955,48 @@ async fn the_secret_of_a_key_appears_nowhere() {
     assert!(logged.lines().count() > 5, "the log captured the run");
     assert!(!logged.contains(&secret), "secret in the log");
     let _ = std::fs::remove_file(&log_path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_organizations_get_403_naming_the_plan_for_team_endpoints() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "free-teams").await;
+    for refused in [
+        tenant.owner.get("/api/v1/teams").await,
+        tenant
+            .owner
+            .post("/api/v1/teams", &json!({"name": "Core"}))
+            .await,
+    ] {
+        let error = refused.assert_client_error(403);
+        assert_eq!(error["code"], "plan_feature_required", "{error}");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("Free plan") && message.contains("Pro or Enterprise"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal WHERE event_type = 'team.created'")
+            .await,
+        0,
+        "a refused command writes nothing"
+    );
+
+    let upgraded = tenant
+        .owner
+        .put(
+            &format!("/api/v1/subscriptions/{}/upgrade", tenant.org_id),
+            &json!({"plan": "pro"}),
+        )
+        .await;
+    assert_eq!(upgraded.status, 200, "{}", upgraded.body);
+    let created = tenant
+        .owner
+        .post("/api/v1/teams", &json!({"name": "Core"}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(tenant.owner.get("/api/v1/teams").await.status, 200);
+    app.stop().await;
 }

@@ -1,5 +1,6 @@
 //! `POST /subscriptions`, `PUT /subscriptions/{id}/upgrade`, `PUT /subscriptions/{id}/downgrade`,
-//! `DELETE /subscriptions/{id}/downgrade` (cancel a pending downgrade).
+//! `DELETE /subscriptions/{id}/downgrade` (cancel a pending downgrade),
+//! `POST /billing/invoices/{id}/pay`.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, Command, DomainError, Subscription};
+use super::invoice::{self, Invoice, PayError};
 use crate::command::{load, time, Ctx};
 use crate::organizations::routes::live_org;
 use crate::CommandState;
@@ -24,6 +26,7 @@ pub fn router() -> Router<CommandState> {
             "/subscriptions/{id}/downgrade",
             put(downgrade).delete(cancel_downgrade),
         )
+        .route("/billing/invoices/{id}/pay", post(pay_invoice))
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,4 +185,79 @@ fn domain_error(error: DomainError) -> ApiError {
             ApiError::not_found("No downgrade is pending.").with_code("no_pending_downgrade")
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payment {
+    amount_cents: i64,
+    reference: String,
+}
+
+/// Records a payment of an invoice's whole amount; paying twice is a conflict.
+async fn pay_invoice(
+    ctx: Ctx,
+    PathId(id): PathId,
+    Json(body): Json<Payment>,
+) -> Result<Response, ApiError> {
+    let loaded = load::<Invoice>(&ctx.state, &invoice::stream_id(id)).await?;
+    let current = loaded.state;
+    if !current.exists() || !ctx.principal.sees(current.org_id) {
+        return Err(ApiError::not_found(format!("No invoice with id {id}.")));
+    }
+    ctx.principal.require("billing:write")?;
+    if body.amount_cents < 0 {
+        return Err(ApiError::invalid_param(
+            "amount_cents",
+            "amount_cents must be a whole, non-negative number of cents.",
+        ));
+    }
+    let reference = body.reference.trim();
+    if reference.is_empty()
+        || reference.chars().count() > 200
+        || reference.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid_param(
+            "reference",
+            "reference must be 1 to 200 characters: the payment's id at its provider or bank.",
+        ));
+    }
+    ctx.check_version(current.version)?;
+    let now = ctx.state.clock.now();
+    let payloads = invoice::pay(&current, body.amount_cents, reference.to_string(), now)
+        .map_err(|e| match e {
+            PayError::AlreadyPaid => {
+                ApiError::conflict("invoice_already_paid", format!("Invoice {id} is already paid."))
+            }
+            PayError::AmountMismatch { due, offered } => ApiError::invalid_param(
+                "amount_cents",
+                format!("The invoice's amount due is {due} cents; a payment of {offered} cents does not match it."),
+            )
+            .with_code("amount_mismatch"),
+        })?;
+    let mut batch = ctx.batch();
+    batch.push(
+        &invoice::stream_id(id),
+        Some(current.org_id),
+        current.version,
+        payloads,
+    );
+    let projected = batch.commit().await?;
+    let body = serde_json::json!({
+        "id": id,
+        "object": "invoice",
+        "org_id": current.org_id,
+        "status": "paid",
+        "total_cents": current.total_cents,
+        "paid_cents": body.amount_cents,
+        "payment_reference": reference,
+        "paid_at": time(Some(now)),
+        "version": current.version + 1,
+    });
+    Ok(accepted_or(
+        StatusCode::OK,
+        projected,
+        &format!("/api/v1/billing/invoices/{id}"),
+        Some(body),
+    ))
 }

@@ -148,7 +148,7 @@ impl Gateway {
         request_id: &str,
     ) {
         let id = uuid::Uuid::now_v7();
-        let event = EventEnvelope::new(
+        let mut event = EventEnvelope::new(
             payload,
             Some(org_id),
             format!("chat:{id}"),
@@ -156,6 +156,10 @@ impl Gateway {
             actor,
             request_id.to_string(),
         );
+        // The call belongs to the month the quota charged it to, also under a pinned clock.
+        let now = self.clock.now();
+        event.occurred_at =
+            chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         if self.events.send(event).await.is_err() {
             tracing::error!("chat event appender is gone; an event was lost");
         }

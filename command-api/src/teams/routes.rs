@@ -64,6 +64,7 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
 
 async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiError> {
     let org_id = ctx.principal.org_scope(body.org_id)?;
+    require_teams(&ctx)?;
     ctx.principal.require("teams:write")?;
     let command = Command::Create {
         name: display_name(&body.name)?,
@@ -85,6 +86,7 @@ async fn update(
     let name = body.name.as_deref().map(display_name).transpose()?;
     let description = description(body.description)?;
     let team = load_team(&ctx, id).await?;
+    require_teams(&ctx)?;
     ctx.principal.require("teams:write")?;
     ctx.check_version(team.version)?;
     let payloads =
@@ -100,6 +102,7 @@ async fn add_member(
     Json(body): Json<AddMember>,
 ) -> Result<Response, ApiError> {
     let team = load_team(&ctx, id).await?;
+    require_teams(&ctx)?;
     ctx.principal.require("members:write")?;
     let mut batch = ctx.batch();
     let user_id = match (body.user_id, body.email) {
@@ -161,6 +164,7 @@ async fn remove_member(
         .parse()
         .map_err(|_| ApiError::not_found(format!("No user with id {raw_user:?}.")))?;
     let team = load_team(&ctx, id).await?;
+    require_teams(&ctx)?;
     ctx.principal.require("members:write")?;
     ctx.check_version(team.version)?;
     let payloads =
@@ -228,4 +232,9 @@ fn team_error(error: DomainError) -> ApiError {
             ApiError::not_found("The user is not a member of this team.").with_code("not_a_member")
         }
     }
+}
+
+/// Teams are the Pro and Enterprise plans' team collaboration.
+fn require_teams(ctx: &Ctx) -> Result<(), ApiError> {
+    platform::plans::require_feature(&ctx.principal, "team_collaboration", "Teams")
 }

@@ -1,3 +1,4 @@
 pub mod audit;
+pub mod invoices;
 pub mod tenancy;
 pub mod usage;

@@ -22,6 +22,7 @@ impl Projection for Tenancy {
             "read.api_keys",
             "read.subscriptions",
             "read.subscription_charges",
+            "read.invoices",
         ]
     }
 
@@ -30,6 +31,9 @@ impl Projection for Tenancy {
             return vec![];
         };
         if let Some(sql) = access_statements(event, org_id) {
+            return sql;
+        }
+        if let Some(sql) = super::invoices::statements(event, org_id) {
             return sql;
         }
         let at = event.occurred_at;

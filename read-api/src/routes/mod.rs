@@ -1,6 +1,7 @@
 pub mod access;
 pub mod api_keys;
 pub mod billing;
+pub mod invoices;
 pub mod organizations;
 pub mod scope;
 pub mod teams;

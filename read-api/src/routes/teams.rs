@@ -57,6 +57,7 @@ async fn list(
     principal: Principal,
     Query(query): Query<TeamsQuery>,
 ) -> Result<Json<List<Value>>, ApiError> {
+    require_teams(&principal)?;
     Ok(Json(
         TABLE
             .list(&state, &principal, query.org_id.as_deref(), &query.page)
@@ -69,5 +70,11 @@ async fn show(
     principal: Principal,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
+    require_teams(&principal)?;
     Ok(Json(from_row(&TABLE.row(&state, &principal, id).await?)))
+}
+
+/// Teams are the Pro and Enterprise plans' team collaboration.
+fn require_teams(principal: &Principal) -> Result<(), ApiError> {
+    platform::plans::require_feature(principal, "team_collaboration", "Teams")
 }
