@@ -175,6 +175,11 @@ async fn usage(
     Ok(usage)
 }
 
+/// The last month that has been over for `grace` at `now`.
+pub fn due_period(now: DateTime<Utc>, grace: Duration) -> Period {
+    Period::of(now - chrono::Duration::from_std(grace).unwrap_or_default()).previous()
+}
+
 /// The scheduled job: once a period has been over for `grace` (late chat events are still being
 /// appended right after midnight), close it. Every instance may run it; closing is idempotent.
 pub async fn close_periods_when_due(
@@ -184,9 +189,8 @@ pub async fn close_periods_when_due(
     grace: Duration,
     shutdown: CancellationToken,
 ) {
-    let grace = chrono::Duration::from_std(grace).unwrap_or_default();
     loop {
-        let period = Period::of(clock.now() - grace).previous();
+        let period = due_period(clock.now(), grace);
         let closed = journal
             .load(&period_stream_id(period))
             .await
@@ -208,5 +212,36 @@ pub async fn close_periods_when_due(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_month_is_due_once_its_grace_has_passed() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            due_period(at("2026-12-01T00:30:00Z"), hour).to_string(),
+            "2026-10"
+        );
+        assert_eq!(
+            due_period(at("2026-12-01T01:00:00Z"), hour).to_string(),
+            "2026-11"
+        );
+        assert_eq!(
+            due_period(at("2027-01-15T00:00:00Z"), hour).to_string(),
+            "2026-12"
+        );
+        assert_eq!(
+            due_period(at("2026-12-01T00:00:00Z"), Duration::ZERO).to_string(),
+            "2026-11"
+        );
     }
 }
