@@ -93,6 +93,19 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
         chat(&caller, model).await;
     }
 
+    // Chat events are appended in batches just after the answers (the scheduled job's grace
+    // covers this in production); an operator closing the month waits for them.
+    wait_for(
+        Duration::from_secs(30),
+        "the chat events are in the journal",
+        || async {
+            env.count("SELECT count(*) FROM journal WHERE event_type LIKE 'chat.completion.%'")
+                .await
+                == 3
+        },
+    )
+    .await;
+
     // November is not over on the 30th.
     let (ok, _, stderr) = close_period(&env, "2026-11", "2026-11-30T23:59:59Z").await;
     assert!(!ok && stderr.contains("has not ended"), "{stderr}");
