@@ -37,13 +37,25 @@ enum Command {
     Bootstrap,
     /// Rebuild read models from the beginning of the event topic.
     Replay {
-        /// The projection to rebuild (tenancy, audit).
+        /// The projection to rebuild (tenancy, audit, usage, catalog).
         #[arg(long, required_unless_present = "all", conflicts_with = "all")]
         projection: Option<String>,
         /// Rebuild every projection.
         #[arg(long)]
         all: bool,
     },
+    /// The model catalog.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Import OpenRouter's model list with prices (GET $OPENROUTER_BASE_URL/models); records a
+    /// catalog.synced event when anything changed.
+    Sync,
 }
 
 pub async fn run<I, T>(args: I) -> anyhow::Result<()>
@@ -115,6 +127,9 @@ where
             Ok(())
         }
         Command::Replay { projection, all } => replay(config, projection, all).await,
+        Command::Models {
+            command: ModelsCommand::Sync,
+        } => crate::models::sync(config).await,
     }
 }
 

@@ -7,6 +7,7 @@ use crate::access::*;
 use crate::billing::{
     DowngradeCancelled, DowngradeScheduled, SubscriptionStarted, SubscriptionUpgraded,
 };
+use crate::catalog::CatalogSynced;
 use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 
@@ -64,6 +65,7 @@ event_types! {
     SubscriptionUpgraded => "subscription.upgraded", version 1, SubscriptionUpgraded;
     DowngradeScheduled => "subscription.downgrade_scheduled", version 1, DowngradeScheduled;
     DowngradeCancelled => "subscription.downgrade_cancelled", version 1, DowngradeCancelled;
+    CatalogSynced => "catalog.synced", version 1, CatalogSynced;
 }
 
 /// Who caused an event.

@@ -40,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_quota",
         include_str!("../../schemas/sql/0008_quota.sql"),
     ),
+    (
+        "0010_read_catalog",
+        include_str!("../../schemas/sql/0010_read_catalog.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.
