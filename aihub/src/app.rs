@@ -132,7 +132,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             command_api::Journal::new(pool.clone()),
             config.clock,
             shutdown.clone(),
-        )?;
+        )
+        .await?;
         tasks.push(appender);
         api = api.merge(command_api::gateway::routes::router(gateway));
         if !config.billing_close_every.is_zero() {

@@ -37,7 +37,7 @@ enum Command {
     Bootstrap,
     /// Rebuild read models from the beginning of the event topic.
     Replay {
-        /// The projection to rebuild (tenancy, audit).
+        /// The projection to rebuild (tenancy, audit, usage, catalog).
         #[arg(long, required_unless_present = "all", conflicts_with = "all")]
         projection: Option<String>,
         /// Rebuild every projection.
@@ -48,6 +48,11 @@ enum Command {
     Billing {
         #[command(subcommand)]
         command: BillingCommand,
+    },
+    /// The model catalog.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
     },
 }
 
@@ -60,6 +65,13 @@ enum BillingCommand {
         #[arg(long)]
         period: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Import OpenRouter's model list with prices (GET $OPENROUTER_BASE_URL/models); records a
+    /// catalog.synced event when anything changed.
+    Sync,
 }
 
 pub async fn run<I, T>(args: I) -> anyhow::Result<()>
@@ -134,6 +146,9 @@ where
         Command::Billing {
             command: BillingCommand::ClosePeriod { period },
         } => close_period(config, &period).await,
+        Command::Models {
+            command: ModelsCommand::Sync,
+        } => crate::models::sync(config).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod models;
 pub mod telemetry;
 
 pub use app::{start, Roles, Running};

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::commit::commit;
 use crate::journal::Claim;
-use crate::CommandState;
+use crate::{CommandState, Journal};
 
 /// The projection whose read models serve the resources written here.
 pub const TENANCY: &str = "tenancy";
@@ -30,13 +30,34 @@ pub async fn load<A: Aggregate>(
     state: &CommandState,
     stream_id: &str,
 ) -> Result<Loaded<A>, ApiError> {
-    let history = state.journal.load(stream_id).await?;
-    let version = history.last().map(|e| e.stream_version).unwrap_or(0);
-    let aggregate = history.iter().fold(A::default(), |a, e| a.apply(e));
-    Ok(Loaded {
-        state: aggregate,
-        version,
-    })
+    load_from(&state.journal, stream_id).await
+}
+
+pub async fn load_from<A: Aggregate>(
+    journal: &Journal,
+    stream_id: &str,
+) -> Result<Loaded<A>, ApiError> {
+    let mut loaded = Loaded {
+        state: A::default(),
+        version: 0,
+    };
+    loaded.catch_up(journal, stream_id).await?;
+    Ok(loaded)
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// Applies the stream's events written since it was loaded; true when there were any.
+    pub async fn catch_up(&mut self, journal: &Journal, stream_id: &str) -> Result<bool, ApiError> {
+        let newer = journal.load_after(stream_id, self.version).await?;
+        let Some(last) = newer.last().map(|e| e.stream_version) else {
+            return Ok(false);
+        };
+        self.state = newer
+            .iter()
+            .fold(std::mem::take(&mut self.state), |a, e| a.apply(e));
+        self.version = last;
+        Ok(true)
+    }
 }
 
 /// The request a command runs for.

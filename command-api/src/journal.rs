@@ -38,13 +38,23 @@ impl Journal {
 
     /// Every event of one stream, in version order.
     pub async fn load(&self, stream_id: &str) -> Result<Vec<EventEnvelope>, ApiError> {
+        self.load_after(stream_id, 0).await
+    }
+
+    /// The events of one stream after `version`, in version order.
+    pub async fn load_after(
+        &self,
+        stream_id: &str,
+        version: i64,
+    ) -> Result<Vec<EventEnvelope>, ApiError> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(
-                "SELECT envelope::text FROM journal WHERE stream_id = $1 ORDER BY stream_version",
+                "SELECT envelope::text FROM journal WHERE stream_id = $1 AND stream_version > $2
+                 ORDER BY stream_version",
             )
             .await?;
-        let rows = client.query(&statement, &[&stream_id]).await?;
+        let rows = client.query(&statement, &[&stream_id, &version]).await?;
         rows.iter()
             .map(|row| {
                 let text: String = row.get(0);

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod auth_failures;
 pub mod billing;
+pub mod catalog;
 pub mod command;
 pub mod commit;
 pub mod consistency;

@@ -8,6 +8,7 @@ use crate::billing::{
     BillingPeriodClosed, DowngradeCancelled, DowngradeScheduled, InvoiceIssued, InvoicePaid,
     SubscriptionStarted, SubscriptionUpgraded,
 };
+use crate::catalog::CatalogSynced;
 use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 
@@ -68,6 +69,7 @@ event_types! {
     InvoiceIssued => "invoice.issued", version 1, InvoiceIssued;
     InvoicePaid => "invoice.paid", version 1, InvoicePaid;
     BillingPeriodClosed => "billing.period_closed", version 1, BillingPeriodClosed;
+    CatalogSynced => "catalog.synced", version 1, CatalogSynced;
 }
 
 /// Who caused an event.

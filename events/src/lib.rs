@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod billing;
+pub mod catalog;
 pub mod chat;
 mod envelope;
 pub mod kafka;

@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub providers: Vec<ProviderConfig>,
     /// `AIHUB_MODELS_FILE`: a JSON catalog replacing the built-in one.
     pub models_file: Option<String>,
+    /// `AIHUB_CATALOG_REFRESH_MS`: how often the gateway looks for a newer `aihub models sync`.
+    pub catalog_refresh: Duration,
     /// `AIHUB_UPSTREAM_TIMEOUT_MS`: how long one attempt may take to answer its headers.
     pub upstream_timeout: Duration,
     /// `AIHUB_CHAT_DEADLINE_MS`: the whole call, every attempt included.
@@ -108,6 +110,7 @@ impl GatewayConfig {
         Self {
             providers,
             models_file: var("AIHUB_MODELS_FILE"),
+            catalog_refresh: millis("AIHUB_CATALOG_REFRESH_MS", 30_000),
             upstream_timeout: millis("AIHUB_UPSTREAM_TIMEOUT_MS", 30_000),
             deadline: millis("AIHUB_CHAT_DEADLINE_MS", 120_000),
             breaker_failures: var("AIHUB_BREAKER_FAILURES")

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_read_invoices",
         include_str!("../../schemas/sql/0009_read_invoices.sql"),
     ),
+    (
+        "0010_read_catalog",
+        include_str!("../../schemas/sql/0010_read_catalog.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.

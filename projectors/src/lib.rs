@@ -50,6 +50,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::tenancy::Tenancy),
         Arc::new(projections::audit::Audit),
         Arc::new(projections::usage::Usage),
+        Arc::new(projections::catalog::Catalog),
     ]
 }
 

@@ -74,6 +74,8 @@ pub struct Recorded {
 struct Shared {
     behaviors: Mutex<VecDeque<Behavior>>,
     requests: Mutex<Vec<Recorded>>,
+    /// The body of `GET /api/v1/models` when set; the built-in list otherwise.
+    models: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -138,6 +140,20 @@ impl Upstream {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push_back(behavior);
+    }
+
+    /// Serves `list` (OpenRouter's `{"data": [...]}`) from `GET /api/v1/models` from now on.
+    pub fn serve_models(&self, list: &Value) {
+        self.serve_models_text(&list.to_string());
+    }
+
+    /// Serves this body, JSON or not, from `GET /api/v1/models` from now on.
+    pub fn serve_models_text(&self, body: &str) {
+        *self
+            .shared
+            .models
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(body.to_string());
     }
 
     /// Every request received so far, in order of arrival.
@@ -595,32 +611,55 @@ async fn openai_chat(headers: HeaderMap, Extension(arrived): Extension<Arrived>)
     streamed("text/event-stream", paced_body(pieces, arrived.drop_after))
 }
 
-async fn openai_models() -> Response {
+/// One model of OpenRouter's `GET /api/v1/models` list, in its documented shape; prices are
+/// dollars per token as decimal strings.
+pub fn openrouter_model(id: &str, context_length: u64, prompt: &str, completion: &str) -> Value {
+    json!({
+        "id": id,
+        "canonical_slug": id,
+        "name": id,
+        "created": 1_715_367_049,
+        "description": format!("{id}, served by the fake upstream."),
+        "context_length": context_length,
+        "architecture": {
+            "modality": "text->text",
+            "input_modalities": ["text"],
+            "output_modalities": ["text"],
+            "tokenizer": "Other",
+            "instruct_type": null,
+        },
+        "pricing": {
+            "prompt": prompt,
+            "completion": completion,
+            "request": "0",
+            "image": "0",
+            "web_search": "0",
+            "internal_reasoning": "0",
+        },
+        "top_provider": {
+            "context_length": context_length,
+            "max_completion_tokens": 16384,
+            "is_moderated": false,
+        },
+        "per_request_limits": null,
+        "supported_parameters": ["max_tokens", "temperature", "stream"],
+    })
+}
+
+async fn openai_models(State(shared): State<Arc<Shared>>) -> Response {
+    let configured = shared
+        .models
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(body) = configured {
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
     Json(json!({"data": [
-        {
-            "id": "openai/gpt-4o",
-            "name": "OpenAI: GPT-4o",
-            "context_length": 128000,
-            "pricing": {"prompt": "0.0000025", "completion": "0.00001"},
-        },
-        {
-            "id": "openai/gpt-4o-mini",
-            "name": "OpenAI: GPT-4o-mini",
-            "context_length": 128000,
-            "pricing": {"prompt": "0.00000015", "completion": "0.0000006"},
-        },
-        {
-            "id": "anthropic/claude-3.5-sonnet",
-            "name": "Anthropic: Claude 3.5 Sonnet",
-            "context_length": 200000,
-            "pricing": {"prompt": "0.000003", "completion": "0.000015"},
-        },
-        {
-            "id": "meta-llama/llama-3.1-8b-instruct",
-            "name": "Meta: Llama 3.1 8B Instruct",
-            "context_length": 131072,
-            "pricing": {"prompt": "0.00000002", "completion": "0.00000005"},
-        },
+        openrouter_model("openai/gpt-4o", 128000, "0.0000025", "0.00001"),
+        openrouter_model("openai/gpt-4o-mini", 128000, "0.00000015", "0.0000006"),
+        openrouter_model("anthropic/claude-3.5-sonnet", 200000, "0.000003", "0.000015"),
+        openrouter_model("meta-llama/llama-3.1-8b-instruct", 131072, "0.00000002", "0.00000005"),
     ]}))
     .into_response()
 }

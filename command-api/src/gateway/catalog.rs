@@ -1,6 +1,7 @@
 //! The model catalog: public model name → ordered deployments, prices, context length, tier.
 //! Built in, or replaced by a JSON file (`AIHUB_MODELS_FILE`) of the same shape as `builtin()`.
 
+use events::catalog::CatalogEntry;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,35 @@ impl Catalog {
 
     pub fn get(&self, name: &str) -> Option<&Model> {
         self.models.iter().find(|m| m.name == name)
+    }
+
+    /// This catalog followed by the models imported from `provider`, each served by it under
+    /// its own name; a name this catalog already has keeps its configured entry.
+    pub fn with_imported<'a>(
+        &self,
+        provider: &str,
+        imported: impl IntoIterator<Item = &'a CatalogEntry>,
+    ) -> Catalog {
+        let mut models = self.models.clone();
+        for entry in imported {
+            if self.get(&entry.name).is_some() {
+                continue;
+            }
+            models.push(Model {
+                name: entry.name.clone(),
+                tier: entry.tier.clone(),
+                context_length: entry.context_length,
+                input_micros_per_mtok: entry.input_micros_per_mtok,
+                output_micros_per_mtok: entry.output_micros_per_mtok,
+                deployments: vec![Deployment {
+                    provider: provider.to_string(),
+                    upstream_model: entry.upstream_model.clone(),
+                    priority: 0,
+                    weight: 1,
+                }],
+            });
+        }
+        Catalog { models }
     }
 }
 
@@ -166,5 +196,38 @@ mod tests {
         assert_eq!(gpt4o.cost_micros(0, 0), 0);
         // 1 token at $2.50/M is 2.5 micros: rounds half up.
         assert_eq!(gpt4o.cost_micros(1, 0), 3);
+    }
+
+    #[test]
+    fn imported_models_join_but_configured_names_keep_their_entry() {
+        let configured = Catalog { models: builtin() };
+        let imported = [
+            CatalogEntry {
+                name: "gpt-4o".into(),
+                upstream_model: "gpt-4o".into(),
+                context_length: 1,
+                input_micros_per_mtok: 1,
+                output_micros_per_mtok: 1,
+                tier: "basic".into(),
+            },
+            CatalogEntry {
+                name: "mistralai/mistral-7b".into(),
+                upstream_model: "mistralai/mistral-7b".into(),
+                context_length: 32_768,
+                input_micros_per_mtok: 30_000,
+                output_micros_per_mtok: 50_000,
+                tier: "basic".into(),
+            },
+        ];
+        let merged = configured.with_imported("openrouter", &imported);
+        assert_eq!(merged.models.len(), builtin().len() + 1);
+        assert_eq!(merged.get("gpt-4o"), configured.get("gpt-4o"));
+        let mistral = merged.get("mistralai/mistral-7b").expect("imported");
+        assert_eq!(mistral.input_micros_per_mtok, 30_000);
+        assert_eq!(mistral.deployments[0].provider, "openrouter");
+        assert_eq!(
+            mistral.deployments[0].upstream_model,
+            "mistralai/mistral-7b"
+        );
     }
 }

@@ -9,7 +9,7 @@ pub mod routes;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use events::{EventEnvelope, EventPayload};
@@ -17,11 +17,18 @@ use platform::config::{GatewayConfig, ProviderConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::aggregate::{stream_id, ImportedCatalog};
+use crate::command::Loaded;
 use crate::Journal;
 use catalog::{Catalog, Deployment};
 
 pub struct Gateway {
-    pub catalog: Catalog,
+    /// The built-in or configured catalog; its names take precedence over imported ones.
+    configured: Catalog,
+    /// `configured` plus the imported models, swapped whole when a newer sync is seen.
+    catalog: RwLock<Arc<Catalog>>,
+    imported: tokio::sync::Mutex<Loaded<ImportedCatalog>>,
+    journal: Journal,
     pub providers: Vec<ProviderConfig>,
     pub config: GatewayConfig,
     pub http: reqwest::Client,
@@ -38,14 +45,15 @@ struct Breaker {
 }
 
 impl Gateway {
-    /// The gateway and the task that appends its events to the journal in batches.
-    pub fn new(
+    /// The gateway, with the imported catalog loaded, and the task that appends its events to
+    /// the journal in batches.
+    pub async fn new(
         config: GatewayConfig,
         journal: Journal,
         clock: platform::clock::Clock,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
-        let catalog = Catalog::load(config.models_file.as_deref())?;
+        let configured = Catalog::load(config.models_file.as_deref())?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -53,9 +61,15 @@ impl Gateway {
         let (events, rx) = mpsc::channel(10_000);
         let pool = journal.pool().clone();
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));
-        let appender = tokio::spawn(append_events(journal, rx, shutdown));
-        let gateway = Self {
-            catalog,
+        let appender = tokio::spawn(append_events(journal.clone(), rx, shutdown.clone()));
+        let gateway = Arc::new(Self {
+            catalog: RwLock::new(Arc::new(configured.clone())),
+            configured,
+            imported: tokio::sync::Mutex::new(Loaded {
+                state: ImportedCatalog::default(),
+                version: 0,
+            }),
+            journal,
             providers: config.providers.clone(),
             config,
             http,
@@ -63,8 +77,43 @@ impl Gateway {
             events,
             pool,
             clock,
-        };
-        Ok((Arc::new(gateway), appender))
+        });
+        if let Err(e) = gateway.refresh_catalog().await {
+            tracing::warn!(error = %e, "could not load the imported model catalog; serving the configured one");
+        }
+        tokio::spawn(refresh_catalog(gateway.clone(), shutdown));
+        Ok((gateway, appender))
+    }
+
+    /// The models served now: configured ones, then imported ones.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Catches up with `aihub models sync` runs recorded in the journal since the last look;
+    /// true when the catalog changed.
+    pub async fn refresh_catalog(&self) -> Result<bool, platform::ApiError> {
+        let mut imported = self.imported.lock().await;
+        let provider = crate::catalog::PROVIDER;
+        if !imported
+            .catch_up(&self.journal, &stream_id(provider))
+            .await?
+        {
+            return Ok(false);
+        }
+        let merged = self
+            .configured
+            .with_imported(provider, imported.state.entries.values());
+        tracing::info!(
+            imported = imported.state.entries.len(),
+            version = imported.version,
+            "model catalog refreshed"
+        );
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(merged);
+        Ok(true)
     }
 
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
@@ -162,6 +211,20 @@ impl Gateway {
             chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         if self.events.send(event).await.is_err() {
             tracing::error!("chat event appender is gone; an event was lost");
+        }
+    }
+}
+
+/// The write side does not read read models, so the gateway follows the catalog stream in the
+/// journal itself, like an aggregate: only the events after the version it holds.
+async fn refresh_catalog(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(gateway.config.catalog_refresh) => {}
+        }
+        if let Err(e) = gateway.refresh_catalog().await {
+            tracing::warn!(error = %e, "could not refresh the imported model catalog");
         }
     }
 }

@@ -19,7 +19,7 @@ use platform::{ApiError, Principal};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::catalog::Model;
+use super::catalog::{Catalog, Model};
 use super::gemini::{self, Usage};
 use super::quota;
 use super::upstream::{self, is_gemini, Failure};
@@ -238,7 +238,7 @@ async fn chat(
     principal.require("chat:write")?;
     validate(&body)?;
     let name = body["model"].as_str().unwrap_or_default();
-    let model = gateway.catalog.get(name).cloned().ok_or_else(|| {
+    let model = gateway.catalog().get(name).cloned().ok_or_else(|| {
         ApiError::not_found(format!(
             "The model {name:?} does not exist; GET /api/v1/models lists the available ones."
         ))
@@ -579,10 +579,11 @@ fn exhausted(attempts: &[Attempt]) -> ApiError {
 /// Models with a configured provider, in the tiers the caller's plan serves.
 fn available<'a>(
     gateway: &'a Gateway,
+    catalog: &'a Catalog,
     principal: &Principal,
 ) -> impl Iterator<Item = &'a Model> + 'a {
     let plan = principal.key().and_then(|k| platform::plans::plan(&k.plan));
-    gateway.catalog.models.iter().filter(move |m| {
+    catalog.models.iter().filter(move |m| {
         plan.is_none_or(|p| p.serves_tier(&m.tier))
             && m.deployments
                 .iter()
@@ -596,7 +597,8 @@ async fn models(
     principal: Principal,
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require("models:read")?;
-    let data: Vec<Value> = available(&gateway, &principal)
+    let catalog = gateway.catalog();
+    let data: Vec<Value> = available(&gateway, &catalog, &principal)
         .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.deployments[0].provider}))
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data})))
@@ -608,7 +610,8 @@ async fn chat_models(
     principal: Principal,
 ) -> Result<axum::Json<Value>, ApiError> {
     principal.require("models:read")?;
-    let data: Vec<Value> = available(&gateway, &principal)
+    let catalog = gateway.catalog();
+    let data: Vec<Value> = available(&gateway, &catalog, &principal)
         .map(|m| {
             let providers: Vec<&str> = m
                 .deployments

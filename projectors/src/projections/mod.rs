@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod catalog;
 pub mod invoices;
 pub mod tenancy;
 pub mod usage;
