@@ -29,6 +29,7 @@ pub struct Gateway {
     events: mpsc::Sender<EventEnvelope>,
     pub pool: platform::db::PgPool,
     pub clock: platform::clock::Clock,
+    pub quota: Arc<quota::leases::Leases>,
 }
 
 #[derive(Debug, Default)]
@@ -53,7 +54,13 @@ impl Gateway {
         let (events, rx) = mpsc::channel(10_000);
         let pool = journal.pool().clone();
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));
+        let quota = quota::leases::Leases::new(pool.clone(), lease_config(&config));
+        let upkeep = tokio::spawn(quota.clone().run(shutdown.clone()));
         let appender = tokio::spawn(append_events(journal, rx, shutdown));
+        // The caller waits for this one task at shutdown: leases are given back, events appended.
+        let background = tokio::spawn(async move {
+            let _ = tokio::join!(upkeep, appender);
+        });
         let gateway = Self {
             catalog,
             providers: config.providers.clone(),
@@ -63,8 +70,9 @@ impl Gateway {
             events,
             pool,
             clock,
+            quota,
         };
-        Ok((Arc::new(gateway), appender))
+        Ok((Arc::new(gateway), background))
     }
 
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
@@ -159,6 +167,21 @@ impl Gateway {
         if self.events.send(event).await.is_err() {
             tracing::error!("chat event appender is gone; an event was lost");
         }
+    }
+}
+
+/// Leases outlive their last sync by the longest a call may take plus a minute, as per-call
+/// reservations do, so a lease never lapses under a call in flight while its process lives.
+pub fn lease_config(config: &GatewayConfig) -> quota::leases::LeaseConfig {
+    quota::leases::LeaseConfig {
+        hold: config.deadline + Duration::from_secs(60),
+        flush: config.quota_flush,
+        idle: config.quota_lease_idle,
+        sizing: quota::lease::Sizing {
+            max_block: config.quota_max_lease,
+            ..Default::default()
+        },
+        per_call: !config.quota_leases,
     }
 }
 
