@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use platform::db::PgPool;
 use platform::plans::Plan;
 use platform::ApiError;
@@ -364,32 +365,36 @@ impl Leases {
             .cloned()
             .collect();
         let now = Instant::now();
-        for lease in leases {
-            let (give_back, flush, limit) = {
-                let state = lease.state.lock().unwrap_or_else(|p| p.into_inner());
-                if state.row.is_none() {
-                    (false, false, state.limit)
+        // Leases of different organizations lock different ledger rows: sync a few at once.
+        futures::stream::iter(leases)
+            .for_each_concurrent(8, |lease| async move {
+                let (give_back, flush, limit) = {
+                    let state = lease.state.lock().unwrap_or_else(|p| p.into_inner());
+                    if state.row.is_none() {
+                        (false, false, state.limit)
+                    } else {
+                        let idle = state.book.in_flight == 0
+                            && (all || now.duration_since(state.last_call) >= self.config.idle);
+                        let renew =
+                            state.expires.saturating_duration_since(now) < self.config.hold / 2;
+                        (idle, state.book.settled > 0 || renew, state.limit)
+                    }
+                };
+                let result = if give_back {
+                    self.give_back(&lease).await
+                } else if flush {
+                    match lease.sync.try_lock() {
+                        Ok(_syncing) => self.sync(&lease, limit, Ask::Flush).await.map(|_| ()),
+                        Err(_) => Ok(()), // a growth is syncing it right now
+                    }
                 } else {
-                    let idle = state.book.in_flight == 0
-                        && (all || now.duration_since(state.last_call) >= self.config.idle);
-                    let renew = state.expires.saturating_duration_since(now) < self.config.hold / 2;
-                    (idle, state.book.settled > 0 || renew, state.limit)
+                    Ok(())
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, org = %lease.org_id, "quota lease upkeep failed; retrying next round");
                 }
-            };
-            let result = if give_back {
-                self.give_back(&lease).await
-            } else if flush {
-                match lease.sync.try_lock() {
-                    Ok(_syncing) => self.sync(&lease, limit, Ask::Flush).await.map(|_| ()),
-                    Err(_) => Ok(()), // a growth is syncing it right now
-                }
-            } else {
-                Ok(())
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, org = %lease.org_id, "quota lease upkeep failed; retrying next round");
-            }
-        }
+            })
+            .await;
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.retain(|_, lease| {
             Arc::strong_count(lease) > 1
