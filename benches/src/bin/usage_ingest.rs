@@ -56,6 +56,12 @@ async fn main() {
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
     );
+    let projections = projectors::all().len();
+    println!(
+        "{projections} projections each read every event: the broker served {} records to consumers, {:.0} records/s",
+        projections * total,
+        (projections * total) as f64 / elapsed.as_secs_f64()
+    );
     println!("load average after: {}", load_average());
     app.stop().await;
 }
