@@ -67,6 +67,16 @@ pub struct GatewayConfig {
     /// `AIHUB_BREAKER_COOLDOWN_MS`.
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// Token quotas. `AIHUB_QUOTA_LEASES` (default true): each process serves reservations from
+    /// a block of tokens leased from the ledger; false reserves in the ledger for every call.
+    pub quota_leases: bool,
+    /// `AIHUB_QUOTA_FLUSH_MS`: how often settled usage is written to the ledger — the most usage
+    /// a crashed process can leave unrecorded in the ledger.
+    pub quota_flush: Duration,
+    /// `AIHUB_QUOTA_LEASE_IDLE_MS`: a lease with no call for this long is given back.
+    pub quota_lease_idle: Duration,
+    /// `AIHUB_QUOTA_MAX_LEASE_TOKENS`: the most tokens one lease holds beyond its calls in flight.
+    pub quota_max_lease: i64,
 }
 
 impl GatewayConfig {
@@ -117,6 +127,12 @@ impl GatewayConfig {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(3),
             breaker_cooldown: millis("AIHUB_BREAKER_COOLDOWN_MS", 30_000),
+            quota_leases: var("AIHUB_QUOTA_LEASES").is_none_or(|v| v != "false" && v != "0"),
+            quota_flush: millis("AIHUB_QUOTA_FLUSH_MS", 500),
+            quota_lease_idle: millis("AIHUB_QUOTA_LEASE_IDLE_MS", 2_000),
+            quota_max_lease: var("AIHUB_QUOTA_MAX_LEASE_TOKENS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000),
         }
     }
 }

@@ -340,17 +340,13 @@ async fn the_token_quota_holds_across_processes_under_concurrency() {
             .await,
         (200 - ok) as i64
     );
-    let ledger = env
-        .db()
-        .await
-        .query_one("SELECT used, reserved FROM quota_usage", &[])
-        .await
-        .expect("ledger");
-    assert_eq!(
-        (ledger.get::<_, i64>(0), ledger.get::<_, i64>(1)),
-        (billed, 0),
-        "the ledger matches the events"
-    );
+    // Each process gives its lease back once idle; then the ledger matches the events.
+    e2e::wait_for(
+        Duration::from_secs(30),
+        "the leases given back and the ledger matching the events",
+        || async { ledger(&env).await == (billed, 0) },
+    )
+    .await;
 
     // An upgrade raises the allowance at once.
     let up = tenant
@@ -371,5 +367,139 @@ async fn the_token_quota_holds_across_processes_under_concurrency() {
     for gateway in gateways {
         gateway.stop().await;
     }
+    projectors.stop().await;
+}
+
+/// The quota ledger of the test's one organization: `(used, reserved)`.
+async fn ledger(env: &Env) -> (i64, i64) {
+    let row = env
+        .db()
+        .await
+        .query_one(
+            "SELECT COALESCE(sum(used), 0)::bigint, COALESCE(sum(reserved), 0)::bigint FROM quota_usage",
+            &[],
+        )
+        .await
+        .expect("ledger");
+    (row.get(0), row.get(1))
+}
+
+/// A gateway process serves calls from a lease of tokens it holds in the ledger; another process
+/// sees that lease as taken, and once the processes idle or stop, the ledger's `used` is exactly
+/// what the calls' events bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_by_one_process_is_held_for_the_others_and_the_ledger_ends_exact() {
+    use e2e::upstream::Upstream;
+    use platform::config::ProviderConfig;
+    use std::time::Duration;
+
+    let upstream = Upstream::start().await;
+    let mut env = Env::new().await;
+    let catalog = json!([{"name": "lease-model", "tier": "basic", "context_length": 8192, "input_micros_per_mtok": 1000000,
+        "output_micros_per_mtok": 1000000, "deployments": [{"provider": "openrouter", "upstream_model": "l/model"}]}]);
+    let file =
+        std::env::temp_dir().join(format!("aihub-lease-models-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, catalog.to_string()).expect("catalog");
+    env.config.gateway.models_file = Some(file.display().to_string());
+    env.config.gateway.providers = vec![ProviderConfig {
+        name: "openrouter".into(),
+        base_url: upstream.openai_base_url(),
+        api_key: "l".into(),
+    }];
+    let gateway = Roles {
+        command_api: true,
+        read_api: true,
+        projectors: false,
+    };
+    let projectors = env
+        .start(Roles {
+            projectors: true,
+            ..Roles::none()
+        })
+        .await;
+    // The first process keeps an idle lease for a minute, the second gives its own back at once.
+    let mut keeping = env.config.clone();
+    keeping.gateway.quota_lease_idle = Duration::from_secs(60);
+    let first = aihub::start(keeping, gateway).await.expect("starts");
+    let mut quick = env.config.clone();
+    quick.gateway.quota_lease_idle = Duration::from_millis(300);
+    let second = aihub::start(quick, gateway).await.expect("starts");
+
+    let admin = env.api(&first);
+    let tenant = Tenant::create(&admin, "lease").await;
+    let up = tenant
+        .owner
+        .put(
+            &format!("/api/v1/subscriptions/{}/upgrade", tenant.org_id),
+            &json!({"plan": "developer"}),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    let key = e2e::admin_key(&admin, &tenant.org_id, None, &["chat:write".into()]).await;
+    let (via_first, via_second) = (
+        env.api(&first).with_token(&key),
+        env.api(&second).with_token(&key),
+    );
+    let call = json!({"model": "lease-model", "max_tokens": 20, "messages": [{"role": "user", "content": "Hello lease"}]});
+
+    let replies = futures::future::join_all(
+        (0..10).map(|_| via_first.post("/api/v1/chat/completions", &call)),
+    )
+    .await;
+    assert!(replies.iter().all(|r| r.status == 200), "every call served");
+    let db = env.db().await;
+    let leases = db
+        .query("SELECT tokens FROM quota_reservations", &[])
+        .await
+        .expect("leases");
+    assert_eq!(leases.len(), 1, "one lease for the first process");
+    let leased: i64 = leases[0].get(0);
+    let (used, reserved) = ledger(&env).await;
+    assert!(
+        leased > 0 && reserved >= leased,
+        "{leased} leased, {reserved} reserved"
+    );
+    assert!(used + reserved <= 100_000);
+
+    // The second process leases from what the first left: its count of the remaining tokens
+    // already excludes the first one's lease.
+    let seen = via_second.post("/api/v1/chat/completions", &call).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    let remaining: i64 = seen.headers["x-aihub-tokens-remaining"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("number");
+    assert!(
+        remaining <= 100_000 - leased,
+        "the second process says {remaining} left while the first holds {leased}"
+    );
+
+    // The idle second process gives its lease back; the first gives its own back on stopping.
+    e2e::wait_for(
+        Duration::from_secs(30),
+        "the second lease given back",
+        || async { env.count("SELECT count(*) FROM quota_reservations").await == 1 },
+    )
+    .await;
+    first.stop().await;
+    e2e::wait_for(Duration::from_secs(60), "every call projected", || async {
+        env.count("SELECT count(*) FROM read.chat_calls").await == 11
+    })
+    .await;
+    let billed = env
+        .count("SELECT COALESCE(sum(total_tokens), 0)::bigint FROM read.chat_calls")
+        .await;
+    assert!(billed > 0);
+    assert_eq!(
+        ledger(&env).await,
+        (billed, 0),
+        "the ledger matches the events"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM quota_reservations").await,
+        0
+    );
+    second.stop().await;
     projectors.stop().await;
 }

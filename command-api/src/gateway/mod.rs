@@ -36,6 +36,7 @@ pub struct Gateway {
     events: mpsc::Sender<EventEnvelope>,
     pub pool: platform::db::PgPool,
     pub clock: platform::clock::Clock,
+    pub quota: Arc<quota::leases::Leases>,
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +62,13 @@ impl Gateway {
         let (events, rx) = mpsc::channel(10_000);
         let pool = journal.pool().clone();
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));
+        let quota = quota::leases::Leases::new(pool.clone(), lease_config(&config));
+        let upkeep = tokio::spawn(quota.clone().run(shutdown.clone()));
         let appender = tokio::spawn(append_events(journal.clone(), rx, shutdown.clone()));
+        // The caller waits for this one task at shutdown: leases are given back, events appended.
+        let background = tokio::spawn(async move {
+            let _ = tokio::join!(upkeep, appender);
+        });
         let gateway = Arc::new(Self {
             catalog: RwLock::new(Arc::new(configured.clone())),
             configured,
@@ -77,12 +84,13 @@ impl Gateway {
             events,
             pool,
             clock,
+            quota,
         });
         if let Err(e) = gateway.refresh_catalog().await {
             tracing::warn!(error = %e, "could not load the imported model catalog; serving the configured one");
         }
         tokio::spawn(refresh_catalog(gateway.clone(), shutdown));
-        Ok((gateway, appender))
+        Ok((gateway, background))
     }
 
     /// The models served now: configured ones, then imported ones.
@@ -226,6 +234,21 @@ async fn refresh_catalog(gateway: Arc<Gateway>, shutdown: CancellationToken) {
         if let Err(e) = gateway.refresh_catalog().await {
             tracing::warn!(error = %e, "could not refresh the imported model catalog");
         }
+    }
+}
+
+/// Leases outlive their last sync by the longest a call may take plus a minute, as per-call
+/// reservations do, so a lease never lapses under a call in flight while its process lives.
+pub fn lease_config(config: &GatewayConfig) -> quota::leases::LeaseConfig {
+    quota::leases::LeaseConfig {
+        hold: config.deadline + Duration::from_secs(60),
+        flush: config.quota_flush,
+        idle: config.quota_lease_idle,
+        sizing: quota::lease::Sizing {
+            max_block: config.quota_max_lease,
+            ..Default::default()
+        },
+        per_call: !config.quota_leases,
     }
 }
 

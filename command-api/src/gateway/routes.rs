@@ -157,7 +157,7 @@ impl CallRecord {
     /// Replaces the call's token reservation by what it used.
     async fn settle(&self, used: u64) {
         if let Some(reservation) = &self.reservation {
-            if let Err(e) = quota::settle(&self.gateway.pool, reservation, used as i64).await {
+            if let Err(e) = self.gateway.quota.settle(reservation, used as i64).await {
                 tracing::error!(error = %e, "settling a quota reservation failed; the sweep will release it");
             }
         }
@@ -277,16 +277,16 @@ async fn chat(
         .iter()
         .find_map(|f| body[*f].as_i64())
         .filter(|n| *n > 0);
-    let reservation = match quota::reserve(
-        &gateway.pool,
-        record.key.org_id,
-        plan,
-        quota::prompt_upper_bound(&body),
-        wanted,
-        gateway.clock.now(),
-        gateway.config.deadline + Duration::from_secs(60),
-    )
-    .await
+    let reservation = match gateway
+        .quota
+        .reserve(
+            record.key.org_id,
+            plan,
+            quota::prompt_upper_bound(&body),
+            wanted,
+            gateway.clock.now(),
+        )
+        .await
     {
         Ok(reservation) => reservation,
         Err(error) => {
@@ -528,7 +528,9 @@ async fn relay_stream(
 }
 
 /// `x-aihub-tokens-remaining`: the month's allowance left once this call's reservation is held
-/// (a floor: the call usually settles below its reservation). Absent for unlimited plans.
+/// (the call usually settles below its reservation), as this process knows it: with leases,
+/// other processes' use since this process last synced with the ledger (at most one flush
+/// interval ago while the organization is busy) is not in it. Absent for unlimited plans.
 fn insert_remaining(response: &mut Response, remaining: Option<i64>) {
     if let Some(value) = remaining.and_then(|r| HeaderValue::from_str(&r.max(0).to_string()).ok()) {
         response
