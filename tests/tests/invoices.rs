@@ -77,16 +77,9 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
     let upstream = Upstream::start().await;
     let env = billing_env("2026-11-11T10:00:00Z", &upstream).await;
     let (app, admin) = env.app().await;
-    let payer = Tenant::create(&admin, "payer").await;
+    // Upgraded to Developer on the 11th.
+    let payer = Tenant::create_on(&admin, "payer", "developer").await;
     let free = Tenant::create(&admin, "free").await;
-    let upgraded = payer
-        .owner
-        .put(
-            &format!("/api/v1/subscriptions/{}/upgrade", payer.org_id),
-            &json!({"plan": "developer"}),
-        )
-        .await;
-    assert_eq!(upgraded.status, 200, "{}", upgraded.body);
     let key = admin_key(&admin, &payer.org_id, None, &["chat:write".into()]).await;
     let caller = admin.with_token(&key);
     for model in ["gpt-4o-mini", "gpt-4o-mini", "llama-3-70b"] {
@@ -332,15 +325,7 @@ async fn the_scheduled_job_invoices_last_month_once_it_is_over() {
     let upstream = Upstream::start().await;
     let mut env = billing_env("2026-10-20T10:00:00Z", &upstream).await;
     let (app, admin) = env.app().await;
-    let tenant = Tenant::create(&admin, "scheduled").await;
-    let upgraded = tenant
-        .owner
-        .put(
-            &format!("/api/v1/subscriptions/{}/upgrade", tenant.org_id),
-            &json!({"plan": "pro"}),
-        )
-        .await;
-    assert_eq!(upgraded.status, 200, "{}", upgraded.body);
+    let tenant = Tenant::create_on(&admin, "scheduled", "pro").await;
     app.stop().await;
 
     // Two instances, both running the job, on the 1st of December: October and November are

@@ -62,7 +62,7 @@ pub enum DomainError {
     NoPendingDowngrade,
 }
 
-fn time(at: DateTime<Utc>) -> String {
+pub(super) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -129,7 +129,7 @@ pub fn decide(
     }
 }
 
-fn parse(raw: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(raw)
         .ok()
         .map(|t| t.with_timezone(&Utc))

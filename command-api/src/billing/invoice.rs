@@ -1,13 +1,13 @@
 //! The invoice aggregate: what a closed period costs an organization, and its payment. Pure: the
 //! lines come from the subscription's history, the usage summary from the period's chat events.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use events::billing::{InvoiceIssued, InvoiceLine, InvoicePaid, InvoiceUsage};
 use events::{EventEnvelope, EventPayload};
 use platform::plans::{plan, proration_cents, Period};
 use uuid::Uuid;
 
-use super::aggregate::{self, Subscription};
+use super::aggregate::{self, parse, time, Subscription};
 
 /// Invoice ids are derived from the organization and the period, so one period can never get a
 /// second invoice, whoever closes it and however often.
@@ -21,16 +21,6 @@ pub fn stream_id(invoice_id: Uuid) -> String {
 
 pub fn period_stream_id(period: Period) -> String {
     format!("billing_period:{period}")
-}
-
-fn time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn parse(raw: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(raw)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Whether a subscription event was decided before `at`. Events carry the time they take effect:
