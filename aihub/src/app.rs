@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use command_api::relay::{RelayConfig, RelayStatus};
 use command_api::{CommandState, Consistency};
-use platform::auth::Authenticator;
+use platform::auth::{AuthCache, Authenticator};
 use platform::db::PgPool;
 use platform::{http, metrics, Config};
 use projectors::{ProjectorConfig, ProjectorStatus};
@@ -23,6 +23,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Resolved API keys one process keeps; about 1 KiB each.
+const AUTH_CACHE_CAPACITY: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Roles {
@@ -92,6 +95,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
 
     let mut api = Router::new();
     let mut failures = None;
+    let auth_cache = AuthCache::new(config.auth_cache_ttl, AUTH_CACHE_CAPACITY);
     if roles.command_api {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         failures = Some(tx);
@@ -103,11 +107,11 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             shutdown.clone(),
         )));
         let consistency = Consistency::new(pool.clone());
-        tasks.push(tokio::spawn(
-            consistency
-                .clone()
-                .listen(config.database_url.clone(), shutdown.clone()),
-        ));
+        tasks.push(tokio::spawn(consistency.clone().listen(
+            config.database_url.clone(),
+            Some(auth_cache.clone()),
+            shutdown.clone(),
+        )));
         let relay_config = RelayConfig {
             database_url: config.database_url.clone(),
             brokers: config.kafka_brokers.clone(),
@@ -135,6 +139,16 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )?;
         tasks.push(appender);
         api = api.merge(command_api::gateway::routes::router(gateway));
+    }
+    if roles.read_api && !roles.command_api {
+        // No projection listener in this process to feed the cache: a listener of its own.
+        let cache = auth_cache.clone();
+        tasks.push(tokio::spawn(platform::notify::listen(
+            config.database_url.clone(),
+            vec![platform::auth::AUTH_CHANNEL],
+            move |heard| cache.heard(heard),
+            shutdown.clone(),
+        )));
     }
     if roles.read_api {
         api = api.merge(read_api::routes(read_api::ReadState {
@@ -173,7 +187,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             Some(pool.clone()),
             failures,
             config.clock,
-        );
+        )
+        .with_cache(auth_cache);
         let router = router(api, health, authenticator, &config);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
