@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Extension, Json, Router};
 use command_api::relay::{RelayConfig, RelayStatus};
 use command_api::{CommandState, Consistency};
@@ -194,6 +195,12 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         addr = Some(listener.local_addr()?);
+        // Stream chunks are small writes; Nagle's algorithm would hold each behind the last ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
