@@ -12,10 +12,11 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Extension, Json, Router};
 use command_api::relay::{RelayConfig, RelayStatus};
 use command_api::{CommandState, Consistency};
-use platform::auth::Authenticator;
+use platform::auth::{AuthCache, Authenticator};
 use platform::db::PgPool;
 use platform::{http, metrics, Config};
 use projectors::{ProjectorConfig, ProjectorStatus};
@@ -23,6 +24,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Resolved API keys one process keeps; about 1 KiB each.
+const AUTH_CACHE_CAPACITY: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Roles {
@@ -92,6 +96,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
 
     let mut api = Router::new();
     let mut failures = None;
+    let auth_cache = AuthCache::new(config.auth_cache_ttl, AUTH_CACHE_CAPACITY);
     if roles.command_api {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         failures = Some(tx);
@@ -103,11 +108,11 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             shutdown.clone(),
         )));
         let consistency = Consistency::new(pool.clone());
-        tasks.push(tokio::spawn(
-            consistency
-                .clone()
-                .listen(config.database_url.clone(), shutdown.clone()),
-        ));
+        tasks.push(tokio::spawn(consistency.clone().listen(
+            config.database_url.clone(),
+            Some(auth_cache.clone()),
+            shutdown.clone(),
+        )));
         let relay_config = RelayConfig {
             database_url: config.database_url.clone(),
             brokers: config.kafka_brokers.clone(),
@@ -148,6 +153,16 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             ));
         }
     }
+    if roles.read_api && !roles.command_api {
+        // No projection listener in this process to feed the cache: a listener of its own.
+        let cache = auth_cache.clone();
+        tasks.push(tokio::spawn(platform::notify::listen(
+            config.database_url.clone(),
+            vec![platform::auth::AUTH_CHANNEL],
+            move |heard| cache.heard(heard),
+            shutdown.clone(),
+        )));
+    }
     if roles.read_api {
         api = api.merge(read_api::routes(read_api::ReadState {
             pool: pool.clone(),
@@ -185,12 +200,19 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             Some(pool.clone()),
             failures,
             config.clock,
-        );
+        )
+        .with_cache(auth_cache);
         let router = router(api, health, authenticator, &config);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         addr = Some(listener.local_addr()?);
+        // Stream chunks are small writes; Nagle's algorithm would hold each behind the last ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<SocketAddr>();

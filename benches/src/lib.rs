@@ -27,7 +27,127 @@ pub fn machine() -> String {
     format!("{cpus} cores, {model}")
 }
 
-/// The 1, 5 and 15-minute load averages, to print beside figures taken on a shared machine.
+/// The `aihub` binary built beside the running benchmark (`target/release/aihub`).
+pub fn aihub_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("benchmark exe");
+    let binary = exe.parent().expect("target dir").join("aihub");
+    assert!(
+        binary.is_file(),
+        "{} is missing: cargo build --release -p aihub -p benches",
+        binary.display()
+    );
+    binary
+}
+
+/// A free local port (bound and released; good enough for a benchmark).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Runs `aihub <role>` against the database, topic and broker of `config`, with `extra`
+/// variables, logging to `log`. The child inherits this process's environment, so
+/// `AIHUB_*` settings given to the benchmark reach it too.
+pub fn spawn_aihub(
+    role: &str,
+    config: &platform::Config,
+    listen: Option<u16>,
+    extra: &[(&str, String)],
+    log: &std::path::Path,
+) -> tokio::process::Child {
+    let log = std::fs::File::create(log).expect("log file");
+    let mut command = tokio::process::Command::new(aihub_binary());
+    command
+        .arg(role)
+        .env("DATABASE_URL", &config.database_url)
+        .env("KAFKA_BROKERS", &config.kafka_brokers)
+        .env("AIHUB_TOPIC", &config.topic)
+        .env("AIHUB_CONSUMER_GROUP_PREFIX", &config.consumer_group_prefix)
+        .env(
+            "AIHUB_ADMIN_TOKEN",
+            config.admin_token.as_deref().unwrap_or_default(),
+        )
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some(port) = listen {
+        command.env("AIHUB_LISTEN", format!("127.0.0.1:{port}"));
+    }
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command.spawn().expect("aihub starts")
+}
+
+/// Waits until `GET {base}/healthz` answers 200.
+pub async fn wait_healthy(base: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{base} did not become healthy");
+}
+
+fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Resident memory of a process, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    proc_status(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The soft limit on open files of a process.
+pub fn fd_limit(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU time (user + system) a process used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some(user + system)
+        })
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The 1-, 5- and 15-minute load averages.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

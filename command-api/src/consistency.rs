@@ -1,15 +1,16 @@
 //! Read-your-writes: a command waits until the projection that serves its resource reports the
 //! event applied. Projectors `NOTIFY aihub_projected` with `<projection>:<event id>,…` when they
-//! commit; one LISTEN connection per process wakes the waiting commands.
+//! commit; one LISTEN connection per process wakes the waiting commands (and evicts the
+//! authentication cache, see `listen`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use platform::auth::{AuthCache, AUTH_CHANNEL};
 use platform::db::PgPool;
+use platform::notify::Heard;
 use tokio::sync::oneshot;
-use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -112,55 +113,30 @@ impl Consistency {
         }
     }
 
-    /// Keeps a LISTEN connection open until cancelled, reconnecting after failures.
-    pub async fn listen(self: Arc<Self>, database_url: String, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            if let Err(e) = self.listen_once(&database_url, &shutdown).await {
-                tracing::warn!(error = %e, "projection listener lost its connection; reconnecting");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
+    /// Keeps the process's LISTEN connection open until cancelled. With `auth`, the same
+    /// connection carries `aihub_auth`: the tenancy projector issues it before its
+    /// `aihub_projected` in one transaction, so the cache has dropped a changed key before the
+    /// command that changed it answers.
+    pub async fn listen(
+        self: Arc<Self>,
+        database_url: String,
+        auth: Option<Arc<AuthCache>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut channels = vec![PROJECTED_CHANNEL];
+        if auth.is_some() {
+            channels.push(AUTH_CHANNEL);
         }
-    }
-
-    async fn listen_once(
-        &self,
-        database_url: &str,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let (client, mut connection) = platform::db::dedicated(database_url).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let driver = tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) => {
-                        if tx.send(n.payload().to_string()).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(anyhow::Error::from(e)),
+        let on = move |heard: Heard<'_>| {
+            if let Some(cache) = &auth {
+                cache.heard(heard);
+            }
+            if let Heard::Notification { channel, payload } = heard {
+                if channel == PROJECTED_CHANNEL {
+                    self.notify(payload);
                 }
             }
-            Ok(())
-        });
-        client
-            .batch_execute(&format!("LISTEN {PROJECTED_CHANNEL}"))
-            .await?;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                payload = rx.recv() => match payload {
-                    Some(payload) => self.notify(&payload),
-                    None => break,
-                },
-            }
-        }
-        drop(client);
-        driver.abort();
-        Ok(())
+        };
+        platform::notify::listen(database_url, channels, on, shutdown).await;
     }
 }

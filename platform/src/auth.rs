@@ -1,10 +1,13 @@
 //! Who is calling: the bearer token of a request, turned into a principal — the platform admin
 //! (the `AIHUB_ADMIN_TOKEN` bearer) or an API key of one organization with its effective
-//! permissions. Keys are looked up in the read model on every request (one indexed query), so a
-//! revoked or disabled key stops working as soon as its event is projected, on every instance.
+//! permissions. Keys are read from the read model (one indexed query) and kept in an in-process
+//! cache that the tenancy projection's `aihub_auth` notifications evict in the same commit that
+//! changes a key, its owner's roles, its organization or the subscription, so a revoked or
+//! disabled key stops working as soon as its event is projected (docs/ARCHITECTURE.md).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -17,6 +20,7 @@ use uuid::Uuid;
 
 use crate::access::role_permissions;
 use crate::metrics;
+use crate::notify::Heard;
 use crate::ApiError;
 
 pub const KEY_PREFIX: &str = "aihub-sk-";
@@ -135,6 +139,7 @@ pub struct Authenticator {
     pool: Option<Pool>,
     failures: Option<mpsc::Sender<AuthFailure>>,
     clock: crate::clock::Clock,
+    cache: Option<Arc<AuthCache>>,
 }
 
 /// The parts of `aihub-sk-<public id>-<secret>`.
@@ -162,7 +167,15 @@ impl Authenticator {
             pool,
             failures,
             clock,
+            cache: None,
         }
+    }
+
+    /// Keeps resolved keys in `cache`; whoever feeds it the `aihub_auth` notifications
+    /// (see `AuthCache::heard`) makes it usable.
+    pub fn with_cache(mut self, cache: Arc<AuthCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub async fn authenticate(
@@ -203,94 +216,46 @@ impl Authenticator {
         let Some(pool) = &self.pool else {
             return Err(self.refuse("unknown", None, None, ip, "Incorrect API key provided."));
         };
-        let client = pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT k.id, k.org_id, k.secret_sha256, k.owner_user_id, k.team_id, k.permissions, k.enabled,
-                        k.expires_at, k.revoked_at, o.deleted_at IS NULL AND o.id IS NOT NULL AS org_live,
-                        s.plan, s.pending_plan, s.pending_effective_at,
-                        ARRAY(SELECT r.role FROM read.role_assignments r
-                              WHERE r.user_id = k.owner_user_id
-                                AND (r.team_id = '00000000-0000-0000-0000-000000000000' OR r.team_id = k.team_id)) AS roles
-                 FROM read.api_keys k LEFT JOIN read.organizations o ON o.id = k.org_id
-                 LEFT JOIN read.subscriptions s ON s.org_id = k.org_id
-                 WHERE k.public_id = $1",
-                &[&public_id],
-            )
-            .await?;
-        let public = Some(public_id.to_string());
-        let Some(row) = row else {
-            return Err(self.refuse("unknown", public, None, ip, "Incorrect API key provided."));
-        };
-        let org_id: Uuid = row.get("org_id");
-        let stored: String = row.get("secret_sha256");
-        if !constant_time_eq(stored.as_bytes(), secret_sha256(secret).as_bytes())
-            || !row.get::<_, bool>("org_live")
-        {
-            return Err(self.refuse(
-                "unknown",
-                public,
-                Some(org_id),
-                ip,
-                "Incorrect API key provided.",
-            ));
-        }
-        if row.get::<_, Option<DateTime<Utc>>>("revoked_at").is_some() {
-            return Err(self.refuse(
-                "revoked",
-                public,
-                Some(org_id),
-                ip,
-                "This API key has been revoked.",
-            ));
-        }
-        if !row.get::<_, bool>("enabled") {
-            return Err(self.refuse(
-                "disabled",
-                public,
-                Some(org_id),
-                ip,
-                "This API key is disabled.",
-            ));
-        }
-        if row
-            .get::<_, Option<DateTime<Utc>>>("expires_at")
-            .is_some_and(|at| at <= Utc::now())
-        {
-            return Err(self.refuse(
-                "expired",
-                public,
-                Some(org_id),
-                ip,
-                "This API key has expired.",
-            ));
-        }
-        let own: Vec<String> = row.get("permissions");
-        let owner_user_id: Option<Uuid> = row.get("owner_user_id");
-        let permissions = match owner_user_id {
-            Some(_) => {
-                let roles: Vec<String> = row.get("roles");
-                let allowed: BTreeSet<&str> =
-                    roles.iter().flat_map(|r| role_permissions(r)).collect();
-                own.into_iter()
-                    .filter(|p| allowed.contains(p.as_str()))
-                    .collect()
+        let record = match self.cache.as_ref().and_then(|c| c.get(public_id)) {
+            Some(record) => {
+                metrics::AUTH_CACHE.with_label_values(&["hit"]).inc();
+                record
             }
-            None => own.into_iter().collect(),
+            None => {
+                let ticket = self.cache.as_ref().and_then(|c| c.ticket());
+                let found = KeyRecord::load(pool, public_id).await?;
+                let Some(record) = found else {
+                    return Err(self.refuse(
+                        "unknown",
+                        Some(public_id.to_string()),
+                        None,
+                        ip,
+                        "Incorrect API key provided.",
+                    ));
+                };
+                let record = Arc::new(record);
+                match (&self.cache, ticket) {
+                    (Some(cache), Some(ticket)) => {
+                        metrics::AUTH_CACHE.with_label_values(&["miss"]).inc();
+                        cache.insert(ticket, public_id, record.clone());
+                    }
+                    _ => metrics::AUTH_CACHE.with_label_values(&["bypass"]).inc(),
+                }
+                record
+            }
         };
-        let pending_at: Option<DateTime<Utc>> = row.get("pending_effective_at");
-        let plan: Option<String> = match pending_at {
-            Some(at) if at <= self.clock.now() => row.get("pending_plan"),
-            _ => row.get("plan"),
-        };
-        Ok(Principal::ApiKey(KeyPrincipal {
-            plan: plan.unwrap_or_else(|| crate::plans::DEFAULT_PLAN.to_string()),
-            key_id: row.get("id"),
-            org_id,
-            owner_user_id,
-            team_id: row.get("team_id"),
-            permissions,
-        }))
+        record
+            .principal(secret, Utc::now(), self.clock.now())
+            .map(Principal::ApiKey)
+            .map_err(|(reason, message)| {
+                self.refuse(
+                    reason,
+                    Some(public_id.to_string()),
+                    Some(record.org_id),
+                    ip,
+                    message,
+                )
+            })
     }
 
     fn refuse(
@@ -313,6 +278,240 @@ impl Authenticator {
             });
         }
         ApiError::unauthorized(message)
+    }
+}
+
+/// What the read model says about one key, before anything that depends on the time: expiry
+/// and a scheduled downgrade are decided when the record is used, not when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyRecord {
+    key_id: Uuid,
+    org_id: Uuid,
+    secret_sha256: String,
+    owner_user_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+    /// The key's own permissions limited by its owner's roles.
+    permissions: BTreeSet<String>,
+    enabled: bool,
+    revoked: bool,
+    org_live: bool,
+    expires_at: Option<DateTime<Utc>>,
+    plan: Option<String>,
+    pending_plan: Option<String>,
+    pending_effective_at: Option<DateTime<Utc>>,
+}
+
+impl KeyRecord {
+    /// One indexed query joining the key, its organization, subscription and owner's roles.
+    async fn load(pool: &Pool, public_id: &str) -> Result<Option<Self>, ApiError> {
+        let client = pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT k.id, k.org_id, k.secret_sha256, k.owner_user_id, k.team_id, k.permissions, k.enabled,
+                        k.expires_at, k.revoked_at IS NOT NULL AS revoked,
+                        o.deleted_at IS NULL AND o.id IS NOT NULL AS org_live,
+                        s.plan, s.pending_plan, s.pending_effective_at,
+                        ARRAY(SELECT r.role FROM read.role_assignments r
+                              WHERE r.user_id = k.owner_user_id
+                                AND (r.team_id = '00000000-0000-0000-0000-000000000000' OR r.team_id = k.team_id)) AS roles
+                 FROM read.api_keys k LEFT JOIN read.organizations o ON o.id = k.org_id
+                 LEFT JOIN read.subscriptions s ON s.org_id = k.org_id
+                 WHERE k.public_id = $1",
+                &[&public_id],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let own: Vec<String> = row.get("permissions");
+        let owner_user_id: Option<Uuid> = row.get("owner_user_id");
+        let permissions = match owner_user_id {
+            Some(_) => {
+                let roles: Vec<String> = row.get("roles");
+                let allowed: BTreeSet<&str> =
+                    roles.iter().flat_map(|r| role_permissions(r)).collect();
+                own.into_iter()
+                    .filter(|p| allowed.contains(p.as_str()))
+                    .collect()
+            }
+            None => own.into_iter().collect(),
+        };
+        Ok(Some(Self {
+            key_id: row.get("id"),
+            org_id: row.get("org_id"),
+            secret_sha256: row.get("secret_sha256"),
+            owner_user_id,
+            team_id: row.get("team_id"),
+            permissions,
+            enabled: row.get("enabled"),
+            revoked: row.get("revoked"),
+            org_live: row.get("org_live"),
+            expires_at: row.get("expires_at"),
+            plan: row.get("plan"),
+            pending_plan: row.get("pending_plan"),
+            pending_effective_at: row.get("pending_effective_at"),
+        }))
+    }
+
+    /// The principal for `secret` at this moment, or the refusal's reason and message.
+    /// `now` decides expiry (wall clock), `plan_now` the plan in force (the platform clock).
+    fn principal(
+        &self,
+        secret: &str,
+        now: DateTime<Utc>,
+        plan_now: DateTime<Utc>,
+    ) -> Result<KeyPrincipal, (&'static str, &'static str)> {
+        if !constant_time_eq(
+            self.secret_sha256.as_bytes(),
+            secret_sha256(secret).as_bytes(),
+        ) || !self.org_live
+        {
+            return Err(("unknown", "Incorrect API key provided."));
+        }
+        if self.revoked {
+            return Err(("revoked", "This API key has been revoked."));
+        }
+        if !self.enabled {
+            return Err(("disabled", "This API key is disabled."));
+        }
+        if self.expires_at.is_some_and(|at| at <= now) {
+            return Err(("expired", "This API key has expired."));
+        }
+        let plan = match self.pending_effective_at {
+            Some(at) if at <= plan_now => self.pending_plan.clone(),
+            _ => self.plan.clone(),
+        };
+        Ok(KeyPrincipal {
+            plan: plan.unwrap_or_else(|| crate::plans::DEFAULT_PLAN.to_string()),
+            key_id: self.key_id,
+            org_id: self.org_id,
+            owner_user_id: self.owner_user_id,
+            team_id: self.team_id,
+            permissions: self.permissions.clone(),
+        })
+    }
+}
+
+/// The channel on which the tenancy projection names, in the transaction that changes them, the
+/// organizations whose keys, roles, members, subscription or existence changed.
+pub const AUTH_CHANNEL: &str = "aihub_auth";
+
+/// Resolved keys of this process, by public id. An entry is dropped when its organization is
+/// named on `aihub_auth`, and after `ttl` in any case. The cache serves only while the process is
+/// listening on that channel; a lookup that overlapped an eviction does not store what it read.
+pub struct AuthCache {
+    ttl: Duration,
+    capacity: usize,
+    state: RwLock<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    listening: bool,
+    /// Bumped by every eviction; a lookup stores its result only if none happened meanwhile.
+    generation: u64,
+    entries: HashMap<String, CacheEntry>,
+}
+
+struct CacheEntry {
+    stored: Instant,
+    record: Arc<KeyRecord>,
+}
+
+/// The generation a lookup started in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+impl AuthCache {
+    pub fn new(ttl: Duration, capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            ttl,
+            capacity,
+            state: RwLock::new(CacheState::default()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, CacheState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, public_id: &str) -> Option<Arc<KeyRecord>> {
+        let state = self.read();
+        if !state.listening {
+            return None;
+        }
+        state
+            .entries
+            .get(public_id)
+            .filter(|e| e.stored.elapsed() < self.ttl)
+            .map(|e| e.record.clone())
+    }
+
+    /// Taken before reading the read model; `None` while the cache may not be used.
+    pub fn ticket(&self) -> Option<Ticket> {
+        let state = self.read();
+        state.listening.then_some(Ticket(state.generation))
+    }
+
+    fn insert(&self, ticket: Ticket, public_id: &str, record: Arc<KeyRecord>) {
+        let mut state = self.write();
+        if !state.listening || state.generation != ticket.0 {
+            return;
+        }
+        if state.entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            state.entries.retain(|_, e| e.stored.elapsed() < ttl);
+            if state.entries.len() >= self.capacity {
+                state.entries.clear();
+            }
+        }
+        state.entries.insert(
+            public_id.to_string(),
+            CacheEntry {
+                stored: Instant::now(),
+                record,
+            },
+        );
+    }
+
+    /// Forgets every key of `org_id`.
+    pub fn evict_org(&self, org_id: Uuid) {
+        let mut state = self.write();
+        state.generation += 1;
+        state.entries.retain(|_, e| e.record.org_id != org_id);
+    }
+
+    fn reset(&self, listening: bool) {
+        let mut state = self.write();
+        state.generation += 1;
+        state.entries.clear();
+        state.listening = listening;
+    }
+
+    /// Feeds the cache what the process's notification listener heard. Entries from before
+    /// a (re)connection are dropped: notifications may have been missed while not listening.
+    pub fn heard(&self, heard: Heard<'_>) {
+        match heard {
+            Heard::Listening => self.reset(true),
+            Heard::Lost => self.reset(false),
+            Heard::Notification { channel, payload } if channel == AUTH_CHANNEL => {
+                match payload.parse::<Uuid>() {
+                    Ok(org_id) => self.evict_org(org_id),
+                    Err(_) => self.reset(true),
+                }
+            }
+            Heard::Notification { .. } => {}
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -421,6 +620,128 @@ mod tests {
                 .org_scope(None)
                 .map_err(|e| e.status.as_u16()),
             Err(400)
+        );
+    }
+
+    fn record(org_id: Uuid) -> Arc<KeyRecord> {
+        Arc::new(KeyRecord {
+            key_id: Uuid::now_v7(),
+            org_id,
+            secret_sha256: secret_sha256("secret"),
+            owner_user_id: None,
+            team_id: None,
+            permissions: ["chat:write".to_string()].into(),
+            enabled: true,
+            revoked: false,
+            org_live: true,
+            expires_at: None,
+            plan: Some("pro".into()),
+            pending_plan: None,
+            pending_effective_at: None,
+        })
+    }
+
+    fn listening_cache(ttl: Duration) -> Arc<AuthCache> {
+        let cache = AuthCache::new(ttl, 100);
+        cache.heard(Heard::Listening);
+        cache
+    }
+
+    #[test]
+    fn the_cache_is_bypassed_until_listening_and_after_the_connection_is_lost() {
+        let cache = AuthCache::new(Duration::from_secs(60), 100);
+        assert_eq!(cache.ticket(), None, "not listening yet");
+        cache.heard(Heard::Listening);
+        let ticket = cache.ticket().expect("listening");
+        cache.insert(ticket, "a", record(Uuid::now_v7()));
+        assert!(cache.get("a").is_some());
+
+        cache.heard(Heard::Lost);
+        assert!(cache.get("a").is_none());
+        assert_eq!(cache.ticket(), None);
+        cache.insert(ticket, "a", record(Uuid::now_v7()));
+        assert!(cache.is_empty(), "nothing is stored while not listening");
+
+        // Notifications may have been missed meanwhile: nothing from before survives.
+        cache.heard(Heard::Listening);
+        assert!(cache.get("a").is_none());
+    }
+
+    #[test]
+    fn a_lookup_that_overlapped_an_eviction_stores_nothing() {
+        let cache = listening_cache(Duration::from_secs(60));
+        let org = Uuid::now_v7();
+        let before = cache.ticket().expect("listening");
+        // The read model changed while the lookup was reading it.
+        cache.heard(Heard::Notification {
+            channel: AUTH_CHANNEL,
+            payload: &org.to_string(),
+        });
+        cache.insert(before, "a", record(org));
+        assert!(cache.get("a").is_none(), "stale read must not be cached");
+
+        let after = cache.ticket().expect("listening");
+        assert_ne!(before, after);
+        cache.insert(after, "a", record(org));
+        assert!(cache.get("a").is_some());
+    }
+
+    #[test]
+    fn an_organization_notice_evicts_only_that_organizations_keys() {
+        let cache = listening_cache(Duration::from_secs(60));
+        let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let ticket = cache.ticket().expect("listening");
+        cache.insert(ticket, "mine", record(mine));
+        cache.insert(ticket, "other", record(other));
+        cache.heard(Heard::Notification {
+            channel: "aihub_projected",
+            payload: &mine.to_string(),
+        });
+        assert_eq!(cache.len(), 2, "other channels are not about keys");
+        cache.heard(Heard::Notification {
+            channel: AUTH_CHANNEL,
+            payload: &mine.to_string(),
+        });
+        assert!(cache.get("mine").is_none());
+        assert!(cache.get("other").is_some());
+        cache.heard(Heard::Notification {
+            channel: AUTH_CHANNEL,
+            payload: "not a uuid",
+        });
+        assert!(cache.is_empty(), "an unreadable notice drops everything");
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl() {
+        let cache = listening_cache(Duration::ZERO);
+        let ticket = cache.ticket().expect("listening");
+        cache.insert(ticket, "a", record(Uuid::now_v7()));
+        assert!(cache.get("a").is_none());
+    }
+
+    #[test]
+    fn expiry_and_scheduled_downgrades_are_decided_at_use_time() {
+        let now = Utc::now();
+        let mut key = (*record(Uuid::now_v7())).clone();
+        key.expires_at = Some(now + chrono::Duration::seconds(5));
+        key.pending_plan = Some("free".into());
+        key.pending_effective_at = Some(now + chrono::Duration::days(3));
+        let principal = key.principal("secret", now, now).expect("valid now");
+        assert_eq!(principal.plan, "pro");
+        let later = key
+            .principal("secret", now, now + chrono::Duration::days(3))
+            .expect("valid");
+        assert_eq!(later.plan, "free", "the downgrade applies from its date");
+        assert_eq!(
+            key.principal("secret", now + chrono::Duration::seconds(5), now)
+                .map(|_| ()),
+            Err(("expired", "This API key has expired."))
+        );
+        assert_eq!(
+            key.principal("wrong", now, now)
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err("unknown")
         );
     }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     /// `AIHUB_AUTH_FAILURE_WINDOW_MS`: refused authentications are recorded as one `auth.failed`
     /// event per organization, reason and key per window.
     pub auth_failure_window: Duration,
+    /// `AIHUB_AUTH_CACHE_TTL_MS`: the longest a resolved API key is served from memory; a
+    /// backstop only, changes evict it at once (0 turns the cache off).
+    pub auth_cache_ttl: Duration,
     /// The chat gateway's providers, catalog and timeouts.
     pub gateway: GatewayConfig,
     /// `AIHUB_FAKE_NOW`: pins the clock (tests and demos only).
@@ -162,6 +165,7 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1024 * 1024),
             auth_failure_window: millis("AIHUB_AUTH_FAILURE_WINDOW_MS", 5000),
+            auth_cache_ttl: millis("AIHUB_AUTH_CACHE_TTL_MS", 10_000),
             gateway: GatewayConfig::from_env(&var, &millis),
             clock: var("AIHUB_FAKE_NOW")
                 .and_then(|v| chrono::DateTime::parse_from_rfc3339(&v).ok())

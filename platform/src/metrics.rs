@@ -27,6 +27,19 @@ pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
+pub static AUTH_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_auth_cache_lookups_total",
+                "API key lookups by outcome: hit, miss (read from Postgres and cached) or bypass (read from Postgres, cache not usable)",
+            ),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
 pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(

@@ -334,6 +334,8 @@ async fn a_client_that_leaves_after_the_first_chunk_is_still_billed() {
         rows[0]["completion_tokens"], COMPLETION_WORDS,
         "billed for everything the upstream generated"
     );
+    // The usage projection has the call; the audit projection may still be a batch behind.
+    c.env.wait_until_projected(Duration::from_secs(15)).await;
     let audit = c.env.dump("read.audit_log", "occurred_at").await;
     let event = audit
         .iter()

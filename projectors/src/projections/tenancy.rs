@@ -30,6 +30,30 @@ impl Projection for Tenancy {
         let Some(org_id) = event.org_id else {
             return vec![];
         };
+        let mut sql = self.changes(event, org_id);
+        if !sql.is_empty() && changes_authentication(event) {
+            // Delivered at commit, before the batch's `aihub_projected`: every process drops
+            // the organization's cached keys before a command waiting on this event answers.
+            sql.push(Sql::new(
+                "SELECT pg_notify('aihub_auth', $1)",
+                vec![Box::new(org_id.to_string())],
+            ));
+        }
+        sql
+    }
+}
+
+/// Whether an event can change what a key of its organization may do: everything the tenancy
+/// projection applies except the chat calls, which only touch `last_used_at`.
+fn changes_authentication(event: &EventEnvelope) -> bool {
+    !matches!(
+        event.payload,
+        EventPayload::ChatCompletionSucceeded(_) | EventPayload::ChatCompletionFailed(_)
+    )
+}
+
+impl Tenancy {
+    fn changes(&self, event: &EventEnvelope, org_id: Uuid) -> Vec<Sql> {
         if let Some(sql) = access_statements(event, org_id) {
             return sql;
         }
@@ -311,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn every_organization_event_maps_to_one_guarded_statement() {
+    fn every_organization_event_maps_to_one_guarded_statement_and_an_auth_notice() {
         let created = event(
             EventPayload::OrganizationCreated(OrganizationCreated {
                 name: "A".into(),
@@ -321,19 +345,42 @@ mod tests {
             1,
         );
         let sql = Tenancy.statements(&created);
-        assert_eq!(sql.len(), 1);
+        assert_eq!(sql.len(), 2);
         assert!(sql[0].text.contains("ON CONFLICT (id) DO NOTHING"));
+        assert!(sql[1].text.contains("pg_notify('aihub_auth'"));
 
         for payload in [
             EventPayload::OrganizationUpdated(OrganizationUpdated::default()),
             EventPayload::OrganizationDeleted(OrganizationDeleted::default()),
         ] {
             let sql = Tenancy.statements(&event(payload, 2));
-            assert_eq!(sql.len(), 1);
+            assert_eq!(sql.len(), 2);
             assert!(
                 sql[0].text.contains("version < $"),
                 "older events must not overwrite newer state"
             );
+            assert!(sql[1].text.contains("pg_notify('aihub_auth'"));
         }
+    }
+
+    #[test]
+    fn chat_calls_do_not_evict_cached_keys() {
+        let call = events::chat::ChatCompletionFailed {
+            call: events::chat::ChatCall {
+                request_id: "r".into(),
+                api_key_id: Some(Uuid::now_v7()),
+                team_id: None,
+                user_id: None,
+                model: "m".into(),
+                streamed: false,
+                attempts: vec![],
+                latency_ms: 1,
+            },
+            status: 502,
+            error_code: "upstream_error".into(),
+        };
+        let sql = Tenancy.statements(&event(EventPayload::ChatCompletionFailed(call), 1));
+        assert_eq!(sql.len(), 1, "only last_used_at");
+        assert!(!sql[0].text.contains("pg_notify"));
     }
 }
