@@ -55,10 +55,7 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let configured = Catalog::load(config.models_file.as_deref())?;
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()?;
+        let http = upstream::http_client()?;
         let (events, rx) = mpsc::channel(10_000);
         let pool = journal.pool().clone();
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));

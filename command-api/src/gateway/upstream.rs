@@ -147,9 +147,57 @@ where
     )
 }
 
+/// The client every provider is called with: TLS (rustls with the Mozilla roots, so no system
+/// certificate store is needed) and HTTP/2 by ALPN, so many concurrent streams to one provider
+/// share a few connections.
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The providers' default base URLs are https: the client must open them with a TLS
+    /// handshake (a ClientHello record starts with byte 0x16) offering HTTP/2 by ALPN.
+    #[tokio::test]
+    async fn the_client_speaks_https_and_offers_http2() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let client = http_client().expect("client");
+        let request = tokio::spawn(async move {
+            client
+                .get(format!("https://127.0.0.1:{port}/"))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await
+        });
+        let (mut socket, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
+                .await
+                .unwrap_or_else(|_| panic!("no connection: {:?}", request.is_finished()))
+                .expect("the client connects");
+        let mut hello = vec![0u8; 2048];
+        let read = socket.read(&mut hello).await.expect("reads");
+        assert_eq!(
+            hello.first(),
+            Some(&0x16),
+            "not a TLS handshake: {:?}",
+            String::from_utf8_lossy(&hello[..read])
+        );
+        assert!(
+            hello[..read].windows(2).any(|w| w == b"h2"),
+            "the ClientHello does not offer h2"
+        );
+        drop(socket);
+        assert!(request.await.expect("joins").is_err());
+    }
 
     #[tokio::test]
     async fn sse_events_split_across_reads_and_crlf_are_parsed() {
