@@ -60,6 +60,9 @@ pub struct GatewayConfig {
     pub providers: Vec<ProviderConfig>,
     /// `AIHUB_MODELS_FILE`: a JSON catalog replacing the built-in one.
     pub models_file: Option<String>,
+    /// `AIHUB_UPSTREAM_CA_FILE`: PEM certificates trusted for providers besides the public
+    /// roots (a self-hosted vLLM behind a private CA).
+    pub upstream_ca_file: Option<String>,
     /// `AIHUB_CATALOG_REFRESH_MS`: how often the gateway looks for a newer `aihub models sync`.
     pub catalog_refresh: Duration,
     /// `AIHUB_UPSTREAM_TIMEOUT_MS`: how long one attempt may take to answer its headers.
@@ -123,6 +126,7 @@ impl GatewayConfig {
         Self {
             providers,
             models_file: var("AIHUB_MODELS_FILE"),
+            upstream_ca_file: var("AIHUB_UPSTREAM_CA_FILE"),
             catalog_refresh: millis("AIHUB_CATALOG_REFRESH_MS", 30_000),
             upstream_timeout: millis("AIHUB_UPSTREAM_TIMEOUT_MS", 30_000),
             deadline: millis("AIHUB_CHAT_DEADLINE_MS", 120_000),

@@ -6,11 +6,13 @@
 //! counting as open once its first chunk arrived, and read them to the end. Every second the
 //! benchmark prints the open streams on both sides and the gateway's RSS and open files.
 //!
-//! Each stream costs the gateway two sockets (client side and upstream side), so N streams need
-//! 2N + a few dozen open files in the gateway; raise `ulimit -n` (hard limit) accordingly.
+//! The upstream speaks TLS with HTTP/2 by ALPN, as OpenRouter and Gemini do (a private CA the
+//! gateway trusts through `AIHUB_UPSTREAM_CA_FILE`): the gateway's streams to it share one
+//! connection, so N streams cost it N + a few dozen open files. With `plain` the upstream speaks
+//! HTTP/1.1 without TLS, one connection per stream: 2N open files.
 //!
-//! Run: `cargo run --release -p benches --bin streams -- [streams] [hold seconds] [opened per second]`
-//! (defaults 10000, 60, 1000) with Postgres and the broker up.
+//! Run: `cargo run --release -p benches --bin streams -- [streams] [hold seconds] [opened per second] [tls|plain]`
+//! (defaults 10000, 60, 1000, tls) with Postgres and the broker up.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,11 +33,13 @@ async fn main() {
     if args.get(1).map(String::as_str) == Some("--upstream") {
         let port: u16 = args[2].parse().expect("port");
         let hold: u64 = args[3].parse().expect("hold");
-        return serve_upstream(port, Duration::from_secs(hold)).await;
+        let tls = args.get(4).zip(args.get(5));
+        return serve_upstream(port, Duration::from_secs(hold), tls).await;
     }
     let streams: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let hold: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(60);
     let pace: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1000.0);
+    let tls = args.get(4).map(String::as_str) != Some("plain");
     println!(
         "machine: {}; load average before: {}; open files allowed here: {}",
         machine(),
@@ -44,12 +48,33 @@ async fn main() {
     );
 
     let upstream_port = benches::free_port();
+    let mut upstream_args = vec![
+        "--upstream".to_string(),
+        upstream_port.to_string(),
+        hold.to_string(),
+    ];
+    let mut gateway_env = vec![];
+    let upstream_base = if tls {
+        let files = private_ca();
+        upstream_args.extend([files.cert, files.key]);
+        gateway_env.push(("AIHUB_UPSTREAM_CA_FILE", files.ca));
+        format!("https://127.0.0.1:{upstream_port}/api/v1")
+    } else {
+        format!("http://127.0.0.1:{upstream_port}/api/v1")
+    };
+    println!(
+        "upstream: {}",
+        if tls {
+            "TLS, HTTP/2 by ALPN"
+        } else {
+            "plain HTTP/1.1"
+        }
+    );
     let mut upstream = tokio::process::Command::new(std::env::current_exe().expect("exe"))
-        .args(["--upstream", &upstream_port.to_string(), &hold.to_string()])
+        .args(&upstream_args)
         .kill_on_drop(true)
         .spawn()
         .expect("upstream starts");
-    let upstream_base = format!("http://127.0.0.1:{upstream_port}/api/v1");
 
     let env = Env::new().await;
     let (setup, admin) = env.app().await;
@@ -79,7 +104,10 @@ async fn main() {
             ("OPENROUTER_BASE_URL", upstream_base),
             ("AIHUB_MODELS_FILE", file.display().to_string()),
             ("RUST_LOG", "warn".to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(gateway_env)
+        .collect::<Vec<_>>(),
         &std::env::temp_dir().join("aihub-bench-streams-gateway.log"),
     );
     let base = format!("http://127.0.0.1:{port}");
@@ -199,7 +227,7 @@ async fn main() {
 }
 
 /// An OpenAI-compatible upstream whose streams stay open `hold`, one chunk every 2 s.
-async fn serve_upstream(port: u16, hold: Duration) {
+async fn serve_upstream(port: u16, hold: Duration, tls: Option<(&String, &String)>) {
     let app = Router::new().route(
         "/api/v1/chat/completions",
         post(move || async move {
@@ -236,5 +264,81 @@ async fn serve_upstream(port: u16, hold: Duration) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind upstream");
-    axum::serve(listener, app).await.expect("upstream serves");
+    let Some((cert, key)) = tls else {
+        axum::serve(listener, app).await.expect("upstream serves");
+        return;
+    };
+    let acceptor = tls_acceptor(cert, key);
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(socket).await else {
+                return;
+            };
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            // One connection carries every stream of the gateway.
+            builder.http2().max_concurrent_streams(1_000_000);
+            let _ = builder
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(tls),
+                    hyper_util::service::TowerToHyperService::new(app),
+                )
+                .await;
+        });
+    }
+}
+
+struct CaFiles {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1, written as PEM files.
+fn private_ca() -> CaFiles {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "AI Hub bench CA");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
+    let dir = std::env::temp_dir().join(format!("aihub-streams-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("pem");
+        path.display().to_string()
+    };
+    CaFiles {
+        ca: write("ca.pem", ca.pem()),
+        cert: write("cert.pem", cert.pem()),
+        key: write("key.pem", key.serialize_pem()),
+    }
+}
+
+fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = vec![CertificateDer::from_pem_file(cert).expect("certificate pem")];
+    let key = PrivateKeyDer::from_pem_file(key).expect("key pem");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }

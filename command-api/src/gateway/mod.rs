@@ -55,7 +55,7 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let configured = Catalog::load(config.models_file.as_deref())?;
-        let http = upstream::http_client()?;
+        let http = upstream::http_client(config.upstream_ca_file.as_deref())?;
         let (events, rx) = mpsc::channel(10_000);
         let pool = journal.pool().clone();
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));

@@ -148,18 +148,38 @@ where
 }
 
 /// The client every provider is called with: TLS (rustls with the Mozilla roots, so no system
-/// certificate store is needed) and HTTP/2 by ALPN, so many concurrent streams to one provider
-/// share a few connections.
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// certificate store is needed, plus the PEM certificates of `ca_file`) and HTTP/2 by ALPN, so
+/// many concurrent streams to one provider share a few connections.
+pub fn http_client(ca_file: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .build()
+        .tcp_nodelay(true);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        if certificates.is_empty() {
+            anyhow::bail!("{path}: no PEM certificate in it");
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let file = std::env::temp_dir().join(format!("aihub-ca-{}.pem", std::process::id()));
+        std::fs::write(&file, "not a certificate").expect("write");
+        let error = http_client(file.to_str()).expect_err("refused");
+        assert!(error.to_string().contains("no PEM certificate"), "{error}");
+        assert!(http_client(Some("/nonexistent/ca.pem")).is_err());
+    }
 
     /// The providers' default base URLs are https: the client must open them with a TLS
     /// handshake (a ClientHello record starts with byte 0x16) offering HTTP/2 by ALPN.
@@ -170,7 +190,7 @@ mod tests {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let client = http_client().expect("client");
+        let client = http_client(None).expect("client");
         let request = tokio::spawn(async move {
             client
                 .get(format!("https://127.0.0.1:{port}/"))
