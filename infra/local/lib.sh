@@ -88,6 +88,26 @@ start_tansu() {
   wait_port "$KAFKA_PORT" Tansu
 }
 
+# A broker of the test run's own, on its own port with empty storage, so the tests never depend
+# on (or pile topics into) the broker up.sh started, nor on one left busy by earlier work.
+start_test_tansu() {
+  local port=$1 dir="$AIHUB_HOME/test-tansu"
+  stop_pid "$AIHUB_HOME/test-tansu.pid" "the previous test broker"
+  if port_open "$port"; then
+    echo "port $port is taken by another process; set TEST_KAFKA_PORT to a free port" >&2
+    exit 1
+  fi
+  rm -rf "$dir" && mkdir -p "$dir"
+  say "starting a test broker (Tansu) on 127.0.0.1:$port with empty storage in $dir"
+  (cd "$dir" && exec nohup "$(tansu_bin)" broker \
+    --storage-engine "sqlite://tansu.db" \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    >>"$LOGS/test-tansu.log" 2>&1) &
+  echo $! >"$AIHUB_HOME/test-tansu.pid"
+  wait_port "$port" "the test broker"
+}
+
 stop_pid() {
   local file=$1 name=$2
   if alive "$file"; then

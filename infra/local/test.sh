@@ -5,7 +5,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_postgres
 ensure_tansu
-start_tansu
+TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
+start_test_tansu "$TEST_KAFKA_PORT"
+trap 'stop_pid "$AIHUB_HOME/test-tansu.pid" "the test broker"' EXIT
+export KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 
 # Test databases of earlier runs.
 psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc \
