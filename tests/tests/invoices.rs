@@ -190,6 +190,28 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
     assert_eq!(on_invoice[0].1 + on_invoice[1].1, 3);
     assert_eq!(on_invoice, from_api);
 
+    // Filters: by month and by status; bad ones are 400.
+    let filtered = |query: &'static str| {
+        let owner = payer.owner.clone();
+        async move {
+            let reply = owner
+                .get(&format!("/api/v1/billing/invoices?{query}"))
+                .await;
+            assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+            reply.body["data"].as_array().map(Vec::len).unwrap_or(0)
+        }
+    };
+    assert_eq!(filtered("period=2026-11&status=open").await, 1);
+    assert_eq!(filtered("period=2026-10").await, 0);
+    assert_eq!(filtered("status=paid").await, 0);
+    for bad in ["period=2026-13", "period=november", "status=void"] {
+        let reply = payer
+            .owner
+            .get(&format!("/api/v1/billing/invoices?{bad}"))
+            .await;
+        reply.assert_client_error(400);
+    }
+
     // Nothing to pay on Free: paid when issued.
     let free_invoices = invoices_of(&free.owner).await;
     assert_eq!(free_invoices.len(), 1);

@@ -24,6 +24,10 @@ struct InvoicesQuery {
     #[serde(flatten)]
     page: PageQuery,
     org_id: Option<String>,
+    /// `YYYY-MM`: only that month's invoice.
+    period: Option<String>,
+    /// `open` or `paid`.
+    status: Option<String>,
 }
 
 const SELECT: &str =
@@ -59,16 +63,51 @@ const TABLE: scope::OrgTable = scope::OrgTable {
     to_json: from_row,
 };
 
+/// The organization's invoices in id order, optionally of one period or status.
 async fn list(
     State(state): State<ReadState>,
     principal: Principal,
     Query(query): Query<InvoicesQuery>,
 ) -> Result<Json<List<Value>>, ApiError> {
-    Ok(Json(
-        TABLE
-            .list(&state, &principal, query.org_id.as_deref(), &query.page)
-            .await?,
-    ))
+    let org_id = scope::org(&principal, query.org_id.as_deref())?;
+    principal.require("billing:read")?;
+    let period = match query.period.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            platform::plans::Period::parse(raw)
+                .ok_or_else(|| {
+                    ApiError::invalid_param("period", "period must be a month, YYYY-MM.")
+                })?
+                .to_string(),
+        ),
+    };
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(raw @ ("open" | "paid")) => Some(raw.to_string()),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "status",
+                "status must be open or paid.",
+            ))
+        }
+    };
+    let page = query.page.page()?;
+    let after = scope::after(&page)?;
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "{SELECT} WHERE i.org_id = $1 AND ($2::text IS NULL OR i.period = $2)
+                   AND ($3::text IS NULL OR i.status = $3) AND ($4::uuid IS NULL OR i.id > $4)
+                 ORDER BY i.id LIMIT $5"
+            ),
+            &[&org_id, &period, &status, &after, &(page.limit + 1)],
+        )
+        .await?;
+    let items = rows.iter().map(from_row).collect();
+    Ok(Json(List::from_rows(items, &page, |item: &Value| {
+        item["id"].as_str().unwrap_or_default().to_string()
+    })))
 }
 
 async fn show(
