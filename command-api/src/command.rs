@@ -196,14 +196,19 @@ impl Batch<'_> {
 
 /// The `name` of a team or an API key: 1 to 200 characters once trimmed, no control characters.
 pub fn display_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    short_text("name", raw)
+}
+
+/// A short free text field (`param`): 1 to 200 characters once trimmed, no control characters.
+pub fn short_text(param: &str, raw: &str) -> Result<String, ApiError> {
+    let text = raw.trim();
+    if text.is_empty() || text.chars().count() > 200 || text.chars().any(char::is_control) {
         return Err(ApiError::invalid_param(
-            "name",
-            "name must be 1 to 200 characters.",
+            param,
+            format!("{param} must be 1 to 200 characters."),
         ));
     }
-    Ok(name.to_string())
+    Ok(text.to_string())
 }
 
 pub fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, Command, DomainError, Subscription};
 use super::invoice::{self, Invoice, PayError};
-use crate::command::{load, time, Ctx};
+use crate::command::{load, short_text, time, Ctx};
 use crate::organizations::routes::live_org;
 use crate::CommandState;
 
@@ -212,19 +212,10 @@ async fn pay_invoice(
             "amount_cents must be a whole, non-negative number of cents.",
         ));
     }
-    let reference = body.reference.trim();
-    if reference.is_empty()
-        || reference.chars().count() > 200
-        || reference.chars().any(char::is_control)
-    {
-        return Err(ApiError::invalid_param(
-            "reference",
-            "reference must be 1 to 200 characters: the payment's id at its provider or bank.",
-        ));
-    }
+    let reference = short_text("reference", &body.reference)?;
     ctx.check_version(current.version)?;
     let now = ctx.state.clock.now();
-    let payloads = invoice::pay(&current, body.amount_cents, reference.to_string(), now)
+    let payloads = invoice::pay(&current, body.amount_cents, reference.clone(), now)
         .map_err(|e| match e {
             PayError::AlreadyPaid => {
                 ApiError::conflict("invoice_already_paid", format!("Invoice {id} is already paid."))

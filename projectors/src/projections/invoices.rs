@@ -4,13 +4,8 @@
 use events::{EventEnvelope, EventPayload};
 use uuid::Uuid;
 
+use super::tenancy::parse_time;
 use crate::Sql;
-
-fn parse_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
-}
 
 pub fn statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
     let version = event.stream_version;

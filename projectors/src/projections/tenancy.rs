@@ -127,7 +127,7 @@ fn bump(table: &'static str, id: Uuid, event: &EventEnvelope) -> Sql {
     )
 }
 
-fn parse_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(super) fn parse_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(raw)
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
