@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod tansu;
+pub mod tls;
 pub mod upstream;
 
 use std::time::Duration;

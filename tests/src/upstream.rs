@@ -68,6 +68,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The JSON body; `Null` when empty, a JSON string holding the text when not JSON.
     pub body: Value,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
 }
 
 #[derive(Default)]
@@ -100,6 +102,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     server: JoinHandle<()>,
+    /// `https` when started with [`Upstream::start_tls`].
+    scheme: &'static str,
 }
 
 impl Upstream {
@@ -119,17 +123,48 @@ impl Upstream {
             addr,
             shared,
             server,
+            scheme: "http",
         }
     }
 
-    /// The OpenRouter-style base URL: `http://127.0.0.1:PORT/api/v1`.
-    pub fn openai_base_url(&self) -> String {
-        format!("http://{}/api/v1", self.addr)
+    /// Like [`Upstream::start`], over TLS with HTTP/2 or HTTP/1.1 by ALPN, with a certificate of
+    /// a private CA whose PEM file is returned (for `AIHUB_UPSTREAM_CA_FILE`). Dropped
+    /// connections ([`Behavior`]s that kill one) are not supported over TLS.
+    pub async fn start_tls() -> (Upstream, String) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake upstream");
+        let addr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared::default());
+        let files = crate::tls::private_ca();
+        let acceptor = crate::tls::acceptor(&files.cert, &files.key);
+        let server = tokio::spawn(crate::tls::serve(
+            listener,
+            acceptor,
+            router(shared.clone()),
+            |app| {
+                app.layer(Extension(ConnectInfo(Link {
+                    killed: Arc::new(AtomicBool::new(false)),
+                })))
+            },
+        ));
+        let upstream = Upstream {
+            addr,
+            shared,
+            server,
+            scheme: "https",
+        };
+        (upstream, files.ca)
     }
 
-    /// The Gemini-style base URL: `http://127.0.0.1:PORT`.
+    /// The OpenRouter-style base URL: `http://127.0.0.1:PORT/api/v1` (`https` over TLS).
+    pub fn openai_base_url(&self) -> String {
+        format!("{}://{}/api/v1", self.scheme, self.addr)
+    }
+
+    /// The Gemini-style base URL: `http://127.0.0.1:PORT` (`https` over TLS).
     pub fn gemini_base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Queues a behavior for the next request not yet steered (first in, first out); with an
@@ -349,6 +384,7 @@ async fn intercept(
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or_default().to_string();
     shared.record(Recorded {
+        version: format!("{:?}", parts.version),
         path: path.clone(),
         query: query.clone(),
         headers: parts

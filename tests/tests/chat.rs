@@ -729,3 +729,53 @@ async fn usage_sums_match_the_export_and_the_events() {
         .assert_client_error(403);
     c.app.stop().await;
 }
+
+/// The real providers are https: the gateway reaches them over TLS (here a private CA it is
+/// told to trust) and speaks HTTP/2 with them, streaming and not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_over_tls_answers_through_the_gateway_on_http2() {
+    let (upstream, ca_file) = Upstream::start_tls().await;
+    let mut env = Env::new().await;
+    let catalog = json!([{"name": "gpt-4o", "tier": "basic", "context_length": 128000,
+        "input_micros_per_mtok": INPUT_PRICE, "output_micros_per_mtok": OUTPUT_PRICE,
+        "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]}]);
+    let file = std::env::temp_dir().join(format!("aihub-models-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, catalog.to_string()).expect("catalog");
+    env.config.gateway.models_file = Some(file.display().to_string());
+    env.config.gateway.upstream_ca_file = Some(ca_file);
+    env.config.gateway.providers = vec![ProviderConfig {
+        name: "openrouter".into(),
+        base_url: upstream.openai_base_url(),
+        api_key: "or-test".into(),
+    }];
+    assert!(upstream.openai_base_url().starts_with("https://"));
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "tls").await;
+    let key = admin_key(&admin, &tenant.org_id, None, &["chat:write".into()]).await;
+    let caller = admin.with_token(&key);
+
+    let reply = caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello()}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["choices"][0]["message"]["content"],
+        "Hello from openai openai/gpt-4o!"
+    );
+    let response = caller
+        .request(reqwest::Method::POST, "/api/v1/chat/stream")
+        .json(&json!({"model": "gpt-4o", "messages": hello()}))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let events = sse(&response.text().await.expect("body"));
+    assert_eq!(content_of(&events), "Hello from openai openai/gpt-4o!");
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.version == "HTTP/2.0"), "{seen:?}");
+    app.stop().await;
+}

@@ -55,7 +55,7 @@ async fn main() {
     ];
     let mut gateway_env = vec![];
     let upstream_base = if tls {
-        let files = private_ca();
+        let files = e2e::tls::private_ca();
         upstream_args.extend([files.cert, files.key]);
         gateway_env.push(("AIHUB_UPSTREAM_CA_FILE", files.ca));
         format!("https://127.0.0.1:{upstream_port}/api/v1")
@@ -268,77 +268,5 @@ async fn serve_upstream(port: u16, hold: Duration, tls: Option<(&String, &String
         axum::serve(listener, app).await.expect("upstream serves");
         return;
     };
-    let acceptor = tls_acceptor(cert, key);
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(socket).await else {
-                return;
-            };
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            // One connection carries every stream of the gateway.
-            builder.http2().max_concurrent_streams(1_000_000);
-            let _ = builder
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(tls),
-                    hyper_util::service::TowerToHyperService::new(app),
-                )
-                .await;
-        });
-    }
-}
-
-struct CaFiles {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-/// A private CA and a certificate it signed for 127.0.0.1, written as PEM files.
-fn private_ca() -> CaFiles {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "AI Hub bench CA");
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("params");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
-    let dir = std::env::temp_dir().join(format!("aihub-streams-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tls dir");
-    let write = |name: &str, pem: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).expect("pem");
-        path.display().to_string()
-    };
-    CaFiles {
-        ca: write("ca.pem", ca.pem()),
-        cert: write("cert.pem", cert.pem()),
-        key: write("key.pem", key.serialize_pem()),
-    }
-}
-
-fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = vec![CertificateDer::from_pem_file(cert).expect("certificate pem")];
-    let key = PrivateKeyDer::from_pem_file(key).expect("key pem");
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .expect("server certificate");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    e2e::tls::serve(listener, e2e::tls::acceptor(cert, key), app, |app| app).await;
 }
