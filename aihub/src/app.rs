@@ -238,6 +238,7 @@ async fn ensure_topic(config: Config, shutdown: CancellationToken) {
             &config.kafka_brokers,
             &config.topic,
             config.topic_partitions,
+            config.topic_replication,
         )
         .await
         {

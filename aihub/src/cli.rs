@@ -135,6 +135,7 @@ where
                 &config.kafka_brokers,
                 &config.topic,
                 config.topic_partitions,
+                config.topic_replication,
             )
             .await
             .map_err(anyhow::Error::msg)

@@ -3,5 +3,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 stop_pid "$AIHUB_HOME/aihub.pid" aihub
-stop_pid "$AIHUB_HOME/tansu.pid" Tansu
+say "stopping Kafka"
+"$KAFKA" stop "$AIHUB_HOME/kafka"
 say "stopped"

@@ -6,7 +6,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 AIHUB_HOME="${AIHUB_HOME:-$ROOT/.aihub}"
 LOGS="$AIHUB_HOME/logs"
-TANSU_VERSION="0.6.0"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aihub}"
@@ -62,50 +61,34 @@ ensure_postgres() {
   pg_ready || { echo "PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres" >&2; exit 1; }
 }
 
-tansu_bin() { command -v tansu 2>/dev/null || echo "$HOME/.cargo/bin/tansu"; }
+# Apache Kafka in KRaft mode, fetched from Maven Central once (infra/local/kafka.sh).
+KAFKA="$ROOT/infra/local/kafka.sh"
 
-ensure_tansu() {
-  if [ -x "$(tansu_bin)" ]; then say "Tansu is installed: $(tansu_bin)"; return; fi
-  if ! command -v cargo >/dev/null 2>&1; then
-    echo "cargo is needed to install Tansu (the Kafka-protocol broker)" >&2; exit 1
-  fi
-  say "installing Tansu $TANSU_VERSION with SQLite storage (cargo install; about 10 minutes the first time)"
-  cargo install tansu --locked --version "$TANSU_VERSION" --features libsql
+ensure_kafka() {
+  say "Apache Kafka: $("$KAFKA" classpath)"
 }
 
-start_tansu() {
-  if alive "$AIHUB_HOME/tansu.pid"; then say "Tansu is running (pid $(cat "$AIHUB_HOME/tansu.pid"))"; return; fi
+# The platform's broker, kept under $AIHUB_HOME/kafka across restarts.
+start_kafka() {
+  local dir="$AIHUB_HOME/kafka" cport="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+  if alive "$dir/pid"; then say "Kafka is running (pid $(cat "$dir/pid"))"; return; fi
   if port_open "$KAFKA_PORT"; then say "a broker already listens on $KAFKA_PORT; using it"; return; fi
-  mkdir -p "$AIHUB_HOME/tansu"
-  say "starting Tansu on 127.0.0.1:$KAFKA_PORT (SQLite storage in $AIHUB_HOME/tansu)"
-  # Tansu reads the SQLite path relative to its working directory.
-  (cd "$AIHUB_HOME/tansu" && exec nohup "$(tansu_bin)" broker \
-    --storage-engine "sqlite://tansu.db" \
-    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    >>"$LOGS/tansu.log" 2>&1) &
-  echo $! >"$AIHUB_HOME/tansu.pid"
-  wait_port "$KAFKA_PORT" Tansu
+  say "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (KRaft, storage in $dir/data, log in $dir/kafka.log)"
+  "$KAFKA" start "$dir" 1 "$KAFKA_PORT" "$cport" "1@127.0.0.1:$cport"
 }
 
-# A broker of the test run's own, on its own port with empty storage, so the tests never depend
+# A broker of the test run's own, on its own ports with empty storage, so the tests never depend
 # on (or pile topics into) the broker up.sh started, nor on one left busy by earlier work.
-start_test_tansu() {
-  local port=$1 dir="$AIHUB_HOME/test-tansu"
-  stop_pid "$AIHUB_HOME/test-tansu.pid" "the previous test broker"
-  if port_open "$port"; then
-    echo "port $port is taken by another process; set TEST_KAFKA_PORT to a free port" >&2
+start_test_kafka() {
+  local port=$1 cport=$(($1 + 1)) dir="$AIHUB_HOME/test-kafka"
+  "$KAFKA" stop "$dir"
+  if port_open "$port" || port_open "$cport"; then
+    echo "port $port or $cport is taken by another process; set TEST_KAFKA_PORT to a free port" >&2
     exit 1
   fi
   rm -rf "$dir" && mkdir -p "$dir"
-  say "starting a test broker (Tansu) on 127.0.0.1:$port with empty storage in $dir"
-  (cd "$dir" && exec nohup "$(tansu_bin)" broker \
-    --storage-engine "sqlite://tansu.db" \
-    --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" \
-    >>"$LOGS/test-tansu.log" 2>&1) &
-  echo $! >"$AIHUB_HOME/test-tansu.pid"
-  wait_port "$port" "the test broker"
+  say "starting a test broker (Apache Kafka) on 127.0.0.1:$port with empty storage in $dir"
+  "$KAFKA" start "$dir" 1 "$port" "$cport" "1@127.0.0.1:$cport"
 }
 
 stop_pid() {
@@ -119,6 +102,14 @@ stop_pid() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$file"
+}
+
+# Debian's kcat, for the test that reads our topic as an outside tool would.
+ensure_kcat() {
+  command -v kcat >/dev/null 2>&1 && return
+  say "installing kcat (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
 }
 
 # Python 3 with the official `openai` package, for the SDK compatibility test.

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace against a real PostgreSQL and a real Kafka-protocol broker,
+# Runs every test of the workspace against a real PostgreSQL and a real Apache Kafka broker,
 # installing and starting both first when they are missing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_postgres
-ensure_tansu
+ensure_kafka
+ensure_kcat
 TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
-start_test_tansu "$TEST_KAFKA_PORT"
-trap 'stop_pid "$AIHUB_HOME/test-tansu.pid" "the test broker"' EXIT
+start_test_kafka "$TEST_KAFKA_PORT"
+trap '"$KAFKA" stop "$AIHUB_HOME/test-kafka"; pkill -f "aihub-e2e-kafka" 2>/dev/null || true' EXIT
 export KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 
 # Test databases of earlier runs.
@@ -27,8 +28,8 @@ log="$LOGS/test-$(date +%Y%m%d-%H%M%S).log"
 set +e
 cargo test --workspace --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-# Brokers that failed tests left running (tests/src/tansu.rs).
-pkill -f 'tansu broker --cluster-id aihub-e2e' 2>/dev/null || true
+# Brokers that failed tests left running (tests/src/broker.rs).
+pkill -f 'aihub-e2e-kafka' 2>/dev/null || true
 set -e
 passed=$(grep -Eo 'test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole platform on this machine: PostgreSQL, the Kafka-protocol broker (Tansu), the
+# Runs the whole platform on this machine: PostgreSQL, Apache Kafka (KRaft), the
 # database, the topic, and `aihub serve` on 127.0.0.1:8001. Safe to run again.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -8,8 +8,8 @@ if ! command -v curl >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
 ensure_postgres
-ensure_tansu
-start_tansu
+ensure_kafka
+start_kafka
 
 say "building aihub (release)"
 (cd "$ROOT" && cargo build --release -q -p aihub)

@@ -13,6 +13,9 @@ pub struct Config {
     pub topic: String,
     /// `AIHUB_TOPIC_PARTITIONS`: partitions the topic is created with when absent.
     pub topic_partitions: i32,
+    /// `AIHUB_TOPIC_REPLICATION`: replicas of the topic when it is created (3 on a cluster, where
+    /// writes then need two of them in sync).
+    pub topic_replication: i32,
     /// `AIHUB_LISTEN`
     pub listen: String,
     /// `AIHUB_ADMIN_TOKEN`: the platform-admin bearer token; without it nobody is admin.
@@ -158,6 +161,10 @@ impl Config {
             topic_partitions: var("AIHUB_TOPIC_PARTITIONS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(events::EVENTS_TOPIC_PARTITIONS),
+            topic_replication: var("AIHUB_TOPIC_REPLICATION")
+                .and_then(|v| v.parse().ok())
+                .filter(|r| *r >= 1)
+                .unwrap_or(1),
             listen: var("AIHUB_LISTEN").unwrap_or_else(|| "127.0.0.1:8001".into()),
             admin_token: var("AIHUB_ADMIN_TOKEN"),
             consistency_timeout: millis("AIHUB_CONSISTENCY_TIMEOUT_MS", 2000),

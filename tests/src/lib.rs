@@ -2,8 +2,8 @@
 //! template), a topic and consumer groups of its own on the real broker, and a real AI Hub
 //! process on a free port. Nothing of our own infrastructure is mocked.
 
+pub mod broker;
 pub mod kafka;
-pub mod tansu;
 pub mod tls;
 pub mod upstream;
 
@@ -90,6 +90,11 @@ impl Env {
     }
 
     pub async fn with_brokers(brokers: &str) -> Self {
+        Self::with_replicas(brokers, 1).await
+    }
+
+    /// On a cluster: the test's topic has `replication` replicas (two in sync for three).
+    pub async fn with_replicas(brokers: &str, replication: i32) -> Self {
         let template = template().await;
         let tag = Uuid::now_v7().simple().to_string();
         let database = format!("aihub_test_{tag}");
@@ -99,7 +104,7 @@ impl Env {
             .await
             .expect("create test database");
         let topic = format!("aihub.test.{tag}");
-        events::kafka::ensure_topic(brokers, &topic, PARTITIONS)
+        events::kafka::ensure_topic(brokers, &topic, PARTITIONS, replication)
             .await
             .expect("create test topic");
         let mut config = Config::from_env();
@@ -107,6 +112,7 @@ impl Env {
         config.kafka_brokers = brokers.to_string();
         config.topic = topic;
         config.topic_partitions = PARTITIONS;
+        config.topic_replication = replication;
         config.listen = "127.0.0.1:0".into();
         config.admin_token = Some(format!("admin-{}", Uuid::new_v4()));
         config.consumer_group_prefix = format!("aihub-test-{tag}");

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aihub::Roles;
-use e2e::{tansu, unique_slug, wait_for, Api, Env};
+use e2e::{broker, unique_slug, wait_for, Api, Env};
 use serde_json::{json, Value};
 
 /// Every read model: the organizations and the audit log, then the access tables.
@@ -268,13 +268,34 @@ async fn replay_all_rebuilds_read_models_identical_to_the_live_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_broker_down_writes_are_accepted_and_arrive_when_it_is_back() {
-    let mut broker = tansu::Broker::start().await;
+async fn with_the_broker_killed_writes_are_accepted_and_arrive_when_it_is_back() {
+    broker_outage(Outage::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_stopped_writes_are_accepted_and_arrive_when_it_is_back() {
+    broker_outage(Outage::Stop).await;
+}
+
+enum Outage {
+    /// SIGKILL, as a crash or the OOM killer would.
+    Kill,
+    /// SIGTERM: the broker shuts down cleanly, as in a rolling restart.
+    Stop,
+}
+
+/// Takes the only broker away, writes, brings it back; the write arrives exactly once and every
+/// event before it too.
+async fn broker_outage(outage: Outage) {
+    let mut broker = broker::Broker::start().await;
     let env = Env::with_brokers(&broker.address()).await;
     let (app, api) = env.app().await;
     api.create_org(&unique_slug("before")).await;
 
-    broker.kill();
+    match outage {
+        Outage::Kill => broker.kill(),
+        Outage::Stop => broker.stop(),
+    }
     let reply = api
         .send(
             api.http
@@ -312,6 +333,18 @@ async fn with_the_broker_down_writes_are_accepted_and_arrive_when_it_is_back() {
         env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
             .await,
         0
+    );
+    // Nothing lost and nothing applied twice, in every projection.
+    env.wait_until_projected(Duration::from_secs(120)).await;
+    let journal = env.count("SELECT count(*) FROM journal").await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM read.audit_log").await,
+        journal
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal j JOIN read.audit_log a USING (event_id)")
+            .await,
+        journal
     );
     app.stop().await;
 }
