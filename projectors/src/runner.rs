@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,11 +19,12 @@ use platform::metrics;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use crate::Projection;
 
-const MAX_BATCH: usize = 500;
+const MAX_BATCH: usize = 2000;
 /// Event ids per NOTIFY payload, well under Postgres's 8000-byte limit.
 const IDS_PER_NOTIFY: usize = 150;
 
@@ -176,6 +178,23 @@ async fn consume_with(
     }
 }
 
+/// A statement is sent at its future's first poll: poll each once, in order, so Postgres runs
+/// them in event order while their answers are awaited together.
+fn send_in_order(
+    pending: &mut [futures::future::BoxFuture<'_, anyhow::Result<u64>>],
+) -> anyhow::Result<()> {
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    for future in pending {
+        match future.poll_unpin(&mut cx) {
+            Poll::Pending => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            // Never polled again once done: keep its answer in a ready future instead.
+            Poll::Ready(Ok(rows)) => *future = futures::future::ready(Ok(rows)).boxed(),
+        }
+    }
+    Ok(())
+}
+
 struct Worker<'a> {
     projection: &'a dyn Projection,
     pool: &'a PgPool,
@@ -226,46 +245,21 @@ impl Worker<'_> {
         }
         self.rewound.remove(&partition);
 
-        let mut applied = Vec::new();
-        let mut next = expected;
+        let next = fresh.last().map_or(expected, |m| m.offset() + 1);
+        let mut events = Vec::with_capacity(fresh.len());
         for message in fresh {
-            next = message.offset() + 1;
-            let event = match message.payload().map(EventEnvelope::decode) {
-                Some(Ok(event)) => event,
+            match message.payload().map(EventEnvelope::decode) {
+                Some(Ok(event)) => events.push(event),
                 Some(Err(e)) => {
                     tracing::error!(projection = name, partition, offset = message.offset(), error = %e, "skipping an unreadable event");
                     metrics::EVENTS_PROJECTED
                         .with_label_values(&[name, "unreadable"])
                         .inc();
-                    continue;
                 }
-                None => continue,
-            };
-            let first_time = tx
-                .execute(
-                    "INSERT INTO projector_applied (projection, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&name, &event.event_id],
-                )
-                .await?;
-            if first_time == 0 {
-                metrics::EVENTS_PROJECTED
-                    .with_label_values(&[name, "duplicate"])
-                    .inc();
-                continue;
+                None => {}
             }
-            for sql in self.projection.statements(&event) {
-                let statement = tx.prepare_cached(sql.text).await?;
-                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = sql
-                    .params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
-                tx.execute(&statement, &params).await.with_context(|| {
-                    format!("{name} applying {} {}", event.event_type(), event.event_id)
-                })?;
-            }
-            applied.push(event.event_id);
         }
+        let applied = self.apply_events(&tx, &events).await?;
         tx.execute(
             "INSERT INTO projector_offsets (projection, topic, partition, next_offset, updated_at)
              VALUES ($1, $2, $3, $4, now())
@@ -293,6 +287,69 @@ impl Worker<'_> {
             let _ = self.consumer.commit(&tpl, CommitMode::Async);
         }
         Ok(())
+    }
+
+    /// Applies the events that were never applied before, in order, in two round trips however
+    /// many there are: one marks them all in `projector_applied` (a duplicate `event_id`, which
+    /// the relay may publish twice, is not returned and so skipped), one sends every statement
+    /// pipelined. Returns the ids it applied.
+    async fn apply_events(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        events: &[EventEnvelope],
+    ) -> anyhow::Result<Vec<uuid::Uuid>> {
+        let name = self.projection.name();
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+        let mut first_time: HashSet<uuid::Uuid> = tx
+            .query(
+                "INSERT INTO projector_applied (projection, event_id)
+                 SELECT $1, id FROM unnest($2::uuid[]) AS id
+                 ON CONFLICT DO NOTHING RETURNING event_id",
+                &[&name, &ids],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut applied = Vec::with_capacity(first_time.len());
+        let mut statements = Vec::new();
+        for event in events {
+            // `remove`: an id twice in one batch is applied once.
+            if !first_time.remove(&event.event_id) {
+                metrics::EVENTS_PROJECTED
+                    .with_label_values(&[name, "duplicate"])
+                    .inc();
+                continue;
+            }
+            for sql in self.projection.statements(event) {
+                statements.push((event, tx.prepare_cached(sql.text).await?, sql));
+            }
+            applied.push(event.event_id);
+        }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+            .iter()
+            .map(|(_, _, sql)| {
+                sql.params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect()
+            })
+            .collect();
+        let mut pending: Vec<_> = statements
+            .iter()
+            .zip(&params)
+            .map(|((event, statement, _), params)| {
+                async move {
+                    tx.execute(statement, params).await.with_context(|| {
+                        format!("{name} applying {} {}", event.event_type(), event.event_id)
+                    })
+                }
+                .boxed()
+            })
+            .collect();
+        send_in_order(&mut pending)?;
+        futures::future::try_join_all(pending).await?;
+        Ok(applied)
     }
 
     fn seek(&self, partition: i32, offset: i64) {
