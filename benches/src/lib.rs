@@ -153,3 +153,43 @@ pub fn load_average() -> String {
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
+
+/// A chat usage event (`chat.completion.succeeded`) of organization `org`: the platform's most
+/// frequent event, which the usage and audit projections both write.
+pub fn usage_event(org: uuid::Uuid, i: usize) -> events::EventEnvelope {
+    use events::chat::{Attempt, ChatCall, ChatCompletionSucceeded};
+    use events::{Actor, EventEnvelope, EventPayload};
+    let payload = EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
+        call: ChatCall {
+            request_id: format!("bench-{i}"),
+            api_key_id: None,
+            team_id: None,
+            user_id: None,
+            model: "bench".into(),
+            streamed: false,
+            attempts: vec![Attempt {
+                provider: "openrouter".into(),
+                upstream_model: "bench/model".into(),
+                outcome: "ok".into(),
+                latency_ms: 5,
+            }],
+            latency_ms: 5,
+        },
+        provider: "openrouter".into(),
+        upstream_model: "bench/model".into(),
+        prompt_tokens: 6,
+        completion_tokens: 4,
+        total_tokens: 10,
+        cost_micros: 10,
+        time_to_first_token_ms: None,
+        client_disconnected: false,
+    });
+    EventEnvelope::new(
+        payload,
+        Some(org),
+        format!("chat:{}", uuid::Uuid::now_v7()),
+        1,
+        Actor::system(),
+        format!("bench-{i}"),
+    )
+}

@@ -4,23 +4,21 @@
 //! does, spread over 100 organizations (so over every partition); every projection of the
 //! process reads every event, as in production.
 //!
-//! Run: `cargo run --release -p benches --bin usage_ingest -- [events]` (default 5000) with
-//! Postgres and the broker up. Tansu's SQLite storage consumes about 1,000–1,500 records/s, so
-//! a few thousand events are enough for a steady figure.
+//! Run: `cargo run --release -p benches --bin usage_ingest -- [events]` (default 100000) with
+//! Postgres and the broker up.
 
 use std::time::{Duration, Instant};
 
-use benches::{load_average, machine};
+use benches::{load_average, machine, usage_event};
 use command_api::Journal;
 use e2e::Env;
-use events::chat::{Attempt, ChatCall, ChatCompletionSucceeded};
-use events::{Actor, EventEnvelope, EventPayload};
+use events::EventEnvelope;
 use uuid::Uuid;
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let total: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5000);
+    let total: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     println!("machine: {}", machine());
     println!("broker: {}", e2e::brokers());
     println!("load average before: {}", load_average());
@@ -64,42 +62,6 @@ async fn main() {
     );
     println!("load average after: {}", load_average());
     app.stop().await;
-}
-
-fn usage_event(org: Uuid, i: usize) -> EventEnvelope {
-    let payload = EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
-        call: ChatCall {
-            request_id: format!("bench-{i}"),
-            api_key_id: None,
-            team_id: None,
-            user_id: None,
-            model: "bench".into(),
-            streamed: false,
-            attempts: vec![Attempt {
-                provider: "openrouter".into(),
-                upstream_model: "bench/model".into(),
-                outcome: "ok".into(),
-                latency_ms: 5,
-            }],
-            latency_ms: 5,
-        },
-        provider: "openrouter".into(),
-        upstream_model: "bench/model".into(),
-        prompt_tokens: 6,
-        completion_tokens: 4,
-        total_tokens: 10,
-        cost_micros: 10,
-        time_to_first_token_ms: None,
-        client_disconnected: false,
-    });
-    EventEnvelope::new(
-        payload,
-        Some(org),
-        format!("chat:{}", Uuid::now_v7()),
-        1,
-        Actor::system(),
-        format!("bench-{i}"),
-    )
 }
 
 async fn wait_for_rows(env: &Env, rows: i64, limit: Duration) {
