@@ -27,8 +27,8 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
         // The relay waits for a whole batch before it marks rows, so linger is latency paid by
-        // every command; 1 ms still lets a busy relay's 500 rows leave in a few requests.
-        .set("linger.ms", "1")
+        // every command. None: what queues while a request is in flight still leaves batched.
+        .set("linger.ms", "0")
         // Kafka keeps batches compressed on disk and sends them so to every consumer.
         .set("compression.type", "lz4")
         .set("message.timeout.ms", "30000")
