@@ -23,10 +23,11 @@ KAFKA_HEAP="${KAFKA_HEAP:--Xms128m -Xmx768m}"
 log() { printf '==> %s\n' "$*" >&2; }
 
 ensure_java() {
-  if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then return; fi
+  if command -v javac >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then return; fi
+  # The JDK, not only the runtime: the topic-contract test runs a Java source file directly.
   log "installing Java 17 and Maven (apt-get)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
 }
 
 # The classpath of the broker and its tools, resolved by Maven once per Kafka version and pom.
