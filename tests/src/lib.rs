@@ -191,6 +191,53 @@ impl Env {
         )
         .await;
     }
+
+    /// Messages on the test's topic: the sum of its partitions' end offsets.
+    pub async fn topic_messages(&self) -> i64 {
+        projectors::replay::end_offsets(&self.config.kafka_brokers, &self.config.topic)
+            .await
+            .expect("end offsets")
+            .values()
+            .sum()
+    }
+
+    /// Exactly once, once everything is projected: one audit row for each journal event (the
+    /// same ids), one applied mark per event in every projection, and stored offsets that
+    /// cover every message of the topic (nothing skipped).
+    pub async fn assert_every_event_applied_once(&self) {
+        let journal = self.count("SELECT count(*) FROM journal").await;
+        assert_eq!(
+            self.count("SELECT count(*) FROM read.audit_log").await,
+            journal
+        );
+        assert_eq!(
+            self.count("SELECT count(*) FROM journal j JOIN read.audit_log a USING (event_id)")
+                .await,
+            journal
+        );
+        let db = self.db().await;
+        for projection in projectors::all() {
+            let applied: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM projector_applied WHERE projection = $1",
+                    &[&projection.name()],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            assert_eq!(
+                applied,
+                journal,
+                "{} applied {applied} of {journal}",
+                projection.name()
+            );
+        }
+        assert_eq!(
+            self.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
+                .await,
+            self.topic_messages().await * projectors::all().len() as i64
+        );
+    }
 }
 
 /// Polls `check` every 100 ms until it holds, panicking with `what` after `limit`.

@@ -190,39 +190,7 @@ async fn projectors_stopped_midway_and_restarted_apply_every_event_exactly_once(
     assert_eq!(org.body["version"], 3);
 
     // Exactly once: one audit row and one applied mark per journal event, per projection.
-    let journal = env.count("SELECT count(*) FROM journal").await;
-    assert_eq!(
-        env.count("SELECT count(*) FROM read.audit_log").await,
-        journal
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM journal j JOIN read.audit_log a USING (event_id)")
-            .await,
-        journal
-    );
-    for projection in projectors::all() {
-        let applied = env
-            .db()
-            .await
-            .query_one(
-                "SELECT count(*) FROM projector_applied WHERE projection = $1",
-                &[&projection.name()],
-            )
-            .await
-            .expect("count")
-            .get::<_, i64>(0);
-        assert_eq!(
-            applied,
-            journal,
-            "{} applied {applied} of {journal}",
-            projection.name()
-        );
-    }
-    // The stored offsets are exactly the number of messages on the topic.
-    let offsets = env
-        .count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
-        .await;
-    assert_eq!(offsets, journal * projectors::all().len() as i64);
+    env.assert_every_event_applied_once().await;
     projector_process.stop().await;
     api_process.stop().await;
 }
@@ -336,16 +304,7 @@ async fn broker_outage(outage: Outage) {
     );
     // Nothing lost and nothing applied twice, in every projection.
     env.wait_until_projected(Duration::from_secs(120)).await;
-    let journal = env.count("SELECT count(*) FROM journal").await;
-    assert_eq!(
-        env.count("SELECT count(*) FROM read.audit_log").await,
-        journal
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM journal j JOIN read.audit_log a USING (event_id)")
-            .await,
-        journal
-    );
+    env.assert_every_event_applied_once().await;
     app.stop().await;
 }
 
