@@ -18,16 +18,6 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-wait_port() {
-  local port=$1 what=$2
-  for _ in $(seq 1 300); do
-    port_open "$port" && return 0
-    sleep 0.2
-  done
-  echo "$what did not open port $port; see $LOGS" >&2
-  return 1
-}
-
 pg_ready() { psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1; }
 
 ensure_postgres() {
