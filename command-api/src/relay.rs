@@ -11,6 +11,7 @@ use std::time::Duration;
 use events::kafka::{cloudevents_headers, producer_config};
 use events::EventEnvelope;
 use futures::StreamExt;
+use platform::detached::Detached;
 use platform::metrics;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
@@ -90,17 +91,16 @@ async fn lead(
         status.leader.store(true, Ordering::SeqCst);
         tracing::info!("relay is the leader");
         client.batch_execute("LISTEN aihub_journal").await?;
-        let mut producer = Quiet(Some(new_producer(config)?));
+        let mut producer = Detached::new(new_producer(config)?);
         loop {
-            let Some(current) = producer.0.as_ref() else { return Ok(()) };
-            match publish_batch(&client, current, config).await {
+            match publish_batch(&client, &producer, config).await {
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "relay could not publish; will retry");
                     // A failed idempotent producer may be fenced; start over with a fresh one.
                     // Destroying the old one waits on the broker: not on a runtime thread.
-                    producer = Quiet(Some(new_producer(config)?));
+                    producer = Detached::new(new_producer(config)?);
                 }
             }
             tokio::select! {
@@ -113,20 +113,6 @@ async fn lead(
     .await;
     driver.abort();
     result
-}
-
-/// A producer destroyed off the runtime's threads: destroying one waits for the broker, which
-/// may be unreachable — exactly when the relay replaces or drops its producer.
-struct Quiet(Option<FutureProducer>);
-
-impl Drop for Quiet {
-    fn drop(&mut self) {
-        if let (Some(producer), Ok(runtime)) =
-            (self.0.take(), tokio::runtime::Handle::try_current())
-        {
-            runtime.spawn_blocking(move || drop(producer));
-        }
-    }
 }
 
 fn new_producer(config: &RelayConfig) -> anyhow::Result<FutureProducer> {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod detached;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -15,6 +15,7 @@ use events::kafka::consumer_config;
 use events::EventEnvelope;
 use futures::FutureExt;
 use platform::db::PgPool;
+use platform::detached::Detached;
 use platform::metrics;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -105,17 +106,19 @@ pub(crate) async fn consume(
     shutdown: &CancellationToken,
     until: Option<&HashMap<i32, i64>>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = consumer_config(&config.brokers, group)
-        .create()
-        .context("creating the consumer")?;
+    // Destroyed off the runtime even when this future is dropped midway (a runtime shutting
+    // down): closing talks to the broker, which may be gone.
+    let consumer = Detached::new(
+        consumer_config(&config.brokers, group)
+            .create::<StreamConsumer>()
+            .context("creating the consumer")?,
+    );
     let result = match consumer.subscribe(&[&config.topic]) {
         Ok(()) => consume_with(&consumer, projection, pool, config, shutdown, until).await,
         Err(e) => Err(e).context("subscribing to the topic"),
     };
-    // Closing a consumer talks to the broker and blocks while it is unreachable: never on a
-    // runtime thread. Wait a bounded time so a clean stop leaves the group before returning.
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
-    let _ = tokio::time::timeout(Duration::from_secs(10), closing).await;
+    // Wait a bounded time so a clean stop leaves the group before returning.
+    let _ = tokio::time::timeout(Duration::from_secs(10), consumer.close()).await;
     result
 }
 
