@@ -66,15 +66,18 @@ fn broker_dir(port: u16) -> PathBuf {
     dir
 }
 
-async fn wait_listening(port: u16, limit: Duration) {
+/// Waits until `port` accepts connections (`listening`) or refuses them (`!listening`).
+async fn wait_port(port: u16, listening: bool, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .is_err()
+        .is_ok()
+        != listening
     {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "Kafka did not listen on {port} within {limit:?}"
+            "port {port} did not {} within {limit:?}",
+            if listening { "open" } else { "close" }
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -134,7 +137,7 @@ impl Broker {
             .spawn()
             .expect("starting kafka.sh");
         self.child = Some(child);
-        wait_listening(self.port, Duration::from_secs(120)).await;
+        wait_port(self.port, true, Duration::from_secs(120)).await;
     }
 
     /// Kills the broker with SIGKILL, as a crash would.
@@ -208,18 +211,7 @@ impl Cluster {
     pub async fn kill(&self, node: i32) {
         let pid = self.pid(node);
         signal(pid, "-KILL");
-        let port = self.node_port(node);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node {node} still listens"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_port(self.node_port(node), false, Duration::from_secs(30)).await;
     }
 
     /// Starts a stopped or killed node again, on its old storage.

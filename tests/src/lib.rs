@@ -192,6 +192,21 @@ impl Env {
         .await;
     }
 
+    /// The `aihub` binary at `binary`, configured for this test's database, broker, topic and
+    /// consumer groups: add the subcommand.
+    pub fn aihub_command(&self, binary: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("DATABASE_URL", &self.config.database_url)
+            .env("KAFKA_BROKERS", &self.config.kafka_brokers)
+            .env("AIHUB_TOPIC", &self.config.topic)
+            .env(
+                "AIHUB_CONSUMER_GROUP_PREFIX",
+                &self.config.consumer_group_prefix,
+            );
+        command
+    }
+
     /// Messages on the test's topic: the sum of its partitions' end offsets.
     pub async fn topic_messages(&self) -> i64 {
         projectors::replay::end_offsets(&self.config.kafka_brokers, &self.config.topic)

@@ -858,12 +858,9 @@ async fn the_secret_of_a_key_appears_nowhere() {
     let log_path = std::env::temp_dir().join(format!("aihub-secret-test-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("log");
     let config = &env.config;
-    let mut child = tokio::process::Command::new(e2e::aihub_binary())
+    let mut child = env
+        .aihub_command(e2e::aihub_binary())
         .arg("serve")
-        .env("DATABASE_URL", &config.database_url)
-        .env("KAFKA_BROKERS", &config.kafka_brokers)
-        .env("AIHUB_TOPIC", &config.topic)
-        .env("AIHUB_CONSUMER_GROUP_PREFIX", &config.consumer_group_prefix)
         .env(
             "AIHUB_ADMIN_TOKEN",
             config.admin_token.as_deref().unwrap_or_default(),

@@ -320,15 +320,9 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
     }
     assert!(live.iter().all(|rows| !rows.is_empty()));
     app.stop().await;
-    let output = tokio::process::Command::new(e2e::aihub_binary())
+    let output = env
+        .aihub_command(e2e::aihub_binary())
         .args(["replay", "--all"])
-        .env("DATABASE_URL", &env.config.database_url)
-        .env("KAFKA_BROKERS", &env.config.kafka_brokers)
-        .env("AIHUB_TOPIC", &env.config.topic)
-        .env(
-            "AIHUB_CONSUMER_GROUP_PREFIX",
-            &env.config.consumer_group_prefix,
-        )
         .output()
         .await
         .expect("aihub replay runs");

@@ -472,13 +472,10 @@ async fn a_sync_imports_priced_models_that_the_gateway_routes_and_bills_exactly(
     // Replay rebuilds the catalog read model identical to the live one.
     g.env.wait_until_projected(Duration::from_secs(60)).await;
     let live = catalog_rows(&g.env).await;
-    let config = &g.env.config;
-    let output = tokio::process::Command::new(aihub_binary())
+    let output = g
+        .env
+        .aihub_command(aihub_binary())
         .args(["replay", "--projection", "catalog"])
-        .env("DATABASE_URL", &config.database_url)
-        .env("KAFKA_BROKERS", &config.kafka_brokers)
-        .env("AIHUB_TOPIC", &config.topic)
-        .env("AIHUB_CONSUMER_GROUP_PREFIX", &config.consumer_group_prefix)
         .output()
         .await
         .expect("aihub replay runs");

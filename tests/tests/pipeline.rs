@@ -204,13 +204,9 @@ async fn replay_all_rebuilds_read_models_identical_to_the_live_ones() {
     let live = read_models(&env).await;
     assert!(!live.0.is_empty() && !live.1.is_empty() && live.2.iter().all(|t| !t.is_empty()));
 
-    let config = &env.config;
-    let output = tokio::process::Command::new(e2e::aihub_binary())
+    let output = env
+        .aihub_command(e2e::aihub_binary())
         .args(["replay", "--all"])
-        .env("DATABASE_URL", &config.database_url)
-        .env("KAFKA_BROKERS", &config.kafka_brokers)
-        .env("AIHUB_TOPIC", &config.topic)
-        .env("AIHUB_CONSUMER_GROUP_PREFIX", &config.consumer_group_prefix)
         .output()
         .await
         .expect("aihub replay runs");

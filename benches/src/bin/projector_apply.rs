@@ -107,15 +107,9 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let output = tokio::process::Command::new(benches::aihub_binary())
+    let output = env
+        .aihub_command(benches::aihub_binary())
         .args(["replay", "--all"])
-        .env("DATABASE_URL", &env.config.database_url)
-        .env("KAFKA_BROKERS", &env.config.kafka_brokers)
-        .env("AIHUB_TOPIC", &env.config.topic)
-        .env(
-            "AIHUB_CONSUMER_GROUP_PREFIX",
-            &env.config.consumer_group_prefix,
-        )
         .env("RUST_LOG", "warn")
         .output()
         .await
