@@ -3,7 +3,6 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -162,14 +161,14 @@ impl IntoResponse for ApiError {
                 tracing::debug!(status = %self.status, error = ?cause, "request refused");
             }
         }
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "code": self.code,
-                "param": self.param,
-            }
-        });
+        let body = ErrorResponse {
+            error: ErrorDetail {
+                message: self.message,
+                kind: self.kind.to_string(),
+                code: self.code,
+                param: self.param,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
@@ -178,4 +177,20 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The body of every error response, as OpenAPI documents it.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
+}
+
+/// OpenAI's error object: SDKs read `type` and `code`; `param` names the offending field.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: String,
+    pub param: Option<String>,
 }

@@ -17,4 +17,4 @@ pub mod plans;
 
 pub use auth::Principal;
 pub use config::Config;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorResponse};
