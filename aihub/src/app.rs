@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Extension, Json, Router};
@@ -260,7 +260,7 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz).with_state(health))
         .route("/metrics", get(|| async { metrics::render() }))
-        .route("/docs", get(|| async { Html(include_str!("docs.html")) }))
+        .merge(crate::docs::router())
         .fallback(http::not_found_fallback)
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
         .layer(Extension(authenticator))

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod docs;
 pub mod models;
 pub mod telemetry;
 
