@@ -114,3 +114,11 @@ ensure_python_openai() {
   python3 -m pip install -q --disable-pip-version-check openai \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages openai
 }
+
+# Debian's Chromium, for the test that renders /docs headless.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return
+  say "installing Chromium (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}

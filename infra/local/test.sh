@@ -19,6 +19,8 @@ done
 
 # The chat tests drive the gateway with the official OpenAI Python SDK.
 ensure_python_openai
+# The docs test renders /docs in headless Chromium.
+ensure_chromium
 
 cd "$ROOT"
 say "building the workspace"
