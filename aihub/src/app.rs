@@ -269,6 +269,7 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
             let max = config.max_body_bytes;
             move |request, next| http::limit_body(max, request, next)
         }))
+        .layer(middleware::from_fn(http::error_shape))
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn(http::request_id))
 }

@@ -1,10 +1,11 @@
-//! HTTP plumbing every route file uses: request ids, a JSON body extractor and a path-id
-//! extractor that answer in our error shape, and fallbacks for unknown routes and methods.
+//! HTTP plumbing every route file uses: request ids, JSON body, query and path-id extractors
+//! that answer in our error shape, fallbacks for unknown routes and methods, and a last line
+//! that puts any other error response (axum's own rejections) into that shape.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -72,15 +73,13 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
                 .next()
                 .unwrap_or("invalid body")
                 .to_string();
-            let param = detail.split('`').nth(1).map(str::to_owned);
-            let error = ApiError::bad_request(
-                "invalid_body",
-                format!("The request body is invalid: {detail}"),
-            );
-            match param {
-                Some(p) => error.with_param(&p),
-                None => error,
-            }
+            with_named_param(
+                ApiError::bad_request(
+                    "invalid_body",
+                    format!("The request body is invalid: {detail}"),
+                ),
+                &detail,
+            )
         }
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request("invalid_json", "The request body is not valid JSON.")
@@ -94,6 +93,59 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         other => ApiError::bad_request("invalid_body", other.body_text()),
     }
+}
+
+/// The field a deserializer's message names: the path serde_path_to_error puts first
+/// ("org_id: UUID parsing failed…"), or the field in "missing field `name`" or
+/// "Cannot parse `id` with value …".
+fn named_field(detail: &str) -> Option<String> {
+    if let Some((path, _)) = detail.split_once(": ") {
+        if !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+        {
+            return Some(path.to_string());
+        }
+    }
+    ["field `", "parse `"].iter().find_map(|marker| {
+        let (_, rest) = detail.split_once(marker)?;
+        rest.split_once('`').map(|(field, _)| field.to_string())
+    })
+}
+
+fn with_named_param(error: ApiError, detail: &str) -> ApiError {
+    match named_field(detail) {
+        Some(param) => error.with_param(&param),
+        None => error,
+    }
+}
+
+/// A query string; one that does not parse (a repeated field, a number that is not one) is
+/// refused in the OpenAI error shape, naming the field.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(query_rejection(&rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: &QueryRejection) -> ApiError {
+    let text = rejection.body_text();
+    let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+    with_named_param(
+        ApiError::bad_request(
+            "invalid_query",
+            format!("The query string is invalid: {detail}"),
+        ),
+        detail,
+    )
 }
 
 /// A resource id from the path; anything that is not a UUID cannot name a resource, so it is 404.
@@ -124,6 +176,67 @@ pub async fn method_not_allowed_fallback() -> Response {
     );
     error.status = StatusCode::METHOD_NOT_ALLOWED;
     error.into_response()
+}
+
+/// The most of a plain-text error body read to reword it.
+const REJECTION_TEXT_LIMIT: usize = 4 * 1024;
+
+/// Middleware, the last line of the error contract: an error response that is not JSON — one of
+/// axum's own rejections (a query or path that does not parse, a body over the limit, a missing
+/// layer) — is answered in the OpenAI error shape with the same status. A client error keeps
+/// axum's wording, which names what was wrong; a server error's text is logged, never sent.
+pub async fn error_shape(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REJECTION_TEXT_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let mut error = if status.is_server_error() {
+        let mut error =
+            ApiError::internal(anyhow::anyhow!("{status} without our error shape: {text}"));
+        error.status = status;
+        error
+    } else {
+        let message = if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("Bad request")
+                .to_string()
+        } else {
+            text
+        };
+        let code = match status {
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "invalid_content_type",
+            _ => "invalid_request",
+        };
+        let detail = message.split_once(": ").map_or("", |(_, d)| d);
+        let mut error = with_named_param(ApiError::bad_request(code, message.clone()), detail);
+        error.status = status;
+        error
+    }
+    .into_response();
+    // Headers the original answer carried (`allow`, `retry-after`, …) stay, but not its type or
+    // length, which belonged to the old body.
+    let mut headers = parts.headers;
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in error.headers() {
+        headers.insert(name.clone(), value.clone());
+    }
+    *error.headers_mut() = headers;
+    error
 }
 
 impl ApiError {
@@ -210,5 +323,96 @@ pub async fn limit_body(max: usize, request: Request, next: Next) -> Response {
             .into_response()
         }
         _ => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Page {
+        limit: Option<u32>,
+        org_id: Option<Uuid>,
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route("/ours", get(|Query(_): Query<Page>| async { "ok" }))
+            .route(
+                "/axums/{id}",
+                get(
+                    |axum::extract::Path(_): axum::extract::Path<Uuid>,
+                     axum::extract::Query(_): axum::extract::Query<Page>| async {
+                        "ok"
+                    },
+                ),
+            )
+            .route(
+                "/broken",
+                get(|| async {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "SELECT secret FROM table",
+                    )
+                }),
+            )
+            .layer(axum::middleware::from_fn(error_shape))
+    }
+
+    async fn call(uri: &str) -> (StatusCode, Value) {
+        let response = app()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "{uri}"
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_query_that_does_not_parse_is_400_naming_the_field() {
+        let (status, body) = call("/ours?org_id=null&org_id=null").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_query");
+        assert_eq!(body["error"]["param"], "org_id");
+        let (status, body) = call("/ours?limit=-1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+
+    #[tokio::test]
+    async fn axums_own_rejections_are_put_in_the_openai_shape() {
+        let (status, body) = call(&format!("/axums/{}?limit=x", Uuid::nil())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["param"], "limit");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("query string"));
+        let (status, body) = call("/axums/not-a-uuid").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_request");
+    }
+
+    #[tokio::test]
+    async fn a_server_error_without_our_shape_hides_its_text() {
+        let (status, body) = call("/broken").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["type"], "server_error");
+        assert!(!body.to_string().contains("SELECT"), "{body}");
     }
 }
