@@ -66,19 +66,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
-            // serde's message names the field ("missing field `name`"); keep that part only.
-            let detail = e.body_text();
-            let detail = detail
-                .rsplit(": ")
-                .next()
-                .unwrap_or("invalid body")
-                .to_string();
+            // After axum's own prefix, serde's message names the field: "name: invalid type: …"
+            // or "missing field `name` at line 1 column 9".
+            let text = e.body_text();
+            let detail = text.split_once(": ").map_or("invalid body", |(_, d)| d);
             with_named_param(
                 ApiError::bad_request(
                     "invalid_body",
                     format!("The request body is invalid: {detail}"),
                 ),
-                &detail,
+                detail,
             )
         }
         JsonRejection::JsonSyntaxError(_) => {
@@ -406,6 +403,40 @@ mod tests {
         let (status, body) = call("/axums/not-a-uuid").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "invalid_request");
+    }
+
+    async fn post(body: &str) -> Value {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Org {
+            name: String,
+            tags: Vec<String>,
+        }
+        let app = Router::new().route(
+            "/",
+            axum::routing::post(|Json(_): Json<Org>| async { "ok" }),
+        );
+        let request = Request::post("/")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_of_the_wrong_shape_names_the_field() {
+        assert_eq!(post(r#"{"tags": []}"#).await["error"]["param"], "name");
+        let wrong_type = post(r#"{"name": 42, "tags": []}"#).await;
+        assert_eq!(wrong_type["error"]["param"], "name", "{wrong_type}");
+        assert_eq!(
+            post(r#"{"name": "n", "tags": [1]}"#).await["error"]["param"],
+            "tags[0]"
+        );
     }
 
     #[tokio::test]
