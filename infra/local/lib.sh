@@ -122,3 +122,11 @@ ensure_chromium() {
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
+
+# jq, which the README's first session (run as a test) uses.
+ensure_jq() {
+  command -v jq >/dev/null 2>&1 && return
+  say "installing jq (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
+}

@@ -19,8 +19,9 @@ done
 
 # The chat tests drive the gateway with the official OpenAI Python SDK.
 ensure_python_openai
-# The docs test renders /docs in headless Chromium.
+# The docs test renders /docs in headless Chromium; the README test runs its curl | jq session.
 ensure_chromium
+ensure_jq
 
 cd "$ROOT"
 say "building the workspace"
