@@ -130,3 +130,24 @@ ensure_jq() {
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
 }
+
+# schemathesis (PyPI), pinned, in a virtualenv of its own under the cache: its many dependencies
+# stay out of the system Python. The contract test finds it through SCHEMATHESIS.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  local venv="${AIHUB_CACHE:-$HOME/.cache/aihub}/schemathesis-$SCHEMATHESIS_VERSION"
+  export SCHEMATHESIS="$venv/bin/st"
+  # A virtualenv cannot be moved (its scripts name their interpreter by path): a stamp marks
+  # a finished install, and an unfinished one is made again.
+  [ -f "$venv/installed" ] && return
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    say "installing Python 3 venv (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  say "installing schemathesis $SCHEMATHESIS_VERSION into $venv (pip)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  touch "$venv/installed"
+}

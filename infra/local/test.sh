@@ -22,6 +22,8 @@ ensure_python_openai
 # The docs test renders /docs in headless Chromium; the README test runs its curl | jq session.
 ensure_chromium
 ensure_jq
+# The contract test fuzzes every operation of /openapi.json with schemathesis (sets SCHEMATHESIS).
+ensure_schemathesis
 
 cd "$ROOT"
 say "building the workspace"
