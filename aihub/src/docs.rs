@@ -62,16 +62,6 @@ pub fn router() -> Router {
         // The page's URLs are relative to `/docs`; from `/docs/` they would miss.
         .route("/docs/", get(|| async { Redirect::permanent("../docs") }))
         .route("/docs/assets/{file}", get(asset))
-        // TEMPORARY: a hand-written stand-in until the generated /openapi.json lands on main.
-        .route(
-            "/openapi.json",
-            get(|| async {
-                (
-                    [(CONTENT_TYPE, "application/json")],
-                    include_str!("docs/openapi.tmp.json"),
-                )
-            }),
-        )
 }
 
 async fn page() -> Response {
