@@ -76,7 +76,7 @@ impl Running {
 }
 
 #[derive(Clone)]
-struct Health {
+pub(crate) struct Health {
     pool: PgPool,
     brokers: String,
     roles: Roles,
@@ -257,9 +257,10 @@ async fn ensure_topic(config: Config, shutdown: CancellationToken) {
 fn router(api: Router, health: Health, authenticator: Authenticator, config: &Config) -> Router {
     Router::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(health))
-        .route("/metrics", get(|| async { metrics::render() }))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .route("/docs", get(|| async { Html(include_str!("docs.html")) }))
         .fallback(http::not_found_fallback)
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
@@ -271,6 +272,28 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
         }))
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn(http::request_id))
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"}))))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics_text() -> String {
+    metrics::render()
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::pretty(),
+    )
+        .into_response()
 }
 
 /// Records every request's route, status and duration.
@@ -290,7 +313,12 @@ async fn track(request: Request, next: Next) -> Response {
 }
 
 /// Ready when Postgres answers, the broker answers, and the roles of this process run.
-async fn readyz(State(health): State<Health>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Not ready; `checks` says what is missing", body = Object),
+    ))]
+pub(crate) async fn readyz(State(health): State<Health>) -> Response {
     let postgres = match health.pool.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod models;
+pub mod openapi;
 pub mod telemetry;
 
 pub use app::{start, Roles, Running};

@@ -65,14 +65,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
-            // serde's message names the field ("missing field `name`"); keep that part only.
-            let detail = e.body_text();
-            let detail = detail
-                .rsplit(": ")
-                .next()
-                .unwrap_or("invalid body")
-                .to_string();
-            let param = detail.split('`').nth(1).map(str::to_owned);
+            let (param, detail) = data_error(&e.body_text());
             let error = ApiError::bad_request(
                 "invalid_body",
                 format!("The request body is invalid: {detail}"),
@@ -94,6 +87,28 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         other => ApiError::bad_request("invalid_body", other.body_text()),
     }
+}
+
+/// The field and the reason of a body that is JSON but not the expected shape. axum writes
+/// `Failed to deserialize …: <path>: <serde's message>`, the path naming the field
+/// (`permissions[0]`), or no path when a field is missing (serde names it in backticks).
+fn data_error(text: &str) -> (Option<String>, String) {
+    let detail = text
+        .split_once("target type: ")
+        .map_or(text, |(_, rest)| rest)
+        .to_string();
+    let field = |path: &str| {
+        path.split(['.', '['])
+            .find(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some((path, reason)) = detail.split_once(": ") {
+        if !path.is_empty() && !path.contains(' ') && path != "." {
+            return (field(path), reason.to_string());
+        }
+    }
+    let named = detail.split('`').nth(1).map(str::to_owned);
+    (named, detail)
 }
 
 /// A resource id from the path; anything that is not a UUID cannot name a resource, so it is 404.
@@ -139,7 +154,7 @@ pub fn accepted_or(
     status: StatusCode,
     projected: bool,
     location: &str,
-    body: Option<serde_json::Value>,
+    body: Option<impl serde::Serialize>,
 ) -> Response {
     let status = if projected {
         status
@@ -210,5 +225,27 @@ pub async fn limit_body(max: usize, request: Request, next: Next) -> Response {
             .into_response()
         }
         _ => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_error_names_its_field() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        let (param, detail) = data_error(&format!(
+            "{prefix}role: unknown variant `superuser`, expected one of `owner`, `admin` at line 1 column 20"
+        ));
+        assert_eq!(param.as_deref(), Some("role"));
+        assert!(
+            detail.starts_with("unknown variant `superuser`"),
+            "{detail}"
+        );
+        let (param, _) = data_error(&format!("{prefix}permissions[0]: unknown variant `x`"));
+        assert_eq!(param.as_deref(), Some("permissions"));
+        let (param, _) = data_error(&format!("{prefix}missing field `name` at line 1 column 2"));
+        assert_eq!(param.as_deref(), Some("name"));
     }
 }

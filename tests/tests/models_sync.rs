@@ -553,7 +553,7 @@ async fn concurrent_syncs_record_one_event_and_a_stale_decision_conflicts() {
     assert!(
         matches!(
             lost,
-            Err(command_api::journal::AppendError::VersionConflict)
+            Err(command_api::journal::JournalError::VersionConflict)
         ),
         "{lost:?}"
     );

@@ -21,11 +21,11 @@ use uuid::Uuid;
 /// Pro's allowance is 1,000,000 tokens; the benchmark's organizations get far more, so no call is
 /// refused and every figure is of a granted call.
 const PLAN: Plan = Plan {
-    id: "bench",
+    id: platform::plans::PlanId::Enterprise,
     name: "Bench",
     price_cents: Some(0),
     tokens_per_month: Some(1_000_000_000_000),
-    model_tier: "premium",
+    model_tier: platform::plans::ModelTier::Premium,
     features: &[],
     rank: 0,
 };

@@ -12,7 +12,7 @@ use super::aggregate::{self, ImportedCatalog};
 use super::openrouter::{self, Skipped};
 use super::{SyncError, PROVIDER};
 use crate::command::{load_from, Loaded};
-use crate::journal::AppendError;
+use crate::journal::JournalError;
 use crate::Journal;
 
 /// How many times a sync decides again after losing a race.
@@ -79,13 +79,10 @@ pub async fn import(
                 let version = event.stream_version;
                 return Ok((Some(event), version));
             }
-            Err(AppendError::VersionConflict) => {
+            Err(JournalError::VersionConflict) => {
                 tracing::info!("another sync changed the catalog first; deciding again");
             }
-            Err(AppendError::Database(e)) => return Err(e.into()),
-            Err(e @ AppendError::ClaimTaken { .. }) => {
-                return Err(SyncError::Journal(e.to_string()))
-            }
+            Err(e) => return Err(SyncError::Journal(e.to_string())),
         }
     }
     Err(SyncError::Conflict { attempts: ATTEMPTS })
@@ -103,7 +100,7 @@ pub async fn append(
     synced: CatalogSynced,
     actor: &Actor,
     correlation_id: &str,
-) -> Result<EventEnvelope, AppendError> {
+) -> Result<EventEnvelope, JournalError> {
     let event = EventEnvelope::new(
         EventPayload::CatalogSynced(synced),
         None,

@@ -205,15 +205,16 @@ impl Gateway {
         let mut event = EventEnvelope::new(
             payload,
             Some(org_id),
-            format!("chat:{id}"),
+            events::StreamId::chat(id),
             1,
             actor,
             request_id.to_string(),
         );
         // The call belongs to the month the quota charged it to, also under a pinned clock.
         let now = self.clock.now();
-        event.occurred_at =
-            chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        event.occurred_at = chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
+            .unwrap_or(now)
+            .into();
         if self.events.send(event).await.is_err() {
             tracing::error!("chat event appender is gone; an event was lost");
         }

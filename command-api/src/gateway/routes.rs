@@ -235,7 +235,7 @@ async fn chat(
     force_stream: bool,
 ) -> Result<Response, ApiError> {
     let key = caller(&principal)?;
-    principal.require("chat:write")?;
+    principal.require(platform::access::Permission::ChatWrite)?;
     validate(&body)?;
     let name = body["model"].as_str().unwrap_or_default();
     let model = gateway.catalog().get(name).cloned().ok_or_else(|| {
@@ -245,8 +245,8 @@ async fn chat(
         .with_code("model_not_found")
         .with_param("model")
     })?;
-    let plan = platform::plans::plan(&key.plan).unwrap_or(&platform::plans::PLANS[0]);
-    if !plan.serves_tier(&model.tier) {
+    let plan = key.plan.plan();
+    if !plan.serves_tier(tier(&model.tier)) {
         return Err(ApiError::forbidden(
             "model_not_in_plan",
             format!(
@@ -584,9 +584,9 @@ fn available<'a>(
     catalog: &'a Catalog,
     principal: &Principal,
 ) -> impl Iterator<Item = &'a Model> + 'a {
-    let plan = principal.key().and_then(|k| platform::plans::plan(&k.plan));
+    let plan = principal.key().map(|k| k.plan.plan());
     catalog.models.iter().filter(move |m| {
-        plan.is_none_or(|p| p.serves_tier(&m.tier))
+        plan.is_none_or(|p| p.serves_tier(tier(&m.tier)))
             && m.deployments
                 .iter()
                 .any(|d| gateway.provider(&d.provider).is_some())
@@ -598,7 +598,7 @@ async fn models(
     State(gateway): State<Arc<Gateway>>,
     principal: Principal,
 ) -> Result<axum::Json<Value>, ApiError> {
-    principal.require("models:read")?;
+    principal.require(platform::access::Permission::ModelsRead)?;
     let catalog = gateway.catalog();
     let data: Vec<Value> = available(&gateway, &catalog, &principal)
         .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.deployments[0].provider}))
@@ -611,7 +611,7 @@ async fn chat_models(
     State(gateway): State<Arc<Gateway>>,
     principal: Principal,
 ) -> Result<axum::Json<Value>, ApiError> {
-    principal.require("models:read")?;
+    principal.require(platform::access::Permission::ModelsRead)?;
     let catalog = gateway.catalog();
     let data: Vec<Value> = available(&gateway, &catalog, &principal)
         .map(|m| {
@@ -637,4 +637,10 @@ async fn chat_models(
     Ok(axum::Json(
         json!({"object": "list", "data": data, "next_cursor": null}),
     ))
+}
+
+/// A model's tier as the catalog names it; a name we do not know is served as the top tier, so
+/// only the plans that serve everything can use it.
+fn tier(name: &str) -> platform::plans::ModelTier {
+    name.parse().unwrap_or(platform::plans::ModelTier::Premium)
 }
