@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod gemini;
+pub mod import;
 pub mod quota;
 pub mod routes;
 pub mod upstream;
@@ -17,10 +18,10 @@ use platform::config::{GatewayConfig, ProviderConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::aggregate::{stream_id, ImportedCatalog};
-use crate::command::Loaded;
-use crate::Journal;
 use catalog::{Catalog, Deployment};
+use command_api::catalog::aggregate::{stream_id, ImportedCatalog};
+use command_api::command::Loaded;
+use command_api::Journal;
 
 pub struct Gateway {
     /// The built-in or configured catalog; its names take precedence over imported ones.
@@ -102,7 +103,7 @@ impl Gateway {
     /// true when the catalog changed.
     pub async fn refresh_catalog(&self) -> Result<bool, platform::ApiError> {
         let mut imported = self.imported.lock().await;
-        let provider = crate::catalog::PROVIDER;
+        let provider = command_api::catalog::PROVIDER;
         if !imported
             .catch_up(&self.journal, &stream_id(provider))
             .await?
