@@ -3,11 +3,11 @@
 //! first byte reaches the client, a circuit breaker per deployment, and one event per call.
 
 pub mod catalog;
-pub mod gemini;
 pub mod import;
 pub mod quota;
 pub mod routes;
 pub mod upstream;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

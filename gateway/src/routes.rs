@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::catalog::{Catalog, Model};
-use super::gemini::{self, Usage};
 use super::quota;
-use super::upstream::{self, is_gemini, Failure};
+use super::upstream::{self, Failure};
+use super::wire::{self, Reply, Usage, WireFormat};
 use super::Gateway;
 
 /// The most choices one request may ask for.
@@ -213,19 +213,6 @@ impl CallRecord {
     }
 }
 
-fn openai_usage(value: &Value) -> Option<Usage> {
-    let usage = value.get("usage").filter(|u| u.is_object())?;
-    let prompt = usage["prompt_tokens"].as_u64().unwrap_or(0);
-    let completion = usage["completion_tokens"].as_u64().unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: usage["total_tokens"]
-            .as_u64()
-            .unwrap_or(prompt + completion),
-    })
-}
-
 async fn chat(
     gateway: Arc<Gateway>,
     principal: Principal,
@@ -371,26 +358,16 @@ async fn chat(
     if !streamed {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let upstream_body = match tokio::time::timeout(remaining, response.json::<Value>()).await {
-            Ok(Ok(value)) => value,
+            Ok(Ok(value)) if value.is_object() => value,
             _ => {
                 let error = ApiError::bad_gateway("The model provider's answer could not be read.");
                 record.failed(&error).await;
                 return Err(error);
             }
         };
-        let (mut out, usage) = if is_gemini(&provider) {
-            let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
-            gemini::response(
-                &upstream_body,
-                &id,
-                chrono::Utc::now().timestamp(),
-                &record.model.name,
-            )
-        } else {
-            let usage = openai_usage(&upstream_body).unwrap_or_default();
-            (upstream_body, usage)
-        };
-        out["model"] = Value::String(record.model.name.clone());
+        let format = wire::of(&provider);
+        let usage = format.usage(&upstream_body).unwrap_or_default();
+        let out = format.response(upstream_body, &Reply::new(&record.model.name));
         record
             .succeeded(
                 &provider_name,
@@ -409,13 +386,13 @@ async fn chat(
     }
 
     let (tx, rx) = mpsc::channel::<String>(64);
-    let gemini_upstream = is_gemini(&provider);
+    let format = wire::of(&provider);
     tokio::spawn(async move {
         relay_stream(
             record,
             response,
             tx,
-            gemini_upstream,
+            format,
             include_usage,
             provider_name,
             deployment.upstream_model,
@@ -447,15 +424,13 @@ async fn relay_stream(
     record: CallRecord,
     response: reqwest::Response,
     tx: mpsc::Sender<String>,
-    gemini_upstream: bool,
+    format: &'static dyn WireFormat,
     include_usage: bool,
     provider: String,
     upstream_model: String,
 ) {
     let mut data = Box::pin(upstream::sse_data(Box::pin(response.bytes_stream())));
-    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
-    let created = chrono::Utc::now().timestamp();
-    let name = record.model.name.clone();
+    let reply = Reply::new(&record.model.name);
     let (mut usage, mut ttft, mut first, mut disconnected, mut failure) =
         (None, None, true, false, None);
     while let Some(item) = data.next().await {
@@ -469,28 +444,19 @@ async fn relay_stream(
         if payload.trim() == "[DONE]" {
             break;
         }
-        let Ok(value) = serde_json::from_str::<Value>(&payload) else {
+        let Ok(event) = serde_json::from_str::<Value>(&payload) else {
             continue;
         };
-        let chunks = if gemini_upstream {
-            let (chunks, reported) = gemini::stream_chunk(&value, &id, created, &name, first);
-            if reported.is_some() {
-                usage = reported;
-            }
-            chunks
-        } else {
-            if let Some(reported) = openai_usage(&value) {
-                usage = Some(reported);
-            }
-            let usage_only = value["choices"].as_array().is_some_and(|c| c.is_empty());
+        if let Some(reported) = format.usage(&event) {
+            usage = Some(reported);
+        }
+        let chunks = format.chunks(event, &reply, first);
+        for chunk in chunks {
+            // The usage chunk goes only to a client that asked for it.
+            let usage_only = chunk["choices"].as_array().is_some_and(|c| c.is_empty());
             if usage_only && !include_usage {
                 continue;
             }
-            let mut value = value;
-            value["model"] = Value::String(name.clone());
-            vec![value]
-        };
-        for chunk in chunks {
             if ttft.is_none() {
                 ttft = Some(record.started.elapsed());
             }
@@ -514,10 +480,10 @@ async fn relay_stream(
         return;
     }
     let usage = usage.unwrap_or_default();
-    if gemini_upstream && include_usage && !disconnected {
-        let chunk = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": name, "choices": [],
-            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.total_tokens}});
-        let _ = tx.send(format!("data: {chunk}\n\n")).await;
+    if include_usage && !disconnected {
+        if let Some(chunk) = format.usage_chunk(usage, &reply) {
+            let _ = tx.send(format!("data: {chunk}\n\n")).await;
+        }
     }
     if !disconnected {
         disconnected = tx.send("data: [DONE]\n\n".to_string()).await.is_err();
