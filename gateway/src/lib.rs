@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod import;
 pub mod quota;
 pub mod routes;
+pub mod routing;
 pub mod upstream;
 pub mod wire;
 
@@ -15,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use events::{EventEnvelope, EventPayload};
 use platform::config::{GatewayConfig, ProviderConfig};
+use routing::{Breaker, BreakerPolicy, Step};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use catalog::{Catalog, Deployment};
+use catalog::{Catalog, Deployment, Model};
 use command_api::catalog::aggregate::{stream_id, ImportedCatalog};
 use command_api::command::Loaded;
 use command_api::Journal;
@@ -38,12 +40,6 @@ pub struct Gateway {
     pub pool: platform::db::PgPool,
     pub clock: platform::clock::Clock,
     pub quota: Arc<quota::leases::Leases>,
-}
-
-#[derive(Debug, Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
 }
 
 impl Gateway {
@@ -126,71 +122,32 @@ impl Gateway {
         self.providers.iter().find(|p| p.name == name)
     }
 
-    /// Deployments in the order to try them: by priority, weighted random inside a priority,
-    /// skipping providers that are not configured.
-    pub fn plan<'a>(&self, deployments: &'a [Deployment]) -> Vec<&'a Deployment> {
-        let mut available: Vec<&Deployment> = deployments
-            .iter()
-            .filter(|d| self.provider(&d.provider).is_some())
-            .collect();
-        available.sort_by_key(|d| d.priority);
-        let mut ordered = Vec::with_capacity(available.len());
-        for priority in available
-            .iter()
-            .map(|d| d.priority)
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let mut group: Vec<&Deployment> = available
-                .iter()
-                .copied()
-                .filter(|d| d.priority == priority)
-                .collect();
-            while !group.is_empty() {
-                let total: u64 = group.iter().map(|d| u64::from(d.weight.max(1))).sum();
-                let mut pick = (uuid::Uuid::new_v4().as_u128() % u128::from(total)) as u64;
-                let index = group
-                    .iter()
-                    .position(|d| {
-                        let w = u64::from(d.weight.max(1));
-                        if pick < w {
-                            true
-                        } else {
-                            pick -= w;
-                            false
-                        }
-                    })
-                    .unwrap_or(0);
-                ordered.push(group.remove(index));
-            }
-        }
-        ordered
-    }
-
-    fn breaker_key(deployment: &Deployment) -> String {
-        format!("{}/{}", deployment.provider, deployment.upstream_model)
-    }
-
-    /// False while the deployment's circuit is open.
-    pub fn allows(&self, deployment: &Deployment) -> bool {
+    /// The order in which a call tries `model`'s deployments now (`routing::plan`).
+    pub fn plan<'a>(&'a self, model: &'a Model) -> Vec<Step<'a>> {
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        breakers
-            .get(&Self::breaker_key(deployment))
-            .and_then(|b| b.open_until)
-            .is_none_or(|until| until <= Instant::now())
+        routing::plan(
+            &model.deployments,
+            &self.providers,
+            &breakers,
+            Instant::now(),
+            &mut random_below,
+        )
     }
 
+    /// Counts an attempt's outcome in the deployment's circuit breaker.
     pub fn record(&self, deployment: &Deployment, ok: bool) {
+        let policy = BreakerPolicy {
+            failures: self.config.breaker_failures,
+            cooldown: self.config.breaker_cooldown,
+        };
+        let key = routing::breaker_key(deployment);
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let breaker = breakers.entry(Self::breaker_key(deployment)).or_default();
-        if ok {
-            *breaker = Breaker::default();
-            return;
-        }
-        breaker.failures += 1;
-        if breaker.failures >= self.config.breaker_failures {
-            breaker.open_until = Some(Instant::now() + self.config.breaker_cooldown);
-            breaker.failures = 0;
-            tracing::warn!(deployment = %Self::breaker_key(deployment), "circuit opened");
+        if breakers
+            .entry(key.clone())
+            .or_default()
+            .record(ok, Instant::now(), policy)
+        {
+            tracing::warn!(deployment = %key, "circuit opened");
         }
     }
 
@@ -219,6 +176,11 @@ impl Gateway {
             tracing::error!("chat event appender is gone; an event was lost");
         }
     }
+}
+
+/// A uniformly random number below `total` (at least 1).
+fn random_below(total: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() % u128::from(total.max(1))) as u64
 }
 
 /// The write side does not read read models, so the gateway follows the catalog stream in the

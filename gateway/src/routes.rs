@@ -289,16 +289,10 @@ async fn chat(
     record.reservation = Some(reservation);
     let deadline = record.started + gateway.config.deadline;
     let mut chosen = None;
-    let plan: Vec<_> = gateway
-        .plan(&record.model.deployments)
-        .into_iter()
-        .cloned()
-        .collect();
-    for deployment in &plan {
-        let Some(provider) = gateway.provider(&deployment.provider).cloned() else {
-            continue;
-        };
-        if !gateway.allows(deployment) {
+    let model = record.model.clone();
+    for step in gateway.plan(&model) {
+        let (deployment, provider) = (step.deployment, step.provider);
+        if step.skipped() {
             record
                 .attempts
                 .push(attempt(deployment, "circuit_open", Duration::ZERO));
@@ -312,7 +306,7 @@ async fn chat(
         let timeout = gateway.config.upstream_timeout.min(remaining);
         match upstream::send(
             &gateway.http,
-            &provider,
+            provider,
             &deployment.upstream_model,
             &body,
             streamed,
@@ -325,7 +319,7 @@ async fn chat(
                 record
                     .attempts
                     .push(attempt(deployment, "ok", tried.elapsed()));
-                chosen = Some((deployment.clone(), provider, response));
+                chosen = Some((deployment.clone(), provider.clone(), response));
                 break;
             }
             Err(Failure::Retryable { outcome, .. }) => {
