@@ -140,7 +140,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )
         .await?;
         tasks.push(appender);
-        api = api.merge(gateway::routes::router(gateway));
+        api = api.merge(gateway::router(gateway));
         if !config.billing_close_every.is_zero() {
             tasks.push(tokio::spawn(
                 command_api::billing::close::close_periods_when_due(

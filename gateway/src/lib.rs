@@ -1,11 +1,23 @@
-//! The chat gateway: OpenAI-compatible endpoints in front of OpenRouter, Gemini and any
-//! OpenAI-compatible server, with ordered, weighted deployments per model, failover before the
-//! first byte reaches the client, a circuit breaker per deployment, and one event per call.
+//! The data plane of AI Hub: OpenAI-compatible chat and model endpoints in front of OpenRouter,
+//! Gemini and any OpenAI-compatible server, with ordered, weighted deployments per model,
+//! failover before the first byte reaches the client, a circuit breaker per deployment, monthly
+//! token quotas, and one event per call. The control plane (`command-api`) owns the journal and
+//! the catalog aggregate this crate reads; it never depends on this crate.
+//!
+//! - `chat/`: the chat handler and its steps (request, call and its event, dispatch, respond);
+//!   `models.rs`: the model lists; `access.rs`: permissions and plans.
+//! - `wire/`: one module per provider wire format behind `WireFormat`; `upstream.rs`: the HTTP
+//!   client, sending and SSE framing.
+//! - `routing.rs`: the pure routing plan and circuit breakers; `catalog.rs`: models and
+//!   deployments; `quota/`: token leases (`lease.rs` pure, `leases.rs` the I/O).
+//! - `import/`: reading OpenRouter's model list for `aihub models sync`.
 
+pub mod access;
 pub mod catalog;
+pub mod chat;
 pub mod import;
+pub mod models;
 pub mod quota;
-pub mod routes;
 pub mod routing;
 pub mod upstream;
 pub mod wire;
@@ -118,10 +130,6 @@ impl Gateway {
         Ok(true)
     }
 
-    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
-        self.providers.iter().find(|p| p.name == name)
-    }
-
     /// The order in which a call tries `model`'s deployments now (`routing::plan`).
     pub fn plan<'a>(&'a self, model: &'a Model) -> Vec<Step<'a>> {
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
@@ -176,6 +184,18 @@ impl Gateway {
             tracing::error!("chat event appender is gone; an event was lost");
         }
     }
+}
+
+/// `POST /chat/completions`, `POST /chat/stream`, `GET /chat/models` and `GET /models`, under
+/// `/api/v1`.
+pub fn router(gateway: Arc<Gateway>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/chat/completions", post(chat::completions))
+        .route("/chat/stream", post(chat::stream))
+        .route("/chat/models", get(models::chat_models))
+        .route("/models", get(models::models))
+        .with_state(gateway)
 }
 
 /// A uniformly random number below `total` (at least 1).
