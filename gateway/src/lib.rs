@@ -31,6 +31,9 @@ use platform::config::{GatewayConfig, ProviderConfig};
 use routing::{Breaker, BreakerPolicy, Step};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use catalog::{Catalog, Deployment, Model};
 use command_api::catalog::aggregate::{stream_id, ImportedCatalog};
@@ -187,16 +190,30 @@ impl Gateway {
 }
 
 /// `POST /chat/completions`, `POST /chat/stream`, `GET /chat/models` and `GET /models`, under
-/// `/api/v1`.
-pub fn router(gateway: Arc<Gateway>) -> axum::Router {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/chat/completions", post(chat::completions))
-        .route("/chat/stream", post(chat::stream))
-        .route("/chat/models", get(models::chat_models))
-        .route("/models", get(models::models))
-        .with_state(gateway)
+/// `/api/v1`, with their OpenAPI paths.
+pub fn router(gateway: Arc<Gateway>) -> OpenApiRouter {
+    routes().with_state(gateway)
 }
+
+fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(chat::completions))
+        .routes(routes!(chat::stream))
+        .routes(routes!(models::chat_models))
+        .routes(routes!(models::models))
+}
+
+/// What the paths alone do not bring into the document: the tags, and the stream's chunk,
+/// which travels inside `text/event-stream`.
+#[derive(OpenApi)]
+#[openapi(
+    tags(
+        (name = "chat", description = "OpenAI-compatible chat completions, whole or streamed as server-sent events, routed to the model's providers with failover."),
+        (name = "models", description = "The models the caller's plan serves."),
+    ),
+    components(schemas(chat::schema::ChatCompletionChunk))
+)]
+struct Api;
 
 /// A uniformly random number below `total` (at least 1).
 fn random_below(total: u64) -> u64 {
@@ -276,6 +293,87 @@ async fn append_events(
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn document() -> Value {
+        serde_json::to_value(routes().into_openapi()).expect("serializes")
+    }
+
+    #[test]
+    fn every_endpoint_is_documented_with_its_tag_bearer_security_and_error_shape() {
+        let doc = document();
+        let operations = [
+            ("/chat/completions", "post", "chat"),
+            ("/chat/stream", "post", "chat"),
+            ("/chat/models", "get", "models"),
+            ("/models", "get", "models"),
+        ];
+        assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(4));
+        for (path, method, tag) in operations {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(operation["tags"], serde_json::json!([tag]), "{path}");
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{"bearer": []}]),
+                "{path}"
+            );
+            let responses = operation["responses"].as_object().expect("responses");
+            assert!(responses.contains_key("200"), "{path}");
+            for (status, response) in responses.iter().filter(|(s, _)| *s != "200") {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorResponse",
+                    "{path} {status}"
+                );
+            }
+            for status in ["401", "403", "500", "503"] {
+                assert!(responses.contains_key(status), "{path} {status}");
+            }
+        }
+        let chat = &doc["paths"]["/chat/completions"]["post"];
+        assert_eq!(
+            chat["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ChatCompletionRequest"
+        );
+        let answer = &chat["responses"]["200"]["content"];
+        assert_eq!(
+            answer["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ChatCompletion"
+        );
+        assert!(answer["text/event-stream"].is_object());
+        for status in ["400", "404", "413", "429", "502", "504"] {
+            assert!(chat["responses"][status].is_object(), "{status}");
+        }
+    }
+
+    #[test]
+    fn the_schemas_the_paths_name_are_all_in_the_document() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for name in [
+            "ChatCompletionRequest",
+            "ChatMessage",
+            "ChatCompletion",
+            "ChatCompletionChunk",
+            "ModelList",
+            "ChatModelList",
+            "ErrorResponse",
+            "ErrorDetail",
+        ] {
+            assert!(schemas.contains_key(name), "{name} is missing");
+        }
+        let text = doc.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap_or_default();
+            assert!(schemas.contains_key(name), "dangling $ref to {name}");
         }
     }
 }

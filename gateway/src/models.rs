@@ -6,8 +6,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use platform::config::ProviderConfig;
 use platform::plans::Plan;
-use platform::{ApiError, Principal};
-use serde_json::{json, Value};
+use platform::{ApiError, ErrorResponse, Principal};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::access::{self, Action};
 use crate::catalog::{Catalog, Model};
@@ -48,48 +49,151 @@ fn plan_of(principal: &Principal) -> Result<Option<&'static Plan>, ApiError> {
     principal.key().map(access::plan_of).transpose()
 }
 
+/// OpenAI's model list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    #[schema(example = "list")]
+    pub object: String,
+    pub data: Vec<ModelObject>,
+}
+
+/// A model in OpenAI's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelObject {
+    /// The name to put in a chat request's `model`.
+    #[schema(example = "gpt-4o-mini")]
+    pub id: String,
+    /// Always `model`.
+    #[schema(example = "model")]
+    pub object: String,
+    /// Always 0: the catalog does not record when a model appeared.
+    pub created: i64,
+    /// The provider of the model's first deployment.
+    #[schema(example = "openrouter")]
+    pub owned_by: String,
+}
+
+/// The models the caller may use, with what they cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChatModelList {
+    /// Always `list`.
+    #[schema(example = "list")]
+    pub object: String,
+    pub data: Vec<ChatModel>,
+    /// Always null: the whole list is one page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChatModel {
+    #[schema(example = "gpt-4o-mini")]
+    pub id: String,
+    /// Always `model`.
+    #[schema(example = "model")]
+    pub object: String,
+    /// `basic`, `advanced` or `premium`; a plan serves the tiers up to its own.
+    #[schema(example = "basic")]
+    pub tier: String,
+    /// The most tokens of prompt and completion together.
+    pub context_length: u64,
+    /// The configured providers serving it, in the catalog's order.
+    pub providers: Vec<String>,
+    pub pricing: Pricing,
+}
+
+/// Prices in US dollars per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Pricing {
+    #[schema(example = 0.15)]
+    pub input_usd_per_million_tokens: f64,
+    #[schema(example = 0.6)]
+    pub output_usd_per_million_tokens: f64,
+}
+
+/// Models in OpenAI's list shape, so the OpenAI SDKs' `models.list()` works.
+#[utoipa::path(
+    get,
+    path = "/models",
+    tag = "models",
+    operation_id = "list_models",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The models the caller's plan serves, with a configured provider.", body = ModelList),
+        (status = 401, description = "No valid bearer token.", body = ErrorResponse),
+        (status = 403, description = "The key lacks `models:read` (`missing_permission`).", body = ErrorResponse),
+        (status = 500, description = "The organization's plan is unknown to this gateway (`unknown_plan`).", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry.", body = ErrorResponse),
+    )
+)]
 pub async fn models(
     State(gateway): State<Arc<Gateway>>,
     principal: Principal,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ModelList>, ApiError> {
     access::authorize(&principal, Action::ListModels)?;
     let catalog = gateway.catalog();
-    let data: Vec<Value> = available(&catalog, &gateway.providers, plan_of(&principal)?)
-        .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.deployments[0].provider}))
+    let data = available(&catalog, &gateway.providers, plan_of(&principal)?)
+        .map(|m| ModelObject {
+            id: m.name.clone(),
+            object: "model".into(),
+            created: 0,
+            owned_by: m
+                .deployments
+                .first()
+                .map(|d| d.provider.clone())
+                .unwrap_or_default(),
+        })
         .collect();
-    Ok(axum::Json(json!({"object": "list", "data": data})))
+    Ok(axum::Json(ModelList {
+        object: "list".into(),
+        data,
+    }))
 }
 
+/// The models the caller may use, with tier, context length, providers and prices.
+#[utoipa::path(
+    get,
+    path = "/chat/models",
+    tag = "models",
+    operation_id = "list_chat_models",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The models the caller's plan serves, with a configured provider.", body = ChatModelList),
+        (status = 401, description = "No valid bearer token.", body = ErrorResponse),
+        (status = 403, description = "The key lacks `models:read` (`missing_permission`).", body = ErrorResponse),
+        (status = 500, description = "The organization's plan is unknown to this gateway (`unknown_plan`).", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable; retry.", body = ErrorResponse),
+    )
+)]
 pub async fn chat_models(
     State(gateway): State<Arc<Gateway>>,
     principal: Principal,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ChatModelList>, ApiError> {
     access::authorize(&principal, Action::ListModels)?;
     let catalog = gateway.catalog();
-    let data: Vec<Value> = available(&catalog, &gateway.providers, plan_of(&principal)?)
-        .map(|m| {
-            let providers: Vec<&str> = m
+    let data = available(&catalog, &gateway.providers, plan_of(&principal)?)
+        .map(|m| ChatModel {
+            id: m.name.clone(),
+            object: "model".into(),
+            tier: m.tier.clone(),
+            context_length: m.context_length,
+            providers: m
                 .deployments
                 .iter()
                 .filter(|d| configured(&gateway.providers, &d.provider))
-                .map(|d| d.provider.as_str())
-                .collect();
-            json!({
-                "id": m.name,
-                "object": "model",
-                "tier": m.tier,
-                "context_length": m.context_length,
-                "providers": providers,
-                "pricing": {
-                    "input_usd_per_million_tokens": m.input_micros_per_mtok as f64 / 1e6,
-                    "output_usd_per_million_tokens": m.output_micros_per_mtok as f64 / 1e6,
-                },
-            })
+                .map(|d| d.provider.clone())
+                .collect(),
+            pricing: Pricing {
+                input_usd_per_million_tokens: m.input_micros_per_mtok as f64 / 1e6,
+                output_usd_per_million_tokens: m.output_micros_per_mtok as f64 / 1e6,
+            },
         })
         .collect();
-    Ok(axum::Json(
-        json!({"object": "list", "data": data, "next_cursor": null}),
-    ))
+    Ok(axum::Json(ChatModelList {
+        object: "list".into(),
+        data,
+        next_cursor: None,
+    }))
 }
 
 #[cfg(test)]

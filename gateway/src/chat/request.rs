@@ -4,20 +4,11 @@
 use platform::ApiError;
 use serde_json::{json, Value};
 
+use super::schema::Role;
 use crate::quota;
 
 /// The most choices one request may ask for.
 pub const MAX_N: u64 = 4;
-
-/// The roles OpenAI's Chat Completions accepts.
-const ROLES: [&str; 6] = [
-    "system",
-    "developer",
-    "user",
-    "assistant",
-    "tool",
-    "function",
-];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
@@ -92,7 +83,7 @@ fn validate(body: &Value) -> Result<(), ApiError> {
         })?;
     for (i, message) in messages.iter().enumerate() {
         let role = message["role"].as_str().unwrap_or_default();
-        if !ROLES.contains(&role) {
+        if serde_json::from_value::<Role>(json!(role)).is_err() {
             return Err(ApiError::invalid_param(
                 "messages",
                 format!("messages[{i}].role {role:?} is not a valid role."),
@@ -168,7 +159,14 @@ mod tests {
 
     #[test]
     fn every_openai_role_is_accepted_and_no_other() {
-        for role in ROLES {
+        for role in [
+            "system",
+            "developer",
+            "user",
+            "assistant",
+            "tool",
+            "function",
+        ] {
             let body = json!({"model": "m", "messages": [{"role": role, "content": "x"}]});
             assert!(ChatRequest::parse(body, false).is_ok(), "{role}");
         }
