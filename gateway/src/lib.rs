@@ -203,10 +203,12 @@ fn routes() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(models::models))
 }
 
-/// What the paths alone do not bring into the document: the tags, and the stream's chunk,
-/// which travels inside `text/event-stream`.
+/// What the paths alone do not bring into the document: the tags, the bearer scheme they name,
+/// and the stream's chunk, which travels inside `text/event-stream`. A document this is merged
+/// into keeps its own entries of the same names.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerScheme),
     tags(
         (name = "chat", description = "OpenAI-compatible chat completions, whole or streamed as server-sent events, routed to the model's providers with failover."),
         (name = "models", description = "The models the caller's plan serves."),
@@ -214,6 +216,24 @@ fn routes() -> OpenApiRouter<Arc<Gateway>> {
     components(schemas(chat::schema::ChatCompletionChunk))
 )]
 struct Api;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "An API key of an organization (`aihub-sk-…`) or the platform-admin token.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// A uniformly random number below `total` (at least 1).
 fn random_below(total: u64) -> u64 {
@@ -370,6 +390,10 @@ mod tests {
         ] {
             assert!(schemas.contains_key(name), "{name} is missing");
         }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
         let text = doc.to_string();
         for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = reference.split('"').next().unwrap_or_default();
