@@ -110,7 +110,7 @@ const STREAM_EXAMPLE: &str = concat!(
     "data: [DONE]\n\n",
 );
 
-/// Refusals before the call is made (403, 400, 404) end in no event; from the quota on, every
+/// Refusals before the call is made (403, 400, 404, 500) end in no event; from the quota on, every
 /// outcome is the call's one event.
 async fn chat(
     gateway: Arc<Gateway>,
