@@ -35,7 +35,9 @@ ensure_postgres() {
   fi
   say "starting PostgreSQL $version"
   pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || pg_ctlcluster "$version" main start || true
-  for _ in $(seq 1 50); do
+  # A cluster that was not shut down cleanly replays its WAL first; on a busy machine that can
+  # take a while, so wait up to 90 s for it to accept connections.
+  for _ in $(seq 1 450); do
     pg_isready -q -h 127.0.0.1 -p 5432 && break
     sleep 0.2
   done
@@ -46,7 +48,7 @@ ensure_postgres() {
     say "trusting loopback connections in $hba"
     sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
     pg_ctlcluster --skip-systemctl-redirect "$version" main reload 2>/dev/null || pg_ctlcluster "$version" main reload
-    sleep 1
+    for _ in $(seq 1 50); do pg_ready && break; sleep 0.2; done
   fi
   pg_ready || { echo "PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres" >&2; exit 1; }
 }
