@@ -132,7 +132,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             config.clock,
         );
         api = api.merge(command_api::routes(state));
-        let (gateway, appender) = command_api::gateway::Gateway::new(
+        let (data_plane, appender) = gateway::Gateway::new(
             config.gateway.clone(),
             command_api::Journal::new(pool.clone()),
             config.clock,
@@ -140,7 +140,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )
         .await?;
         tasks.push(appender);
-        api = api.merge(command_api::gateway::routes::router(gateway));
+        let (chat_routes, _) = gateway::router(data_plane).split_for_parts();
+        api = api.merge(chat_routes);
         if !config.billing_close_every.is_zero() {
             tasks.push(tokio::spawn(
                 command_api::billing::close::close_periods_when_due(

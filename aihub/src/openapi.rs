@@ -57,6 +57,7 @@ fn build() -> OpenApi {
     );
     api.merge(command_api::router().split_for_parts().1);
     api.merge(read_api::router().split_for_parts().1);
+    api.merge(gateway::openapi());
     let mut api = nest(api);
     api.merge(Root::openapi());
     let root = Root::openapi();
@@ -201,6 +202,8 @@ mod tests {
             "/api/v1/users/{id}/roles/{role}",
             "/api/v1/api-keys/{id}/permissions",
             "/api/v1/billing/usage/export",
+            "/api/v1/chat/completions",
+            "/api/v1/models",
             "/healthz",
         ] {
             assert!(paths.contains_key(path), "{path} is not documented");

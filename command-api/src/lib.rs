@@ -9,7 +9,6 @@ pub mod catalog;
 pub mod command;
 pub mod commit;
 pub mod consistency;
-pub mod gateway;
 pub mod journal;
 pub mod organizations;
 pub mod relay;

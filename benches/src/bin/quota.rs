@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benches::{load_average, machine, percentiles};
-use command_api::gateway::quota::leases::{LeaseConfig, Leases};
-use command_api::gateway::quota::{lease::Sizing, prompt_upper_bound};
 use e2e::Env;
+use gateway::quota::leases::{LeaseConfig, Leases};
+use gateway::quota::{lease::Sizing, prompt_upper_bound};
 use platform::plans::Plan;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
