@@ -76,7 +76,7 @@ impl Running {
 }
 
 #[derive(Clone)]
-struct Health {
+pub(crate) struct Health {
     pool: PgPool,
     brokers: String,
     roles: Roles,
@@ -132,7 +132,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             config.clock,
         );
         api = api.merge(command_api::routes(state));
-        let (gateway, appender) = command_api::gateway::Gateway::new(
+        let (data_plane, appender) = gateway::Gateway::new(
             config.gateway.clone(),
             command_api::Journal::new(pool.clone()),
             config.clock,
@@ -140,7 +140,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )
         .await?;
         tasks.push(appender);
-        api = api.merge(command_api::gateway::routes::router(gateway));
+        let (chat_routes, _) = gateway::router(data_plane).split_for_parts();
+        api = api.merge(chat_routes);
         if !config.billing_close_every.is_zero() {
             tasks.push(tokio::spawn(
                 command_api::billing::close::close_periods_when_due(
@@ -257,9 +258,10 @@ async fn ensure_topic(config: Config, shutdown: CancellationToken) {
 fn router(api: Router, health: Health, authenticator: Authenticator, config: &Config) -> Router {
     Router::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(health))
-        .route("/metrics", get(|| async { metrics::render() }))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .merge(crate::docs::router())
         .fallback(http::not_found_fallback)
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
@@ -272,6 +274,28 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
         .layer(middleware::from_fn(http::error_shape))
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn(http::request_id))
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"}))))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics_text() -> String {
+    metrics::render()
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::pretty(),
+    )
+        .into_response()
 }
 
 /// Records every request's route, status and duration.
@@ -291,7 +315,12 @@ async fn track(request: Request, next: Next) -> Response {
 }
 
 /// Ready when Postgres answers, the broker answers, and the roles of this process run.
-async fn readyz(State(health): State<Health>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Not ready; `checks` says what is missing", body = Object),
+    ))]
+pub(crate) async fn readyz(State(health): State<Health>) -> Response {
     let postgres = match health.pool.get().await {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,

@@ -54,6 +54,8 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `docs/openapi.json` holds).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +152,10 @@ where
         Command::Models {
             command: ModelsCommand::Sync,
         } => crate::models::sync(config).await,
+        Command::Openapi => {
+            print!("{}", crate::openapi::pretty());
+            Ok(())
+        }
     }
 }
 

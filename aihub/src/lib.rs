@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod docs;
 pub mod models;
+pub mod openapi;
 pub mod telemetry;
 
 pub use app::{start, Roles, Running};

@@ -2,8 +2,8 @@
 //! what changed, and records it as one `catalog.synced` event (none when nothing changed). The
 //! relay of a running command API publishes it; gateways pick it up on their next refresh.
 
-use command_api::catalog::sync::{self, Report};
 use events::{Actor, ActorType};
+use gateway::import::{self as sync, Report};
 use platform::Config;
 
 pub async fn sync(config: Config) -> anyhow::Result<()> {

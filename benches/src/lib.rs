@@ -187,7 +187,7 @@ pub fn usage_event(org: uuid::Uuid, i: usize) -> events::EventEnvelope {
     EventEnvelope::new(
         payload,
         Some(org),
-        format!("chat:{}", uuid::Uuid::now_v7()),
+        events::StreamId::chat(uuid::Uuid::now_v7()),
         1,
         Actor::system(),
         format!("bench-{i}"),

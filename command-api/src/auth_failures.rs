@@ -80,7 +80,7 @@ async fn flush(journal: &Journal, buckets: &mut BTreeMap<Bucket, AuthFailed>) {
             EventEnvelope::new(
                 EventPayload::AuthFailed(data),
                 org_id,
-                format!("auth_failure:{id}"),
+                events::StreamId::auth_failure(id),
                 1,
                 actor,
                 format!("auth-failures-{id}"),

@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use events::{Actor, EventEnvelope, EventPayload};
+use events::{Actor, EventEnvelope, EventPayload, StreamId};
 use platform::http::{ClientIp, RequestId};
 use platform::{ApiError, Principal};
 use uuid::Uuid;
@@ -28,14 +28,14 @@ pub struct Loaded<A> {
 
 pub async fn load<A: Aggregate>(
     state: &CommandState,
-    stream_id: &str,
+    stream_id: &StreamId,
 ) -> Result<Loaded<A>, ApiError> {
     load_from(&state.journal, stream_id).await
 }
 
 pub async fn load_from<A: Aggregate>(
     journal: &Journal,
-    stream_id: &str,
+    stream_id: &StreamId,
 ) -> Result<Loaded<A>, ApiError> {
     let mut loaded = Loaded {
         state: A::default(),
@@ -47,7 +47,11 @@ pub async fn load_from<A: Aggregate>(
 
 impl<A: Aggregate> Loaded<A> {
     /// Applies the stream's events written since it was loaded; true when there were any.
-    pub async fn catch_up(&mut self, journal: &Journal, stream_id: &str) -> Result<bool, ApiError> {
+    pub async fn catch_up(
+        &mut self,
+        journal: &Journal,
+        stream_id: &StreamId,
+    ) -> Result<bool, ApiError> {
         let newer = journal.load_after(stream_id, self.version).await?;
         let Some(last) = newer.last().map(|e| e.stream_version) else {
             return Ok(false);
@@ -140,7 +144,7 @@ impl Batch<'_> {
     /// Adds events to a stream that was at `version`; returns the stream's new version.
     pub fn push(
         &mut self,
-        stream_id: &str,
+        stream_id: &StreamId,
         org_id: Option<Uuid>,
         version: i64,
         payloads: Vec<EventPayload>,
@@ -151,7 +155,7 @@ impl Batch<'_> {
             self.events.push(EventEnvelope::new(
                 payload,
                 org_id,
-                stream_id.to_string(),
+                stream_id.clone(),
                 next,
                 self.ctx.actor.clone(),
                 self.ctx.request_id.clone(),
@@ -160,12 +164,12 @@ impl Batch<'_> {
         next
     }
 
-    pub fn take(&mut self, scope: &'static str, value: String, stream_id: &str) {
+    pub fn take(&mut self, scope: &'static str, value: String, stream_id: &StreamId) {
         self.claims
             .push((Claim::Take { scope, value }, stream_id.to_string()));
     }
 
-    pub fn release(&mut self, scope: &'static str, value: String, stream_id: &str) {
+    pub fn release(&mut self, scope: &'static str, value: String, stream_id: &StreamId) {
         self.claims
             .push((Claim::Release { scope, value }, stream_id.to_string()));
     }
@@ -211,6 +215,6 @@ pub fn short_text(param: &str, raw: &str) -> Result<String, ApiError> {
     Ok(text.to_string())
 }
 
-pub fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
-    at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+pub fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<events::Timestamp> {
+    at.map(events::Timestamp)
 }

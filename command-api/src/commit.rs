@@ -7,12 +7,37 @@ use platform::http::prefers_async;
 use platform::{metrics, ApiError};
 use uuid::Uuid;
 
-use crate::journal::{AppendError, Claim};
+use crate::journal::{Claim, JournalError};
 use crate::CommandState;
+
+/// The journal's errors as HTTP answers: the only place they become one.
+impl From<JournalError> for ApiError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::VersionConflict => ApiError::conflict(
+                "version_conflict",
+                "The resource was changed by another request; read it again and retry.",
+            ),
+            JournalError::ClaimTaken { scope, value } => {
+                // Values scoped to an organization are stored as `<org id>/<value>`.
+                let field = scope.rsplit('.').next().unwrap_or(scope);
+                let shown = value.rsplit('/').next().unwrap_or(&value);
+                ApiError::conflict(
+                    "already_exists",
+                    format!("{field} {shown:?} is already taken."),
+                )
+                .with_param(field)
+            }
+            JournalError::Unavailable(e) => e.into(),
+            JournalError::Database(e) => e.into(),
+            e @ JournalError::Unreadable { .. } => ApiError::internal(e.into()),
+        }
+    }
+}
 
 /// Where decided events go and who caused them.
 pub struct Stream<'a> {
-    pub id: String,
+    pub id: events::StreamId,
     pub org_id: Option<Uuid>,
     /// The version the decision was made at; new events follow it.
     pub version: i64,
@@ -56,23 +81,7 @@ pub async fn commit(
     let pending = wait.then(|| state.consistency.register(projection, &ids));
     if let Err(e) = state.journal.append(events, claims).await {
         metrics::COMMANDS.with_label_values(&["refused"]).inc();
-        return Err(match e {
-            AppendError::VersionConflict => ApiError::conflict(
-                "version_conflict",
-                "The resource was changed by another request; read it again and retry.",
-            ),
-            AppendError::ClaimTaken { scope, value } => {
-                // Values scoped to an organization are stored as `<org id>/<value>`.
-                let field = scope.rsplit('.').next().unwrap_or(scope);
-                let shown = value.rsplit('/').next().unwrap_or(&value);
-                ApiError::conflict(
-                    "already_exists",
-                    format!("{field} {shown:?} is already taken."),
-                )
-                .with_param(field)
-            }
-            AppendError::Database(e) => e,
-        });
+        return Err(e.into());
     }
     let projected = match pending {
         Some(pending) => {

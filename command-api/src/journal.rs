@@ -1,9 +1,8 @@
 //! The journal: append-only, versioned per stream. `UNIQUE (stream_id, stream_version)` is the
 //! optimistic-concurrency check; losing it is a conflict, not an error.
 
-use events::EventEnvelope;
+use events::{EventEnvelope, StreamId};
 use platform::db::PgPool;
-use platform::ApiError;
 
 /// A value that must be unique across streams, taken or released with the events that change it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,14 +11,22 @@ pub enum Claim {
     Release { scope: &'static str, value: String },
 }
 
+/// What can go wrong reading or appending; the HTTP edge turns it into an answer (commit.rs).
 #[derive(Debug, thiserror::Error)]
-pub enum AppendError {
+pub enum JournalError {
     #[error("the stream changed since it was read")]
     VersionConflict,
     #[error("{scope} {value:?} is already taken")]
     ClaimTaken { scope: &'static str, value: String },
+    #[error("no database connection: {0}")]
+    Unavailable(#[from] deadpool_postgres::PoolError),
+    #[error("journal row of {stream_id} unreadable: {source}")]
+    Unreadable {
+        stream_id: String,
+        source: events::DecodeError,
+    },
     #[error(transparent)]
-    Database(#[from] ApiError),
+    Database(#[from] tokio_postgres::Error),
 }
 
 #[derive(Clone)]
@@ -37,16 +44,16 @@ impl Journal {
     }
 
     /// Every event of one stream, in version order.
-    pub async fn load(&self, stream_id: &str) -> Result<Vec<EventEnvelope>, ApiError> {
+    pub async fn load(&self, stream_id: &StreamId) -> Result<Vec<EventEnvelope>, JournalError> {
         self.load_after(stream_id, 0).await
     }
 
     /// The events of one stream after `version`, in version order.
     pub async fn load_after(
         &self,
-        stream_id: &str,
+        stream_id: &StreamId,
         version: i64,
-    ) -> Result<Vec<EventEnvelope>, ApiError> {
+    ) -> Result<Vec<EventEnvelope>, JournalError> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(
@@ -54,21 +61,26 @@ impl Journal {
                  ORDER BY stream_version",
             )
             .await?;
-        let rows = client.query(&statement, &[&stream_id, &version]).await?;
+        let rows = client
+            .query(&statement, &[&stream_id.as_str(), &version])
+            .await?;
         rows.iter()
             .map(|row| {
-                let text: String = row.get(0);
-                EventEnvelope::decode(text.as_bytes()).map_err(|e| {
-                    ApiError::internal(anyhow::anyhow!(
-                        "journal row of {stream_id} unreadable: {e}"
-                    ))
+                let text: &str = row.get(0);
+                EventEnvelope::decode(text.as_bytes()).map_err(|source| JournalError::Unreadable {
+                    stream_id: stream_id.to_string(),
+                    source,
                 })
             })
             .collect()
     }
 
     /// The stream holding a unique value, if any (a user's email in an organization).
-    pub async fn claim_holder(&self, scope: &str, value: &str) -> Result<Option<String>, ApiError> {
+    pub async fn claim_holder(
+        &self,
+        scope: &str,
+        value: &str,
+    ) -> Result<Option<String>, JournalError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -85,9 +97,9 @@ impl Journal {
         &self,
         events: &[EventEnvelope],
         claims: &[(Claim, String)],
-    ) -> Result<(), AppendError> {
-        let mut client = self.pool.get().await.map_err(ApiError::from)?;
-        let tx = client.transaction().await.map_err(ApiError::from)?;
+    ) -> Result<(), JournalError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         for (claim, stream_id) in claims {
             match claim {
                 Claim::Take { scope, value } => {
@@ -97,10 +109,9 @@ impl Journal {
                              ON CONFLICT (scope, value) DO NOTHING",
                             &[scope, value, stream_id],
                         )
-                        .await
-                        .map_err(ApiError::from)?;
+                        .await?;
                     if inserted == 0 {
-                        return Err(AppendError::ClaimTaken {
+                        return Err(JournalError::ClaimTaken {
                             scope,
                             value: value.clone(),
                         });
@@ -111,8 +122,7 @@ impl Journal {
                         "DELETE FROM journal_unique_claims WHERE scope = $1 AND value = $2 AND stream_id = $3",
                         &[scope, value, stream_id],
                     )
-                    .await
-                    .map_err(ApiError::from)?;
+                    .await?;
                 }
             }
         }
@@ -126,8 +136,7 @@ impl Journal {
                       WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, n)
                  ORDER BY n",
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
         let streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
         let versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
@@ -148,12 +157,12 @@ impl Journal {
                 .as_db_error()
                 .is_some_and(|db| db.constraint() == Some("journal_stream_version_key"));
             return Err(if conflict {
-                AppendError::VersionConflict
+                JournalError::VersionConflict
             } else {
-                ApiError::from(e).into()
+                e.into()
             });
         }
-        tx.commit().await.map_err(ApiError::from)?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -9,7 +9,6 @@ pub mod catalog;
 pub mod command;
 pub mod commit;
 pub mod consistency;
-pub mod gateway;
 pub mod journal;
 pub mod organizations;
 pub mod relay;
@@ -20,6 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use platform::db::PgPool;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use consistency::Consistency;
 pub use journal::Journal;
@@ -51,11 +51,34 @@ impl CommandState {
 
 /// Every write route, under `/api/v1`.
 pub fn routes(state: CommandState) -> Router {
-    Router::new()
+    router().split_for_parts().0.with_state(state)
+}
+
+/// Every write route with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<CommandState> {
+    OpenApiRouter::new()
         .merge(organizations::routes::router())
         .merge(users::routes::router())
         .merge(teams::routes::router())
         .merge(api_keys::routes::router())
         .merge(billing::routes::router())
-        .with_state(state)
+}
+
+/// The `{id}` of a resource path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct IdParam {
+    /// The resource's id (a UUID); anything else is 404.
+    id: uuid::Uuid,
+}
+
+/// `If-Match`: the version (`ETag`) the client read; the write is refused with 409 if the
+/// resource changed since.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfMatch {
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
 }

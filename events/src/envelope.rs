@@ -1,6 +1,5 @@
-use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::*;
@@ -10,6 +9,7 @@ use crate::billing::{
 };
 use crate::catalog::CatalogSynced;
 use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
+use crate::ids::{StreamId, Timestamp};
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 
 /// Declares the event types once: the enum variant, its wire name and its schema version.
@@ -108,10 +108,9 @@ pub struct EventEnvelope {
     #[serde(flatten)]
     pub payload: EventPayload,
     pub schema_version: u32,
-    #[serde(serialize_with = "rfc3339_millis", deserialize_with = "from_rfc3339")]
-    pub occurred_at: DateTime<Utc>,
+    pub occurred_at: Timestamp,
     pub org_id: Option<Uuid>,
-    pub stream_id: String,
+    pub stream_id: StreamId,
     pub stream_version: i64,
     pub actor: Actor,
     pub correlation_id: String,
@@ -138,13 +137,12 @@ impl EventEnvelope {
     pub fn new(
         payload: EventPayload,
         org_id: Option<Uuid>,
-        stream_id: String,
+        stream_id: StreamId,
         stream_version: i64,
         actor: Actor,
         correlation_id: String,
     ) -> Self {
-        let now = Utc::now();
-        let occurred_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        let occurred_at = Timestamp::now();
         Self {
             event_id: Uuid::now_v7(),
             schema_version: payload.schema_version(),
@@ -186,20 +184,9 @@ impl EventEnvelope {
     pub fn partition_key(&self) -> String {
         match self.org_id {
             Some(org) => org.to_string(),
-            None => self.stream_id.clone(),
+            None => self.stream_id.to_string(),
         }
     }
-}
-
-fn rfc3339_millis<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
-}
-
-fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let text = String::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]
@@ -214,7 +201,7 @@ mod tests {
                 owner_email: None,
             }),
             Some(Uuid::now_v7()),
-            "organization:x".into(),
+            crate::StreamId::organization(Uuid::now_v7().into()),
             1,
             Actor::system(),
             "req-1".into(),

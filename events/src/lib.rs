@@ -7,11 +7,13 @@ pub mod billing;
 pub mod catalog;
 pub mod chat;
 mod envelope;
+pub mod ids;
 pub mod kafka;
 pub mod organization;
 pub mod schema;
 
 pub use envelope::{Actor, ActorType, DecodeError, EventEnvelope, EventPayload};
+pub use ids::{ApiKeyId, InvoiceId, OrgId, StreamId, StreamKind, TeamId, Timestamp, UserId};
 
 /// The one topic every event is published to. It keeps events forever and is keyed by
 /// organization id.

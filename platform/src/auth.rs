@@ -18,9 +18,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::access::role_permissions;
+use crate::access::{parse_permissions, permissions_of, Permission};
 use crate::metrics;
 use crate::notify::Heard;
+use crate::plans::PlanId;
 use crate::ApiError;
 
 pub const KEY_PREFIX: &str = "aihub-sk-";
@@ -33,9 +34,9 @@ pub struct KeyPrincipal {
     pub owner_user_id: Option<Uuid>,
     pub team_id: Option<Uuid>,
     /// The key's own permissions limited by its owner's roles.
-    pub permissions: BTreeSet<String>,
+    pub permissions: BTreeSet<Permission>,
     /// The organization's plan in force now.
-    pub plan: String,
+    pub plan: PlanId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,15 +61,15 @@ impl Principal {
         }
     }
 
-    pub fn has(&self, permission: &str) -> bool {
+    pub fn has(&self, permission: Permission) -> bool {
         match self {
             Principal::PlatformAdmin => true,
-            Principal::ApiKey(key) => key.permissions.contains(permission),
+            Principal::ApiKey(key) => key.permissions.contains(&permission),
         }
     }
 
     /// 403 naming the missing permission.
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.has(permission) {
             return Ok(());
         }
@@ -76,7 +77,7 @@ impl Principal {
             "missing_permission",
             format!("This API key lacks the permission {permission}."),
         )
-        .with_param(permission))
+        .with_param(permission.as_str()))
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
@@ -291,7 +292,7 @@ struct KeyRecord {
     owner_user_id: Option<Uuid>,
     team_id: Option<Uuid>,
     /// The key's own permissions limited by its owner's roles.
-    permissions: BTreeSet<String>,
+    permissions: BTreeSet<Permission>,
     enabled: bool,
     revoked: bool,
     org_live: bool,
@@ -321,18 +322,18 @@ impl KeyRecord {
             )
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let own: Vec<String> = row.get("permissions");
+        let own: Vec<&str> = row.get("permissions");
         let owner_user_id: Option<Uuid> = row.get("owner_user_id");
         let permissions = match owner_user_id {
             Some(_) => {
-                let roles: Vec<String> = row.get("roles");
-                let allowed: BTreeSet<&str> =
-                    roles.iter().flat_map(|r| role_permissions(r)).collect();
-                own.into_iter()
-                    .filter(|p| allowed.contains(p.as_str()))
+                let roles: Vec<&str> = row.get("roles");
+                let allowed = permissions_of(roles);
+                parse_permissions(own)
+                    .into_iter()
+                    .filter(|p| allowed.contains(p))
                     .collect()
             }
-            None => own.into_iter().collect(),
+            None => parse_permissions(own),
         };
         Ok(Some(Self {
             key_id: row.get("id"),
@@ -379,8 +380,18 @@ impl KeyRecord {
             Some(at) if at <= plan_now => self.pending_plan.clone(),
             _ => self.plan.clone(),
         };
+        // An organization without a subscription row yet is on the default plan. A stored name
+        // that is no plan is a bug in the write side; it is logged and served as the default.
+        let plan = match plan.as_deref().map(str::parse::<PlanId>) {
+            None => crate::plans::DEFAULT_PLAN,
+            Some(Ok(plan)) => plan,
+            Some(Err(e)) => {
+                tracing::error!(org_id = %self.org_id, error = %e, "subscription names an unknown plan");
+                crate::plans::DEFAULT_PLAN
+            }
+        };
         Ok(KeyPrincipal {
-            plan: plan.unwrap_or_else(|| crate::plans::DEFAULT_PLAN.to_string()),
+            plan,
             key_id: self.key_id,
             org_id: self.org_id,
             owner_user_id: self.owner_user_id,
@@ -601,8 +612,8 @@ mod tests {
             org_id: org,
             owner_user_id: None,
             team_id: None,
-            permissions: ["teams:read".to_string()].into(),
-            plan: "free".into(),
+            permissions: [Permission::TeamsRead].into(),
+            plan: PlanId::Free,
         });
         assert_eq!(key.org_scope(None).ok(), Some(org));
         assert_eq!(
@@ -611,10 +622,11 @@ mod tests {
             Err(404)
         );
         assert_eq!(
-            key.require("teams:write").map_err(|e| e.status.as_u16()),
+            key.require(Permission::TeamsWrite)
+                .map_err(|e| e.status.as_u16()),
             Err(403)
         );
-        assert!(key.require("teams:read").is_ok());
+        assert!(key.require(Permission::TeamsRead).is_ok());
         assert_eq!(
             Principal::PlatformAdmin
                 .org_scope(None)
@@ -630,7 +642,7 @@ mod tests {
             secret_sha256: secret_sha256("secret"),
             owner_user_id: None,
             team_id: None,
-            permissions: ["chat:write".to_string()].into(),
+            permissions: [Permission::ChatWrite].into(),
             enabled: true,
             revoked: false,
             org_live: true,
@@ -727,11 +739,15 @@ mod tests {
         key.pending_plan = Some("free".into());
         key.pending_effective_at = Some(now + chrono::Duration::days(3));
         let principal = key.principal("secret", now, now).expect("valid now");
-        assert_eq!(principal.plan, "pro");
+        assert_eq!(principal.plan, PlanId::Pro);
         let later = key
             .principal("secret", now, now + chrono::Duration::days(3))
             .expect("valid");
-        assert_eq!(later.plan, "free", "the downgrade applies from its date");
+        assert_eq!(
+            later.plan,
+            PlanId::Free,
+            "the downgrade applies from its date"
+        );
         assert_eq!(
             key.principal("secret", now + chrono::Duration::seconds(5), now)
                 .map(|_| ()),

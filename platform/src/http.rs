@@ -66,17 +66,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
-            // After axum's own prefix, serde's message names the field: "name: invalid type: …"
-            // or "missing field `name` at line 1 column 9".
-            let text = e.body_text();
-            let detail = text.split_once(": ").map_or("invalid body", |(_, d)| d);
-            with_named_param(
-                ApiError::bad_request(
-                    "invalid_body",
-                    format!("The request body is invalid: {detail}"),
-                ),
-                detail,
-            )
+            let (param, detail) = data_error(&e.body_text());
+            let error = ApiError::bad_request(
+                "invalid_body",
+                format!("The request body is invalid: {detail}"),
+            );
+            match param {
+                Some(p) => error.with_param(&p),
+                None => error,
+            }
         }
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request("invalid_json", "The request body is not valid JSON.")
@@ -92,30 +90,26 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// The field a deserializer's message names: the path serde_path_to_error puts first
-/// ("org_id: UUID parsing failed…"), or the field in "missing field `name`" or
-/// "Cannot parse `id` with value …".
-fn named_field(detail: &str) -> Option<String> {
-    if let Some((path, _)) = detail.split_once(": ") {
-        if !path.is_empty()
-            && path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
-        {
-            return Some(path.to_string());
+/// The field and the reason of a body that is JSON but not the expected shape. axum writes
+/// `Failed to deserialize …: <path>: <serde's message>`, the path naming the field
+/// (`permissions[0]`), or no path when a field is missing (serde names it in backticks).
+fn data_error(text: &str) -> (Option<String>, String) {
+    let detail = text
+        .split_once("target type: ")
+        .map_or(text, |(_, rest)| rest)
+        .to_string();
+    let field = |path: &str| {
+        path.split(['.', '['])
+            .find(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some((path, reason)) = detail.split_once(": ") {
+        if !path.is_empty() && !path.contains(' ') && path != "." {
+            return (field(path), reason.to_string());
         }
     }
-    ["field `", "parse `"].iter().find_map(|marker| {
-        let (_, rest) = detail.split_once(marker)?;
-        rest.split_once('`').map(|(field, _)| field.to_string())
-    })
-}
-
-fn with_named_param(error: ApiError, detail: &str) -> ApiError {
-    match named_field(detail) {
-        Some(param) => error.with_param(&param),
-        None => error,
-    }
+    let named = detail.split('`').nth(1).map(str::to_owned);
+    (named, detail)
 }
 
 /// A query string; one that does not parse (a repeated field, a number that is not one) is
@@ -135,14 +129,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
 fn query_rejection(rejection: &QueryRejection) -> ApiError {
     let text = rejection.body_text();
+    // After axum's "Failed to deserialize query string: ", the same words as a body's.
     let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
-    with_named_param(
+    with_field(
         ApiError::bad_request(
             "invalid_query",
             format!("The query string is invalid: {detail}"),
         ),
         detail,
     )
+}
+
+fn with_field(error: ApiError, detail: &str) -> ApiError {
+    match data_error(detail).0 {
+        Some(param) => error.with_param(&param),
+        None => error,
+    }
 }
 
 /// A resource id from the path; anything that is not a UUID cannot name a resource, so it is 404.
@@ -219,7 +221,7 @@ pub async fn error_shape(request: Request, next: Next) -> Response {
             _ => "invalid_request",
         };
         let detail = message.split_once(": ").map_or("", |(_, d)| d);
-        let mut error = with_named_param(ApiError::bad_request(code, message.clone()), detail);
+        let mut error = with_field(ApiError::bad_request(code, message.clone()), detail);
         error.status = status;
         error
     }
@@ -249,7 +251,7 @@ pub fn accepted_or(
     status: StatusCode,
     projected: bool,
     location: &str,
-    body: Option<serde_json::Value>,
+    body: Option<impl serde::Serialize>,
 ) -> Response {
     let status = if projected {
         status
@@ -405,38 +407,21 @@ mod tests {
         assert_eq!(body["error"]["code"], "invalid_request");
     }
 
-    async fn post(body: &str) -> Value {
-        #[derive(serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Org {
-            name: String,
-            tags: Vec<String>,
-        }
-        let app = Router::new().route(
-            "/",
-            axum::routing::post(|Json(_): Json<Org>| async { "ok" }),
+    #[test]
+    fn a_body_error_names_its_field() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        let (param, detail) = data_error(&format!(
+            "{prefix}role: unknown variant `superuser`, expected one of `owner`, `admin` at line 1 column 20"
+        ));
+        assert_eq!(param.as_deref(), Some("role"));
+        assert!(
+            detail.starts_with("unknown variant `superuser`"),
+            "{detail}"
         );
-        let request = Request::post("/")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let response = app.oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_body_of_the_wrong_shape_names_the_field() {
-        assert_eq!(post(r#"{"tags": []}"#).await["error"]["param"], "name");
-        let wrong_type = post(r#"{"name": 42, "tags": []}"#).await;
-        assert_eq!(wrong_type["error"]["param"], "name", "{wrong_type}");
-        assert_eq!(
-            post(r#"{"name": "n", "tags": [1]}"#).await["error"]["param"],
-            "tags[0]"
-        );
+        let (param, _) = data_error(&format!("{prefix}permissions[0]: unknown variant `x`"));
+        assert_eq!(param.as_deref(), Some("permissions"));
+        let (param, _) = data_error(&format!("{prefix}missing field `name` at line 1 column 2"));
+        assert_eq!(param.as_deref(), Some("name"));
     }
 
     #[tokio::test]

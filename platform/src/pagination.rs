@@ -54,10 +54,20 @@ impl PageQuery {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Always `list`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum ListObject {
+    #[default]
+    #[serde(rename = "list")]
+    List,
+}
+
+/// A page of a list, in the order of its key.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct List<T> {
-    pub object: &'static str,
+    pub object: ListObject,
     pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -72,9 +82,18 @@ impl<T> List<T> {
             None
         };
         Self {
-            object: "list",
+            object: ListObject::List,
             data: rows,
             next_cursor,
+        }
+    }
+
+    /// A whole list on one page.
+    pub fn all(data: Vec<T>) -> Self {
+        Self {
+            object: ListObject::List,
+            data,
+            next_cursor: None,
         }
     }
 }

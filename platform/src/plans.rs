@@ -2,15 +2,137 @@
 //! priced by contract) or unlimited tokens.
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The plans of PRODUCT.md, by the id written in events and on the wire.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanId {
+    Free,
+    Developer,
+    Pro,
+    Enterprise,
+}
+
+impl PlanId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanId::Free => "free",
+            PlanId::Developer => "developer",
+            PlanId::Pro => "pro",
+            PlanId::Enterprise => "enterprise",
+        }
+    }
+
+    /// The plan's terms.
+    pub fn plan(self) -> &'static Plan {
+        match self {
+            PlanId::Free => &PLANS[0],
+            PlanId::Developer => &PLANS[1],
+            PlanId::Pro => &PLANS[2],
+            PlanId::Enterprise => &PLANS[3],
+        }
+    }
+}
+
+impl std::str::FromStr for PlanId {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        PLANS
+            .iter()
+            .find(|p| p.id.as_str() == raw)
+            .map(|p| p.id)
+            .ok_or_else(|| {
+                format!("{raw:?} is not a plan: use free, developer, pro or enterprise.")
+            })
+    }
+}
+
+impl From<PlanId> for String {
+    fn from(id: PlanId) -> Self {
+        id.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for PlanId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How capable (and costly) a model is; a plan serves models up to its tier.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTier {
+    Basic,
+    Advanced,
+    Premium,
+}
+
+impl ModelTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelTier::Basic => "basic",
+            ModelTier::Advanced => "advanced",
+            ModelTier::Premium => "premium",
+        }
+    }
+}
+
+impl std::str::FromStr for ModelTier {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "basic" => Ok(ModelTier::Basic),
+            "advanced" => Ok(ModelTier::Advanced),
+            "premium" => Ok(ModelTier::Premium),
+            _ => Err(format!(
+                "{raw:?} is not a model tier: use basic, advanced or premium."
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
-    pub id: &'static str,
+    pub id: PlanId,
     pub name: &'static str,
     pub price_cents: Option<i64>,
     pub tokens_per_month: Option<u64>,
     /// The most expensive model tier the plan serves: `basic` < `advanced` < `premium`.
-    pub model_tier: &'static str,
+    pub model_tier: ModelTier,
     pub features: &'static [&'static str],
     /// Order of the plans: upgrades go up, downgrades down.
     pub rank: u8,
@@ -18,29 +140,29 @@ pub struct Plan {
 
 pub const PLANS: &[Plan] = &[
     Plan {
-        id: "free",
+        id: PlanId::Free,
         name: "Free",
         price_cents: Some(0),
         tokens_per_month: Some(1_000),
-        model_tier: "basic",
+        model_tier: ModelTier::Basic,
         features: &["community_support"],
         rank: 0,
     },
     Plan {
-        id: "developer",
+        id: PlanId::Developer,
         name: "Developer",
         price_cents: Some(2_900),
         tokens_per_month: Some(100_000),
-        model_tier: "advanced",
+        model_tier: ModelTier::Advanced,
         features: &["api_key_management", "basic_monitoring"],
         rank: 1,
     },
     Plan {
-        id: "pro",
+        id: PlanId::Pro,
         name: "Pro",
         price_cents: Some(9_900),
         tokens_per_month: Some(1_000_000),
-        model_tier: "premium",
+        model_tier: ModelTier::Premium,
         features: &[
             "api_key_management",
             "team_collaboration",
@@ -51,11 +173,11 @@ pub const PLANS: &[Plan] = &[
         rank: 2,
     },
     Plan {
-        id: "enterprise",
+        id: PlanId::Enterprise,
         name: "Enterprise",
         price_cents: None,
         tokens_per_month: None,
-        model_tier: "premium",
+        model_tier: ModelTier::Premium,
         features: &[
             "api_key_management",
             "team_collaboration",
@@ -70,23 +192,16 @@ pub const PLANS: &[Plan] = &[
     },
 ];
 
-pub const DEFAULT_PLAN: &str = "free";
+pub const DEFAULT_PLAN: PlanId = PlanId::Free;
 
+/// The plan named `id`, if there is one.
 pub fn plan(id: &str) -> Option<&'static Plan> {
-    PLANS.iter().find(|p| p.id == id)
-}
-
-pub fn tier_rank(tier: &str) -> u8 {
-    match tier {
-        "basic" => 0,
-        "advanced" => 1,
-        _ => 2,
-    }
+    id.parse::<PlanId>().ok().map(PlanId::plan)
 }
 
 impl Plan {
-    pub fn serves_tier(&self, tier: &str) -> bool {
-        tier_rank(tier) <= tier_rank(self.model_tier)
+    pub fn serves_tier(&self, tier: ModelTier) -> bool {
+        tier <= self.model_tier
     }
 }
 
@@ -112,8 +227,8 @@ pub fn require_feature(
     let crate::Principal::ApiKey(key) = principal else {
         return Ok(());
     };
-    let current = plan(&key.plan);
-    if current.is_some_and(|p| p.features.contains(&feature)) {
+    let current = key.plan.plan();
+    if current.features.contains(&feature) {
         return Ok(());
     }
     let with: Vec<&str> = PLANS
@@ -125,7 +240,7 @@ pub fn require_feature(
         "plan_feature_required",
         format!(
             "{what} need the {feature} feature, which the {} plan does not include; upgrade the subscription to {} to use them.",
-            current.map_or(key.plan.as_str(), |p| p.name),
+            current.name,
             with.join(" or ")
         ),
     ))
@@ -265,8 +380,13 @@ mod tests {
             at("2027-01-01T00:00:00Z")
         );
         assert_eq!(days_in_month(at("2028-02-10T00:00:00Z")), 29);
-        assert!(plan("free").expect("plan").serves_tier("basic"));
-        assert!(!plan("free").expect("plan").serves_tier("advanced"));
-        assert!(plan("pro").expect("plan").serves_tier("premium"));
+        assert!(PlanId::Free.plan().serves_tier(ModelTier::Basic));
+        assert!(!PlanId::Free.plan().serves_tier(ModelTier::Advanced));
+        assert!(PlanId::Pro.plan().serves_tier(ModelTier::Premium));
+        for p in PLANS {
+            assert_eq!(p.id.as_str().parse::<PlanId>(), Ok(p.id));
+            assert_eq!(p.id.plan(), p);
+        }
+        assert!("gold".parse::<PlanId>().is_err());
     }
 }

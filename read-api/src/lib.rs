@@ -5,6 +5,7 @@ pub mod routes;
 
 use axum::Router;
 use platform::db::PgPool;
+use utoipa_axum::router::OpenApiRouter;
 
 #[derive(Clone)]
 pub struct ReadState {
@@ -14,7 +15,12 @@ pub struct ReadState {
 
 /// Every query route, under `/api/v1`.
 pub fn routes(state: ReadState) -> Router {
-    Router::new()
+    router().split_for_parts().0.with_state(state)
+}
+
+/// Every query route with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<ReadState> {
+    OpenApiRouter::new()
         .merge(routes::organizations::router())
         .merge(routes::users::router())
         .merge(routes::teams::router())
@@ -23,5 +29,4 @@ pub fn routes(state: ReadState) -> Router {
         .merge(routes::billing::router())
         .merge(routes::invoices::router())
         .merge(routes::usage::router())
-        .with_state(state)
 }

@@ -450,9 +450,9 @@ impl Tenant {
 }
 
 pub fn all_permissions() -> Vec<String> {
-    platform::access::PERMISSIONS
+    platform::access::Permission::ALL
         .iter()
-        .map(|(p, _)| p.to_string())
+        .map(|p| p.to_string())
         .collect()
 }
 

@@ -536,7 +536,8 @@ async fn concurrent_syncs_record_one_event_and_a_stale_decision_conflicts() {
     let openrouter = Upstream::start().await;
     let pool = platform::db::pool(&env.config.database_url, 2).expect("pool");
     let journal = command_api::Journal::new(pool);
-    use command_api::catalog::{aggregate, openrouter as list, sync as catalog_sync};
+    use command_api::catalog::{aggregate, sync as catalog_sync};
+    use gateway::import::openrouter as list;
 
     // A decision made at version 0 cannot be appended once another sync wrote version 1.
     let stale = catalog_sync::load(&journal).await.expect("load");
@@ -553,7 +554,7 @@ async fn concurrent_syncs_record_one_event_and_a_stale_decision_conflicts() {
     assert!(
         matches!(
             lost,
-            Err(command_api::journal::AppendError::VersionConflict)
+            Err(command_api::journal::JournalError::VersionConflict)
         ),
         "{lost:?}"
     );

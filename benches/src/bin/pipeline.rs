@@ -47,7 +47,7 @@ async fn journal_appends(appends: usize, writers: usize) {
                             owner_email: None,
                         }),
                         Some(id),
-                        format!("organization:{id}"),
+                        events::StreamId::organization(id.into()),
                         1,
                         Actor::system(),
                         "bench".into(),

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benches::{load_average, machine, percentiles};
-use command_api::gateway::quota::leases::{LeaseConfig, Leases};
-use command_api::gateway::quota::{lease::Sizing, prompt_upper_bound};
 use e2e::Env;
+use gateway::quota::leases::{LeaseConfig, Leases};
+use gateway::quota::{lease::Sizing, prompt_upper_bound};
 use platform::plans::Plan;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -21,11 +21,11 @@ use uuid::Uuid;
 /// Pro's allowance is 1,000,000 tokens; the benchmark's organizations get far more, so no call is
 /// refused and every figure is of a granted call.
 const PLAN: Plan = Plan {
-    id: "bench",
+    id: platform::plans::PlanId::Enterprise,
     name: "Bench",
     price_cents: Some(0),
     tokens_per_month: Some(1_000_000_000_000),
-    model_tier: "premium",
+    model_tier: platform::plans::ModelTier::Premium,
     features: &[],
     rank: 0,
 };

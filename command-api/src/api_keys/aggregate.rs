@@ -5,8 +5,8 @@ use events::access::{ApiKeyCreated, ApiKeyPermissionsChanged, ApiKeyRevoked, Api
 use events::{EventEnvelope, EventPayload};
 use uuid::Uuid;
 
-pub fn stream_id(id: Uuid) -> String {
-    format!("api_key:{id}")
+pub fn stream_id(id: Uuid) -> events::StreamId {
+    events::StreamId::api_key(id.into())
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,18 +29,6 @@ pub struct ApiKey {
 impl ApiKey {
     pub fn exists(&self) -> bool {
         self.version > 0
-    }
-
-    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
-        if self.revoked_at.is_some() {
-            "revoked"
-        } else if !self.enabled {
-            "disabled"
-        } else if self.expires_at.is_some_and(|at| at <= now) {
-            "expired"
-        } else {
-            "active"
-        }
     }
 }
 
@@ -123,13 +111,12 @@ fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
 
 pub fn apply(mut state: ApiKey, event: &EventEnvelope) -> ApiKey {
     state.version = event.stream_version;
-    state.updated_at = Some(event.occurred_at);
+    state.updated_at = Some(*event.occurred_at);
     match &event.payload {
         EventPayload::ApiKeyCreated(e) => {
             state.id = event
                 .stream_id
-                .strip_prefix("api_key:")
-                .and_then(|id| id.parse().ok())
+                .uuid_of(events::StreamKind::ApiKey)
                 .unwrap_or_default();
             state.org_id = event.org_id.unwrap_or_default();
             state.name = e.name.clone();
@@ -139,7 +126,7 @@ pub fn apply(mut state: ApiKey, event: &EventEnvelope) -> ApiKey {
             state.permissions = e.permissions.clone();
             state.enabled = true;
             state.expires_at = e.expires_at.as_deref().and_then(parse_time);
-            state.created_at = Some(event.occurred_at);
+            state.created_at = Some(*event.occurred_at);
         }
         EventPayload::ApiKeyUpdated(e) => {
             if let Some(name) = &e.name {
@@ -153,7 +140,7 @@ pub fn apply(mut state: ApiKey, event: &EventEnvelope) -> ApiKey {
             }
         }
         EventPayload::ApiKeyPermissionsChanged(e) => state.permissions = e.permissions.clone(),
-        EventPayload::ApiKeyRevoked(_) => state.revoked_at = Some(event.occurred_at),
+        EventPayload::ApiKeyRevoked(_) => state.revoked_at = Some(*event.occurred_at),
         _ => {}
     }
     state
@@ -178,7 +165,7 @@ mod tests {
             ..ApiKey::default()
         };
         assert_eq!(decide(&key, Command::Revoke), Err(DomainError::Revoked));
-        assert_eq!(key.status(Utc::now()), "revoked");
+        assert!(key.revoked_at.is_some());
     }
 
     #[test]

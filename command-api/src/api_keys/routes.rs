@@ -1,17 +1,18 @@
 //! `POST /api-keys`, `PUT /api-keys/{id}`, `PUT /api-keys/{id}/permissions`, `DELETE /api-keys/{id}`.
 
+use api::api_keys::{
+    ApiKeyObject, ApiKeyStatus, CreateApiKey, NewApiKey, SetApiKeyPermissions, UpdateApiKey,
+};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{post, put};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use events::access::ApiKeyCreated;
-use platform::access::is_permission;
+use platform::access::Permission;
 use platform::auth::{secret_sha256, KEY_PREFIX};
 use platform::http::{accepted_or, Json, PathId};
 use platform::{ApiError, Principal};
-use serde::Deserialize;
-use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, ApiKey, Command, DomainError};
@@ -20,42 +21,11 @@ use crate::organizations::routes::live_org;
 use crate::CommandState;
 use crate::{teams, users};
 
-pub fn router() -> Router<CommandState> {
-    Router::new()
-        .route("/api-keys", post(create))
-        .route("/api-keys/{id}", put(update).delete(revoke))
-        .route("/api-keys/{id}/permissions", put(set_permissions))
-}
-
-#[derive(Debug, Deserialize)]
-struct CreateKey {
-    name: String,
-    permissions: Vec<String>,
-    #[serde(default)]
-    team_id: Option<Uuid>,
-    #[serde(default)]
-    expires_at: Option<String>,
-    #[serde(default)]
-    org_id: Option<Uuid>,
-    /// The platform admin may name the user the key acts for; a key's keys act for its owner.
-    #[serde(default)]
-    user_id: Option<Uuid>,
-}
-
-#[derive(Debug, Deserialize)]
-struct UpdateKey {
-    #[serde(default)]
-    name: Option<String>,
-    /// Absent: unchanged; `null`: never expires; a time: expires then.
-    #[serde(default)]
-    expires_at: Option<Value>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SetPermissions {
-    permissions: Vec<String>,
+pub fn router() -> OpenApiRouter<CommandState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update, revoke))
+        .routes(routes!(set_permissions))
 }
 
 fn expiry(raw: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -76,15 +46,12 @@ fn expiry(raw: &str) -> Result<DateTime<Utc>, ApiError> {
     Ok(at)
 }
 
-/// Known permission strings that the caller itself holds: nobody grants more than they have.
-fn grantable(principal: &Principal, mut permissions: Vec<String>) -> Result<Vec<String>, ApiError> {
-    if let Some(unknown) = permissions.iter().find(|p| !is_permission(p)) {
-        return Err(ApiError::invalid_param(
-            "permissions",
-            format!("Unknown permission {unknown:?}; GET /api/v1/permissions lists them."),
-        ));
-    }
-    if let Some(missing) = permissions.iter().find(|p| !principal.has(p)) {
+/// Permissions the caller itself holds, as stored: nobody grants more than they have.
+fn grantable(
+    principal: &Principal,
+    mut permissions: Vec<Permission>,
+) -> Result<Vec<String>, ApiError> {
+    if let Some(missing) = permissions.iter().find(|p| !principal.has(**p)) {
         return Err(ApiError::forbidden(
             "permission_not_held",
             format!("You cannot grant {missing}: this API key does not hold it."),
@@ -93,7 +60,7 @@ fn grantable(principal: &Principal, mut permissions: Vec<String>) -> Result<Vec<
     }
     permissions.sort();
     permissions.dedup();
-    Ok(permissions)
+    Ok(permissions.iter().map(|p| p.as_str().to_string()).collect())
 }
 
 fn random_hex(chars: usize) -> String {
@@ -105,17 +72,24 @@ fn random_hex(chars: usize) -> String {
     out
 }
 
-async fn create(ctx: Ctx, Json(body): Json<CreateKey>) -> Result<Response, ApiError> {
-    let org_id = ctx.principal.org_scope(body.org_id)?;
-    ctx.principal.require("api_keys:write")?;
+/// Creates a key. Its secret is in this answer only; store it now.
+#[utoipa::path(post, path = "/api-keys", tag = "api_keys", request_body = CreateApiKey,
+    responses(
+        (status = 201, body = NewApiKey),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = NewApiKey),
+    ))]
+async fn create(ctx: Ctx, Json(body): Json<CreateApiKey>) -> Result<Response, ApiError> {
+    let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
+    let team_id = body.team_id.map(Uuid::from);
+    ctx.principal.require(Permission::ApiKeysWrite)?;
     let name = display_name(&body.name)?;
     let permissions = grantable(&ctx.principal, body.permissions)?;
     let expires_at = body.expires_at.as_deref().map(expiry).transpose()?;
     live_org(&ctx, org_id).await?;
-    if let Some(team_id) = body.team_id {
+    if let Some(team_id) = team_id {
         teams::routes::team_in_org(&ctx, team_id, org_id).await?;
     }
-    let owner_user_id = match (&ctx.principal, body.user_id) {
+    let owner_user_id = match (&ctx.principal, body.user_id.map(Uuid::from)) {
         (Principal::ApiKey(key), None) => key.owner_user_id,
         (Principal::ApiKey(key), Some(user)) if Some(user) == key.owner_user_id => Some(user),
         (Principal::ApiKey(_), Some(_)) => {
@@ -142,7 +116,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateKey>) -> Result<Response, ApiEr
         public_id,
         secret_sha256: secret_sha256(&secret),
         owner_user_id,
-        team_id: body.team_id,
+        team_id,
         permissions,
         expires_at: expires_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
     };
@@ -154,25 +128,26 @@ async fn create(ctx: Ctx, Json(body): Json<CreateKey>) -> Result<Response, ApiEr
     finish(batch, ApiKey::default(), StatusCode::CREATED, Some(key)).await
 }
 
+/// Renames, disables or re-enables a key, or changes its expiry (`null`: never).
+#[utoipa::path(put, path = "/api-keys/{id}", tag = "api_keys", request_body = UpdateApiKey,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::api_keys::ApiKey),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::api_keys::ApiKey),
+    ))]
 async fn update(
     ctx: Ctx,
     PathId(id): PathId,
-    Json(body): Json<UpdateKey>,
+    Json(body): Json<UpdateApiKey>,
 ) -> Result<Response, ApiError> {
     let name = body.name.as_deref().map(display_name).transpose()?;
     let expires_at = match body.expires_at {
         None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(raw)) => Some(Some(expiry(&raw)?)),
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                "expires_at",
-                "expires_at must be an RFC 3339 time or null.",
-            ))
-        }
+        Some(None) => Some(None),
+        Some(Some(raw)) => Some(Some(expiry(&raw)?)),
     };
     let key = load_key(&ctx, id).await?;
-    ctx.principal.require("api_keys:write")?;
+    ctx.principal.require(Permission::ApiKeysWrite)?;
     ctx.check_version(key.version)?;
     let payloads = aggregate::decide(
         &key,
@@ -188,13 +163,20 @@ async fn update(
     finish(batch, key, StatusCode::OK, None).await
 }
 
+/// Replaces the key's permissions; each must be held by the caller.
+#[utoipa::path(put, path = "/api-keys/{id}/permissions", tag = "api_keys", request_body = SetApiKeyPermissions,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::api_keys::ApiKey),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::api_keys::ApiKey),
+    ))]
 async fn set_permissions(
     ctx: Ctx,
     PathId(id): PathId,
-    Json(body): Json<SetPermissions>,
+    Json(body): Json<SetApiKeyPermissions>,
 ) -> Result<Response, ApiError> {
     let key = load_key(&ctx, id).await?;
-    ctx.principal.require("api_keys:write")?;
+    ctx.principal.require(Permission::ApiKeysWrite)?;
     let permissions = grantable(&ctx.principal, body.permissions)?;
     ctx.check_version(key.version)?;
     let payloads =
@@ -204,9 +186,15 @@ async fn set_permissions(
     finish(batch, key, StatusCode::OK, None).await
 }
 
+/// Revokes the key for good.
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api_keys", params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::api_keys::ApiKey),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::api_keys::ApiKey),
+    ))]
 async fn revoke(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let key = load_key(&ctx, id).await?;
-    ctx.principal.require("api_keys:write")?;
+    ctx.principal.require(Permission::ApiKeysWrite)?;
     ctx.check_version(key.version)?;
     let payloads = aggregate::decide(&key, Command::Revoke).map_err(key_error)?;
     let mut batch = ctx.batch();
@@ -222,16 +210,17 @@ async fn finish(
 ) -> Result<Response, ApiError> {
     let key = batch.events().iter().fold(key, aggregate::apply);
     let projected = batch.commit().await?;
-    let mut body = representation(&key);
-    if let Some(secret) = secret {
-        body["key"] = Value::String(secret);
-    }
-    Ok(accepted_or(
-        status,
-        projected,
-        &format!("/api/v1/api-keys/{}", key.id),
-        Some(body),
-    ))
+    let location = format!("/api/v1/api-keys/{}", key.id);
+    let api_key = resource(&key);
+    Ok(match secret {
+        Some(key) => accepted_or(
+            status,
+            projected,
+            &location,
+            Some(NewApiKey { api_key, key }),
+        ),
+        None => accepted_or(status, projected, &location, Some(api_key)),
+    })
 }
 
 async fn load_key(ctx: &Ctx, id: Uuid) -> Result<ApiKey, ApiError> {
@@ -243,25 +232,35 @@ async fn load_key(ctx: &Ctx, id: Uuid) -> Result<ApiKey, ApiError> {
 }
 
 /// The same shape `GET /api-keys/{id}` answers with; never the secret.
-pub fn representation(key: &ApiKey) -> Value {
-    serde_json::json!({
-        "id": key.id,
-        "object": "api_key",
-        "org_id": key.org_id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "owner_user_id": key.owner_user_id,
-        "team_id": key.team_id,
-        "permissions": key.permissions,
-        "status": key.status(Utc::now()),
-        "enabled": key.enabled,
-        "expires_at": time(key.expires_at),
-        "revoked_at": time(key.revoked_at),
-        "last_used_at": null,
-        "version": key.version,
-        "created_at": time(key.created_at),
-        "updated_at": time(key.updated_at),
-    })
+/// The key as `GET /api-keys/{id}` answers; never its secret.
+pub fn resource(key: &ApiKey) -> api::api_keys::ApiKey {
+    api::api_keys::ApiKey {
+        id: key.id.into(),
+        object: ApiKeyObject::Value,
+        org_id: key.org_id.into(),
+        name: key.name.clone(),
+        prefix: key.prefix.clone(),
+        owner_user_id: key.owner_user_id.map(Into::into),
+        team_id: key.team_id.map(Into::into),
+        permissions: platform::access::parse_permissions(
+            key.permissions.iter().map(String::as_str),
+        )
+        .into_iter()
+        .collect(),
+        status: ApiKeyStatus::of(
+            key.revoked_at.is_some(),
+            key.enabled,
+            key.expires_at,
+            Utc::now(),
+        ),
+        enabled: key.enabled,
+        expires_at: time(key.expires_at),
+        revoked_at: time(key.revoked_at),
+        last_used_at: None,
+        version: key.version,
+        created_at: time(key.created_at),
+        updated_at: time(key.updated_at),
+    }
 }
 
 fn key_error(error: DomainError) -> ApiError {

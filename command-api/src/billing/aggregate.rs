@@ -8,8 +8,8 @@ use events::{EventEnvelope, EventPayload};
 use platform::plans::{next_month_start, plan, proration_cents, Plan};
 use uuid::Uuid;
 
-pub fn stream_id(org_id: Uuid) -> String {
-    format!("subscription:{org_id}")
+pub fn stream_id(org_id: Uuid) -> events::StreamId {
+    events::StreamId::subscription(org_id.into())
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

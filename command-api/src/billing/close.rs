@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::invoice::{compose, invoice_id, period_stream_id, stream_id};
-use crate::journal::{AppendError, Journal};
+use crate::journal::{Journal, JournalError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CloseError {
     #[error("period {period} has not ended yet: it ends at {ends_at}")]
     NotEnded { period: Period, ends_at: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error(transparent)]
     Database(#[from] ApiError),
 }
@@ -89,9 +91,8 @@ pub async fn close_period(
                 report.issued_cents += cents;
             }
             // Another run issued it between our read and our append.
-            Err(AppendError::VersionConflict) => report.already_issued += 1,
-            Err(AppendError::Database(e)) => return Err(e.into()),
-            Err(AppendError::ClaimTaken { .. }) => {}
+            Err(JournalError::VersionConflict) => report.already_issued += 1,
+            Err(e) => return Err(e.into()),
         }
         total_cents += cents;
     }
@@ -110,9 +111,8 @@ pub async fn close_period(
             correlation,
         );
         match journal.append(&[closed], &[]).await {
-            Ok(()) | Err(AppendError::VersionConflict) => {}
-            Err(AppendError::Database(e)) => return Err(e.into()),
-            Err(AppendError::ClaimTaken { .. }) => {}
+            Ok(()) | Err(JournalError::VersionConflict) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(report)

@@ -15,12 +15,12 @@ pub fn invoice_id(org_id: Uuid, period: Period) -> Uuid {
     Uuid::new_v5(&org_id, format!("invoice/{period}").as_bytes())
 }
 
-pub fn stream_id(invoice_id: Uuid) -> String {
-    format!("invoice:{invoice_id}")
+pub fn stream_id(invoice_id: Uuid) -> events::StreamId {
+    events::StreamId::invoice(invoice_id.into())
 }
 
-pub fn period_stream_id(period: Period) -> String {
-    format!("billing_period:{period}")
+pub fn period_stream_id(period: Period) -> events::StreamId {
+    events::StreamId::billing_period(period)
 }
 
 /// Whether a subscription event was decided before `at`. Events carry the time they take effect:
@@ -71,7 +71,7 @@ pub fn compose(
             _ => None,
         });
         let (first, at) = started.filter(|(_, at)| *at < end)?;
-        let free = plan(platform::plans::DEFAULT_PLAN)?;
+        let free = platform::plans::DEFAULT_PLAN.plan();
         let (cents, left, days) = proration_cents(free, first, at);
         lines.push(InvoiceLine {
             kind: "plan_fee".into(),

@@ -2,14 +2,18 @@
 //! `DELETE /subscriptions/{id}/downgrade` (cancel a pending downgrade),
 //! `POST /billing/invoices/{id}/pay`.
 
+use api::billing::{
+    ChoosePlan, InvoiceObject, InvoicePayment, InvoiceStatus, Payment, PendingDowngrade,
+    SubscriptionObject,
+};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{post, put};
-use axum::Router;
+use platform::access::Permission;
 use platform::http::{accepted_or, Json, PathId};
-use platform::plans::{plan, Plan, PLANS};
+use platform::plans::{Plan, PlanId};
 use platform::ApiError;
-use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, Command, DomainError, Subscription};
@@ -18,32 +22,12 @@ use crate::command::{load, short_text, time, Ctx};
 use crate::organizations::routes::live_org;
 use crate::CommandState;
 
-pub fn router() -> Router<CommandState> {
-    Router::new()
-        .route("/subscriptions", post(create))
-        .route("/subscriptions/{id}/upgrade", put(upgrade))
-        .route(
-            "/subscriptions/{id}/downgrade",
-            put(downgrade).delete(cancel_downgrade),
-        )
-        .route("/billing/invoices/{id}/pay", post(pay_invoice))
-}
-
-#[derive(Debug, Deserialize)]
-struct ChoosePlan {
-    plan: String,
-    #[serde(default)]
-    org_id: Option<Uuid>,
-}
-
-fn known_plan(id: &str) -> Result<&'static Plan, ApiError> {
-    plan(id).ok_or_else(|| {
-        let known: Vec<&str> = PLANS.iter().map(|p| p.id).collect();
-        ApiError::invalid_param(
-            "plan",
-            format!("Unknown plan {id:?}; the plans are {}.", known.join(", ")),
-        )
-    })
+pub fn router() -> OpenApiRouter<CommandState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(upgrade))
+        .routes(routes!(downgrade, cancel_downgrade))
+        .routes(routes!(pay_invoice))
 }
 
 /// Enterprise is priced by contract: only the platform admin moves an organization onto it.
@@ -54,10 +38,16 @@ fn may_choose(ctx: &Ctx, plan: &Plan) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Starts the organization's subscription (every organization already has one, on Free).
+#[utoipa::path(post, path = "/subscriptions", tag = "billing", request_body = ChoosePlan,
+    responses(
+        (status = 201, body = api::billing::Subscription),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
+    ))]
 async fn create(ctx: Ctx, Json(body): Json<ChoosePlan>) -> Result<Response, ApiError> {
-    let org_id = ctx.principal.org_scope(body.org_id)?;
-    ctx.principal.require("billing:write")?;
-    let chosen = known_plan(&body.plan)?;
+    let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
+    ctx.principal.require(Permission::BillingWrite)?;
+    let chosen = body.plan.plan();
     may_choose(&ctx, chosen)?;
     live_org(&ctx, org_id).await?;
     let current = load::<Subscription>(&ctx.state, &stream_id(org_id))
@@ -73,14 +63,21 @@ async fn create(ctx: Ctx, Json(body): Json<ChoosePlan>) -> Result<Response, ApiE
     .await
 }
 
+/// Moves up at once; the rest of the month is charged prorated.
+#[utoipa::path(put, path = "/subscriptions/{id}/upgrade", tag = "billing", request_body = ChoosePlan,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::billing::Subscription),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
+    ))]
 async fn upgrade(
     ctx: Ctx,
     PathId(id): PathId,
     Json(body): Json<ChoosePlan>,
 ) -> Result<Response, ApiError> {
     let current = load_visible(&ctx, id).await?;
-    ctx.principal.require("billing:write")?;
-    let chosen = known_plan(&body.plan)?;
+    ctx.principal.require(Permission::BillingWrite)?;
+    let chosen = body.plan.plan();
     may_choose(&ctx, chosen)?;
     execute(
         &ctx,
@@ -92,14 +89,21 @@ async fn upgrade(
     .await
 }
 
+/// Moves down on the first of next month.
+#[utoipa::path(put, path = "/subscriptions/{id}/downgrade", tag = "billing", request_body = ChoosePlan,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::billing::Subscription),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
+    ))]
 async fn downgrade(
     ctx: Ctx,
     PathId(id): PathId,
     Json(body): Json<ChoosePlan>,
 ) -> Result<Response, ApiError> {
     let current = load_visible(&ctx, id).await?;
-    ctx.principal.require("billing:write")?;
-    let chosen = known_plan(&body.plan)?;
+    ctx.principal.require(Permission::BillingWrite)?;
+    let chosen = body.plan.plan();
     execute(
         &ctx,
         current,
@@ -110,9 +114,15 @@ async fn downgrade(
     .await
 }
 
+/// Cancels the pending downgrade.
+#[utoipa::path(delete, path = "/subscriptions/{id}/downgrade", tag = "billing", params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::billing::Subscription),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
+    ))]
 async fn cancel_downgrade(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let current = load_visible(&ctx, id).await?;
-    ctx.principal.require("billing:write")?;
+    ctx.principal.require(Permission::BillingWrite)?;
     execute(&ctx, current, id, Command::CancelDowngrade, StatusCode::OK).await
 }
 
@@ -143,7 +153,7 @@ async fn execute(
     batch.push(&stream_id(org_id), Some(org_id), current.version, payloads);
     let after = batch.events().iter().fold(current, aggregate::apply);
     let projected = batch.commit().await?;
-    let body = representation(&after, now);
+    let body = resource(&after, now);
     Ok(accepted_or(
         status,
         projected,
@@ -152,17 +162,30 @@ async fn execute(
     ))
 }
 
-/// The same shape `GET /subscriptions/{id}` answers with.
-pub fn representation(s: &Subscription, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
-    let effective = s.effective_plan(now);
-    serde_json::json!({
-        "id": s.org_id,
-        "object": "subscription",
-        "org_id": s.org_id,
-        "plan": effective,
-        "pending_downgrade": s.pending_at(now).map(|(plan, at)| serde_json::json!({"plan": plan, "effective_at": time(Some(*at))})),
-        "started_at": time(s.started_at),
-        "version": s.version,
+/// The subscription as `GET /subscriptions/{id}` answers, as of `now`.
+pub fn resource(
+    s: &Subscription,
+    now: chrono::DateTime<chrono::Utc>,
+) -> api::billing::Subscription {
+    api::billing::Subscription {
+        id: s.org_id.into(),
+        object: SubscriptionObject::Value,
+        org_id: s.org_id.into(),
+        plan: plan_id(s.effective_plan(now)),
+        pending_downgrade: s.pending_at(now).map(|(plan, at)| PendingDowngrade {
+            plan: plan_id(plan),
+            effective_at: (*at).into(),
+        }),
+        started_at: time(s.started_at),
+        version: s.version,
+    }
+}
+
+/// A plan named in the subscription's own events, which only this side writes.
+fn plan_id(name: &str) -> PlanId {
+    name.parse().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a subscription names an unknown plan");
+        platform::plans::DEFAULT_PLAN
     })
 }
 
@@ -187,14 +210,13 @@ fn domain_error(error: DomainError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Payment {
-    amount_cents: i64,
-    reference: String,
-}
-
 /// Records a payment of an invoice's whole amount; paying twice is a conflict.
+#[utoipa::path(post, path = "/billing/invoices/{id}/pay", tag = "billing", request_body = Payment,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = InvoicePayment),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = InvoicePayment),
+    ))]
 async fn pay_invoice(
     ctx: Ctx,
     PathId(id): PathId,
@@ -205,7 +227,7 @@ async fn pay_invoice(
     if !current.exists() || !ctx.principal.sees(current.org_id) {
         return Err(ApiError::not_found(format!("No invoice with id {id}.")));
     }
-    ctx.principal.require("billing:write")?;
+    ctx.principal.require(Permission::BillingWrite)?;
     if body.amount_cents < 0 {
         return Err(ApiError::invalid_param(
             "amount_cents",
@@ -234,17 +256,17 @@ async fn pay_invoice(
         payloads,
     );
     let projected = batch.commit().await?;
-    let body = serde_json::json!({
-        "id": id,
-        "object": "invoice",
-        "org_id": current.org_id,
-        "status": "paid",
-        "total_cents": current.total_cents,
-        "paid_cents": body.amount_cents,
-        "payment_reference": reference,
-        "paid_at": time(Some(now)),
-        "version": current.version + 1,
-    });
+    let body = InvoicePayment {
+        id: id.into(),
+        object: InvoiceObject::Value,
+        org_id: current.org_id.into(),
+        status: InvoiceStatus::Paid,
+        total_cents: current.total_cents,
+        paid_cents: body.amount_cents,
+        payment_reference: reference,
+        paid_at: now.into(),
+        version: current.version + 1,
+    };
     Ok(accepted_or(
         StatusCode::OK,
         projected,

@@ -9,8 +9,8 @@ use events::{EventEnvelope, EventPayload};
 use crate::command::Aggregate;
 
 /// The stream holding a provider's imported catalog.
-pub fn stream_id(provider: &str) -> String {
-    format!("catalog:{provider}")
+pub fn stream_id(provider: &str) -> events::StreamId {
+    events::StreamId::catalog(provider)
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

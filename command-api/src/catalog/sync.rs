@@ -1,66 +1,18 @@
-//! The shell of `aihub models sync`: fetch the list, load the catalog stream, decide, append at
-//! the loaded version. A sync that loses the race to another reloads and decides again, which
-//! usually finds nothing left to record.
-
-use std::time::Duration;
+//! Recording an imported list: load the catalog stream, decide, append at the loaded version.
+//! A sync that loses the race to another reloads and decides again, which usually finds nothing
+//! left to record.
 
 use events::catalog::{CatalogEntry, CatalogSynced};
 use events::{Actor, EventEnvelope, EventPayload};
-use platform::config::ProviderConfig;
 
 use super::aggregate::{self, ImportedCatalog};
-use super::openrouter::{self, Skipped};
-use super::{SyncError, PROVIDER};
+use super::{ImportError, PROVIDER};
 use crate::command::{load_from, Loaded};
-use crate::journal::AppendError;
+use crate::journal::JournalError;
 use crate::Journal;
 
 /// How many times a sync decides again after losing a race.
 const ATTEMPTS: u32 = 3;
-
-#[derive(Debug)]
-pub struct Report {
-    /// Models in the list that were priced and imported.
-    pub imported: usize,
-    pub skipped: Vec<Skipped>,
-    /// The recorded event, or `None` when the catalog already matched the list.
-    pub recorded: Option<EventEnvelope>,
-    /// The catalog stream's version after the sync.
-    pub version: i64,
-}
-
-impl Report {
-    pub fn synced(&self) -> Option<&CatalogSynced> {
-        match self.recorded.as_ref().map(|e| &e.payload) {
-            Some(EventPayload::CatalogSynced(synced)) => Some(synced),
-            _ => None,
-        }
-    }
-}
-
-/// Imports OpenRouter's model list into the catalog.
-pub async fn run(
-    journal: &Journal,
-    http: &reqwest::Client,
-    providers: &[ProviderConfig],
-    timeout: Duration,
-    actor: Actor,
-    correlation_id: &str,
-) -> Result<Report, SyncError> {
-    let provider = providers
-        .iter()
-        .find(|p| p.name == PROVIDER)
-        .ok_or(SyncError::NotConfigured)?;
-    let list = openrouter::fetch(http, provider, timeout).await?;
-    let imported = list.entries.len();
-    let (recorded, version) = import(journal, list.entries, &actor, correlation_id).await?;
-    Ok(Report {
-        imported,
-        skipped: list.skipped,
-        recorded,
-        version,
-    })
-}
 
 /// Records `entries` as the imported catalog, retrying on a lost race.
 pub async fn import(
@@ -68,7 +20,7 @@ pub async fn import(
     entries: Vec<CatalogEntry>,
     actor: &Actor,
     correlation_id: &str,
-) -> Result<(Option<EventEnvelope>, i64), SyncError> {
+) -> Result<(Option<EventEnvelope>, i64), ImportError> {
     for _ in 0..ATTEMPTS {
         let loaded = load(journal).await?;
         let Some(synced) = aggregate::decide(&loaded.state, PROVIDER, entries.clone()) else {
@@ -79,20 +31,17 @@ pub async fn import(
                 let version = event.stream_version;
                 return Ok((Some(event), version));
             }
-            Err(AppendError::VersionConflict) => {
+            Err(JournalError::VersionConflict) => {
                 tracing::info!("another sync changed the catalog first; deciding again");
             }
-            Err(AppendError::Database(e)) => return Err(e.into()),
-            Err(e @ AppendError::ClaimTaken { .. }) => {
-                return Err(SyncError::Journal(e.to_string()))
-            }
+            Err(e) => return Err(ImportError::Journal(e.to_string())),
         }
     }
-    Err(SyncError::Conflict { attempts: ATTEMPTS })
+    Err(ImportError::Conflict { attempts: ATTEMPTS })
 }
 
 /// The imported catalog as the journal holds it now.
-pub async fn load(journal: &Journal) -> Result<Loaded<ImportedCatalog>, SyncError> {
+pub async fn load(journal: &Journal) -> Result<Loaded<ImportedCatalog>, ImportError> {
     Ok(load_from(journal, &aggregate::stream_id(PROVIDER)).await?)
 }
 
@@ -103,7 +52,7 @@ pub async fn append(
     synced: CatalogSynced,
     actor: &Actor,
     correlation_id: &str,
-) -> Result<EventEnvelope, AppendError> {
+) -> Result<EventEnvelope, JournalError> {
     let event = EventEnvelope::new(
         EventPayload::CatalogSynced(synced),
         None,

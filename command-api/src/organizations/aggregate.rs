@@ -150,8 +150,8 @@ pub enum DomainError {
     LastOwner,
 }
 
-pub fn stream_id(id: Uuid) -> String {
-    format!("organization:{id}")
+pub fn stream_id(id: Uuid) -> events::StreamId {
+    events::StreamId::organization(id.into())
 }
 
 pub fn decide(state: &Organization, command: Command) -> Result<Vec<EventPayload>, DomainError> {
@@ -232,14 +232,14 @@ fn check_live(state: &Organization, expected_version: Option<i64>) -> Result<(),
 
 pub fn apply(mut state: Organization, event: &EventEnvelope) -> Organization {
     state.version = event.stream_version;
-    state.updated_at = Some(event.occurred_at);
+    state.updated_at = Some(*event.occurred_at);
     match &event.payload {
         EventPayload::OrganizationCreated(created) => {
             state.id = event.org_id.unwrap_or_default();
             state.name = created.name.clone();
             state.slug = created.slug.clone();
             state.owner_email = created.owner_email.clone();
-            state.created_at = Some(event.occurred_at);
+            state.created_at = Some(*event.occurred_at);
         }
         EventPayload::OrganizationUpdated(updated) => {
             if let Some(name) = &updated.name {

@@ -1,14 +1,15 @@
 //! `POST /organizations`, `PUT /organizations/{id}`, `DELETE /organizations/{id}`.
 
+use api::organizations::{CreateOrganization, OrganizationObject, UpdateOrganization};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{post, put};
-use axum::Router;
 use events::access::UserCreated;
 use events::EventPayload;
+use platform::access::Permission;
 use platform::http::{accepted_or, Json, PathId};
 use platform::ApiError;
-use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{
@@ -20,31 +21,19 @@ use crate::CommandState;
 
 const SLUG_SCOPE: &str = "organization.slug";
 
-pub fn router() -> Router<CommandState> {
-    Router::new()
-        .route("/organizations", post(create))
-        .route("/organizations/{id}", put(update).delete(delete))
+pub fn router() -> OpenApiRouter<CommandState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update, delete))
 }
 
-#[derive(Debug, Deserialize)]
-struct CreateOrganization {
-    name: String,
-    slug: String,
-    #[serde(default)]
-    owner_email: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct UpdateOrganization {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    slug: Option<String>,
-    #[serde(default)]
-    owner_email: Option<String>,
-}
-
-/// Creates the organization and, with `owner_email`, its owner: a user holding the owner role.
+/// Creates the organization (platform admin) and, with `owner_email`, its owner: a user
+/// holding the owner role. Every organization starts on the Free plan.
+#[utoipa::path(post, path = "/organizations", tag = "organizations", request_body = CreateOrganization,
+    responses(
+        (status = 201, body = api::organizations::Organization),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::organizations::Organization),
+    ))]
 async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Response, ApiError> {
     ctx.principal.require_admin()?;
     let owner_email = parse_email(body.owner_email.as_deref())?;
@@ -83,8 +72,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     }
     batch.push(&stream, Some(id), 0, payloads);
     // Every organization starts on the default plan.
-    let free = platform::plans::plan(platform::plans::DEFAULT_PLAN)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the default plan is missing")))?;
+    let free = platform::plans::DEFAULT_PLAN.plan();
     let started = crate::billing::aggregate::decide(
         &Default::default(),
         crate::billing::aggregate::Command::Start { plan: free },
@@ -100,6 +88,13 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     respond(batch, current, &stream, StatusCode::CREATED).await
 }
 
+/// Changes the fields given. `If-Match` with the version read makes it conditional.
+#[utoipa::path(put, path = "/organizations/{id}", tag = "organizations", request_body = UpdateOrganization,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::organizations::Organization),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::organizations::Organization),
+    ))]
 async fn update(
     ctx: Ctx,
     PathId(id): PathId,
@@ -118,7 +113,7 @@ async fn update(
         .transpose()
         .map_err(|m| ApiError::invalid_param("slug", m))?;
     let owner_email = parse_email(body.owner_email.as_deref())?;
-    let current = load_visible(&ctx, id, "organizations:write").await?;
+    let current = load_visible(&ctx, id, Permission::OrganizationsWrite).await?;
     let stream = stream_id(id);
     let command = Command::Update {
         expected_version: ctx.if_match()?,
@@ -138,8 +133,11 @@ async fn update(
     respond(batch, current, &stream, StatusCode::OK).await
 }
 
+/// Deletes the organization (owner or platform admin).
+#[utoipa::path(delete, path = "/organizations/{id}", tag = "organizations", params(crate::IdParam, crate::IfMatch),
+    responses((status = 204, description = "Deleted"), (status = 202, description = "Accepted")))]
 async fn delete(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
-    let current = load_visible(&ctx, id, "organizations:write").await?;
+    let current = load_visible(&ctx, id, Permission::OrganizationsWrite).await?;
     let stream = stream_id(id);
     let command = Command::Delete {
         expected_version: ctx.if_match()?,
@@ -161,14 +159,14 @@ async fn respond(
     let org = batch
         .events()
         .iter()
-        .filter(|e| e.stream_id == stream)
+        .filter(|e| e.stream_id == *stream)
         .fold(current, aggregate::apply);
     let projected = batch.commit().await?;
     let mut response = accepted_or(
         status,
         projected,
         &format!("/api/v1/organizations/{}", org.id),
-        Some(representation(&org)),
+        Some(resource(&org)),
     );
     if let Ok(etag) = format!("\"{}\"", org.version).parse() {
         response
@@ -179,7 +177,11 @@ async fn respond(
 }
 
 /// Loads a live organization the caller may act on with `permission`; anything else is 404.
-pub async fn load_visible(ctx: &Ctx, id: Uuid, permission: &str) -> Result<Organization, ApiError> {
+pub async fn load_visible(
+    ctx: &Ctx,
+    id: Uuid,
+    permission: Permission,
+) -> Result<Organization, ApiError> {
     if !ctx.principal.sees(id) {
         return Err(not_found(id));
     }
@@ -200,18 +202,18 @@ pub async fn live_org(ctx: &Ctx, id: Uuid) -> Result<Organization, ApiError> {
     Ok(loaded.state)
 }
 
-/// The same shape `GET /organizations/{id}` answers with.
-pub fn representation(org: &Organization) -> serde_json::Value {
-    serde_json::json!({
-        "id": org.id,
-        "object": "organization",
-        "name": org.name,
-        "slug": org.slug,
-        "owner_email": org.owner_email,
-        "version": org.version,
-        "created_at": time(org.created_at),
-        "updated_at": time(org.updated_at),
-    })
+/// The organization as `GET /organizations/{id}` answers.
+pub fn resource(org: &Organization) -> api::organizations::Organization {
+    api::organizations::Organization {
+        id: org.id.into(),
+        object: OrganizationObject::Value,
+        name: org.name.clone(),
+        slug: org.slug.clone(),
+        owner_email: org.owner_email.clone(),
+        version: org.version,
+        created_at: time(org.created_at),
+        updated_at: time(org.updated_at),
+    }
 }
 
 fn parse_email(raw: Option<&str>) -> Result<Option<EmailAddress>, ApiError> {

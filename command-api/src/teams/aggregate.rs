@@ -7,8 +7,8 @@ use events::access::{TeamCreated, TeamMemberAdded, TeamMemberRemoved, TeamUpdate
 use events::{EventEnvelope, EventPayload};
 use uuid::Uuid;
 
-pub fn stream_id(id: Uuid) -> String {
-    format!("team:{id}")
+pub fn stream_id(id: Uuid) -> events::StreamId {
+    events::StreamId::team(id.into())
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -102,18 +102,17 @@ pub fn decide(state: &Team, command: Command) -> Result<Vec<EventPayload>, Domai
 
 pub fn apply(mut state: Team, event: &EventEnvelope) -> Team {
     state.version = event.stream_version;
-    state.updated_at = Some(event.occurred_at);
+    state.updated_at = Some(*event.occurred_at);
     match &event.payload {
         EventPayload::TeamCreated(e) => {
             state.id = event
                 .stream_id
-                .strip_prefix("team:")
-                .and_then(|id| id.parse().ok())
+                .uuid_of(events::StreamKind::Team)
                 .unwrap_or_default();
             state.org_id = event.org_id.unwrap_or_default();
             state.name = e.name.clone();
             state.description = e.description.clone();
-            state.created_at = Some(event.occurred_at);
+            state.created_at = Some(*event.occurred_at);
         }
         EventPayload::TeamUpdated(e) => {
             if let Some(name) = &e.name {

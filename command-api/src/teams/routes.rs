@@ -1,14 +1,15 @@
 //! `POST /teams`, `PUT /teams/{id}`, `POST /teams/{id}/members`, `DELETE /teams/{id}/members/{user_id}`.
 
+use api::teams::{AddMember, CreateTeam, TeamObject, UpdateTeam};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post, put};
-use axum::Router;
 use events::EventPayload;
+use platform::access::Permission;
 use platform::http::{accepted_or, Json, PathId};
 use platform::ApiError;
-use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, Command, DomainError, Team};
@@ -18,38 +19,23 @@ use crate::organizations::routes::live_org;
 use crate::users::{self, aggregate as user_aggregate, email_claim, EMAIL_SCOPE};
 use crate::CommandState;
 
-pub fn router() -> Router<CommandState> {
-    Router::new()
-        .route("/teams", post(create))
-        .route("/teams/{id}", put(update))
-        .route("/teams/{id}/members", post(add_member))
-        .route("/teams/{id}/members/{user_id}", delete(remove_member))
+pub fn router() -> OpenApiRouter<CommandState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
 }
 
-#[derive(Debug, Deserialize)]
-struct CreateTeam {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    org_id: Option<Uuid>,
-}
-
-#[derive(Debug, Deserialize)]
-struct UpdateTeam {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-/// A member is named by `user_id`, or by `email` (a new user of the organization when unknown).
-#[derive(Debug, Deserialize)]
-struct AddMember {
-    #[serde(default)]
-    user_id: Option<Uuid>,
-    #[serde(default)]
-    email: Option<String>,
+/// The path of one team membership.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct MemberPath {
+    /// The team.
+    id: Uuid,
+    /// The member.
+    user_id: Uuid,
 }
 
 fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
@@ -62,10 +48,16 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Creates a team (Pro and Enterprise).
+#[utoipa::path(post, path = "/teams", tag = "teams", request_body = CreateTeam,
+    responses(
+        (status = 201, body = api::teams::Team),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
+    ))]
 async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiError> {
-    let org_id = ctx.principal.org_scope(body.org_id)?;
+    let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
     require_teams(&ctx)?;
-    ctx.principal.require("teams:write")?;
+    ctx.principal.require(Permission::TeamsWrite)?;
     let command = Command::Create {
         name: display_name(&body.name)?,
         description: description(body.description)?,
@@ -78,6 +70,13 @@ async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiE
     finish(batch, Team::default(), StatusCode::CREATED).await
 }
 
+/// Changes the fields given.
+#[utoipa::path(put, path = "/teams/{id}", tag = "teams", request_body = UpdateTeam,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::teams::Team),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
+    ))]
 async fn update(
     ctx: Ctx,
     PathId(id): PathId,
@@ -87,7 +86,7 @@ async fn update(
     let description = description(body.description)?;
     let team = load_team(&ctx, id).await?;
     require_teams(&ctx)?;
-    ctx.principal.require("teams:write")?;
+    ctx.principal.require(Permission::TeamsWrite)?;
     ctx.check_version(team.version)?;
     let payloads =
         aggregate::decide(&team, Command::Update { name, description }).map_err(team_error)?;
@@ -96,6 +95,13 @@ async fn update(
     finish(batch, team, StatusCode::OK).await
 }
 
+/// Adds a member by `user_id`, or by `email` (a new user of the organization when unknown).
+#[utoipa::path(post, path = "/teams/{id}/members", tag = "teams", request_body = AddMember,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::teams::Team),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
+    ))]
 async fn add_member(
     ctx: Ctx,
     PathId(id): PathId,
@@ -103,9 +109,9 @@ async fn add_member(
 ) -> Result<Response, ApiError> {
     let team = load_team(&ctx, id).await?;
     require_teams(&ctx)?;
-    ctx.principal.require("members:write")?;
+    ctx.principal.require(Permission::MembersWrite)?;
     let mut batch = ctx.batch();
-    let user_id = match (body.user_id, body.email) {
+    let user_id = match (body.user_id.map(Uuid::from), body.email) {
         (Some(user_id), None) => {
             let user = users::routes::load_user(&ctx, user_id).await?;
             if user.org_id != team.org_id {
@@ -119,8 +125,9 @@ async fn add_member(
             let claim = email_claim(team.org_id, &email);
             match ctx.state.journal.claim_holder(EMAIL_SCOPE, &claim).await? {
                 Some(stream) => stream
-                    .strip_prefix("user:")
-                    .and_then(|id| id.parse().ok())
+                    .parse::<events::StreamId>()
+                    .ok()
+                    .and_then(|s| s.uuid_of(events::StreamKind::User))
                     .ok_or_else(|| {
                         ApiError::internal(anyhow::anyhow!(
                             "email claim held by unexpected stream {stream}"
@@ -153,6 +160,12 @@ async fn add_member(
     finish(batch, team, StatusCode::OK).await
 }
 
+/// Removes a member from the team.
+#[utoipa::path(delete, path = "/teams/{id}/members/{user_id}", tag = "teams", params(MemberPath, crate::IfMatch),
+    responses(
+        (status = 200, body = api::teams::Team),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
+    ))]
 async fn remove_member(
     ctx: Ctx,
     Path((raw_team, raw_user)): Path<(String, String)>,
@@ -165,7 +178,7 @@ async fn remove_member(
         .map_err(|_| ApiError::not_found(format!("No user with id {raw_user:?}.")))?;
     let team = load_team(&ctx, id).await?;
     require_teams(&ctx)?;
-    ctx.principal.require("members:write")?;
+    ctx.principal.require(Permission::MembersWrite)?;
     ctx.check_version(team.version)?;
     let payloads =
         aggregate::decide(&team, Command::RemoveMember { user_id }).map_err(team_error)?;
@@ -178,14 +191,14 @@ async fn finish(batch: Batch<'_>, team: Team, status: StatusCode) -> Result<Resp
     let team = batch
         .events()
         .iter()
-        .filter(|e| e.stream_id.starts_with("team:"))
+        .filter(|e| e.stream_id.kind() == Some(events::StreamKind::Team))
         .fold(team, aggregate::apply);
     let projected = batch.commit().await?;
     Ok(accepted_or(
         status,
         projected,
         &format!("/api/v1/teams/{}", team.id),
-        Some(representation(&team)),
+        Some(resource(&team)),
     ))
 }
 
@@ -207,19 +220,19 @@ pub async fn team_in_org(ctx: &Ctx, id: Uuid, org_id: Uuid) -> Result<Team, ApiE
     Ok(team)
 }
 
-/// The same shape `GET /teams/{id}` answers with.
-pub fn representation(team: &Team) -> serde_json::Value {
-    serde_json::json!({
-        "id": team.id,
-        "object": "team",
-        "org_id": team.org_id,
-        "name": team.name,
-        "description": team.description,
-        "members": team.members,
-        "version": team.version,
-        "created_at": time(team.created_at),
-        "updated_at": time(team.updated_at),
-    })
+/// The team as `GET /teams/{id}` answers.
+pub fn resource(team: &Team) -> api::teams::Team {
+    api::teams::Team {
+        id: team.id.into(),
+        object: TeamObject::Value,
+        org_id: team.org_id.into(),
+        name: team.name.clone(),
+        description: team.description.clone(),
+        members: team.members.iter().map(|m| (*m).into()).collect(),
+        version: team.version,
+        created_at: time(team.created_at),
+        updated_at: time(team.updated_at),
+    }
 }
 
 fn team_error(error: DomainError) -> ApiError {

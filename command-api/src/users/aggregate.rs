@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::organizations::aggregate::EmailAddress;
 
-pub fn stream_id(id: Uuid) -> String {
-    format!("user:{id}")
+pub fn stream_id(id: Uuid) -> events::StreamId {
+    events::StreamId::user(id.into())
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -102,13 +102,12 @@ pub fn apply(mut state: User, event: &EventEnvelope) -> User {
         EventPayload::UserCreated(e) => {
             state.id = event
                 .stream_id
-                .strip_prefix("user:")
-                .and_then(|id| id.parse().ok())
+                .uuid_of(events::StreamKind::User)
                 .unwrap_or_default();
             state.org_id = event.org_id.unwrap_or_default();
             state.email = e.email.clone();
             state.name = e.name.clone();
-            state.created_at = Some(event.occurred_at);
+            state.created_at = Some(*event.occurred_at);
         }
         EventPayload::RoleAssigned(e) => {
             state.roles.insert((e.role.clone(), e.team_id));

@@ -1,14 +1,15 @@
 //! `POST /users`, `POST /users/{id}/roles`, `DELETE /users/{id}/roles/{role}`.
 
+use api::users::{AssignRole, CreateUser, RoleAssignment, UserObject};
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
-use axum::Router;
-use platform::access::{is_role, OWNER};
+use platform::access::{Permission, Role};
 use platform::http::{accepted_or, Json, PathId};
 use platform::ApiError;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{self, stream_id, Command, DomainError, User};
@@ -19,38 +20,42 @@ use crate::organizations::routes::{domain_error as org_error, live_org};
 use crate::teams;
 use crate::CommandState;
 
-pub fn router() -> Router<CommandState> {
-    Router::new()
-        .route("/users", post(create))
-        .route("/users/{id}/roles", post(assign_role))
-        .route("/users/{id}/roles/{role}", delete(remove_role))
+pub fn router() -> OpenApiRouter<CommandState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(assign_role))
+        .routes(routes!(remove_role))
 }
 
-#[derive(Debug, Deserialize)]
-struct CreateUser {
-    email: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    org_id: Option<Uuid>,
-}
-
-#[derive(Debug, Deserialize)]
-struct AssignRole {
-    role: String,
-    #[serde(default)]
-    team_id: Option<Uuid>,
-}
-
-#[derive(Debug, Default, Deserialize)]
+/// Which assignment to remove: the organization-wide one, or the one in `team_id`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RoleScope {
+    /// The team the role is held in; absent for the organization-wide role.
     #[serde(default)]
     team_id: Option<String>,
 }
 
+/// The path of one role assignment.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct RolePath {
+    /// The user.
+    id: Uuid,
+    /// The role's name.
+    role: String,
+}
+
+/// Adds a user to the organization; emails are unique in it.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
+    responses(
+        (status = 201, body = api::users::User),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::users::User),
+    ))]
 async fn create(ctx: Ctx, Json(body): Json<CreateUser>) -> Result<Response, ApiError> {
-    let org_id = ctx.principal.org_scope(body.org_id)?;
-    ctx.principal.require("users:write")?;
+    let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
+    ctx.principal.require(Permission::UsersWrite)?;
     let email =
         EmailAddress::parse(&body.email).map_err(|m| ApiError::invalid_param("email", m))?;
     let name = body
@@ -85,22 +90,29 @@ async fn create(ctx: Ctx, Json(body): Json<CreateUser>) -> Result<Response, ApiE
         StatusCode::CREATED,
         projected,
         &location(user_id),
-        Some(representation(&user, &org)),
+        Some(resource(&user, &org)),
     ))
 }
 
+/// Gives the user a role, organization-wide or in one team.
+#[utoipa::path(post, path = "/users/{id}/roles", tag = "users", request_body = AssignRole,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::users::User),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::users::User),
+    ))]
 async fn assign_role(
     ctx: Ctx,
     PathId(id): PathId,
     Json(body): Json<AssignRole>,
 ) -> Result<Response, ApiError> {
     let user = load_user(&ctx, id).await?;
-    ctx.principal.require("roles:assign")?;
-    check_role(&body.role)?;
+    ctx.principal.require(Permission::RolesAssign)?;
     ctx.check_version(user.version)?;
     let org = live_org(&ctx, user.org_id).await?;
     let mut batch = ctx.batch();
-    if body.role == OWNER {
+    let team_id = body.team_id.map(Uuid::from);
+    if body.role == Role::Owner {
         if body.team_id.is_some() {
             return Err(ApiError::invalid_param(
                 "team_id",
@@ -117,14 +129,14 @@ async fn assign_role(
             payloads,
         );
     } else {
-        if let Some(team_id) = body.team_id {
+        if let Some(team_id) = team_id {
             teams::routes::team_in_org(&ctx, team_id, user.org_id).await?;
         }
         let payloads = aggregate::decide(
             &user,
             Command::AssignRole {
-                role: body.role,
-                team_id: body.team_id,
+                role: body.role.as_str().to_string(),
+                team_id,
             },
         )
         .map_err(user_error)?;
@@ -133,6 +145,12 @@ async fn assign_role(
     finish(batch, user, org, StatusCode::OK).await
 }
 
+/// Takes a role away; the last owner cannot be removed.
+#[utoipa::path(delete, path = "/users/{id}/roles/{role}", tag = "users", params(RolePath, RoleScope, crate::IfMatch),
+    responses(
+        (status = 200, body = api::users::User),
+        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::users::User),
+    ))]
 async fn remove_role(
     ctx: Ctx,
     Path((raw_id, role)): Path<(String, String)>,
@@ -149,12 +167,12 @@ async fn remove_role(
         ),
     };
     let user = load_user(&ctx, id).await?;
-    ctx.principal.require("roles:assign")?;
-    check_role(&role)?;
+    ctx.principal.require(Permission::RolesAssign)?;
+    let role = check_role(&role)?;
     ctx.check_version(user.version)?;
     let org = live_org(&ctx, user.org_id).await?;
     let mut batch = ctx.batch();
-    if role == OWNER {
+    if role == Role::Owner {
         if !org.owners.contains(&id) {
             return Err(user_error(DomainError::RoleNotHeld));
         }
@@ -168,8 +186,14 @@ async fn remove_role(
             payloads,
         );
     } else {
-        let payloads =
-            aggregate::decide(&user, Command::RemoveRole { role, team_id }).map_err(user_error)?;
+        let payloads = aggregate::decide(
+            &user,
+            Command::RemoveRole {
+                role: role.as_str().to_string(),
+                team_id,
+            },
+        )
+        .map_err(user_error)?;
         batch.push(&stream_id(id), Some(user.org_id), user.version, payloads);
     }
     finish(batch, user, org, StatusCode::OK).await
@@ -198,7 +222,7 @@ async fn finish(
         status,
         projected,
         &location(user_after.id),
-        Some(representation(&user_after, &org_after)),
+        Some(resource(&user_after, &org_after)),
     ))
 }
 
@@ -211,41 +235,42 @@ pub async fn load_user(ctx: &Ctx, id: Uuid) -> Result<User, ApiError> {
     Ok(user)
 }
 
-fn check_role(role: &str) -> Result<(), ApiError> {
-    if is_role(role) {
-        return Ok(());
-    }
-    let known: Vec<&str> = platform::access::ROLES.iter().map(|(r, _, _)| *r).collect();
-    Err(ApiError::invalid_param(
-        "role",
-        format!("Unknown role {role:?}; the roles are {}.", known.join(", ")),
-    ))
+fn check_role(role: &str) -> Result<Role, ApiError> {
+    role.parse().map_err(|_| {
+        let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        ApiError::invalid_param(
+            "role",
+            format!("Unknown role {role:?}; the roles are {}.", known.join(", ")),
+        )
+    })
 }
 
 fn location(id: Uuid) -> String {
     format!("/api/v1/users/{id}")
 }
 
-/// The same shape `GET /users/{id}` answers with.
-pub fn representation(user: &User, org: &Organization) -> serde_json::Value {
-    let mut roles: Vec<serde_json::Value> = user
-        .roles
-        .iter()
-        .map(|(role, team)| serde_json::json!({"role": role, "team_id": team}))
-        .collect();
-    if org.owners.contains(&user.id) {
-        roles.insert(0, serde_json::json!({"role": OWNER, "team_id": null}));
+/// The user as `GET /users/{id}` answers: the owner role first, then by role and team.
+pub fn resource(user: &User, org: &Organization) -> api::users::User {
+    let owner = org.owners.contains(&user.id).then_some(RoleAssignment {
+        role: Role::Owner,
+        team_id: None,
+    });
+    let held = user.roles.iter().filter_map(|(role, team)| {
+        Some(RoleAssignment {
+            role: role.parse().ok()?,
+            team_id: team.map(Into::into),
+        })
+    });
+    api::users::User {
+        id: user.id.into(),
+        object: UserObject::Value,
+        org_id: user.org_id.into(),
+        email: user.email.clone(),
+        name: user.name.clone(),
+        roles: owner.into_iter().chain(held).collect(),
+        version: user.version,
+        created_at: time(user.created_at),
     }
-    serde_json::json!({
-        "id": user.id,
-        "object": "user",
-        "org_id": user.org_id,
-        "email": user.email,
-        "name": user.name,
-        "roles": roles,
-        "version": user.version,
-        "created_at": time(user.created_at),
-    })
 }
 
 pub fn user_error(error: DomainError) -> ApiError {

@@ -52,7 +52,7 @@ impl Projection for Catalog {
                 vec![
                     Box::new(synced.provider.clone()),
                     Box::new(event.stream_version),
-                    Box::new(event.occurred_at),
+                    Box::new(*event.occurred_at),
                     Box::new(column(|e| e.name.clone())),
                     Box::new(column(|e| e.upstream_model.clone())),
                     Box::new(number(|e| {
@@ -92,7 +92,7 @@ mod tests {
                 entries: vec![entry],
             }),
             None,
-            "catalog:openrouter".into(),
+            events::StreamId::catalog("openrouter"),
             version,
             Actor::system(),
             "t".into(),
@@ -118,7 +118,7 @@ mod tests {
                 to_plan: "pro".into(),
             }),
             Some(uuid::Uuid::now_v7()),
-            "subscription:x".into(),
+            events::StreamId::subscription(uuid::Uuid::now_v7().into()),
             1,
             Actor::system(),
             "t".into(),

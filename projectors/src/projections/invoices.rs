@@ -11,7 +11,7 @@ pub fn statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
     let version = event.stream_version;
     let sql = match &event.payload {
         EventPayload::InvoiceIssued(e) => {
-            let issued_at = parse_time(&e.issued_at).unwrap_or(event.occurred_at);
+            let issued_at = parse_time(&e.issued_at).unwrap_or(*event.occurred_at);
             let (status, paid_at, paid_cents) = if e.total_cents == 0 {
                 ("paid", Some(issued_at), Some(0_i64))
             } else {
@@ -44,7 +44,7 @@ pub fn statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
              WHERE id = $1 AND version < $5",
             vec![
                 Box::new(e.invoice_id),
-                Box::new(parse_time(&e.paid_at).unwrap_or(event.occurred_at)),
+                Box::new(parse_time(&e.paid_at).unwrap_or(*event.occurred_at)),
                 Box::new(e.amount_cents),
                 Box::new(e.reference.clone()),
                 Box::new(version),

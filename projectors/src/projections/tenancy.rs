@@ -60,7 +60,7 @@ impl Tenancy {
         if let Some(sql) = super::invoices::statements(event, org_id) {
             return sql;
         }
-        let at = event.occurred_at;
+        let at = *event.occurred_at;
         let version = event.stream_version;
         match &event.payload {
             EventPayload::OrganizationCreated(e) => vec![Sql::new(
@@ -102,12 +102,13 @@ impl Tenancy {
 /// The nil UUID stands for "the whole organization" in `read.role_assignments.team_id`.
 const WHOLE_ORG: Uuid = Uuid::nil();
 
-/// The id part of a stream id such as `user:<uuid>`.
+/// The id of the stream's entity (`user:<uuid>` → the user's id). Every stream these events are
+/// written to is keyed by a UUID; one that is not becomes the nil id, which matches no row.
 fn stream_uuid(event: &EventEnvelope) -> Uuid {
     event
         .stream_id
-        .split_once(':')
-        .and_then(|(_, id)| id.parse().ok())
+        .kind()
+        .and_then(|kind| event.stream_id.uuid_of(kind))
         .unwrap_or_default()
 }
 
@@ -122,7 +123,7 @@ fn bump(table: &'static str, id: Uuid, event: &EventEnvelope) -> Sql {
         vec![
             Box::new(id),
             Box::new(event.stream_version),
-            Box::new(event.occurred_at),
+            Box::new(*event.occurred_at),
         ],
     )
 }
@@ -143,7 +144,7 @@ fn last_used(key: Option<Uuid>, at: chrono::DateTime<chrono::Utc>) -> Vec<Sql> {
 
 /// Users, roles, teams and API keys.
 fn access_statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
-    let at = event.occurred_at;
+    let at = *event.occurred_at;
     let version = event.stream_version;
     let id = stream_uuid(event);
     let sql = match &event.payload {
@@ -327,7 +328,7 @@ mod tests {
         EventEnvelope::new(
             payload,
             Some(id),
-            format!("organization:{id}"),
+            events::StreamId::organization(id.into()),
             version,
             Actor::system(),
             "t".into(),

@@ -69,7 +69,7 @@ impl Projection for Usage {
                 Box::new(total),
                 Box::new(cost),
                 Box::new(i64::try_from(call.latency_ms).unwrap_or(i64::MAX)),
-                Box::new(event.occurred_at),
+                Box::new(*event.occurred_at),
             ],
         )]
     }

@@ -1,39 +1,37 @@
 //! `GET /permissions`, `GET /roles`: the catalog, the same for every organization.
 
-use axum::routing::get;
-use axum::{Json, Router};
-use platform::access::{role_permissions, PERMISSIONS, ROLES};
+use api::access::{PermissionInfo, RoleInfo};
+use api::List;
+use axum::Json;
+use platform::access::{Permission, Role};
 use platform::{ApiError, Principal};
-use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::ReadState;
 
-pub fn router() -> Router<ReadState> {
-    Router::new()
-        .route("/permissions", get(permissions))
-        .route("/roles", get(roles))
+pub fn router() -> OpenApiRouter<ReadState> {
+    OpenApiRouter::new()
+        .routes(routes!(permissions))
+        .routes(routes!(roles))
 }
 
-async fn permissions(principal: Principal) -> Result<Json<Value>, ApiError> {
-    principal.require("roles:read")?;
-    let data: Vec<Value> = PERMISSIONS
-        .iter()
-        .map(|(name, description)| json!({"object": "permission", "name": name, "description": description}))
-        .collect();
-    Ok(Json(
-        json!({"object": "list", "data": data, "next_cursor": null}),
-    ))
+/// Every permission an API key can hold.
+#[utoipa::path(get, path = "/permissions", tag = "access",
+    responses((status = 200, body = List<PermissionInfo>)))]
+async fn permissions(principal: Principal) -> Result<Json<List<PermissionInfo>>, ApiError> {
+    principal.require(Permission::RolesRead)?;
+    Ok(Json(List::all(
+        Permission::ALL.iter().map(|p| (*p).into()).collect(),
+    )))
 }
 
-async fn roles(principal: Principal) -> Result<Json<Value>, ApiError> {
-    principal.require("roles:read")?;
-    let data: Vec<Value> = ROLES
-        .iter()
-        .map(|(name, description, _)| {
-            json!({"object": "role", "name": name, "description": description, "permissions": role_permissions(name)})
-        })
-        .collect();
-    Ok(Json(
-        json!({"object": "list", "data": data, "next_cursor": null}),
-    ))
+/// The built-in roles and what each grants.
+#[utoipa::path(get, path = "/roles", tag = "access",
+    responses((status = 200, body = List<RoleInfo>)))]
+async fn roles(principal: Principal) -> Result<Json<List<RoleInfo>>, ApiError> {
+    principal.require(Permission::RolesRead)?;
+    Ok(Json(List::all(
+        Role::ALL.iter().map(|r| (*r).into()).collect(),
+    )))
 }

@@ -1,22 +1,25 @@
 //! `GET /billing/invoices`, `GET /billing/invoices/{id}`.
 
+use api::billing::{Invoice, InvoiceObject, InvoiceStatus};
+use api::{List, OrgQuery, PageParams};
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use platform::access::Permission;
 use platform::http::PathId;
-use platform::pagination::{List, PageQuery};
+use platform::pagination::PageQuery;
 use platform::{ApiError, Principal};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::scope;
 use crate::ReadState;
 
-pub fn router() -> Router<ReadState> {
-    Router::new()
-        .route("/billing/invoices", get(list))
-        .route("/billing/invoices/{id}", get(show))
+pub fn router() -> OpenApiRouter<ReadState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +27,15 @@ struct InvoicesQuery {
     #[serde(flatten)]
     page: PageQuery,
     org_id: Option<String>,
+    period: Option<String>,
+    status: Option<String>,
+}
+
+/// The invoice filters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct InvoiceFilter {
     /// `YYYY-MM`: only that month's invoice.
     period: Option<String>,
     /// `open` or `paid`.
@@ -35,42 +47,52 @@ const SELECT: &str =
         i.usage, i.issued_at, i.paid_at, i.paid_cents, i.payment_reference, i.version
      FROM read.invoices i";
 
-fn from_row(row: &tokio_postgres::Row) -> Value {
-    json!({
-        "id": row.get::<_, Uuid>("id"),
-        "object": "invoice",
-        "org_id": row.get::<_, Uuid>("org_id"),
-        "period": row.get::<_, String>("period"),
-        "plan": row.get::<_, String>("plan"),
-        "currency": row.get::<_, String>("currency"),
-        "status": row.get::<_, String>("status"),
-        "total_cents": row.get::<_, i64>("total_cents"),
-        "lines": row.get::<_, Value>("lines"),
-        "usage": row.get::<_, Value>("usage"),
-        "issued_at": scope::time(row.get("issued_at")),
-        "paid_at": scope::maybe_time(row.get("paid_at")),
-        "paid_cents": row.get::<_, Option<i64>>("paid_cents"),
-        "payment_reference": row.get::<_, Option<String>>("payment_reference"),
-        "version": row.get::<_, i64>("version"),
-    })
+fn from_row(row: &tokio_postgres::Row) -> Invoice {
+    let plan: &str = row.get("plan");
+    Invoice {
+        id: row.get::<_, Uuid>("id").into(),
+        object: InvoiceObject::Value,
+        org_id: row.get::<_, Uuid>("org_id").into(),
+        period: row.get("period"),
+        plan: plan.parse().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "an invoice names an unknown plan");
+            platform::plans::DEFAULT_PLAN
+        }),
+        currency: row.get("currency"),
+        status: match row.get::<_, &str>("status") {
+            "paid" => InvoiceStatus::Paid,
+            _ => InvoiceStatus::Open,
+        },
+        total_cents: row.get("total_cents"),
+        lines: row.get("lines"),
+        usage: row.get("usage"),
+        issued_at: scope::time(row.get("issued_at")),
+        paid_at: scope::time(row.get("paid_at")),
+        paid_cents: row.get("paid_cents"),
+        payment_reference: row.get("payment_reference"),
+        version: row.get("version"),
+    }
 }
 
-const TABLE: scope::OrgTable = scope::OrgTable {
+const TABLE: scope::OrgTable<Invoice> = scope::OrgTable {
     select: SELECT,
     alias: "i",
-    permission: "billing:read",
+    permission: Permission::BillingRead,
     noun: "invoice",
     to_json: from_row,
+    key: |i| i.id.uuid(),
 };
 
 /// The organization's invoices in id order, optionally of one period or status.
+#[utoipa::path(get, path = "/billing/invoices", tag = "billing", params(PageParams, OrgQuery, InvoiceFilter),
+    responses((status = 200, body = List<Invoice>)))]
 async fn list(
     State(state): State<ReadState>,
     principal: Principal,
     Query(query): Query<InvoicesQuery>,
-) -> Result<Json<List<Value>>, ApiError> {
+) -> Result<Json<List<Invoice>>, ApiError> {
     let org_id = scope::org(&principal, query.org_id.as_deref())?;
-    principal.require("billing:read")?;
+    principal.require(Permission::BillingRead)?;
     let period = match query.period.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(
@@ -105,15 +127,18 @@ async fn list(
         )
         .await?;
     let items = rows.iter().map(from_row).collect();
-    Ok(Json(List::from_rows(items, &page, |item: &Value| {
-        item["id"].as_str().unwrap_or_default().to_string()
+    Ok(Json(List::from_rows(items, &page, |i: &Invoice| {
+        i.id.to_string()
     })))
 }
 
+/// One invoice.
+#[utoipa::path(get, path = "/billing/invoices/{id}", tag = "billing", params(scope::IdParam),
+    responses((status = 200, body = Invoice)))]
 async fn show(
     State(state): State<ReadState>,
     principal: Principal,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Invoice>, ApiError> {
     Ok(Json(from_row(&TABLE.row(&state, &principal, id).await?)))
 }

@@ -1,68 +1,56 @@
 //! `GET /organizations`, `GET /organizations/{id}`.
 
+use api::organizations::{Organization, OrganizationObject};
+use api::{List, PageParams};
 use axum::extract::{Query, State};
 use axum::http::header::ETAG;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
+use axum::Json;
+use platform::access::Permission;
 use platform::http::PathId;
-use platform::pagination::{List, PageQuery};
+use platform::pagination::PageQuery;
 use platform::{ApiError, Principal};
-use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::scope;
 use crate::ReadState;
 
-pub fn router() -> Router<ReadState> {
-    Router::new()
-        .route("/organizations", get(list))
-        .route("/organizations/{id}", get(show))
-}
-
-#[derive(Debug, Serialize)]
-struct Organization {
-    id: Uuid,
-    object: &'static str,
-    name: String,
-    slug: String,
-    owner_email: Option<String>,
-    version: i64,
-    created_at: String,
-    updated_at: String,
+pub fn router() -> OpenApiRouter<ReadState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
 }
 
 const COLUMNS: &str = "id, name, slug, owner_email, version, created_at, updated_at";
 
 fn from_row(row: &tokio_postgres::Row) -> Organization {
-    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Millis, true);
     Organization {
-        id: row.get("id"),
-        object: "organization",
+        id: row.get::<_, Uuid>("id").into(),
+        object: OrganizationObject::Value,
         name: row.get("name"),
         slug: row.get("slug"),
         owner_email: row.get("owner_email"),
         version: row.get("version"),
-        created_at: time(row.get("created_at")),
-        updated_at: time(row.get("updated_at")),
+        created_at: scope::time(row.get("created_at")),
+        updated_at: scope::time(row.get("updated_at")),
     }
 }
 
+/// The organizations the caller sees: a key its own, the platform admin all of them.
+#[utoipa::path(get, path = "/organizations", tag = "organizations", params(PageParams),
+    responses((status = 200, body = List<Organization>)))]
 async fn list(
     State(state): State<ReadState>,
     principal: Principal,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<List<Organization>>, ApiError> {
-    principal.require("organizations:read")?;
+    principal.require(Permission::OrganizationsRead)?;
     // A key sees its own organization only; the platform admin sees all.
     let only: Option<Uuid> = principal.key().map(|k| k.org_id);
     let page = query.page()?;
-    let after = match &page.after {
-        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
-            ApiError::invalid_param("cursor", "cursor is not one this API returned.")
-        })?),
-        None => None,
-    };
+    let after = scope::after(&page)?;
     let client = state.pool.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM read.organizations
@@ -78,6 +66,9 @@ async fn list(
     })))
 }
 
+/// One organization, with its version as the `ETag`.
+#[utoipa::path(get, path = "/organizations/{id}", tag = "organizations", params(scope::IdParam),
+    responses((status = 200, body = Organization, headers(("etag" = String, description = "The version, quoted")))))]
 async fn show(
     State(state): State<ReadState>,
     principal: Principal,
@@ -88,7 +79,7 @@ async fn show(
             "No organization with id {id}."
         )));
     }
-    principal.require("organizations:read")?;
+    principal.require(Permission::OrganizationsRead)?;
     let client = state.pool.get().await?;
     let sql =
         format!("SELECT {COLUMNS} FROM read.organizations WHERE id = $1 AND deleted_at IS NULL");

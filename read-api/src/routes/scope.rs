@@ -14,12 +14,18 @@ pub fn org(principal: &Principal, raw: Option<&str>) -> Result<Uuid, ApiError> {
     principal.org_scope(requested)
 }
 
-pub fn time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// A timestamp column that may be null.
+pub fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<api::Timestamp> {
+    at.map(api::Timestamp)
 }
 
-pub fn maybe_time(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
-    at.map(time)
+/// The `{id}` of a resource path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct IdParam {
+    /// The resource's id (a UUID); anything else is 404.
+    id: Uuid,
 }
 
 /// The id after which a page starts.
@@ -35,19 +41,21 @@ pub fn after(page: &platform::pagination::Page) -> Result<Option<Uuid>, ApiError
 }
 
 /// One table of the read models whose rows belong to an organization.
-pub struct OrgTable {
+pub struct OrgTable<T> {
     /// `SELECT … FROM read.<table> <alias>`, without a WHERE clause.
     pub select: &'static str,
     /// The table's alias in `select`: its `id` and `org_id` columns are read through it.
     pub alias: &'static str,
     /// The permission reading it takes.
-    pub permission: &'static str,
+    pub permission: platform::access::Permission,
     /// How a missing row is named in the 404: "user", "team", "API key".
     pub noun: &'static str,
-    pub to_json: fn(&tokio_postgres::Row) -> serde_json::Value,
+    pub to_json: fn(&tokio_postgres::Row) -> T,
+    /// The id a page continues after.
+    pub key: fn(&T) -> Uuid,
 }
 
-impl OrgTable {
+impl<T> OrgTable<T> {
     /// A page of the rows of the caller's organization (or the one the platform admin names),
     /// in id order.
     pub async fn list(
@@ -56,7 +64,7 @@ impl OrgTable {
         principal: &Principal,
         org_id: Option<&str>,
         query: &platform::pagination::PageQuery,
-    ) -> Result<platform::pagination::List<serde_json::Value>, ApiError> {
+    ) -> Result<platform::pagination::List<T>, ApiError> {
         let org_id = org(principal, org_id)?;
         principal.require(self.permission)?;
         let page = query.page()?;
@@ -74,7 +82,7 @@ impl OrgTable {
         Ok(platform::pagination::List::from_rows(
             items,
             &page,
-            |item: &serde_json::Value| item["id"].as_str().unwrap_or_default().to_string(),
+            |item: &T| (self.key)(item).to_string(),
         ))
     }
 

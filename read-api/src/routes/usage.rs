@@ -1,36 +1,29 @@
 //! `GET /billing/usage` (sums, optionally grouped) and `GET /billing/usage/export` (one line per
 //! call, CSV or JSON Lines, streamed), both over `read.chat_calls` with the same filters.
 
+use api::usage::{Usage, UsageFigures, UsageLine, UsageObject, UsageQuery};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use futures::StreamExt;
+use platform::access::Permission;
 use platform::plans::next_month_start;
 use platform::{ApiError, Principal};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::scope;
 use crate::ReadState;
 
-pub fn router() -> Router<ReadState> {
-    Router::new()
-        .route("/billing/usage", get(usage))
-        .route("/billing/usage/export", get(export))
-}
-
-#[derive(Debug, Deserialize)]
-struct UsageQuery {
-    org_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    group_by: Option<String>,
-    format: Option<String>,
+pub fn router() -> OpenApiRouter<ReadState> {
+    OpenApiRouter::new()
+        .routes(routes!(usage))
+        .routes(routes!(export))
 }
 
 /// The filters both endpoints share: organization and `[from, to)`.
@@ -63,7 +56,7 @@ fn filter(
     query: &UsageQuery,
 ) -> Result<Filter, ApiError> {
     let org_id = scope::org(principal, query.org_id.as_deref())?;
-    principal.require("usage:read")?;
+    principal.require(Permission::UsageRead)?;
     let now = state.clock.now();
     let month_start = now
         .date_naive()
@@ -89,11 +82,14 @@ fn filter(
     Ok(Filter { org_id, from, to })
 }
 
+/// Requests, tokens and cost in `[from, to)`, optionally grouped by day, model, key, team or user.
+#[utoipa::path(get, path = "/billing/usage", tag = "usage", params(UsageQuery),
+    responses((status = 200, body = Usage)))]
 async fn usage(
     State(state): State<ReadState>,
     principal: Principal,
     Query(query): Query<UsageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Usage>, ApiError> {
     let filter = filter(&state, &principal, &query)?;
     let key = match query.group_by.as_deref() {
         None | Some("") => "'all'",
@@ -120,39 +116,39 @@ async fn usage(
     let rows = client
         .query(&sql, &[&filter.org_id, &filter.from, &filter.to])
         .await?;
-    let mut totals = [0i64; 6];
-    let data: Vec<Value> = rows
+    let mut totals = UsageFigures::default();
+    let data: Vec<UsageLine> = rows
         .iter()
         .map(|r| {
-            let figures: [i64; 6] = [r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)];
-            for (total, figure) in totals.iter_mut().zip(figures) {
-                *total += figure;
+            let figures = UsageFigures {
+                requests: r.get(1),
+                failed_requests: r.get(2),
+                prompt_tokens: r.get(3),
+                completion_tokens: r.get(4),
+                total_tokens: r.get(5),
+                cost_micros: r.get(6),
+            };
+            totals.requests += figures.requests;
+            totals.failed_requests += figures.failed_requests;
+            totals.prompt_tokens += figures.prompt_tokens;
+            totals.completion_tokens += figures.completion_tokens;
+            totals.total_tokens += figures.total_tokens;
+            totals.cost_micros += figures.cost_micros;
+            UsageLine {
+                key: r.get(0),
+                figures,
             }
-            let mut line = figures_json(figures);
-            line["key"] = Value::String(r.get(0));
-            line
         })
         .collect();
-    Ok(Json(json!({
-        "object": "usage",
-        "org_id": filter.org_id,
-        "from": scope::time(filter.from),
-        "to": scope::time(filter.to),
-        "group_by": query.group_by,
-        "data": data,
-        "totals": figures_json(totals),
-    })))
-}
-
-fn figures_json([requests, failed, prompt, completion, total, cost]: [i64; 6]) -> Value {
-    json!({
-        "requests": requests,
-        "failed_requests": failed,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": total,
-        "cost_micros": cost,
-    })
+    Ok(Json(Usage {
+        object: UsageObject::Value,
+        org_id: filter.org_id.into(),
+        from: filter.from.into(),
+        to: filter.to.into(),
+        group_by: query.group_by,
+        data,
+        totals,
+    }))
 }
 
 const EXPORT_COLUMNS: [&str; 13] = [
@@ -171,7 +167,12 @@ const EXPORT_COLUMNS: [&str; 13] = [
     "cost_micros",
 ];
 
-/// Streams every call in the window, oldest first, without holding the result in memory.
+/// Every call in the window, oldest first, as CSV or JSON Lines; streamed, never held in memory.
+#[utoipa::path(get, path = "/billing/usage/export", tag = "usage", params(UsageQuery),
+    responses((status = 200, description = "One line per call", content(
+        (String = "text/csv"),
+        (String = "application/x-ndjson"),
+    ))))]
 async fn export(
     State(state): State<ReadState>,
     principal: Principal,

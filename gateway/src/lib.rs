@@ -1,12 +1,26 @@
-//! The chat gateway: OpenAI-compatible endpoints in front of OpenRouter, Gemini and any
-//! OpenAI-compatible server, with ordered, weighted deployments per model, failover before the
-//! first byte reaches the client, a circuit breaker per deployment, and one event per call.
+//! The data plane of AI Hub: OpenAI-compatible chat and model endpoints in front of OpenRouter,
+//! Gemini and any OpenAI-compatible server, with ordered, weighted deployments per model,
+//! failover before the first byte reaches the client, a circuit breaker per deployment, monthly
+//! token quotas, and one event per call. The control plane (`command-api`) owns the journal and
+//! the catalog aggregate this crate reads; it never depends on this crate.
+//!
+//! - `chat/`: the chat handler and its steps (request, call and its event, dispatch, respond);
+//!   `models.rs`: the model lists; `access.rs`: permissions and plans.
+//! - `wire/`: one module per provider wire format behind `WireFormat`; `upstream.rs`: the HTTP
+//!   client, sending and SSE framing.
+//! - `routing.rs`: the pure routing plan and circuit breakers; `catalog.rs`: models and
+//!   deployments; `quota/`: token leases (`lease.rs` pure, `leases.rs` the I/O).
+//! - `import/`: reading OpenRouter's model list for `aihub models sync`.
 
+pub mod access;
 pub mod catalog;
-pub mod gemini;
+pub mod chat;
+pub mod import;
+pub mod models;
 pub mod quota;
-pub mod routes;
+pub mod routing;
 pub mod upstream;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,13 +28,17 @@ use std::time::{Duration, Instant};
 
 use events::{EventEnvelope, EventPayload};
 use platform::config::{GatewayConfig, ProviderConfig};
+use routing::{Breaker, BreakerPolicy, Step};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::catalog::aggregate::{stream_id, ImportedCatalog};
-use crate::command::Loaded;
-use crate::Journal;
-use catalog::{Catalog, Deployment};
+use catalog::{Catalog, Deployment, Model};
+use command_api::catalog::aggregate::{stream_id, ImportedCatalog};
+use command_api::command::Loaded;
+use command_api::Journal;
 
 pub struct Gateway {
     /// The built-in or configured catalog; its names take precedence over imported ones.
@@ -37,12 +55,6 @@ pub struct Gateway {
     pub pool: platform::db::PgPool,
     pub clock: platform::clock::Clock,
     pub quota: Arc<quota::leases::Leases>,
-}
-
-#[derive(Debug, Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
 }
 
 impl Gateway {
@@ -102,7 +114,7 @@ impl Gateway {
     /// true when the catalog changed.
     pub async fn refresh_catalog(&self) -> Result<bool, platform::ApiError> {
         let mut imported = self.imported.lock().await;
-        let provider = crate::catalog::PROVIDER;
+        let provider = command_api::catalog::PROVIDER;
         if !imported
             .catch_up(&self.journal, &stream_id(provider))
             .await?
@@ -121,75 +133,32 @@ impl Gateway {
         Ok(true)
     }
 
-    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
-        self.providers.iter().find(|p| p.name == name)
-    }
-
-    /// Deployments in the order to try them: by priority, weighted random inside a priority,
-    /// skipping providers that are not configured.
-    pub fn plan<'a>(&self, deployments: &'a [Deployment]) -> Vec<&'a Deployment> {
-        let mut available: Vec<&Deployment> = deployments
-            .iter()
-            .filter(|d| self.provider(&d.provider).is_some())
-            .collect();
-        available.sort_by_key(|d| d.priority);
-        let mut ordered = Vec::with_capacity(available.len());
-        for priority in available
-            .iter()
-            .map(|d| d.priority)
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let mut group: Vec<&Deployment> = available
-                .iter()
-                .copied()
-                .filter(|d| d.priority == priority)
-                .collect();
-            while !group.is_empty() {
-                let total: u64 = group.iter().map(|d| u64::from(d.weight.max(1))).sum();
-                let mut pick = (uuid::Uuid::new_v4().as_u128() % u128::from(total)) as u64;
-                let index = group
-                    .iter()
-                    .position(|d| {
-                        let w = u64::from(d.weight.max(1));
-                        if pick < w {
-                            true
-                        } else {
-                            pick -= w;
-                            false
-                        }
-                    })
-                    .unwrap_or(0);
-                ordered.push(group.remove(index));
-            }
-        }
-        ordered
-    }
-
-    fn breaker_key(deployment: &Deployment) -> String {
-        format!("{}/{}", deployment.provider, deployment.upstream_model)
-    }
-
-    /// False while the deployment's circuit is open.
-    pub fn allows(&self, deployment: &Deployment) -> bool {
+    /// The order in which a call tries `model`'s deployments now (`routing::plan`).
+    pub fn plan<'a>(&'a self, model: &'a Model) -> Vec<Step<'a>> {
         let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        breakers
-            .get(&Self::breaker_key(deployment))
-            .and_then(|b| b.open_until)
-            .is_none_or(|until| until <= Instant::now())
+        routing::plan(
+            &model.deployments,
+            &self.providers,
+            &breakers,
+            Instant::now(),
+            &mut random_below,
+        )
     }
 
+    /// Counts an attempt's outcome in the deployment's circuit breaker.
     pub fn record(&self, deployment: &Deployment, ok: bool) {
+        let policy = BreakerPolicy {
+            failures: self.config.breaker_failures,
+            cooldown: self.config.breaker_cooldown,
+        };
+        let key = routing::breaker_key(deployment);
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let breaker = breakers.entry(Self::breaker_key(deployment)).or_default();
-        if ok {
-            *breaker = Breaker::default();
-            return;
-        }
-        breaker.failures += 1;
-        if breaker.failures >= self.config.breaker_failures {
-            breaker.open_until = Some(Instant::now() + self.config.breaker_cooldown);
-            breaker.failures = 0;
-            tracing::warn!(deployment = %Self::breaker_key(deployment), "circuit opened");
+        if breakers
+            .entry(key.clone())
+            .or_default()
+            .record(ok, Instant::now(), policy)
+        {
+            tracing::warn!(deployment = %key, "circuit opened");
         }
     }
 
@@ -205,19 +174,76 @@ impl Gateway {
         let mut event = EventEnvelope::new(
             payload,
             Some(org_id),
-            format!("chat:{id}"),
+            events::StreamId::chat(id),
             1,
             actor,
             request_id.to_string(),
         );
         // The call belongs to the month the quota charged it to, also under a pinned clock.
         let now = self.clock.now();
-        event.occurred_at =
-            chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        event.occurred_at = chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
+            .unwrap_or(now)
+            .into();
         if self.events.send(event).await.is_err() {
             tracing::error!("chat event appender is gone; an event was lost");
         }
     }
+}
+
+/// `POST /chat/completions`, `POST /chat/stream`, `GET /chat/models` and `GET /models`, under
+/// `/api/v1`, with their OpenAPI paths.
+pub fn router(gateway: Arc<Gateway>) -> OpenApiRouter {
+    routes().with_state(gateway)
+}
+
+/// The gateway's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(chat::completions))
+        .routes(routes!(chat::stream))
+        .routes(routes!(models::chat_models))
+        .routes(routes!(models::models))
+}
+
+/// What the paths alone do not bring into the document: the tags, the bearer scheme they name,
+/// and the stream's chunk, which travels inside `text/event-stream`. A document this is merged
+/// into keeps its own entries of the same names.
+#[derive(OpenApi)]
+#[openapi(
+    modifiers(&BearerScheme),
+    tags(
+        (name = "chat", description = "OpenAI-compatible chat completions, whole or streamed as server-sent events, routed to the model's providers with failover."),
+        (name = "models", description = "The models the caller's plan serves."),
+    ),
+    components(schemas(chat::schema::ChatCompletionChunk))
+)]
+struct Api;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "An API key of an organization (`aihub-sk-…`) or the platform-admin token.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// A uniformly random number below `total` (at least 1).
+fn random_below(total: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() % u128::from(total.max(1))) as u64
 }
 
 /// The write side does not read read models, so the gateway follows the catalog stream in the
@@ -293,6 +319,91 @@ async fn append_events(
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn document() -> Value {
+        serde_json::to_value(routes().into_openapi()).expect("serializes")
+    }
+
+    #[test]
+    fn every_endpoint_is_documented_with_its_tag_bearer_security_and_error_shape() {
+        let doc = document();
+        let operations = [
+            ("/chat/completions", "post", "chat"),
+            ("/chat/stream", "post", "chat"),
+            ("/chat/models", "get", "models"),
+            ("/models", "get", "models"),
+        ];
+        assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(4));
+        for (path, method, tag) in operations {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(operation["tags"], serde_json::json!([tag]), "{path}");
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{"bearer": []}]),
+                "{path}"
+            );
+            let responses = operation["responses"].as_object().expect("responses");
+            assert!(responses.contains_key("200"), "{path}");
+            for (status, response) in responses.iter().filter(|(s, _)| *s != "200") {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorResponse",
+                    "{path} {status}"
+                );
+            }
+            for status in ["401", "403", "500", "503"] {
+                assert!(responses.contains_key(status), "{path} {status}");
+            }
+        }
+        let chat = &doc["paths"]["/chat/completions"]["post"];
+        assert_eq!(
+            chat["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ChatCompletionRequest"
+        );
+        let answer = &chat["responses"]["200"]["content"];
+        assert_eq!(
+            answer["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ChatCompletion"
+        );
+        assert!(answer["text/event-stream"].is_object());
+        for status in ["400", "404", "413", "429", "502", "504"] {
+            assert!(chat["responses"][status].is_object(), "{status}");
+        }
+    }
+
+    #[test]
+    fn the_schemas_the_paths_name_are_all_in_the_document() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for name in [
+            "ChatCompletionRequest",
+            "ChatMessage",
+            "ChatCompletion",
+            "ChatCompletionChunk",
+            "ModelList",
+            "ChatModelList",
+            "ErrorResponse",
+            "ErrorDetail",
+        ] {
+            assert!(schemas.contains_key(name), "{name} is missing");
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let text = doc.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap_or_default();
+            assert!(schemas.contains_key(name), "dangling $ref to {name}");
         }
     }
 }

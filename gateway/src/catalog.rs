@@ -33,6 +33,16 @@ pub struct Model {
 }
 
 impl Model {
+    /// The tier the plans gate on; a tier name this build does not know is served as the top
+    /// tier, so only the plans that serve everything can use the model.
+    pub fn model_tier(&self) -> platform::plans::ModelTier {
+        self.tier
+            .parse()
+            .unwrap_or(platform::plans::ModelTier::Premium)
+    }
+}
+
+impl Model {
     /// Cost of a call in millionths of a dollar, rounded half up.
     pub fn cost_micros(&self, prompt_tokens: u64, completion_tokens: u64) -> i64 {
         let numerator = i128::from(prompt_tokens) * i128::from(self.input_micros_per_mtok)

@@ -1,6 +1,5 @@
-//! Calling one deployment: building the provider's request, classifying its answer, and reading
-//! its stream as server-sent events. OpenRouter and generic OpenAI-compatible servers speak the
-//! OpenAI wire format; Gemini speaks its own, translated in `gemini.rs`.
+//! Calling one deployment: sending the request its wire format (`wire/`) built, classifying the
+//! answer, and reading its stream as server-sent events.
 
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use futures::{Stream, StreamExt};
 use platform::config::ProviderConfig;
 use serde_json::Value;
 
-use super::gemini;
+use crate::wire::{self, Auth, UpstreamRequest};
 
 /// Why an attempt did not produce a response to relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +22,8 @@ pub enum Failure {
     Rejected { status: u16, message: String },
 }
 
-pub fn is_gemini(provider: &ProviderConfig) -> bool {
-    provider.name == "gemini"
-}
-
-/// Sends the request and waits for the response headers, at most `timeout`.
+/// Sends the request in the provider's wire format and waits for the response headers, at most
+/// `timeout`. A request the format cannot translate is the client's: rejected, no failover.
 pub async fn send(
     http: &reqwest::Client,
     provider: &ProviderConfig,
@@ -36,33 +32,17 @@ pub async fn send(
     stream: bool,
     timeout: Duration,
 ) -> Result<reqwest::Response, Failure> {
-    let request = if is_gemini(provider) {
-        let translated = gemini::request(body).map_err(|e| Failure::Rejected {
+    let UpstreamRequest { url, auth, body } = wire::of(provider)
+        .request(provider, upstream_model, body, stream)
+        .map_err(|e| Failure::Rejected {
             status: 400,
             message: e.message,
         })?;
-        let action = if stream {
-            "streamGenerateContent?alt=sse"
-        } else {
-            "generateContent"
-        };
-        http.post(format!(
-            "{}/v1beta/models/{upstream_model}:{action}",
-            provider.base_url
-        ))
-        .header("x-goog-api-key", &provider.api_key)
-        .json(&translated)
-    } else {
-        let mut upstream = body.clone();
-        upstream["model"] = Value::String(upstream_model.to_string());
-        upstream["stream"] = Value::Bool(stream);
-        if stream {
-            upstream["stream_options"] = serde_json::json!({"include_usage": true});
-        }
-        http.post(format!("{}/chat/completions", provider.base_url))
-            .bearer_auth(&provider.api_key)
-            .json(&upstream)
-    };
+    let request = match auth {
+        Auth::Bearer(key) => http.post(url).bearer_auth(key),
+        Auth::Header(name, value) => http.post(url).header(name, value),
+    }
+    .json(&body);
     let response = match tokio::time::timeout(timeout, request.send()).await {
         Err(_) => {
             return Err(Failure::Retryable {

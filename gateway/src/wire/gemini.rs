@@ -1,42 +1,71 @@
 //! Translation between the OpenAI Chat Completions wire format and Google Gemini's native
 //! `generateContent` / `streamGenerateContent?alt=sse` format.
 //!
-//! Pure functions over `serde_json::Value`: no I/O, no HTTP client. The caller picks the
-//! upstream model and endpoint (streaming or not); these functions only reshape bodies.
+//! Pure functions over `serde_json::Value`: no I/O, no HTTP client. [`Gemini`] puts them behind
+//! the [`WireFormat`] interface, with the endpoint (streaming or not) and the key header.
 
+use platform::config::ProviderConfig;
 use serde_json::{json, Map, Value};
 
-/// Usage in OpenAI terms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
-}
+use super::{Auth, Invalid, Reply, UpstreamRequest, Usage, WireFormat};
 
-/// Why a request cannot be translated (becomes a 400 for the client).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub param: &'static str,
-    pub message: String,
-}
+pub struct Gemini;
 
-impl Invalid {
-    fn new(param: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            param,
-            message: message.into(),
-        }
+impl WireFormat for Gemini {
+    fn request(
+        &self,
+        provider: &ProviderConfig,
+        upstream_model: &str,
+        body: &Value,
+        stream: bool,
+    ) -> Result<UpstreamRequest, Invalid> {
+        let action = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        Ok(UpstreamRequest {
+            url: format!(
+                "{}/v1beta/models/{upstream_model}:{action}",
+                provider.base_url
+            ),
+            auth: Auth::Header("x-goog-api-key", provider.api_key.clone()),
+            body: request(body)?,
+        })
+    }
+
+    /// Gemini reports cumulative usage on stream events: the last one counts.
+    fn usage(&self, answer: &Value) -> Option<Usage> {
+        answer
+            .get("usageMetadata")
+            .filter(|meta| meta.is_object())
+            .map(usage_of)
+    }
+
+    fn response(&self, answer: Value, reply: &Reply) -> Value {
+        response(&answer, &reply.id, reply.created, &reply.model).0
+    }
+
+    fn chunks(&self, event: Value, reply: &Reply, first: bool) -> Vec<Value> {
+        stream_chunk(&event, &reply.id, reply.created, &reply.model, first).0
+    }
+
+    /// Gemini's events are not OpenAI chunks, so none of them is the usage chunk: it is made here.
+    fn usage_chunk(&self, usage: Usage, reply: &Reply) -> Option<Value> {
+        Some(json!({
+            "id": reply.id,
+            "object": "chat.completion.chunk",
+            "created": reply.created,
+            "model": reply.model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+        }))
     }
 }
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.param, self.message)
-    }
-}
-
-impl std::error::Error for Invalid {}
 
 /// The Gemini role a chat message becomes, or `System` for the system instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -961,5 +990,46 @@ mod tests {
         ] {
             assert_eq!(finish_reason(gemini), openai, "{gemini}");
         }
+    }
+
+    #[test]
+    fn streams_go_to_stream_generate_content_with_the_key_header_and_end_with_a_usage_chunk() {
+        let provider = ProviderConfig {
+            name: "gemini".into(),
+            base_url: "https://generativelanguage.googleapis.com".into(),
+            api_key: "AIza".into(),
+        };
+        let body = json!({ "messages": [{ "role": "user", "content": "Hi" }] });
+        let request = Gemini
+            .request(&provider, "gemini-1.5-flash", &body, true)
+            .unwrap();
+        assert_eq!(
+            request.url,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(request.auth, Auth::Header("x-goog-api-key", "AIza".into()));
+        assert_eq!(request.body, super::request(&body).unwrap());
+        let refused = Gemini.request(&provider, "m", &json!({ "messages": [] }), false);
+        assert_eq!(refused.unwrap_err().param, "messages");
+
+        let reply = Reply {
+            id: "chatcmpl-1".into(),
+            created: 10,
+            model: "gemini-1.5-flash".into(),
+        };
+        let usage = Usage {
+            prompt_tokens: 5,
+            completion_tokens: 2,
+            total_tokens: 7,
+        };
+        assert_eq!(
+            Gemini.usage_chunk(usage, &reply),
+            Some(json!({
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 10,
+                "model": "gemini-1.5-flash", "choices": [],
+                "usage": { "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7 },
+            }))
+        );
+        assert_eq!(Gemini.usage(&json!({ "usageMetadata": null })), None);
     }
 }

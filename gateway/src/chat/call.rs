@@ -1,0 +1,176 @@
+//! One chat call as its event will tell it: who made it, for which model, every attempt, and the
+//! tokens it holds against the quota. Every call ends in exactly one event, succeeded or failed,
+//! which also settles its reservation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use events::chat::{Attempt, ChatCall, ChatCompletionFailed, ChatCompletionSucceeded};
+use events::{Actor, EventPayload};
+use platform::auth::KeyPrincipal;
+use platform::plans::Plan;
+use platform::ApiError;
+
+use super::request::ChatRequest;
+use crate::catalog::{Deployment, Model};
+use crate::quota::Reservation;
+use crate::wire::Usage;
+use crate::Gateway;
+
+pub struct Call {
+    pub gateway: Arc<Gateway>,
+    pub key: KeyPrincipal,
+    pub actor: Actor,
+    pub request_id: String,
+    pub model: Model,
+    pub streamed: bool,
+    pub attempts: Vec<Attempt>,
+    pub started: Instant,
+    /// The tokens held for this call, settled when it ends.
+    reservation: Option<Reservation>,
+}
+
+/// How the call was served, for its success event.
+pub struct Served<'a> {
+    pub provider: &'a str,
+    pub upstream_model: &'a str,
+    pub usage: Usage,
+    pub time_to_first_token: Option<Duration>,
+    pub client_disconnected: bool,
+}
+
+impl Call {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        key: KeyPrincipal,
+        actor: Actor,
+        request_id: String,
+        model: Model,
+        streamed: bool,
+    ) -> Self {
+        Self {
+            gateway,
+            key,
+            actor,
+            request_id,
+            model,
+            streamed,
+            attempts: Vec::new(),
+            started: Instant::now(),
+            reservation: None,
+        }
+    }
+
+    /// When the whole call must be over, failover included.
+    pub fn deadline(&self) -> Instant {
+        self.started + self.gateway.config.deadline
+    }
+
+    /// Holds the call's tokens against the monthly quota (429 `insufficient_quota` when they
+    /// are not there) and caps the request's completion at the budget granted. The allowance
+    /// left after it; `None` for an unlimited plan.
+    pub async fn reserve(
+        &mut self,
+        plan: &Plan,
+        request: &mut ChatRequest,
+    ) -> Result<Option<i64>, ApiError> {
+        let gateway = &self.gateway;
+        let reservation = gateway
+            .quota
+            .reserve(
+                self.key.org_id,
+                plan,
+                request.prompt_bound(),
+                request.wanted_completion(),
+                gateway.clock.now(),
+            )
+            .await?;
+        request.limit_completion(reservation.completion_budget);
+        let remaining = reservation.remaining;
+        self.reservation = Some(reservation);
+        Ok(remaining)
+    }
+
+    pub fn attempted(&mut self, deployment: &Deployment, outcome: &str, took: Duration) {
+        self.attempts.push(attempt(deployment, outcome, took));
+    }
+
+    /// Passes `result` on, ending the call as failed when it is an error.
+    pub async fn check<T>(&self, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(error) = &result {
+            self.failed(error).await;
+        }
+        result
+    }
+
+    pub async fn failed(&self, error: &ApiError) {
+        self.settle(0).await;
+        let payload = EventPayload::ChatCompletionFailed(ChatCompletionFailed {
+            call: self.call(),
+            status: error.status.as_u16(),
+            error_code: error.code.clone(),
+        });
+        self.emit(payload).await;
+    }
+
+    pub async fn succeeded(&self, served: Served<'_>) {
+        let usage = served.usage;
+        self.settle(usage.total_tokens).await;
+        let payload = EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
+            call: self.call(),
+            provider: served.provider.to_string(),
+            upstream_model: served.upstream_model.to_string(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.total_tokens,
+            cost_micros: self
+                .model
+                .cost_micros(usage.prompt_tokens, usage.completion_tokens),
+            time_to_first_token_ms: served.time_to_first_token.map(|t| t.as_millis() as u64),
+            client_disconnected: served.client_disconnected,
+        });
+        self.emit(payload).await;
+    }
+
+    fn call(&self) -> ChatCall {
+        ChatCall {
+            request_id: self.request_id.clone(),
+            api_key_id: Some(self.key.key_id),
+            team_id: self.key.team_id,
+            user_id: self.key.owner_user_id,
+            model: self.model.name.clone(),
+            streamed: self.streamed,
+            attempts: self.attempts.clone(),
+            latency_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Replaces the call's token reservation by what it used.
+    async fn settle(&self, used: u64) {
+        if let Some(reservation) = &self.reservation {
+            if let Err(e) = self.gateway.quota.settle(reservation, used as i64).await {
+                tracing::error!(error = %e, "settling a quota reservation failed; the sweep will release it");
+            }
+        }
+    }
+
+    async fn emit(&self, payload: EventPayload) {
+        self.gateway
+            .emit(
+                payload,
+                self.key.org_id,
+                self.actor.clone(),
+                &self.request_id,
+            )
+            .await;
+    }
+}
+
+pub fn attempt(deployment: &Deployment, outcome: &str, took: Duration) -> Attempt {
+    Attempt {
+        provider: deployment.provider.clone(),
+        upstream_model: deployment.upstream_model.clone(),
+        outcome: outcome.to_string(),
+        latency_ms: took.as_millis() as u64,
+    }
+}
