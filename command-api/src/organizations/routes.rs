@@ -13,9 +13,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{
-    self, stream_id, Command, DomainError, EmailAddress, OrgName, OrgSlug, Organization,
+    stream_id, Command, DomainError, EmailAddress, OrgName, OrgSlug, Organization,
 };
-use crate::command::{load, time, Batch, Ctx};
+use crate::billing::aggregate::{self as subscription, Subscription};
+use crate::command::{load, time, Aggregate, Batch, Ctx};
 use crate::users;
 use crate::CommandState;
 
@@ -45,7 +46,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     let id = Uuid::now_v7();
     let stream = stream_id(id);
     let current = Organization::default();
-    let mut payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let mut payloads = current.decide(command).map_err(domain_error)?;
     let mut batch = ctx.batch();
     batch.take(SLUG_SCOPE, body.slug.clone(), &stream);
     if let Some(email) = &owner_email {
@@ -73,18 +74,13 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     batch.push(&stream, Some(id), 0, payloads);
     // Every organization starts on the default plan.
     let free = platform::plans::DEFAULT_PLAN.plan();
-    let started = crate::billing::aggregate::decide(
-        &Default::default(),
-        crate::billing::aggregate::Command::Start { plan: free },
-        ctx.state.clock.now(),
-    )
-    .map_err(|e| ApiError::internal(anyhow::anyhow!("starting the subscription: {e}")))?;
-    batch.push(
-        &crate::billing::aggregate::stream_id(id),
-        Some(id),
-        0,
-        started,
-    );
+    let started = Subscription::default()
+        .decide((
+            subscription::Command::Start { plan: free },
+            ctx.state.clock.now(),
+        ))
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("starting the subscription: {e}")))?;
+    batch.push(&subscription::stream_id(id), Some(id), 0, started);
     respond(batch, current, &stream, StatusCode::CREATED).await
 }
 
@@ -121,7 +117,7 @@ async fn update(
         slug: slug.clone(),
         owner_email,
     };
-    let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let payloads = current.decide(command).map_err(domain_error)?;
     let mut batch = ctx.batch();
     if !payloads.is_empty() {
         if let Some(new_slug) = slug.as_ref().filter(|s| s.as_str() != current.slug) {
@@ -142,7 +138,7 @@ async fn delete(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let command = Command::Delete {
         expected_version: ctx.if_match()?,
     };
-    let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let payloads = current.decide(command).map_err(domain_error)?;
     let mut batch = ctx.batch();
     batch.release(SLUG_SCOPE, current.slug.clone(), &stream);
     batch.push(&stream, Some(id), current.version, payloads);
@@ -160,7 +156,7 @@ async fn respond(
         .events()
         .iter()
         .filter(|e| e.stream_id == *stream)
-        .fold(current, aggregate::apply);
+        .fold(current, Aggregate::apply);
     let projected = batch.commit().await?;
     let mut response = accepted_or(
         status,

@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::aggregate::{self, stream_id, Command, DomainError, Team};
-use crate::command::{display_name, load, time, Batch, Ctx};
+use super::aggregate::{stream_id, Command, DomainError, Team};
+use crate::command::{display_name, load, time, Aggregate, Batch, Ctx};
 use crate::organizations::aggregate::EmailAddress;
 use crate::organizations::routes::live_org;
 use crate::users::{self, aggregate as user_aggregate, email_claim, EMAIL_SCOPE};
@@ -64,7 +64,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiE
     };
     live_org(&ctx, org_id).await?;
     let id = Uuid::now_v7();
-    let payloads = aggregate::decide(&Team::default(), command).map_err(team_error)?;
+    let payloads = Team::default().decide(command).map_err(team_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(org_id), 0, payloads);
     finish(batch, Team::default(), StatusCode::CREATED).await
@@ -88,8 +88,9 @@ async fn update(
     require_teams(&ctx)?;
     ctx.principal.require(Permission::TeamsWrite)?;
     ctx.check_version(team.version)?;
-    let payloads =
-        aggregate::decide(&team, Command::Update { name, description }).map_err(team_error)?;
+    let payloads = team
+        .decide(Command::Update { name, description })
+        .map_err(team_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(team.org_id), team.version, payloads);
     finish(batch, team, StatusCode::OK).await
@@ -155,7 +156,9 @@ async fn add_member(
         }
     };
     ctx.check_version(team.version)?;
-    let payloads = aggregate::decide(&team, Command::AddMember { user_id }).map_err(team_error)?;
+    let payloads = team
+        .decide(Command::AddMember { user_id })
+        .map_err(team_error)?;
     batch.push(&stream_id(id), Some(team.org_id), team.version, payloads);
     finish(batch, team, StatusCode::OK).await
 }
@@ -180,8 +183,9 @@ async fn remove_member(
     require_teams(&ctx)?;
     ctx.principal.require(Permission::MembersWrite)?;
     ctx.check_version(team.version)?;
-    let payloads =
-        aggregate::decide(&team, Command::RemoveMember { user_id }).map_err(team_error)?;
+    let payloads = team
+        .decide(Command::RemoveMember { user_id })
+        .map_err(team_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(team.org_id), team.version, payloads);
     finish(batch, team, StatusCode::OK).await
@@ -192,7 +196,7 @@ async fn finish(batch: Batch<'_>, team: Team, status: StatusCode) -> Result<Resp
         .events()
         .iter()
         .filter(|e| e.stream_id.kind() == Some(events::StreamKind::Team))
-        .fold(team, aggregate::apply);
+        .fold(team, Aggregate::apply);
     let projected = batch.commit().await?;
     Ok(accepted_or(
         status,
