@@ -3,7 +3,6 @@
 use api::organizations::{CreateOrganization, OrganizationObject, UpdateOrganization};
 use axum::http::StatusCode;
 use axum::response::Response;
-use events::access::UserCreated;
 use events::EventPayload;
 use platform::access::Permission;
 use platform::http::{accepted_or, Json, PathId};
@@ -50,22 +49,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     let mut batch = ctx.batch();
     batch.take(SLUG_SCOPE, body.slug.clone(), &stream);
     if let Some(email) = &owner_email {
-        let user_id = Uuid::now_v7();
-        let user_stream = users::aggregate::stream_id(user_id);
-        batch.push(
-            &user_stream,
-            Some(id),
-            0,
-            vec![EventPayload::UserCreated(UserCreated {
-                email: email.as_str().into(),
-                name: None,
-            })],
-        );
-        batch.take(
-            users::EMAIL_SCOPE,
-            users::email_claim(id, email),
-            &user_stream,
-        );
+        let user_id = users::create_in(&mut batch, id, email, None)?;
         // A new organization has no owner yet, so adding one always decides the same event.
         payloads.push(EventPayload::OwnerAdded(events::access::OwnerAdded {
             user_id,

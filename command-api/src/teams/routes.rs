@@ -4,7 +4,6 @@ use api::teams::{AddMember, CreateTeam, TeamObject, UpdateTeam};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use events::EventPayload;
 use platform::access::Permission;
 use platform::http::{accepted_or, Json, PathId};
 use platform::ApiError;
@@ -16,7 +15,7 @@ use super::aggregate::{stream_id, Command, DomainError, Team};
 use crate::command::{display_name, load, time, Aggregate, Batch, Ctx};
 use crate::organizations::aggregate::EmailAddress;
 use crate::organizations::routes::live_org;
-use crate::users::{self, aggregate as user_aggregate, email_claim, EMAIL_SCOPE};
+use crate::users::{self, email_claim, EMAIL_SCOPE};
 use crate::CommandState;
 
 pub fn router() -> OpenApiRouter<CommandState> {
@@ -134,17 +133,7 @@ async fn add_member(
                             "email claim held by unexpected stream {stream}"
                         ))
                     })?,
-                None => {
-                    let user_id = Uuid::now_v7();
-                    let user_stream = user_aggregate::stream_id(user_id);
-                    let created = EventPayload::UserCreated(events::access::UserCreated {
-                        email: email.as_str().into(),
-                        name: None,
-                    });
-                    batch.push(&user_stream, Some(team.org_id), 0, vec![created]);
-                    batch.take(EMAIL_SCOPE, claim, &user_stream);
-                    user_id
-                }
+                None => users::create_in(&mut batch, team.org_id, &email, None)?,
             }
         }
         _ => {

@@ -13,7 +13,6 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{stream_id, Command, DomainError, User};
-use super::{email_claim, EMAIL_SCOPE};
 use crate::command::{load, time, Aggregate, Ctx};
 use crate::organizations::aggregate::{self as org_aggregate, EmailAddress, Organization};
 use crate::organizations::routes::{domain_error as org_error, live_org};
@@ -69,16 +68,8 @@ async fn create(ctx: Ctx, Json(body): Json<CreateUser>) -> Result<Response, ApiE
         ));
     }
     let org = live_org(&ctx, org_id).await?;
-    let (mut batch, user_id) = (ctx.batch(), Uuid::now_v7());
-    let stream = stream_id(user_id);
-    let payloads = User::default()
-        .decide(Command::Create {
-            email: email.clone(),
-            name,
-        })
-        .map_err(user_error)?;
-    batch.push(&stream, Some(org_id), 0, payloads);
-    batch.take(EMAIL_SCOPE, email_claim(org_id, &email), &stream);
+    let mut batch = ctx.batch();
+    let user_id = super::create_in(&mut batch, org_id, &email, name)?;
     let user = batch
         .events()
         .iter()
