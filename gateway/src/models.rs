@@ -122,7 +122,6 @@ pub struct Pricing {
         (status = 200, description = "The models the caller's plan serves, with a configured provider.", body = ModelList),
         (status = 401, description = "No valid bearer token.", body = ErrorResponse),
         (status = 403, description = "The key lacks `models:read` (`missing_permission`).", body = ErrorResponse),
-        (status = 500, description = "The organization's plan is unknown to this gateway (`unknown_plan`).", body = ErrorResponse),
         (status = 503, description = "The database is unavailable; retry.", body = ErrorResponse),
     )
 )]
@@ -161,7 +160,6 @@ pub async fn models(
         (status = 200, description = "The models the caller's plan serves, with a configured provider.", body = ChatModelList),
         (status = 401, description = "No valid bearer token.", body = ErrorResponse),
         (status = 403, description = "The key lacks `models:read` (`missing_permission`).", body = ErrorResponse),
-        (status = 500, description = "The organization's plan is unknown to this gateway (`unknown_plan`).", body = ErrorResponse),
         (status = 503, description = "The database is unavailable; retry.", body = ErrorResponse),
     )
 )]
