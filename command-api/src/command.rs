@@ -16,8 +16,19 @@ use crate::{CommandState, Journal};
 /// The projection whose read models serve the resources written here.
 pub const TENANCY: &str = "tenancy";
 
-/// A pure aggregate: its state is the fold of its stream's events.
+#[cfg(test)]
+pub mod testing;
+
+/// A pure aggregate: its state is the fold of its stream's events, and it decides which events a
+/// command records, or refuses it.
 pub trait Aggregate: Default {
+    type Command;
+    type Error;
+
+    /// The events `command` records on this state; none when it changes nothing.
+    fn decide(&self, command: Self::Command) -> Result<Vec<EventPayload>, Self::Error>;
+
+    /// The state once `event` happened.
     fn apply(self, event: &EventEnvelope) -> Self;
 }
 

@@ -360,7 +360,7 @@ mod tests {
                     "{path} {status}"
                 );
             }
-            for status in ["401", "403", "500", "503"] {
+            for status in ["401", "403", "503"] {
                 assert!(responses.contains_key(status), "{path} {status}");
             }
         }

@@ -498,7 +498,14 @@ async fn revoked_disabled_and_expired_keys_are_refused_on_every_instance() {
         200,
         "re-enabled key works again"
     );
-    assert_eq!(there.get("/api/v1/teams").await.status, 200);
+    // The other process hears of the change by NOTIFY on its own connection; its answer may lag
+    // ours by that delivery. A refusal it still holds is the safe side, so only here is it waited for.
+    wait_for(
+        std::time::Duration::from_secs(2),
+        "the other instance to accept the re-enabled key",
+        || async { there.get("/api/v1/teams").await.status == 200 },
+    )
+    .await;
 
     // The first request after DELETE returns is refused, here and on the other instance.
     let revoked = tenant.owner.delete(&format!("/api/v1/api-keys/{id}")).await;

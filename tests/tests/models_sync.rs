@@ -537,6 +537,7 @@ async fn concurrent_syncs_record_one_event_and_a_stale_decision_conflicts() {
     let pool = platform::db::pool(&env.config.database_url, 2).expect("pool");
     let journal = command_api::Journal::new(pool);
     use command_api::catalog::{aggregate, sync as catalog_sync};
+    use command_api::command::Aggregate;
     use gateway::import::openrouter as list;
 
     // A decision made at version 0 cannot be appended once another sync wrote version 1.
@@ -548,8 +549,11 @@ async fn concurrent_syncs_record_one_event_and_a_stale_decision_conflicts() {
         &json!({"data": [openrouter_model("x/other", 4096, "0.000001", "0.000002")]}).to_string(),
     )
     .expect("parses");
-    let decision = aggregate::decide(&stale.state, "openrouter", other.entries.clone())
-        .expect("differs from empty");
+    let Ok(decision) = stale.state.decide(aggregate::Import {
+        provider: "openrouter".into(),
+        entries: other.entries.clone(),
+    });
+    assert!(!decision.is_empty(), "differs from empty");
     let lost = catalog_sync::append(&journal, &stale, decision, &Actor::system(), "stale").await;
     assert!(
         matches!(

@@ -5,6 +5,8 @@ use events::access::{ApiKeyCreated, ApiKeyPermissionsChanged, ApiKeyRevoked, Api
 use events::{EventEnvelope, EventPayload};
 use uuid::Uuid;
 
+use crate::command::Aggregate;
+
 pub fn stream_id(id: Uuid) -> events::StreamId {
     events::StreamId::api_key(id.into())
 }
@@ -56,50 +58,92 @@ pub enum DomainError {
     Revoked,
 }
 
-pub fn decide(state: &ApiKey, command: Command) -> Result<Vec<EventPayload>, DomainError> {
-    if let Command::Create(created) = command {
-        if state.exists() {
-            return Err(DomainError::AlreadyExists);
-        }
-        return Ok(vec![EventPayload::ApiKeyCreated(created)]);
-    }
-    if !state.exists() {
-        return Err(DomainError::NotFound);
-    }
-    if state.revoked_at.is_some() {
-        return Err(DomainError::Revoked);
-    }
-    match command {
-        Command::Create(_) => Err(DomainError::AlreadyExists),
-        Command::Update {
-            name,
-            expires_at,
-            enabled,
-        } => {
-            let changed = ApiKeyUpdated {
-                name: name.filter(|n| *n != state.name),
-                expires_at: expires_at.filter(|at| *at != state.expires_at).map(|at| {
-                    at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                        .unwrap_or_default()
-                }),
-                enabled: enabled.filter(|e| *e != state.enabled),
-            };
-            if changed == ApiKeyUpdated::default() {
-                return Ok(vec![]);
+impl Aggregate for ApiKey {
+    type Command = Command;
+    type Error = DomainError;
+
+    fn decide(&self, command: Command) -> Result<Vec<EventPayload>, DomainError> {
+        if let Command::Create(created) = command {
+            if self.exists() {
+                return Err(DomainError::AlreadyExists);
             }
-            Ok(vec![EventPayload::ApiKeyUpdated(changed)])
+            return Ok(vec![EventPayload::ApiKeyCreated(created)]);
         }
-        Command::SetPermissions { mut permissions } => {
-            permissions.sort();
-            permissions.dedup();
-            if permissions == state.permissions {
-                return Ok(vec![]);
+        if !self.exists() {
+            return Err(DomainError::NotFound);
+        }
+        if self.revoked_at.is_some() {
+            return Err(DomainError::Revoked);
+        }
+        match command {
+            Command::Create(_) => Err(DomainError::AlreadyExists),
+            Command::Update {
+                name,
+                expires_at,
+                enabled,
+            } => {
+                let changed = ApiKeyUpdated {
+                    name: name.filter(|n| *n != self.name),
+                    expires_at: expires_at.filter(|at| *at != self.expires_at).map(|at| {
+                        at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                            .unwrap_or_default()
+                    }),
+                    enabled: enabled.filter(|e| *e != self.enabled),
+                };
+                if changed == ApiKeyUpdated::default() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventPayload::ApiKeyUpdated(changed)])
             }
-            Ok(vec![EventPayload::ApiKeyPermissionsChanged(
-                ApiKeyPermissionsChanged { permissions },
-            )])
+            Command::SetPermissions { mut permissions } => {
+                permissions.sort();
+                permissions.dedup();
+                if permissions == self.permissions {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventPayload::ApiKeyPermissionsChanged(
+                    ApiKeyPermissionsChanged { permissions },
+                )])
+            }
+            Command::Revoke => Ok(vec![EventPayload::ApiKeyRevoked(ApiKeyRevoked {})]),
         }
-        Command::Revoke => Ok(vec![EventPayload::ApiKeyRevoked(ApiKeyRevoked {})]),
+    }
+
+    fn apply(mut self, event: &EventEnvelope) -> Self {
+        self.version = event.stream_version;
+        self.updated_at = Some(*event.occurred_at);
+        match &event.payload {
+            EventPayload::ApiKeyCreated(e) => {
+                self.id = event
+                    .stream_id
+                    .uuid_of(events::StreamKind::ApiKey)
+                    .unwrap_or_default();
+                self.org_id = event.org_id.unwrap_or_default();
+                self.name = e.name.clone();
+                self.prefix = e.prefix.clone();
+                self.owner_user_id = e.owner_user_id;
+                self.team_id = e.team_id;
+                self.permissions = e.permissions.clone();
+                self.enabled = true;
+                self.expires_at = e.expires_at.as_deref().and_then(parse_time);
+                self.created_at = Some(*event.occurred_at);
+            }
+            EventPayload::ApiKeyUpdated(e) => {
+                if let Some(name) = &e.name {
+                    self.name = name.clone();
+                }
+                if let Some(at) = &e.expires_at {
+                    self.expires_at = parse_time(at);
+                }
+                if let Some(enabled) = e.enabled {
+                    self.enabled = enabled;
+                }
+            }
+            EventPayload::ApiKeyPermissionsChanged(e) => self.permissions = e.permissions.clone(),
+            EventPayload::ApiKeyRevoked(_) => self.revoked_at = Some(*event.occurred_at),
+            _ => {}
+        }
+        self
     }
 }
 
@@ -109,88 +153,47 @@ fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-pub fn apply(mut state: ApiKey, event: &EventEnvelope) -> ApiKey {
-    state.version = event.stream_version;
-    state.updated_at = Some(*event.occurred_at);
-    match &event.payload {
-        EventPayload::ApiKeyCreated(e) => {
-            state.id = event
-                .stream_id
-                .uuid_of(events::StreamKind::ApiKey)
-                .unwrap_or_default();
-            state.org_id = event.org_id.unwrap_or_default();
-            state.name = e.name.clone();
-            state.prefix = e.prefix.clone();
-            state.owner_user_id = e.owner_user_id;
-            state.team_id = e.team_id;
-            state.permissions = e.permissions.clone();
-            state.enabled = true;
-            state.expires_at = e.expires_at.as_deref().and_then(parse_time);
-            state.created_at = Some(*event.occurred_at);
-        }
-        EventPayload::ApiKeyUpdated(e) => {
-            if let Some(name) = &e.name {
-                state.name = name.clone();
-            }
-            if let Some(at) = &e.expires_at {
-                state.expires_at = parse_time(at);
-            }
-            if let Some(enabled) = e.enabled {
-                state.enabled = enabled;
-            }
-        }
-        EventPayload::ApiKeyPermissionsChanged(e) => state.permissions = e.permissions.clone(),
-        EventPayload::ApiKeyRevoked(_) => state.revoked_at = Some(*event.occurred_at),
-        _ => {}
-    }
-    state
-}
-
-impl crate::command::Aggregate for ApiKey {
-    fn apply(self, event: &EventEnvelope) -> Self {
-        apply(self, event)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::testing::given;
+
+    fn created(expires_at: Option<&str>) -> EventPayload {
+        EventPayload::ApiKeyCreated(ApiKeyCreated {
+            name: "ci".into(),
+            public_id: "abc123".into(),
+            prefix: "aihub-sk-abc123".into(),
+            secret_sha256: "00".repeat(32),
+            owner_user_id: None,
+            team_id: None,
+            permissions: vec!["chat:write".into()],
+            expires_at: expires_at.map(Into::into),
+        })
+    }
 
     #[test]
     fn a_revoked_key_cannot_be_changed() {
-        let key = ApiKey {
-            version: 2,
-            enabled: true,
-            revoked_at: Some(Utc::now()),
-            ..ApiKey::default()
-        };
-        assert_eq!(decide(&key, Command::Revoke), Err(DomainError::Revoked));
-        assert!(key.revoked_at.is_some());
+        given::<ApiKey>(vec![
+            created(None),
+            EventPayload::ApiKeyRevoked(ApiKeyRevoked {}),
+        ])
+        .when(Command::Revoke)
+        .then_error(DomainError::Revoked)
+        .then_state(|key| assert!(key.revoked_at.is_some()));
     }
 
     #[test]
     fn clearing_the_expiry_is_recorded_as_an_empty_value() {
-        let key = ApiKey {
-            version: 1,
-            enabled: true,
-            expires_at: Some(Utc::now()),
-            ..ApiKey::default()
-        };
-        let events = decide(
-            &key,
-            Command::Update {
+        given::<ApiKey>(vec![created(Some("2030-01-01T00:00:00.000Z"))])
+            .when(Command::Update {
                 name: None,
                 expires_at: Some(None),
                 enabled: None,
-            },
-        )
-        .expect("decides");
-        assert_eq!(
-            events,
-            vec![EventPayload::ApiKeyUpdated(ApiKeyUpdated {
+            })
+            .then(vec![EventPayload::ApiKeyUpdated(ApiKeyUpdated {
                 expires_at: Some(String::new()),
                 ..Default::default()
-            })]
-        );
+            })])
+            .then_state(|key| assert_eq!(key.expires_at, None));
     }
 }

@@ -15,8 +15,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::aggregate::{self, stream_id, ApiKey, Command, DomainError};
-use crate::command::{display_name, load, time, Batch, Ctx};
+use super::aggregate::{stream_id, ApiKey, Command, DomainError};
+use crate::command::{display_name, load, time, Aggregate, Batch, Ctx};
 use crate::organizations::routes::live_org;
 use crate::CommandState;
 use crate::{teams, users};
@@ -120,8 +120,9 @@ async fn create(ctx: Ctx, Json(body): Json<CreateApiKey>) -> Result<Response, Ap
         permissions,
         expires_at: expires_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
     };
-    let payloads =
-        aggregate::decide(&ApiKey::default(), Command::Create(created)).map_err(key_error)?;
+    let payloads = ApiKey::default()
+        .decide(Command::Create(created))
+        .map_err(key_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(org_id), 0, payloads);
     let key = format!("{prefix}-{secret}");
@@ -149,15 +150,13 @@ async fn update(
     let key = load_key(&ctx, id).await?;
     ctx.principal.require(Permission::ApiKeysWrite)?;
     ctx.check_version(key.version)?;
-    let payloads = aggregate::decide(
-        &key,
-        Command::Update {
+    let payloads = key
+        .decide(Command::Update {
             name,
             expires_at,
             enabled: body.enabled,
-        },
-    )
-    .map_err(key_error)?;
+        })
+        .map_err(key_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(key.org_id), key.version, payloads);
     finish(batch, key, StatusCode::OK, None).await
@@ -179,8 +178,9 @@ async fn set_permissions(
     ctx.principal.require(Permission::ApiKeysWrite)?;
     let permissions = grantable(&ctx.principal, body.permissions)?;
     ctx.check_version(key.version)?;
-    let payloads =
-        aggregate::decide(&key, Command::SetPermissions { permissions }).map_err(key_error)?;
+    let payloads = key
+        .decide(Command::SetPermissions { permissions })
+        .map_err(key_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(key.org_id), key.version, payloads);
     finish(batch, key, StatusCode::OK, None).await
@@ -196,7 +196,7 @@ async fn revoke(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let key = load_key(&ctx, id).await?;
     ctx.principal.require(Permission::ApiKeysWrite)?;
     ctx.check_version(key.version)?;
-    let payloads = aggregate::decide(&key, Command::Revoke).map_err(key_error)?;
+    let payloads = key.decide(Command::Revoke).map_err(key_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(key.org_id), key.version, payloads);
     finish(batch, key, StatusCode::OK, None).await
@@ -208,7 +208,7 @@ async fn finish(
     status: StatusCode,
     secret: Option<String>,
 ) -> Result<Response, ApiError> {
-    let key = batch.events().iter().fold(key, aggregate::apply);
+    let key = batch.events().iter().fold(key, Aggregate::apply);
     let projected = batch.commit().await?;
     let location = format!("/api/v1/api-keys/{}", key.id);
     let api_key = resource(&key);

@@ -8,6 +8,8 @@ use events::{EventEnvelope, EventPayload};
 use platform::plans::{next_month_start, plan, proration_cents, Plan};
 use uuid::Uuid;
 
+use crate::command::Aggregate;
+
 pub fn stream_id(org_id: Uuid) -> events::StreamId {
     events::StreamId::subscription(org_id.into())
 }
@@ -66,66 +68,99 @@ pub(super) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-pub fn decide(
-    state: &Subscription,
-    command: Command,
-    now: DateTime<Utc>,
-) -> Result<Vec<EventPayload>, DomainError> {
-    if let Command::Start { plan } = command {
-        if state.exists() {
-            return Err(DomainError::AlreadySubscribed);
-        }
-        return Ok(vec![EventPayload::SubscriptionStarted(
-            SubscriptionStarted {
-                plan: plan.id.into(),
-                started_at: time(now),
-            },
-        )]);
-    }
-    if !state.exists() {
-        return Err(DomainError::NotFound);
-    }
-    let current = plan(state.effective_plan(now)).ok_or(DomainError::NotFound)?;
-    match command {
-        Command::Start { .. } => Err(DomainError::AlreadySubscribed),
-        Command::Upgrade { to } => {
-            if to.rank <= current.rank {
-                return Err(DomainError::NotAnUpgrade {
-                    from: current.id.into(),
-                    to: to.id.into(),
-                });
+/// A subscription decides at a time: `now` is when an upgrade takes effect and what a downgrade
+/// waits from.
+impl Aggregate for Subscription {
+    type Command = (Command, DateTime<Utc>);
+    type Error = DomainError;
+
+    fn decide(
+        &self,
+        (command, now): (Command, DateTime<Utc>),
+    ) -> Result<Vec<EventPayload>, DomainError> {
+        if let Command::Start { plan } = command {
+            if self.exists() {
+                return Err(DomainError::AlreadySubscribed);
             }
-            let (proration, days_left, days_in_month) = proration_cents(current, to, now);
-            Ok(vec![EventPayload::SubscriptionUpgraded(
-                SubscriptionUpgraded {
+            return Ok(vec![EventPayload::SubscriptionStarted(
+                SubscriptionStarted {
+                    plan: plan.id.into(),
+                    started_at: time(now),
+                },
+            )]);
+        }
+        if !self.exists() {
+            return Err(DomainError::NotFound);
+        }
+        let current = plan(self.effective_plan(now)).ok_or(DomainError::NotFound)?;
+        match command {
+            Command::Start { .. } => Err(DomainError::AlreadySubscribed),
+            Command::Upgrade { to } => {
+                if to.rank <= current.rank {
+                    return Err(DomainError::NotAnUpgrade {
+                        from: current.id.into(),
+                        to: to.id.into(),
+                    });
+                }
+                let (proration, days_left, days_in_month) = proration_cents(current, to, now);
+                Ok(vec![EventPayload::SubscriptionUpgraded(
+                    SubscriptionUpgraded {
+                        from_plan: current.id.into(),
+                        to_plan: to.id.into(),
+                        effective_at: time(now),
+                        days_left,
+                        days_in_month,
+                        proration_cents: proration,
+                    },
+                )])
+            }
+            Command::Downgrade { to } => {
+                if to.rank >= current.rank {
+                    return Err(DomainError::NotADowngrade {
+                        from: current.id.into(),
+                        to: to.id.into(),
+                    });
+                }
+                Ok(vec![EventPayload::DowngradeScheduled(DowngradeScheduled {
                     from_plan: current.id.into(),
                     to_plan: to.id.into(),
-                    effective_at: time(now),
-                    days_left,
-                    days_in_month,
-                    proration_cents: proration,
-                },
-            )])
-        }
-        Command::Downgrade { to } => {
-            if to.rank >= current.rank {
-                return Err(DomainError::NotADowngrade {
-                    from: current.id.into(),
-                    to: to.id.into(),
-                });
+                    effective_at: time(next_month_start(now)),
+                })])
             }
-            Ok(vec![EventPayload::DowngradeScheduled(DowngradeScheduled {
-                from_plan: current.id.into(),
-                to_plan: to.id.into(),
-                effective_at: time(next_month_start(now)),
-            })])
+            Command::CancelDowngrade => match self.pending_at(now) {
+                Some((to, _)) => Ok(vec![EventPayload::DowngradeCancelled(DowngradeCancelled {
+                    to_plan: to.clone(),
+                })]),
+                None => Err(DomainError::NoPendingDowngrade),
+            },
         }
-        Command::CancelDowngrade => match state.pending_at(now) {
-            Some((to, _)) => Ok(vec![EventPayload::DowngradeCancelled(DowngradeCancelled {
-                to_plan: to.clone(),
-            })]),
-            None => Err(DomainError::NoPendingDowngrade),
-        },
+    }
+
+    fn apply(mut self, event: &EventEnvelope) -> Self {
+        self.version = event.stream_version;
+        match &event.payload {
+            EventPayload::SubscriptionStarted(e) => {
+                self.org_id = event.org_id.unwrap_or_default();
+                self.plan = e.plan.clone();
+                self.started_at = parse(&e.started_at);
+            }
+            EventPayload::SubscriptionUpgraded(e) => {
+                self.plan = e.to_plan.clone();
+                self.pending = None;
+            }
+            EventPayload::DowngradeScheduled(e) => {
+                // A downgrade scheduled earlier that already took effect is the plan now.
+                if let Some((plan, at)) = self.pending.take() {
+                    if parse(&e.effective_at).is_some_and(|new_at| at < new_at) {
+                        self.plan = plan;
+                    }
+                }
+                self.pending = parse(&e.effective_at).map(|at| (e.to_plan.clone(), at));
+            }
+            EventPayload::DowngradeCancelled(_) => self.pending = None,
+            _ => {}
+        }
+        self
     }
 }
 
@@ -135,43 +170,10 @@ pub(super) fn parse(raw: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-pub fn apply(mut state: Subscription, event: &EventEnvelope) -> Subscription {
-    state.version = event.stream_version;
-    match &event.payload {
-        EventPayload::SubscriptionStarted(e) => {
-            state.org_id = event.org_id.unwrap_or_default();
-            state.plan = e.plan.clone();
-            state.started_at = parse(&e.started_at);
-        }
-        EventPayload::SubscriptionUpgraded(e) => {
-            state.plan = e.to_plan.clone();
-            state.pending = None;
-        }
-        EventPayload::DowngradeScheduled(e) => {
-            // A downgrade scheduled earlier that already took effect is the plan now.
-            if let Some((plan, at)) = state.pending.take() {
-                if parse(&e.effective_at).is_some_and(|new_at| at < new_at) {
-                    state.plan = plan;
-                }
-            }
-            state.pending = parse(&e.effective_at).map(|at| (e.to_plan.clone(), at));
-        }
-        EventPayload::DowngradeCancelled(_) => state.pending = None,
-        _ => {}
-    }
-    state
-}
-
-impl crate::command::Aggregate for Subscription {
-    fn apply(self, event: &EventEnvelope) -> Self {
-        apply(self, event)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::Actor;
+    use crate::command::testing::given;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
@@ -179,93 +181,86 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn run(state: Subscription, command: Command, now: &str) -> Subscription {
-        let payloads = decide(&state, command, at(now)).expect("decides");
-        payloads.into_iter().fold(state, |s, p| {
-            let version = s.version + 1;
-            apply(
-                s,
-                &EventEnvelope::new(
-                    p,
-                    Some(Uuid::nil()),
-                    stream_id(Uuid::nil()),
-                    version,
-                    Actor::system(),
-                    "t".into(),
-                ),
-            )
+    fn p(id: &str) -> &'static Plan {
+        plan(id).expect("plan")
+    }
+
+    fn started(plan: &str, at: &str) -> EventPayload {
+        EventPayload::SubscriptionStarted(SubscriptionStarted {
+            plan: plan.into(),
+            started_at: at.into(),
+        })
+    }
+
+    /// Free from November 1st, Pro from the 11th.
+    fn on_pro() -> Vec<EventPayload> {
+        vec![
+            started("free", "2026-11-01T00:00:00.000Z"),
+            EventPayload::SubscriptionUpgraded(SubscriptionUpgraded {
+                from_plan: "free".into(),
+                to_plan: "pro".into(),
+                effective_at: "2026-11-11T09:00:00.000Z".into(),
+                days_left: 20,
+                days_in_month: 30,
+                proration_cents: 6_600,
+            }),
+        ]
+    }
+
+    fn scheduled_to_developer() -> EventPayload {
+        EventPayload::DowngradeScheduled(DowngradeScheduled {
+            from_plan: "pro".into(),
+            to_plan: "developer".into(),
+            effective_at: "2026-12-01T00:00:00.000Z".into(),
         })
     }
 
     #[test]
     fn a_downgrade_waits_for_the_first_of_next_month() {
-        let free = plan("free").expect("plan");
-        let pro = plan("pro").expect("plan");
-        let s = run(
-            Subscription::default(),
-            Command::Start { plan: free },
-            "2026-11-01T00:00:00Z",
-        );
-        let s = run(s, Command::Upgrade { to: pro }, "2026-11-11T09:00:00Z");
-        let s = run(
-            s,
-            Command::Downgrade {
-                to: plan("developer").expect("plan"),
-            },
-            "2026-11-20T09:00:00Z",
-        );
-        assert_eq!(s.effective_plan(at("2026-11-30T23:59:59Z")), "pro");
-        assert_eq!(s.effective_plan(at("2026-12-01T00:00:00Z")), "developer");
+        given::<Subscription>(on_pro())
+            .when((
+                Command::Downgrade { to: p("developer") },
+                at("2026-11-20T09:00:00Z"),
+            ))
+            .then(vec![scheduled_to_developer()])
+            .then_state(|s| {
+                assert_eq!(s.effective_plan(at("2026-11-30T23:59:59Z")), "pro");
+                assert_eq!(s.effective_plan(at("2026-12-01T00:00:00Z")), "developer");
+            });
+        let scheduled = [on_pro(), vec![scheduled_to_developer()]].concat();
         // Once in force, it is not pending and cannot be cancelled.
-        assert_eq!(
-            decide(&s, Command::CancelDowngrade, at("2026-12-02T00:00:00Z")),
-            Err(DomainError::NoPendingDowngrade)
-        );
-        assert_eq!(
-            decide(&s, Command::CancelDowngrade, at("2026-11-21T00:00:00Z")).map(|e| e.len()),
-            Ok(1)
-        );
+        given::<Subscription>(scheduled.clone())
+            .when((Command::CancelDowngrade, at("2026-12-02T00:00:00Z")))
+            .then_error(DomainError::NoPendingDowngrade);
+        given::<Subscription>(scheduled)
+            .when((Command::CancelDowngrade, at("2026-11-21T00:00:00Z")))
+            .then(vec![EventPayload::DowngradeCancelled(DowngradeCancelled {
+                to_plan: "developer".into(),
+            })])
+            .then_state(|s| assert_eq!(s.effective_plan(at("2026-12-01T00:00:00Z")), "pro"));
     }
 
     #[test]
     fn upgrades_go_up_and_downgrades_down() {
-        let s = run(
-            Subscription::default(),
-            Command::Start {
-                plan: plan("developer").expect("plan"),
-            },
-            "2026-11-01T00:00:00Z",
-        );
+        let developer = || vec![started("developer", "2026-11-01T00:00:00.000Z")];
         let now = at("2026-11-05T00:00:00Z");
-        assert!(matches!(
-            decide(
-                &s,
-                Command::Upgrade {
-                    to: plan("free").expect("plan")
-                },
-                now
-            ),
-            Err(DomainError::NotAnUpgrade { .. })
-        ));
-        assert!(matches!(
-            decide(
-                &s,
-                Command::Downgrade {
-                    to: plan("pro").expect("plan")
-                },
-                now
-            ),
-            Err(DomainError::NotADowngrade { .. })
-        ));
-        assert!(matches!(
-            decide(
-                &s,
-                Command::Upgrade {
-                    to: plan("developer").expect("plan")
-                },
-                now
-            ),
-            Err(DomainError::NotAnUpgrade { .. })
-        ));
+        given::<Subscription>(developer())
+            .when((Command::Upgrade { to: p("free") }, now))
+            .then_error(DomainError::NotAnUpgrade {
+                from: "developer".into(),
+                to: "free".into(),
+            });
+        given::<Subscription>(developer())
+            .when((Command::Downgrade { to: p("pro") }, now))
+            .then_error(DomainError::NotADowngrade {
+                from: "developer".into(),
+                to: "pro".into(),
+            });
+        given::<Subscription>(developer())
+            .when((Command::Upgrade { to: p("developer") }, now))
+            .then_error(DomainError::NotAnUpgrade {
+                from: "developer".into(),
+                to: "developer".into(),
+            });
     }
 }

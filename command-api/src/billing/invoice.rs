@@ -7,7 +7,8 @@ use events::{EventEnvelope, EventPayload};
 use platform::plans::{plan, proration_cents, Period};
 use uuid::Uuid;
 
-use super::aggregate::{self, parse, time, Subscription};
+use super::aggregate::{parse, time, Subscription};
+use crate::command::Aggregate;
 
 /// Invoice ids are derived from the organization and the period, so one period can never get a
 /// second invoice, whoever closes it and however often.
@@ -52,7 +53,7 @@ pub fn compose(
     let mut state = Subscription::default();
     let mut rest = history.iter().peekable();
     while let Some(event) = rest.next_if(|e| decided_before(&state, e, start)) {
-        state = aggregate::apply(state, event);
+        state = state.apply(event);
     }
     let mut lines = Vec::new();
     let month = period.start.format("%B %Y");
@@ -137,7 +138,52 @@ impl Invoice {
     }
 }
 
-impl crate::command::Aggregate for Invoice {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayError {
+    #[error("the invoice is already paid")]
+    AlreadyPaid,
+    #[error("the amount due is {due} cents, not {offered}")]
+    AmountMismatch { due: i64, offered: i64 },
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// A payment of the whole amount due, recorded as made at `now`.
+    Pay {
+        amount_cents: i64,
+        reference: String,
+        now: DateTime<Utc>,
+    },
+}
+
+/// Issued by `compose`, then paid once.
+impl Aggregate for Invoice {
+    type Command = Command;
+    type Error = PayError;
+
+    fn decide(&self, command: Command) -> Result<Vec<EventPayload>, PayError> {
+        let Command::Pay {
+            amount_cents,
+            reference,
+            now,
+        } = command;
+        if self.paid {
+            return Err(PayError::AlreadyPaid);
+        }
+        if amount_cents != self.total_cents {
+            return Err(PayError::AmountMismatch {
+                due: self.total_cents,
+                offered: amount_cents,
+            });
+        }
+        Ok(vec![EventPayload::InvoicePaid(InvoicePaid {
+            invoice_id: self.id,
+            amount_cents,
+            reference,
+            paid_at: time(now),
+        })])
+    }
+
     fn apply(mut self, event: &EventEnvelope) -> Self {
         self.version = event.stream_version;
         match &event.payload {
@@ -154,42 +200,11 @@ impl crate::command::Aggregate for Invoice {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PayError {
-    #[error("the invoice is already paid")]
-    AlreadyPaid,
-    #[error("the amount due is {due} cents, not {offered}")]
-    AmountMismatch { due: i64, offered: i64 },
-}
-
-pub fn pay(
-    invoice: &Invoice,
-    amount_cents: i64,
-    reference: String,
-    now: DateTime<Utc>,
-) -> Result<Vec<EventPayload>, PayError> {
-    if invoice.paid {
-        return Err(PayError::AlreadyPaid);
-    }
-    if amount_cents != invoice.total_cents {
-        return Err(PayError::AmountMismatch {
-            due: invoice.total_cents,
-            offered: amount_cents,
-        });
-    }
-    Ok(vec![EventPayload::InvoicePaid(InvoicePaid {
-        invoice_id: invoice.id,
-        amount_cents,
-        reference,
-        paid_at: time(now),
-    })])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::aggregate::{decide, Command};
-    use crate::command::Aggregate;
+    use crate::billing::aggregate::{self, Command};
+    use crate::command::testing::given;
     use events::Actor;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -204,7 +219,7 @@ mod tests {
         let mut state = Subscription::default();
         let mut events = Vec::new();
         for (command, now) in commands {
-            for payload in decide(&state, command, at(now)).expect("decides") {
+            for payload in state.decide((command, at(now))).expect("decides") {
                 let event = EventEnvelope::new(
                     payload,
                     Some(org),
@@ -213,7 +228,7 @@ mod tests {
                     Actor::system(),
                     "t".into(),
                 );
-                state = aggregate::apply(state, &event);
+                state = state.apply(&event);
                 events.push(event);
             }
         }
@@ -315,50 +330,47 @@ mod tests {
         assert_ne!(invoice_id(org, period), invoice_id(Uuid::now_v7(), period));
     }
 
+    fn issued(total_cents: i64) -> EventPayload {
+        EventPayload::InvoiceIssued(InvoiceIssued {
+            invoice_id: Uuid::nil(),
+            period: "2026-11".into(),
+            plan: "free".into(),
+            currency: "usd".into(),
+            lines: vec![],
+            usage: vec![],
+            total_cents,
+            issued_at: "2026-12-01T00:00:00.000Z".into(),
+        })
+    }
+
+    fn pay(amount_cents: i64) -> super::Command {
+        super::Command::Pay {
+            amount_cents,
+            reference: "r".into(),
+            now: at("2026-12-02T00:00:00Z"),
+        }
+    }
+
     #[test]
     fn paying_takes_the_exact_amount_once() {
-        let issued = EventEnvelope::new(
-            EventPayload::InvoiceIssued(InvoiceIssued {
-                invoice_id: Uuid::nil(),
-                period: "2026-11".into(),
-                plan: "free".into(),
-                currency: "usd".into(),
-                lines: vec![],
-                usage: vec![],
-                total_cents: 1_933,
-                issued_at: "2026-12-01T00:00:00.000Z".into(),
-            }),
-            Some(Uuid::nil()),
-            stream_id(Uuid::nil()),
-            1,
-            Actor::system(),
-            "t".into(),
-        );
-        let open = Invoice::default().apply(&issued);
-        let now = at("2026-12-02T00:00:00Z");
-        assert_eq!(
-            pay(&open, 1_900, "r".into(), now),
-            Err(PayError::AmountMismatch {
+        given::<Invoice>(vec![issued(1_933)])
+            .when(pay(1_900))
+            .then_error(PayError::AmountMismatch {
                 due: 1_933,
-                offered: 1_900
-            })
-        );
-        let paid = pay(&open, 1_933, "r".into(), now).expect("pays");
-        let mut version = 1;
-        let after = paid.into_iter().fold(open, |s, payload| {
-            version += 1;
-            s.apply(&EventEnvelope::new(
-                payload,
-                Some(Uuid::nil()),
-                stream_id(Uuid::nil()),
-                version,
-                Actor::system(),
-                "t".into(),
-            ))
+                offered: 1_900,
+            });
+        let paid = EventPayload::InvoicePaid(InvoicePaid {
+            invoice_id: Uuid::nil(),
+            amount_cents: 1_933,
+            reference: "r".into(),
+            paid_at: "2026-12-02T00:00:00.000Z".into(),
         });
-        assert_eq!(
-            pay(&after, 1_933, "r".into(), now),
-            Err(PayError::AlreadyPaid)
-        );
+        given::<Invoice>(vec![issued(1_933)])
+            .when(pay(1_933))
+            .then(vec![paid.clone()])
+            .then_state(|invoice| assert!(invoice.paid));
+        given::<Invoice>(vec![issued(1_933), paid])
+            .when(pay(1_933))
+            .then_error(PayError::AlreadyPaid);
     }
 }

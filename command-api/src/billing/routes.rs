@@ -16,9 +16,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::aggregate::{self, stream_id, Command, DomainError, Subscription};
+use super::aggregate::{stream_id, Command, DomainError, Subscription};
 use super::invoice::{self, Invoice, PayError};
-use crate::command::{load, short_text, time, Ctx};
+use crate::command::{load, short_text, time, Aggregate, Ctx};
 use crate::organizations::routes::live_org;
 use crate::CommandState;
 
@@ -148,10 +148,10 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     ctx.check_version(current.version)?;
     let now = ctx.state.clock.now();
-    let payloads = aggregate::decide(&current, command, now).map_err(domain_error)?;
+    let payloads = current.decide((command, now)).map_err(domain_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(org_id), Some(org_id), current.version, payloads);
-    let after = batch.events().iter().fold(current, aggregate::apply);
+    let after = batch.events().iter().fold(current, Aggregate::apply);
     let projected = batch.commit().await?;
     let body = resource(&after, now);
     Ok(accepted_or(
@@ -237,17 +237,21 @@ async fn pay_invoice(
     let reference = short_text("reference", &body.reference)?;
     ctx.check_version(current.version)?;
     let now = ctx.state.clock.now();
-    let payloads = invoice::pay(&current, body.amount_cents, reference.clone(), now)
-        .map_err(|e| match e {
-            PayError::AlreadyPaid => {
-                ApiError::conflict("invoice_already_paid", format!("Invoice {id} is already paid."))
-            }
-            PayError::AmountMismatch { due, offered } => ApiError::invalid_param(
-                "amount_cents",
-                format!("The invoice's amount due is {due} cents; a payment of {offered} cents does not match it."),
-            )
-            .with_code("amount_mismatch"),
-        })?;
+    let payment = invoice::Command::Pay {
+        amount_cents: body.amount_cents,
+        reference: reference.clone(),
+        now,
+    };
+    let payloads = current.decide(payment).map_err(|e| match e {
+        PayError::AlreadyPaid => {
+            ApiError::conflict("invoice_already_paid", format!("Invoice {id} is already paid."))
+        }
+        PayError::AmountMismatch { due, offered } => ApiError::invalid_param(
+            "amount_cents",
+            format!("The invoice's amount due is {due} cents; a payment of {offered} cents does not match it."),
+        )
+        .with_code("amount_mismatch"),
+    })?;
     let mut batch = ctx.batch();
     batch.push(
         &invoice::stream_id(id),

@@ -2,12 +2,12 @@
 //! A sync that loses the race to another reloads and decides again, which usually finds nothing
 //! left to record.
 
-use events::catalog::{CatalogEntry, CatalogSynced};
+use events::catalog::CatalogEntry;
 use events::{Actor, EventEnvelope, EventPayload};
 
-use super::aggregate::{self, ImportedCatalog};
+use super::aggregate::{self, Import, ImportedCatalog};
 use super::{ImportError, PROVIDER};
-use crate::command::{load_from, Loaded};
+use crate::command::{load_from, Aggregate, Loaded};
 use crate::journal::JournalError;
 use crate::Journal;
 
@@ -23,13 +23,18 @@ pub async fn import(
 ) -> Result<(Option<EventEnvelope>, i64), ImportError> {
     for _ in 0..ATTEMPTS {
         let loaded = load(journal).await?;
-        let Some(synced) = aggregate::decide(&loaded.state, PROVIDER, entries.clone()) else {
+        let Ok(decided) = loaded.state.decide(Import {
+            provider: PROVIDER.into(),
+            entries: entries.clone(),
+        });
+        if decided.is_empty() {
             return Ok((None, loaded.version));
-        };
-        match append(journal, &loaded, synced, actor, correlation_id).await {
-            Ok(event) => {
-                let version = event.stream_version;
-                return Ok((Some(event), version));
+        }
+        match append(journal, &loaded, decided, actor, correlation_id).await {
+            Ok(mut appended) => {
+                let last = appended.pop();
+                let version = last.as_ref().map_or(loaded.version, |e| e.stream_version);
+                return Ok((last, version));
             }
             Err(JournalError::VersionConflict) => {
                 tracing::info!("another sync changed the catalog first; deciding again");
@@ -45,22 +50,27 @@ pub async fn load(journal: &Journal) -> Result<Loaded<ImportedCatalog>, ImportEr
     Ok(load_from(journal, &aggregate::stream_id(PROVIDER)).await?)
 }
 
-/// Appends the decision at the version it was made at: a platform event, keyed by its stream.
+/// Appends the decision at the version it was made at: platform events, keyed by their stream.
 pub async fn append(
     journal: &Journal,
     loaded: &Loaded<ImportedCatalog>,
-    synced: CatalogSynced,
+    decided: Vec<EventPayload>,
     actor: &Actor,
     correlation_id: &str,
-) -> Result<EventEnvelope, JournalError> {
-    let event = EventEnvelope::new(
-        EventPayload::CatalogSynced(synced),
-        None,
-        aggregate::stream_id(PROVIDER),
-        loaded.version + 1,
-        actor.clone(),
-        correlation_id.to_string(),
-    );
-    journal.append(std::slice::from_ref(&event), &[]).await?;
-    Ok(event)
+) -> Result<Vec<EventEnvelope>, JournalError> {
+    let events: Vec<EventEnvelope> = (loaded.version + 1..)
+        .zip(decided)
+        .map(|(version, payload)| {
+            EventEnvelope::new(
+                payload,
+                None,
+                aggregate::stream_id(PROVIDER),
+                version,
+                actor.clone(),
+                correlation_id.to_string(),
+            )
+        })
+        .collect();
+    journal.append(&events, &[]).await?;
+    Ok(events)
 }

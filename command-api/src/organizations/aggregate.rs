@@ -10,6 +10,8 @@ use events::{EventEnvelope, EventPayload};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::command::Aggregate;
+
 /// A display name: 1 to 200 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgName(String);
@@ -102,15 +104,23 @@ pub struct Organization {
     pub owners: BTreeSet<Uuid>,
 }
 
-impl crate::command::Aggregate for Organization {
-    fn apply(self, event: &EventEnvelope) -> Self {
-        apply(self, event)
-    }
-}
-
 impl Organization {
     pub fn exists(&self) -> bool {
         self.version > 0 && !self.deleted
+    }
+
+    /// NotFound unless the organization is live, VersionConflict unless it is at the expected one.
+    fn check_live(&self, expected_version: Option<i64>) -> Result<(), DomainError> {
+        if !self.exists() {
+            return Err(DomainError::NotFound);
+        }
+        match expected_version {
+            Some(expected) if expected != self.version => Err(DomainError::VersionConflict {
+                expected,
+                actual: self.version,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -154,138 +164,112 @@ pub fn stream_id(id: Uuid) -> events::StreamId {
     events::StreamId::organization(id.into())
 }
 
-pub fn decide(state: &Organization, command: Command) -> Result<Vec<EventPayload>, DomainError> {
-    match command {
-        Command::Create {
-            name,
-            slug,
-            owner_email,
-        } => {
-            if state.version > 0 {
-                return Err(DomainError::AlreadyExists);
-            }
-            Ok(vec![EventPayload::OrganizationCreated(
-                OrganizationCreated {
-                    name: name.0,
-                    slug: slug.0,
-                    owner_email: owner_email.map(|e| e.0),
-                },
-            )])
-        }
-        Command::Update {
-            expected_version,
-            name,
-            slug,
-            owner_email,
-        } => {
-            check_live(state, expected_version)?;
-            let changed = OrganizationUpdated {
-                name: name.map(|n| n.0).filter(|n| *n != state.name),
-                slug: slug.map(|s| s.0).filter(|s| *s != state.slug),
-                owner_email: owner_email
-                    .map(|e| e.0)
-                    .filter(|e| Some(e) != state.owner_email.as_ref()),
-            };
-            if changed == OrganizationUpdated::default() {
-                return Ok(vec![]);
-            }
-            Ok(vec![EventPayload::OrganizationUpdated(changed)])
-        }
-        Command::Delete { expected_version } => {
-            check_live(state, expected_version)?;
-            Ok(vec![EventPayload::OrganizationDeleted(
-                OrganizationDeleted::default(),
-            )])
-        }
-        Command::AddOwner { user_id } => {
-            check_live(state, None)?;
-            if state.owners.contains(&user_id) {
-                return Ok(vec![]);
-            }
-            Ok(vec![EventPayload::OwnerAdded(OwnerAdded { user_id })])
-        }
-        Command::RemoveOwner { user_id } => {
-            check_live(state, None)?;
-            if !state.owners.contains(&user_id) {
-                return Ok(vec![]);
-            }
-            if state.owners.len() == 1 {
-                return Err(DomainError::LastOwner);
-            }
-            Ok(vec![EventPayload::OwnerRemoved(OwnerRemoved { user_id })])
-        }
-    }
-}
+impl Aggregate for Organization {
+    type Command = Command;
+    type Error = DomainError;
 
-fn check_live(state: &Organization, expected_version: Option<i64>) -> Result<(), DomainError> {
-    if !state.exists() {
-        return Err(DomainError::NotFound);
+    fn decide(&self, command: Command) -> Result<Vec<EventPayload>, DomainError> {
+        match command {
+            Command::Create {
+                name,
+                slug,
+                owner_email,
+            } => {
+                if self.version > 0 {
+                    return Err(DomainError::AlreadyExists);
+                }
+                Ok(vec![EventPayload::OrganizationCreated(
+                    OrganizationCreated {
+                        name: name.0,
+                        slug: slug.0,
+                        owner_email: owner_email.map(|e| e.0),
+                    },
+                )])
+            }
+            Command::Update {
+                expected_version,
+                name,
+                slug,
+                owner_email,
+            } => {
+                self.check_live(expected_version)?;
+                let changed = OrganizationUpdated {
+                    name: name.map(|n| n.0).filter(|n| *n != self.name),
+                    slug: slug.map(|s| s.0).filter(|s| *s != self.slug),
+                    owner_email: owner_email
+                        .map(|e| e.0)
+                        .filter(|e| Some(e) != self.owner_email.as_ref()),
+                };
+                if changed == OrganizationUpdated::default() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventPayload::OrganizationUpdated(changed)])
+            }
+            Command::Delete { expected_version } => {
+                self.check_live(expected_version)?;
+                Ok(vec![EventPayload::OrganizationDeleted(
+                    OrganizationDeleted::default(),
+                )])
+            }
+            Command::AddOwner { user_id } => {
+                self.check_live(None)?;
+                if self.owners.contains(&user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventPayload::OwnerAdded(OwnerAdded { user_id })])
+            }
+            Command::RemoveOwner { user_id } => {
+                self.check_live(None)?;
+                if !self.owners.contains(&user_id) {
+                    return Ok(vec![]);
+                }
+                if self.owners.len() == 1 {
+                    return Err(DomainError::LastOwner);
+                }
+                Ok(vec![EventPayload::OwnerRemoved(OwnerRemoved { user_id })])
+            }
+        }
     }
-    match expected_version {
-        Some(expected) if expected != state.version => Err(DomainError::VersionConflict {
-            expected,
-            actual: state.version,
-        }),
-        _ => Ok(()),
-    }
-}
 
-pub fn apply(mut state: Organization, event: &EventEnvelope) -> Organization {
-    state.version = event.stream_version;
-    state.updated_at = Some(*event.occurred_at);
-    match &event.payload {
-        EventPayload::OrganizationCreated(created) => {
-            state.id = event.org_id.unwrap_or_default();
-            state.name = created.name.clone();
-            state.slug = created.slug.clone();
-            state.owner_email = created.owner_email.clone();
-            state.created_at = Some(*event.occurred_at);
-        }
-        EventPayload::OrganizationUpdated(updated) => {
-            if let Some(name) = &updated.name {
-                state.name = name.clone();
+    fn apply(mut self, event: &EventEnvelope) -> Self {
+        self.version = event.stream_version;
+        self.updated_at = Some(*event.occurred_at);
+        match &event.payload {
+            EventPayload::OrganizationCreated(created) => {
+                self.id = event.org_id.unwrap_or_default();
+                self.name = created.name.clone();
+                self.slug = created.slug.clone();
+                self.owner_email = created.owner_email.clone();
+                self.created_at = Some(*event.occurred_at);
             }
-            if let Some(slug) = &updated.slug {
-                state.slug = slug.clone();
+            EventPayload::OrganizationUpdated(updated) => {
+                if let Some(name) = &updated.name {
+                    self.name = name.clone();
+                }
+                if let Some(slug) = &updated.slug {
+                    self.slug = slug.clone();
+                }
+                if let Some(email) = &updated.owner_email {
+                    self.owner_email = Some(email.clone());
+                }
             }
-            if let Some(email) = &updated.owner_email {
-                state.owner_email = Some(email.clone());
+            EventPayload::OrganizationDeleted(_) => self.deleted = true,
+            EventPayload::OwnerAdded(e) => {
+                self.owners.insert(e.user_id);
             }
+            EventPayload::OwnerRemoved(e) => {
+                self.owners.remove(&e.user_id);
+            }
+            _ => {}
         }
-        EventPayload::OrganizationDeleted(_) => state.deleted = true,
-        EventPayload::OwnerAdded(e) => {
-            state.owners.insert(e.user_id);
-        }
-        EventPayload::OwnerRemoved(e) => {
-            state.owners.remove(&e.user_id);
-        }
-        _ => {}
+        self
     }
-    state
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::Actor;
-
-    fn given(payloads: Vec<EventPayload>) -> Organization {
-        let id = Uuid::now_v7();
-        payloads
-            .into_iter()
-            .enumerate()
-            .fold(Organization::default(), |state, (i, payload)| {
-                let event = EventEnvelope::new(
-                    payload,
-                    Some(id),
-                    stream_id(id),
-                    i as i64 + 1,
-                    Actor::system(),
-                    "t".into(),
-                );
-                apply(state, &event)
-            })
-    }
+    use crate::command::testing::given;
 
     fn created() -> EventPayload {
         EventPayload::OrganizationCreated(OrganizationCreated {
@@ -303,103 +287,81 @@ mod tests {
         }
     }
 
+    fn owner_added(user_id: Uuid) -> EventPayload {
+        EventPayload::OwnerAdded(OwnerAdded { user_id })
+    }
+
     #[test]
     fn creating_twice_is_refused() {
-        assert_eq!(
-            decide(&given(vec![created()]), create_command()),
-            Err(DomainError::AlreadyExists)
-        );
-        assert_eq!(
-            decide(&given(vec![]), create_command())
-                .expect("decides")
-                .len(),
-            1
-        );
+        given::<Organization>(vec![])
+            .when(create_command())
+            .then(vec![created()])
+            .then_state(|org| assert!(org.exists()));
+        given::<Organization>(vec![created()])
+            .when(create_command())
+            .then_error(DomainError::AlreadyExists);
     }
 
     #[test]
     fn update_records_only_what_changed() {
-        let state = given(vec![created()]);
-        let events = decide(
-            &state,
-            Command::Update {
+        given::<Organization>(vec![created()])
+            .when(Command::Update {
                 expected_version: Some(1),
                 name: Some(OrgName::parse("Acme").expect("valid")),
                 slug: Some(OrgSlug::parse("acme-2").expect("valid")),
                 owner_email: None,
-            },
-        )
-        .expect("decides");
-        assert_eq!(
-            events,
-            vec![EventPayload::OrganizationUpdated(OrganizationUpdated {
-                slug: Some("acme-2".into()),
-                ..Default::default()
-            })]
-        );
+            })
+            .then(vec![EventPayload::OrganizationUpdated(
+                OrganizationUpdated {
+                    slug: Some("acme-2".into()),
+                    ..Default::default()
+                },
+            )])
+            .then_state(|org| {
+                assert_eq!((org.name.as_str(), org.slug.as_str()), ("Acme", "acme-2"))
+            });
     }
 
     #[test]
     fn a_stale_version_is_a_conflict() {
-        let state = given(vec![
+        given::<Organization>(vec![
             created(),
             EventPayload::OrganizationUpdated(OrganizationUpdated::default()),
-        ]);
-        let result = decide(
-            &state,
-            Command::Delete {
-                expected_version: Some(1),
-            },
-        );
-        assert_eq!(
-            result,
-            Err(DomainError::VersionConflict {
-                expected: 1,
-                actual: 2
-            })
-        );
+        ])
+        .when(Command::Delete {
+            expected_version: Some(1),
+        })
+        .then_error(DomainError::VersionConflict {
+            expected: 1,
+            actual: 2,
+        });
     }
 
     #[test]
     fn a_deleted_organization_is_gone() {
-        let state = given(vec![
+        given::<Organization>(vec![
             created(),
             EventPayload::OrganizationDeleted(OrganizationDeleted::default()),
-        ]);
-        assert!(!state.exists());
-        assert_eq!(
-            decide(
-                &state,
-                Command::Delete {
-                    expected_version: None
-                }
-            ),
-            Err(DomainError::NotFound)
-        );
+        ])
+        .when(Command::Delete {
+            expected_version: None,
+        })
+        .then_error(DomainError::NotFound)
+        .then_state(|org| assert!(!org.exists()));
     }
 
     #[test]
     fn the_last_owner_cannot_be_removed() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let one = given(vec![
-            created(),
-            EventPayload::OwnerAdded(OwnerAdded { user_id: a }),
-        ]);
-        assert_eq!(
-            decide(&one, Command::RemoveOwner { user_id: a }),
-            Err(DomainError::LastOwner)
-        );
-        let two = given(vec![
-            created(),
-            EventPayload::OwnerAdded(OwnerAdded { user_id: a }),
-            EventPayload::OwnerAdded(OwnerAdded { user_id: b }),
-        ]);
-        assert_eq!(
-            decide(&two, Command::RemoveOwner { user_id: a }),
-            Ok(vec![EventPayload::OwnerRemoved(OwnerRemoved {
-                user_id: a
+        given::<Organization>(vec![created(), owner_added(a)])
+            .when(Command::RemoveOwner { user_id: a })
+            .then_error(DomainError::LastOwner);
+        given::<Organization>(vec![created(), owner_added(a), owner_added(b)])
+            .when(Command::RemoveOwner { user_id: a })
+            .then(vec![EventPayload::OwnerRemoved(OwnerRemoved {
+                user_id: a,
             })])
-        );
+            .then_state(|org| assert_eq!(org.owners, BTreeSet::from([b])));
     }
 
     #[test]

@@ -3,4 +3,4 @@
 pub mod aggregate;
 pub mod routes;
 
-pub use aggregate::{apply, decide, Command, DomainError, Organization};
+pub use aggregate::{Command, DomainError, Organization};

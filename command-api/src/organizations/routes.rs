@@ -3,7 +3,6 @@
 use api::organizations::{CreateOrganization, OrganizationObject, UpdateOrganization};
 use axum::http::StatusCode;
 use axum::response::Response;
-use events::access::UserCreated;
 use events::EventPayload;
 use platform::access::Permission;
 use platform::http::{accepted_or, Json, PathId};
@@ -13,9 +12,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{
-    self, stream_id, Command, DomainError, EmailAddress, OrgName, OrgSlug, Organization,
+    stream_id, Command, DomainError, EmailAddress, OrgName, OrgSlug, Organization,
 };
-use crate::command::{load, time, Batch, Ctx};
+use crate::billing::aggregate::{self as subscription, Subscription};
+use crate::command::{load, time, Aggregate, Batch, Ctx};
 use crate::users;
 use crate::CommandState;
 
@@ -45,26 +45,11 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     let id = Uuid::now_v7();
     let stream = stream_id(id);
     let current = Organization::default();
-    let mut payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let mut payloads = current.decide(command).map_err(domain_error)?;
     let mut batch = ctx.batch();
     batch.take(SLUG_SCOPE, body.slug.clone(), &stream);
     if let Some(email) = &owner_email {
-        let user_id = Uuid::now_v7();
-        let user_stream = users::aggregate::stream_id(user_id);
-        batch.push(
-            &user_stream,
-            Some(id),
-            0,
-            vec![EventPayload::UserCreated(UserCreated {
-                email: email.as_str().into(),
-                name: None,
-            })],
-        );
-        batch.take(
-            users::EMAIL_SCOPE,
-            users::email_claim(id, email),
-            &user_stream,
-        );
+        let user_id = users::create_in(&mut batch, id, email, None)?;
         // A new organization has no owner yet, so adding one always decides the same event.
         payloads.push(EventPayload::OwnerAdded(events::access::OwnerAdded {
             user_id,
@@ -73,18 +58,13 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     batch.push(&stream, Some(id), 0, payloads);
     // Every organization starts on the default plan.
     let free = platform::plans::DEFAULT_PLAN.plan();
-    let started = crate::billing::aggregate::decide(
-        &Default::default(),
-        crate::billing::aggregate::Command::Start { plan: free },
-        ctx.state.clock.now(),
-    )
-    .map_err(|e| ApiError::internal(anyhow::anyhow!("starting the subscription: {e}")))?;
-    batch.push(
-        &crate::billing::aggregate::stream_id(id),
-        Some(id),
-        0,
-        started,
-    );
+    let started = Subscription::default()
+        .decide((
+            subscription::Command::Start { plan: free },
+            ctx.state.clock.now(),
+        ))
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("starting the subscription: {e}")))?;
+    batch.push(&subscription::stream_id(id), Some(id), 0, started);
     respond(batch, current, &stream, StatusCode::CREATED).await
 }
 
@@ -121,7 +101,7 @@ async fn update(
         slug: slug.clone(),
         owner_email,
     };
-    let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let payloads = current.decide(command).map_err(domain_error)?;
     let mut batch = ctx.batch();
     if !payloads.is_empty() {
         if let Some(new_slug) = slug.as_ref().filter(|s| s.as_str() != current.slug) {
@@ -142,7 +122,7 @@ async fn delete(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let command = Command::Delete {
         expected_version: ctx.if_match()?,
     };
-    let payloads = aggregate::decide(&current, command).map_err(domain_error)?;
+    let payloads = current.decide(command).map_err(domain_error)?;
     let mut batch = ctx.batch();
     batch.release(SLUG_SCOPE, current.slug.clone(), &stream);
     batch.push(&stream, Some(id), current.version, payloads);
@@ -160,7 +140,7 @@ async fn respond(
         .events()
         .iter()
         .filter(|e| e.stream_id == *stream)
-        .fold(current, aggregate::apply);
+        .fold(current, Aggregate::apply);
     let projected = batch.commit().await?;
     let mut response = accepted_or(
         status,

@@ -7,6 +7,8 @@ use events::access::{TeamCreated, TeamMemberAdded, TeamMemberRemoved, TeamUpdate
 use events::{EventEnvelope, EventPayload};
 use uuid::Uuid;
 
+use crate::command::Aggregate;
+
 pub fn stream_id(id: Uuid) -> events::StreamId {
     events::StreamId::team(id.into())
 }
@@ -57,120 +59,120 @@ pub enum DomainError {
     NotAMember,
 }
 
-pub fn decide(state: &Team, command: Command) -> Result<Vec<EventPayload>, DomainError> {
-    if !matches!(command, Command::Create { .. }) && !state.exists() {
-        return Err(DomainError::NotFound);
-    }
-    match command {
-        Command::Create { name, description } => {
-            if state.exists() {
-                return Err(DomainError::AlreadyExists);
-            }
-            Ok(vec![EventPayload::TeamCreated(TeamCreated {
-                name,
-                description,
-            })])
-        }
-        Command::Update { name, description } => {
-            let changed = TeamUpdated {
-                name: name.filter(|n| *n != state.name),
-                description: description.filter(|d| Some(d) != state.description.as_ref()),
-            };
-            if changed == TeamUpdated::default() {
-                return Ok(vec![]);
-            }
-            Ok(vec![EventPayload::TeamUpdated(changed)])
-        }
-        Command::AddMember { user_id } => {
-            if state.members.contains(&user_id) {
-                return Ok(vec![]);
-            }
-            Ok(vec![EventPayload::TeamMemberAdded(TeamMemberAdded {
-                user_id,
-            })])
-        }
-        Command::RemoveMember { user_id } => {
-            if !state.members.contains(&user_id) {
-                return Err(DomainError::NotAMember);
-            }
-            Ok(vec![EventPayload::TeamMemberRemoved(TeamMemberRemoved {
-                user_id,
-            })])
-        }
-    }
-}
+impl Aggregate for Team {
+    type Command = Command;
+    type Error = DomainError;
 
-pub fn apply(mut state: Team, event: &EventEnvelope) -> Team {
-    state.version = event.stream_version;
-    state.updated_at = Some(*event.occurred_at);
-    match &event.payload {
-        EventPayload::TeamCreated(e) => {
-            state.id = event
-                .stream_id
-                .uuid_of(events::StreamKind::Team)
-                .unwrap_or_default();
-            state.org_id = event.org_id.unwrap_or_default();
-            state.name = e.name.clone();
-            state.description = e.description.clone();
-            state.created_at = Some(*event.occurred_at);
+    fn decide(&self, command: Command) -> Result<Vec<EventPayload>, DomainError> {
+        if !matches!(command, Command::Create { .. }) && !self.exists() {
+            return Err(DomainError::NotFound);
         }
-        EventPayload::TeamUpdated(e) => {
-            if let Some(name) = &e.name {
-                state.name = name.clone();
+        match command {
+            Command::Create { name, description } => {
+                if self.exists() {
+                    return Err(DomainError::AlreadyExists);
+                }
+                Ok(vec![EventPayload::TeamCreated(TeamCreated {
+                    name,
+                    description,
+                })])
             }
-            if let Some(description) = &e.description {
-                state.description = Some(description.clone());
+            Command::Update { name, description } => {
+                let changed = TeamUpdated {
+                    name: name.filter(|n| *n != self.name),
+                    description: description.filter(|d| Some(d) != self.description.as_ref()),
+                };
+                if changed == TeamUpdated::default() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventPayload::TeamUpdated(changed)])
+            }
+            Command::AddMember { user_id } => {
+                if self.members.contains(&user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventPayload::TeamMemberAdded(TeamMemberAdded {
+                    user_id,
+                })])
+            }
+            Command::RemoveMember { user_id } => {
+                if !self.members.contains(&user_id) {
+                    return Err(DomainError::NotAMember);
+                }
+                Ok(vec![EventPayload::TeamMemberRemoved(TeamMemberRemoved {
+                    user_id,
+                })])
             }
         }
-        EventPayload::TeamMemberAdded(e) => {
-            state.members.insert(e.user_id);
-        }
-        EventPayload::TeamMemberRemoved(e) => {
-            state.members.remove(&e.user_id);
-        }
-        _ => {}
     }
-    state
-}
 
-impl crate::command::Aggregate for Team {
-    fn apply(self, event: &EventEnvelope) -> Self {
-        apply(self, event)
+    fn apply(mut self, event: &EventEnvelope) -> Self {
+        self.version = event.stream_version;
+        self.updated_at = Some(*event.occurred_at);
+        match &event.payload {
+            EventPayload::TeamCreated(e) => {
+                self.id = event
+                    .stream_id
+                    .uuid_of(events::StreamKind::Team)
+                    .unwrap_or_default();
+                self.org_id = event.org_id.unwrap_or_default();
+                self.name = e.name.clone();
+                self.description = e.description.clone();
+                self.created_at = Some(*event.occurred_at);
+            }
+            EventPayload::TeamUpdated(e) => {
+                if let Some(name) = &e.name {
+                    self.name = name.clone();
+                }
+                if let Some(description) = &e.description {
+                    self.description = Some(description.clone());
+                }
+            }
+            EventPayload::TeamMemberAdded(e) => {
+                self.members.insert(e.user_id);
+            }
+            EventPayload::TeamMemberRemoved(e) => {
+                self.members.remove(&e.user_id);
+            }
+            _ => {}
+        }
+        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::testing::given;
+
+    fn created() -> EventPayload {
+        EventPayload::TeamCreated(TeamCreated {
+            name: "Research".into(),
+            description: None,
+        })
+    }
+
+    fn added(user_id: Uuid) -> EventPayload {
+        EventPayload::TeamMemberAdded(TeamMemberAdded { user_id })
+    }
 
     #[test]
     fn members_are_added_once_and_removed_only_when_present() {
-        let mut team = Team {
-            version: 1,
-            ..Team::default()
-        };
         let user = Uuid::now_v7();
-        assert_eq!(
-            decide(&team, Command::AddMember { user_id: user }).map(|e| e.len()),
-            Ok(1)
-        );
-        team.members.insert(user);
-        assert_eq!(
-            decide(&team, Command::AddMember { user_id: user }),
-            Ok(vec![])
-        );
-        assert_eq!(
-            decide(
-                &team,
-                Command::RemoveMember {
-                    user_id: Uuid::now_v7()
-                }
-            ),
-            Err(DomainError::NotAMember)
-        );
-        assert_eq!(
-            decide(&Team::default(), Command::AddMember { user_id: user }),
-            Err(DomainError::NotFound)
-        );
+        given::<Team>(vec![created()])
+            .when(Command::AddMember { user_id: user })
+            .then(vec![added(user)])
+            .then_state(|team| assert!(team.members.contains(&user)));
+        given::<Team>(vec![created(), added(user)])
+            .when(Command::AddMember { user_id: user })
+            .then(vec![]);
+        given::<Team>(vec![created(), added(user)])
+            .when(Command::RemoveMember {
+                user_id: Uuid::now_v7(),
+            })
+            .then_error(DomainError::NotAMember);
+        given::<Team>(vec![])
+            .when(Command::AddMember { user_id: user })
+            .then_error(DomainError::NotFound);
     }
 }

@@ -4,7 +4,6 @@ use api::teams::{AddMember, CreateTeam, TeamObject, UpdateTeam};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use events::EventPayload;
 use platform::access::Permission;
 use platform::http::{accepted_or, Json, PathId};
 use platform::ApiError;
@@ -12,11 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::aggregate::{self, stream_id, Command, DomainError, Team};
-use crate::command::{display_name, load, time, Batch, Ctx};
+use super::aggregate::{stream_id, Command, DomainError, Team};
+use crate::command::{display_name, load, time, Aggregate, Batch, Ctx};
 use crate::organizations::aggregate::EmailAddress;
 use crate::organizations::routes::live_org;
-use crate::users::{self, aggregate as user_aggregate, email_claim, EMAIL_SCOPE};
+use crate::users::{self, email_claim, EMAIL_SCOPE};
 use crate::CommandState;
 
 pub fn router() -> OpenApiRouter<CommandState> {
@@ -64,7 +63,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiE
     };
     live_org(&ctx, org_id).await?;
     let id = Uuid::now_v7();
-    let payloads = aggregate::decide(&Team::default(), command).map_err(team_error)?;
+    let payloads = Team::default().decide(command).map_err(team_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(org_id), 0, payloads);
     finish(batch, Team::default(), StatusCode::CREATED).await
@@ -88,8 +87,9 @@ async fn update(
     require_teams(&ctx)?;
     ctx.principal.require(Permission::TeamsWrite)?;
     ctx.check_version(team.version)?;
-    let payloads =
-        aggregate::decide(&team, Command::Update { name, description }).map_err(team_error)?;
+    let payloads = team
+        .decide(Command::Update { name, description })
+        .map_err(team_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(team.org_id), team.version, payloads);
     finish(batch, team, StatusCode::OK).await
@@ -133,17 +133,7 @@ async fn add_member(
                             "email claim held by unexpected stream {stream}"
                         ))
                     })?,
-                None => {
-                    let user_id = Uuid::now_v7();
-                    let user_stream = user_aggregate::stream_id(user_id);
-                    let created = EventPayload::UserCreated(events::access::UserCreated {
-                        email: email.as_str().into(),
-                        name: None,
-                    });
-                    batch.push(&user_stream, Some(team.org_id), 0, vec![created]);
-                    batch.take(EMAIL_SCOPE, claim, &user_stream);
-                    user_id
-                }
+                None => users::create_in(&mut batch, team.org_id, &email, None)?,
             }
         }
         _ => {
@@ -155,7 +145,9 @@ async fn add_member(
         }
     };
     ctx.check_version(team.version)?;
-    let payloads = aggregate::decide(&team, Command::AddMember { user_id }).map_err(team_error)?;
+    let payloads = team
+        .decide(Command::AddMember { user_id })
+        .map_err(team_error)?;
     batch.push(&stream_id(id), Some(team.org_id), team.version, payloads);
     finish(batch, team, StatusCode::OK).await
 }
@@ -180,8 +172,9 @@ async fn remove_member(
     require_teams(&ctx)?;
     ctx.principal.require(Permission::MembersWrite)?;
     ctx.check_version(team.version)?;
-    let payloads =
-        aggregate::decide(&team, Command::RemoveMember { user_id }).map_err(team_error)?;
+    let payloads = team
+        .decide(Command::RemoveMember { user_id })
+        .map_err(team_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(team.org_id), team.version, payloads);
     finish(batch, team, StatusCode::OK).await
@@ -192,7 +185,7 @@ async fn finish(batch: Batch<'_>, team: Team, status: StatusCode) -> Result<Resp
         .events()
         .iter()
         .filter(|e| e.stream_id.kind() == Some(events::StreamKind::Team))
-        .fold(team, aggregate::apply);
+        .fold(team, Aggregate::apply);
     let projected = batch.commit().await?;
     Ok(accepted_or(
         status,

@@ -8,6 +8,8 @@ use events::access::{RoleAssigned, RoleRemoved, UserCreated};
 use events::{EventEnvelope, EventPayload};
 use uuid::Uuid;
 
+use crate::command::Aggregate;
+
 use crate::organizations::aggregate::EmailAddress;
 
 pub fn stream_id(id: Uuid) -> events::StreamId {
@@ -58,130 +60,119 @@ pub enum DomainError {
     RoleNotHeld,
 }
 
-pub fn decide(state: &User, command: Command) -> Result<Vec<EventPayload>, DomainError> {
-    match command {
-        Command::Create { email, name } => {
-            if state.exists() {
-                return Err(DomainError::AlreadyExists);
+impl Aggregate for User {
+    type Command = Command;
+    type Error = DomainError;
+
+    fn decide(&self, command: Command) -> Result<Vec<EventPayload>, DomainError> {
+        match command {
+            Command::Create { email, name } => {
+                if self.exists() {
+                    return Err(DomainError::AlreadyExists);
+                }
+                Ok(vec![EventPayload::UserCreated(UserCreated {
+                    email: email.as_str().to_string(),
+                    name,
+                })])
             }
-            Ok(vec![EventPayload::UserCreated(UserCreated {
-                email: email.as_str().to_string(),
-                name,
-            })])
-        }
-        Command::AssignRole { role, team_id } => {
-            if !state.exists() {
-                return Err(DomainError::NotFound);
+            Command::AssignRole { role, team_id } => {
+                if !self.exists() {
+                    return Err(DomainError::NotFound);
+                }
+                if self.roles.contains(&(role.clone(), team_id)) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventPayload::RoleAssigned(RoleAssigned {
+                    role,
+                    team_id,
+                })])
             }
-            if state.roles.contains(&(role.clone(), team_id)) {
-                return Ok(vec![]);
+            Command::RemoveRole { role, team_id } => {
+                if !self.exists() {
+                    return Err(DomainError::NotFound);
+                }
+                if !self.roles.contains(&(role.clone(), team_id)) {
+                    return Err(DomainError::RoleNotHeld);
+                }
+                Ok(vec![EventPayload::RoleRemoved(RoleRemoved {
+                    role,
+                    team_id,
+                })])
             }
-            Ok(vec![EventPayload::RoleAssigned(RoleAssigned {
-                role,
-                team_id,
-            })])
-        }
-        Command::RemoveRole { role, team_id } => {
-            if !state.exists() {
-                return Err(DomainError::NotFound);
-            }
-            if !state.roles.contains(&(role.clone(), team_id)) {
-                return Err(DomainError::RoleNotHeld);
-            }
-            Ok(vec![EventPayload::RoleRemoved(RoleRemoved {
-                role,
-                team_id,
-            })])
         }
     }
-}
 
-pub fn apply(mut state: User, event: &EventEnvelope) -> User {
-    state.version = event.stream_version;
-    match &event.payload {
-        EventPayload::UserCreated(e) => {
-            state.id = event
-                .stream_id
-                .uuid_of(events::StreamKind::User)
-                .unwrap_or_default();
-            state.org_id = event.org_id.unwrap_or_default();
-            state.email = e.email.clone();
-            state.name = e.name.clone();
-            state.created_at = Some(*event.occurred_at);
+    fn apply(mut self, event: &EventEnvelope) -> Self {
+        self.version = event.stream_version;
+        match &event.payload {
+            EventPayload::UserCreated(e) => {
+                self.id = event
+                    .stream_id
+                    .uuid_of(events::StreamKind::User)
+                    .unwrap_or_default();
+                self.org_id = event.org_id.unwrap_or_default();
+                self.email = e.email.clone();
+                self.name = e.name.clone();
+                self.created_at = Some(*event.occurred_at);
+            }
+            EventPayload::RoleAssigned(e) => {
+                self.roles.insert((e.role.clone(), e.team_id));
+            }
+            EventPayload::RoleRemoved(e) => {
+                self.roles.remove(&(e.role.clone(), e.team_id));
+            }
+            _ => {}
         }
-        EventPayload::RoleAssigned(e) => {
-            state.roles.insert((e.role.clone(), e.team_id));
-        }
-        EventPayload::RoleRemoved(e) => {
-            state.roles.remove(&(e.role.clone(), e.team_id));
-        }
-        _ => {}
-    }
-    state
-}
-
-impl crate::command::Aggregate for User {
-    fn apply(self, event: &EventEnvelope) -> Self {
-        apply(self, event)
+        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::Actor;
+    use crate::command::testing::given;
 
-    fn user() -> User {
-        let id = Uuid::now_v7();
-        let created = EventEnvelope::new(
-            EventPayload::UserCreated(UserCreated {
-                email: "a@b.example".into(),
-                name: None,
-            }),
-            Some(Uuid::now_v7()),
-            stream_id(id),
-            1,
-            Actor::system(),
-            "t".into(),
-        );
-        apply(User::default(), &created)
+    fn created() -> EventPayload {
+        EventPayload::UserCreated(UserCreated {
+            email: "a@b.example".into(),
+            name: None,
+        })
+    }
+
+    fn assigned(role: &str, team_id: Option<Uuid>) -> EventPayload {
+        EventPayload::RoleAssigned(RoleAssigned {
+            role: role.into(),
+            team_id,
+        })
     }
 
     #[test]
     fn assigning_a_held_role_again_changes_nothing() {
-        let mut state = user();
-        state.roles.insert(("developer".into(), None));
-        let again = decide(
-            &state,
-            Command::AssignRole {
+        let developer = || vec![created(), assigned("developer", None)];
+        given::<User>(developer())
+            .when(Command::AssignRole {
                 role: "developer".into(),
                 team_id: None,
-            },
-        );
-        assert_eq!(again, Ok(vec![]));
-        let in_team = decide(
-            &state,
-            Command::AssignRole {
+            })
+            .then(vec![]);
+        let team = Some(Uuid::now_v7());
+        // A team role is a different assignment.
+        given::<User>(developer())
+            .when(Command::AssignRole {
                 role: "developer".into(),
-                team_id: Some(Uuid::now_v7()),
-            },
-        );
-        assert_eq!(
-            in_team.map(|e| e.len()),
-            Ok(1),
-            "a team role is a different assignment"
-        );
+                team_id: team,
+            })
+            .then(vec![assigned("developer", team)])
+            .then_state(|user| assert_eq!(user.roles.len(), 2));
     }
 
     #[test]
     fn removing_a_role_not_held_is_refused() {
-        let result = decide(
-            &user(),
-            Command::RemoveRole {
+        given::<User>(vec![created()])
+            .when(Command::RemoveRole {
                 role: "viewer".into(),
                 team_id: None,
-            },
-        );
-        assert_eq!(result, Err(DomainError::RoleNotHeld));
+            })
+            .then_error(DomainError::RoleNotHeld);
     }
 }

@@ -3,8 +3,10 @@
 pub mod aggregate;
 pub mod routes;
 
+use platform::ApiError;
 use uuid::Uuid;
 
+use crate::command::{Aggregate, Batch};
 use crate::organizations::aggregate::EmailAddress;
 
 /// A user's email is unique inside its organization.
@@ -12,4 +14,25 @@ pub const EMAIL_SCOPE: &str = "user.email";
 
 pub fn email_claim(org_id: Uuid, email: &EmailAddress) -> String {
     format!("{org_id}/{}", email.as_str())
+}
+
+/// Adds a new user of `org_id` to `batch`: its `user.created`, decided by the user aggregate, and
+/// the claim on its email. Every way of creating a user goes through here. Returns the user's id.
+pub fn create_in(
+    batch: &mut Batch<'_>,
+    org_id: Uuid,
+    email: &EmailAddress,
+    name: Option<String>,
+) -> Result<Uuid, ApiError> {
+    let id = Uuid::now_v7();
+    let stream = aggregate::stream_id(id);
+    let payloads = aggregate::User::default()
+        .decide(aggregate::Command::Create {
+            email: email.clone(),
+            name,
+        })
+        .map_err(routes::user_error)?;
+    batch.push(&stream, Some(org_id), 0, payloads);
+    batch.take(EMAIL_SCOPE, email_claim(org_id, email), &stream);
+    Ok(id)
 }

@@ -12,9 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::aggregate::{self, stream_id, Command, DomainError, User};
-use super::{email_claim, EMAIL_SCOPE};
-use crate::command::{load, time, Ctx};
+use super::aggregate::{stream_id, Command, DomainError, User};
+use crate::command::{load, time, Aggregate, Ctx};
 use crate::organizations::aggregate::{self as org_aggregate, EmailAddress, Organization};
 use crate::organizations::routes::{domain_error as org_error, live_org};
 use crate::teams;
@@ -69,22 +68,12 @@ async fn create(ctx: Ctx, Json(body): Json<CreateUser>) -> Result<Response, ApiE
         ));
     }
     let org = live_org(&ctx, org_id).await?;
-    let (mut batch, user_id) = (ctx.batch(), Uuid::now_v7());
-    let stream = stream_id(user_id);
-    let payloads = aggregate::decide(
-        &User::default(),
-        Command::Create {
-            email: email.clone(),
-            name,
-        },
-    )
-    .map_err(user_error)?;
-    batch.push(&stream, Some(org_id), 0, payloads);
-    batch.take(EMAIL_SCOPE, email_claim(org_id, &email), &stream);
+    let mut batch = ctx.batch();
+    let user_id = super::create_in(&mut batch, org_id, &email, name)?;
     let user = batch
         .events()
         .iter()
-        .fold(User::default(), aggregate::apply);
+        .fold(User::default(), Aggregate::apply);
     let projected = batch.commit().await?;
     Ok(accepted_or(
         StatusCode::CREATED,
@@ -119,9 +108,9 @@ async fn assign_role(
                 "The owner role is held in the whole organization, not in a team.",
             ));
         }
-        let payloads =
-            org_aggregate::decide(&org, org_aggregate::Command::AddOwner { user_id: id })
-                .map_err(org_error)?;
+        let payloads = org
+            .decide(org_aggregate::Command::AddOwner { user_id: id })
+            .map_err(org_error)?;
         batch.push(
             &org_aggregate::stream_id(org.id),
             Some(org.id),
@@ -132,14 +121,12 @@ async fn assign_role(
         if let Some(team_id) = team_id {
             teams::routes::team_in_org(&ctx, team_id, user.org_id).await?;
         }
-        let payloads = aggregate::decide(
-            &user,
-            Command::AssignRole {
+        let payloads = user
+            .decide(Command::AssignRole {
                 role: body.role.as_str().to_string(),
                 team_id,
-            },
-        )
-        .map_err(user_error)?;
+            })
+            .map_err(user_error)?;
         batch.push(&stream_id(id), Some(user.org_id), user.version, payloads);
     }
     finish(batch, user, org, StatusCode::OK).await
@@ -176,9 +163,9 @@ async fn remove_role(
         if !org.owners.contains(&id) {
             return Err(user_error(DomainError::RoleNotHeld));
         }
-        let payloads =
-            org_aggregate::decide(&org, org_aggregate::Command::RemoveOwner { user_id: id })
-                .map_err(org_error)?;
+        let payloads = org
+            .decide(org_aggregate::Command::RemoveOwner { user_id: id })
+            .map_err(org_error)?;
         batch.push(
             &org_aggregate::stream_id(org.id),
             Some(org.id),
@@ -186,14 +173,12 @@ async fn remove_role(
             payloads,
         );
     } else {
-        let payloads = aggregate::decide(
-            &user,
-            Command::RemoveRole {
+        let payloads = user
+            .decide(Command::RemoveRole {
                 role: role.as_str().to_string(),
                 team_id,
-            },
-        )
-        .map_err(user_error)?;
+            })
+            .map_err(user_error)?;
         batch.push(&stream_id(id), Some(user.org_id), user.version, payloads);
     }
     finish(batch, user, org, StatusCode::OK).await
@@ -211,12 +196,12 @@ async fn finish(
         .events()
         .iter()
         .filter(|e| e.stream_id == user_stream)
-        .fold(user, aggregate::apply);
+        .fold(user, Aggregate::apply);
     let org_after = batch
         .events()
         .iter()
         .filter(|e| e.stream_id == org_stream)
-        .fold(org, org_aggregate::apply);
+        .fold(org, Aggregate::apply);
     let projected = batch.commit().await?;
     Ok(accepted_or(
         status,
