@@ -21,7 +21,7 @@ use crate::Gateway;
 use call::Call;
 use platform::ErrorResponse;
 use request::ChatRequest;
-use schema::{ChatCompletion, ChatCompletionRequest};
+use schema::{ChatCompletion, ChatCompletionRequest, ServerSentEvent};
 
 /// An OpenAI-compatible chat completion: a whole answer, or server-sent events when the body
 /// says `"stream": true`.
@@ -40,7 +40,7 @@ use schema::{ChatCompletion, ChatCompletionRequest};
             ),
             content(
                 (ChatCompletion = "application/json"),
-                (String = "text/event-stream", example = json!(STREAM_EXAMPLE)),
+                (ServerSentEvent = "text/event-stream", example = json!(STREAM_EXAMPLE)),
             )
         ),
         (status = 400, description = "Malformed JSON, or a field that breaks a rule (`param` names it); or the provider refused the request (`provider_rejected`).", body = ErrorResponse),
@@ -78,7 +78,7 @@ pub async fn completions(
                 ("x-aihub-provider" = String, description = "The provider that served the call."),
                 ("x-aihub-tokens-remaining" = i64, description = "The organization's monthly allowance left once this call's tokens are held; absent for unlimited plans."),
             ),
-            content((String = "text/event-stream", example = json!(STREAM_EXAMPLE)))
+            content((ServerSentEvent = "text/event-stream", example = json!(STREAM_EXAMPLE)))
         ),
         (status = 400, description = "Malformed JSON, or a field that breaks a rule (`param` names it); or the provider refused the request (`provider_rejected`).", body = ErrorResponse),
         (status = 401, description = "No valid bearer token.", body = ErrorResponse),

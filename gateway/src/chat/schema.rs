@@ -293,3 +293,17 @@ mod tests {
         assert_eq!(completion.model, "gemini-1.5-flash");
     }
 }
+
+/// One server-sent event of a stream, as a client's SSE parser hands it over. Its `data` is a
+/// `ChatCompletionChunk` as JSON, an `ErrorResponse` as JSON when a stream breaks off, or the
+/// final `[DONE]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServerSentEvent {
+    /// The event's `data:` line.
+    pub data: String,
+    /// Never set by the gateway: every event is a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
