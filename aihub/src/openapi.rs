@@ -105,7 +105,11 @@ fn conventions(api: &mut OpenApi) {
         for (operation, method) in operations {
             if let Some(operation) = operation.as_mut() {
                 operation.operation_id = Some(operation_id(method, path));
-                shared(operation, method != "get");
+                let writes = method != "get";
+                if writes && !path.starts_with(&format!("{BASE}/chat/")) {
+                    accepted(operation);
+                }
+                shared(operation, writes);
             }
         }
     }
@@ -120,6 +124,22 @@ fn operation_id(method: &str, path: &str) -> String {
         .map(|w| w.trim_matches(['{', '}']).to_string())
         .collect();
     format!("{method}_{}", words.join("_"))
+}
+
+/// Every write answers 202 with `Location` when its read model has not caught up in time (or
+/// the client sent `Prefer: respond-async`), with the same body as its 200/201.
+fn accepted(operation: &mut Operation) {
+    let responses = &mut operation.responses.responses;
+    let done = ["201", "200", "204"]
+        .iter()
+        .find_map(|s| responses.get(*s).cloned());
+    if let Some(RefOr::T(mut response)) = done {
+        response.description =
+            "Accepted: the change is stored and readable shortly at `Location`".into();
+        responses
+            .entry("202".to_string())
+            .or_insert(RefOr::T(response));
+    }
 }
 
 fn shared(operation: &mut Operation, writes: bool) {

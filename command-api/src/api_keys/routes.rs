@@ -76,7 +76,6 @@ fn random_hex(chars: usize) -> String {
 #[utoipa::path(post, path = "/api-keys", tag = "api_keys", request_body = CreateApiKey,
     responses(
         (status = 201, body = NewApiKey),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = NewApiKey),
     ))]
 async fn create(ctx: Ctx, Json(body): Json<CreateApiKey>) -> Result<Response, ApiError> {
     let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
@@ -134,7 +133,6 @@ async fn create(ctx: Ctx, Json(body): Json<CreateApiKey>) -> Result<Response, Ap
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::api_keys::ApiKey),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::api_keys::ApiKey),
     ))]
 async fn update(
     ctx: Ctx,
@@ -167,7 +165,6 @@ async fn update(
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::api_keys::ApiKey),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::api_keys::ApiKey),
     ))]
 async fn set_permissions(
     ctx: Ctx,
@@ -190,7 +187,6 @@ async fn set_permissions(
 #[utoipa::path(delete, path = "/api-keys/{id}", tag = "api_keys", params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::api_keys::ApiKey),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::api_keys::ApiKey),
     ))]
 async fn revoke(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let key = load_key(&ctx, id).await?;

@@ -42,7 +42,6 @@ fn may_choose(ctx: &Ctx, plan: &Plan) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/subscriptions", tag = "billing", request_body = ChoosePlan,
     responses(
         (status = 201, body = api::billing::Subscription),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
     ))]
 async fn create(ctx: Ctx, Json(body): Json<ChoosePlan>) -> Result<Response, ApiError> {
     let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
@@ -68,7 +67,6 @@ async fn create(ctx: Ctx, Json(body): Json<ChoosePlan>) -> Result<Response, ApiE
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::billing::Subscription),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
     ))]
 async fn upgrade(
     ctx: Ctx,
@@ -94,7 +92,6 @@ async fn upgrade(
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::billing::Subscription),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
     ))]
 async fn downgrade(
     ctx: Ctx,
@@ -118,7 +115,6 @@ async fn downgrade(
 #[utoipa::path(delete, path = "/subscriptions/{id}/downgrade", tag = "billing", params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::billing::Subscription),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::billing::Subscription),
     ))]
 async fn cancel_downgrade(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let current = load_visible(&ctx, id).await?;
@@ -215,7 +211,6 @@ fn domain_error(error: DomainError) -> ApiError {
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = InvoicePayment),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = InvoicePayment),
     ))]
 async fn pay_invoice(
     ctx: Ctx,

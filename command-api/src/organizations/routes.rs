@@ -32,7 +32,6 @@ pub fn router() -> OpenApiRouter<CommandState> {
 #[utoipa::path(post, path = "/organizations", tag = "organizations", request_body = CreateOrganization,
     responses(
         (status = 201, body = api::organizations::Organization),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::organizations::Organization),
     ))]
 async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Response, ApiError> {
     ctx.principal.require_admin()?;
@@ -73,7 +72,6 @@ async fn create(ctx: Ctx, Json(body): Json<CreateOrganization>) -> Result<Respon
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::organizations::Organization),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::organizations::Organization),
     ))]
 async fn update(
     ctx: Ctx,
@@ -115,7 +113,7 @@ async fn update(
 
 /// Deletes the organization (owner or platform admin).
 #[utoipa::path(delete, path = "/organizations/{id}", tag = "organizations", params(crate::IdParam, crate::IfMatch),
-    responses((status = 204, description = "Deleted"), (status = 202, description = "Accepted")))]
+    responses((status = 204, description = "Deleted")))]
 async fn delete(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let current = load_visible(&ctx, id, Permission::OrganizationsWrite).await?;
     let stream = stream_id(id);

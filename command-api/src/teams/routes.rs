@@ -51,7 +51,6 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
 #[utoipa::path(post, path = "/teams", tag = "teams", request_body = CreateTeam,
     responses(
         (status = 201, body = api::teams::Team),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
     ))]
 async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiError> {
     let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
@@ -74,7 +73,6 @@ async fn create(ctx: Ctx, Json(body): Json<CreateTeam>) -> Result<Response, ApiE
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::teams::Team),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
     ))]
 async fn update(
     ctx: Ctx,
@@ -100,7 +98,6 @@ async fn update(
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::teams::Team),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
     ))]
 async fn add_member(
     ctx: Ctx,
@@ -156,7 +153,6 @@ async fn add_member(
 #[utoipa::path(delete, path = "/teams/{id}/members/{user_id}", tag = "teams", params(MemberPath, crate::IfMatch),
     responses(
         (status = 200, body = api::teams::Team),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::teams::Team),
     ))]
 async fn remove_member(
     ctx: Ctx,

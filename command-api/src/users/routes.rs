@@ -50,7 +50,6 @@ struct RolePath {
 #[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
     responses(
         (status = 201, body = api::users::User),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::users::User),
     ))]
 async fn create(ctx: Ctx, Json(body): Json<CreateUser>) -> Result<Response, ApiError> {
     let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
@@ -88,7 +87,6 @@ async fn create(ctx: Ctx, Json(body): Json<CreateUser>) -> Result<Response, ApiE
     params(crate::IdParam, crate::IfMatch),
     responses(
         (status = 200, body = api::users::User),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::users::User),
     ))]
 async fn assign_role(
     ctx: Ctx,
@@ -136,7 +134,6 @@ async fn assign_role(
 #[utoipa::path(delete, path = "/users/{id}/roles/{role}", tag = "users", params(RolePath, RoleScope, crate::IfMatch),
     responses(
         (status = 200, body = api::users::User),
-        (status = 202, description = "Accepted; readable shortly at `Location`", body = api::users::User),
     ))]
 async fn remove_role(
     ctx: Ctx,
