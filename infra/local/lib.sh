@@ -133,6 +133,15 @@ ensure_jq() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
 }
 
+# npm, which the build uses once to take Swagger UI (the /docs portal) from the npm registry
+# (aihub/build.rs); afterwards the unpacked package is cached under ~/.cache/aihub.
+ensure_npm() {
+  command -v npm >/dev/null 2>&1 && return
+  say "installing npm (apt-get), used by the build to fetch Swagger UI once"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+}
+
 # schemathesis (PyPI), pinned, in a virtualenv of its own under the cache: its many dependencies
 # stay out of the system Python. The contract test finds it through SCHEMATHESIS.
 SCHEMATHESIS_VERSION=4.32.5

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_postgres
 ensure_kafka
+ensure_npm
 ensure_kcat
 TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
 start_test_kafka "$TEST_KAFKA_PORT"

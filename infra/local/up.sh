@@ -9,6 +9,7 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 ensure_postgres
 ensure_kafka
+ensure_npm
 start_kafka
 
 say "building aihub (release)"
