@@ -19,6 +19,7 @@ pub mod import;
 pub mod models;
 pub mod quota;
 pub mod routing;
+pub mod sse;
 pub mod upstream;
 pub mod wire;
 
@@ -135,22 +136,28 @@ impl Gateway {
 
     /// The order in which a call tries `model`'s deployments now (`routing::plan`).
     pub fn plan<'a>(&'a self, model: &'a Model) -> Vec<Step<'a>> {
-        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         routing::plan(
             &model.deployments,
             &self.providers,
-            &breakers,
+            &mut breakers,
             Instant::now(),
+            self.breaker_policy(),
             &mut random_below,
         )
     }
 
-    /// Counts an attempt's outcome in the deployment's circuit breaker.
-    pub fn record(&self, deployment: &Deployment, ok: bool) {
-        let policy = BreakerPolicy {
+    fn breaker_policy(&self) -> BreakerPolicy {
+        BreakerPolicy {
             failures: self.config.breaker_failures,
             cooldown: self.config.breaker_cooldown,
-        };
+            probe: self.config.upstream_timeout,
+        }
+    }
+
+    /// Counts an attempt's outcome in the deployment's circuit breaker.
+    pub fn record(&self, deployment: &Deployment, ok: bool) {
+        let policy = self.breaker_policy();
         let key = routing::breaker_key(deployment);
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         if breakers

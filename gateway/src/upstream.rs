@@ -1,6 +1,7 @@
 //! Calling one deployment: sending the request its wire format (`wire/`) built, classifying the
 //! answer, and reading its stream as server-sent events.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use futures::{Stream, StreamExt};
 use platform::config::ProviderConfig;
 use serde_json::Value;
 
+use crate::sse::SseParser;
 use crate::wire::{self, Auth, UpstreamRequest};
 
 /// Why an attempt did not produce a response to relay.
@@ -82,44 +84,30 @@ pub async fn send(
     Err(Failure::Rejected { status, message })
 }
 
-/// Splits a byte stream into the `data:` payloads of server-sent events.
+/// Splits a byte stream into the `data:` payloads of server-sent events (`crate::sse`).
 pub fn sse_data<S>(bytes: S) -> impl Stream<Item = Result<String, String>>
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
 {
     futures::stream::unfold(
-        (bytes, String::new(), false),
-        |(mut bytes, mut buffer, mut done)| async move {
+        (bytes, SseParser::default(), VecDeque::new(), false),
+        |(mut bytes, mut parser, mut ready, mut done)| async move {
             loop {
-                if let Some(end) = buffer.find("\n\n") {
-                    let event: String = buffer.drain(..end + 2).collect();
-                    let data: Vec<&str> = event
-                        .lines()
-                        .filter_map(|line| line.strip_prefix("data:"))
-                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                        .collect();
-                    if data.is_empty() {
-                        continue;
-                    }
-                    return Some((Ok(data.join("\n")), (bytes, buffer, done)));
+                if let Some(data) = ready.pop_front() {
+                    return Some((Ok(data), (bytes, parser, ready, done)));
                 }
                 if done {
                     return None;
                 }
                 match bytes.next().await {
-                    Some(Ok(chunk)) => {
-                        buffer.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"))
-                    }
+                    Some(Ok(chunk)) => ready.extend(parser.push(&chunk)),
                     Some(Err(e)) => {
                         done = true;
-                        buffer.clear();
-                        return Some((Err(e.to_string()), (bytes, buffer, done)));
+                        return Some((Err(e.to_string()), (bytes, parser, ready, done)));
                     }
                     None => {
                         done = true;
-                        if !buffer.trim().is_empty() {
-                            buffer.push_str("\n\n");
-                        }
+                        ready.extend(parser.finish());
                     }
                 }
             }

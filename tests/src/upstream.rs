@@ -56,6 +56,10 @@ pub enum Behavior {
     /// Streaming: sends this many chunks, then aborts the connection (no `[DONE]`, no final
     /// chunk). Non-streaming: closes the connection without any response.
     DropAfterChunks(usize),
+    /// Answers `text` instead of the usual greeting, one character per chunk; a stream's events
+    /// end their lines in `\r\n` when `crlf`, and the body is written one byte at a time, so every
+    /// character and every line ending is split across network writes.
+    Say { text: String, crlf: bool },
 }
 
 /// One request as the server received it.
@@ -350,6 +354,8 @@ struct Arrived {
     query: String,
     /// `Some(n)` when the behavior is [`Behavior::DropAfterChunks`] on a streaming request.
     drop_after: Option<usize>,
+    /// The text and line ending of [`Behavior::Say`].
+    say: Option<(String, bool)>,
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -405,6 +411,7 @@ async fn intercept(
         Provider::Gemini => path.ends_with(":streamGenerateContent"),
     };
     let mut drop_after = None;
+    let mut say = None;
     match shared.next_behavior() {
         Behavior::Ok => {}
         Behavior::DelayFirstByte(delay) => tokio::time::sleep(delay).await,
@@ -420,6 +427,7 @@ async fn intercept(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
         Behavior::DropAfterChunks(chunks) => drop_after = Some(chunks),
+        Behavior::Say { text, crlf } => say = Some((text, crlf)),
     }
 
     let mut request = Request::from_parts(parts, Body::from(bytes));
@@ -427,6 +435,7 @@ async fn intercept(
         body,
         query,
         drop_after,
+        say,
     });
     next.run(request).await
 }
@@ -513,6 +522,39 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// The text of an answer and its chunks: the greeting in words, or what [`Behavior::Say`] says,
+/// one character at a time.
+fn content(arrived: &Arrived, provider: Provider, model: &str) -> (String, Vec<String>) {
+    match &arrived.say {
+        Some((text, _)) => (text.clone(), text.chars().map(String::from).collect()),
+        None => {
+            let text = answer(provider, model);
+            let chunks = word_chunks(&text);
+            (text, chunks)
+        }
+    }
+}
+
+/// The body of a stream's events: paced pieces, or under [`Behavior::Say`] single bytes with
+/// the line endings it asks for.
+fn events_body(arrived: &Arrived, pieces: Vec<String>) -> Body {
+    let Some((_, crlf)) = &arrived.say else {
+        return paced_body(pieces, arrived.drop_after);
+    };
+    let joined = pieces.concat().replace("\r\n", "\n");
+    let joined = if *crlf {
+        joined.replace('\n', "\r\n")
+    } else {
+        joined
+    };
+    let bytes: Vec<Result<Bytes, io::Error>> = joined
+        .into_bytes()
+        .into_iter()
+        .map(|b| Ok(Bytes::from(vec![b])))
+        .collect();
+    Body::from_stream(futures::stream::iter(bytes))
+}
+
 /// A streamed body of these pieces, paced by [`CHUNK_GAP`]; with `drop_after`, only the first
 /// pieces are sent and the body then fails, which makes hyper abort the connection.
 fn paced_body(pieces: Vec<String>, drop_after: Option<usize>) -> Body {
@@ -584,7 +626,7 @@ async fn openai_chat(headers: HeaderMap, Extension(arrived): Extension<Arrived>)
     let Some(messages) = body["messages"].as_array() else {
         return error(Provider::OpenAi, 400, "messages must be an array");
     };
-    let text = answer(Provider::OpenAi, model);
+    let (text, chunks) = content(&arrived, Provider::OpenAi, model);
     let prompt_tokens = openai_prompt_tokens(messages);
     let completion_tokens = words(&text);
     let usage = json!({
@@ -620,7 +662,7 @@ async fn openai_chat(headers: HeaderMap, Extension(arrived): Extension<Arrived>)
             "choices": choices,
         })
     };
-    let mut events: Vec<Value> = word_chunks(&text)
+    let mut events: Vec<Value> = chunks
         .into_iter()
         .enumerate()
         .map(|(i, word)| {
@@ -644,7 +686,7 @@ async fn openai_chat(headers: HeaderMap, Extension(arrived): Extension<Arrived>)
     if arrived.drop_after.is_none() {
         pieces.push("data: [DONE]\n\n".to_string());
     }
-    streamed("text/event-stream", paced_body(pieces, arrived.drop_after))
+    streamed("text/event-stream", events_body(&arrived, pieces))
 }
 
 /// One model of OpenRouter's `GET /api/v1/models` list, in its documented shape; prices are
@@ -793,7 +835,7 @@ async fn gemini_generate(
     };
     let prompt_tokens: u64 = contents.iter().map(gemini_text_words).sum::<u64>()
         + gemini_text_words(&body["systemInstruction"]);
-    let text = answer(Provider::Gemini, model);
+    let (text, chunks) = content(&arrived, Provider::Gemini, model);
     let response_id = Uuid::new_v4().simple().to_string();
     let response = |text: &str, candidates_tokens: u64, finished: bool| {
         let mut candidate = json!({
@@ -819,7 +861,6 @@ async fn gemini_generate(
         return Json(response(&text, words(&text), true)).into_response();
     }
 
-    let chunks = word_chunks(&text);
     let last = chunks.len().saturating_sub(1);
     let events: Vec<Value> = chunks
         .iter()
@@ -831,7 +872,7 @@ async fn gemini_generate(
             .iter()
             .map(|e| format!("data: {e}\r\n\r\n"))
             .collect();
-        streamed("text/event-stream", paced_body(pieces, arrived.drop_after))
+        streamed("text/event-stream", events_body(&arrived, pieces))
     } else {
         // Without `alt=sse`, Gemini streams one JSON array, element by element.
         let mut pieces: Vec<String> = events

@@ -779,3 +779,76 @@ async fn a_provider_over_tls_answers_through_the_gateway_on_http2() {
     assert!(seen.iter().all(|r| r.version == "HTTP/2.0"), "{seen:?}");
     app.stop().await;
 }
+
+/// Text in any script reaches the client whole, however the provider's bytes are cut: the fake
+/// writes its stream one byte per write, so each character and each `\r\n` is split across
+/// network writes, through both wire formats, both chat endpoints and the official SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_text_split_across_network_writes_arrives_whole() {
+    let c = chat_env().await;
+    let texts = ["你好，世界。", "👋🏽 héllo, мир — مرحبا"];
+    let mut streamed = 0;
+    for text in texts {
+        for model in ["gpt-4o", "gemini-1.5-pro"] {
+            for path in ["/api/v1/chat/completions", "/api/v1/chat/stream"] {
+                for crlf in [false, true] {
+                    c.primary.push(Behavior::Say {
+                        text: text.into(),
+                        crlf,
+                    });
+                    let response = c
+                        .caller
+                        .request(reqwest::Method::POST, path)
+                        .json(&json!({"model": model, "messages": hello(), "stream": true}))
+                        .send()
+                        .await
+                        .expect("stream");
+                    assert_eq!(response.status(), 200, "{model} {path}");
+                    let events = sse(&response.text().await.expect("body"));
+                    assert_eq!(
+                        content_of(&events),
+                        text,
+                        "{model} via {path}, crlf {crlf}: {events:?}"
+                    );
+                    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+                    streamed += 1;
+                }
+            }
+        }
+    }
+    // Every one of those calls is billed once.
+    assert_eq!(calls(&c.env, streamed).await.len() as i64, streamed);
+
+    let script = r#"
+import json, sys, openai
+base, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+out = []
+for model in ["gpt-4o", "gemini-1.5-pro"]:
+    out.append("".join((ch.choices[0].delta.content or "") for ch in client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hello SDK"}], stream=True) if ch.choices))
+print(json.dumps(out, ensure_ascii=True))
+"#;
+    for _ in 0..2 {
+        c.primary.push(Behavior::Say {
+            text: texts[0].into(),
+            crlf: true,
+        });
+    }
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("{}/api/v1", c.caller.base))
+        .arg(&c.key)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the SDK script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Vec<String> = serde_json::from_slice(&output.stdout).expect("json from the script");
+    assert_eq!(out, [texts[0], texts[0]]);
+    c.app.stop().await;
+}
