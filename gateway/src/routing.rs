@@ -10,13 +10,16 @@ use platform::config::ProviderConfig;
 
 use crate::catalog::Deployment;
 
-/// One deployment's circuit breaker. Consecutive failures open it for the cool-down; after the
-/// cool-down calls try the deployment again: a success closes the circuit, and failures count
-/// afresh until they open it again.
+/// One deployment's circuit breaker. Consecutive failures open it for the cool-down. After the
+/// cool-down one call, the probe, tries the deployment while the others still skip it: the
+/// probe's success closes the circuit, its failure opens it for another cool-down. A probe that
+/// never reports (its call was served by an earlier deployment, or vanished) frees the way for
+/// the next one after the probe window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
+    probe_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +28,7 @@ pub enum Circuit {
     Closed,
     /// Opened and cooling down: the deployment is skipped.
     Open,
-    /// Cooled down but not yet proven by a success: calls go through.
+    /// Cooled down and not yet proven: this call is the one probe that goes through.
     HalfOpen,
 }
 
@@ -34,6 +37,8 @@ pub struct BreakerPolicy {
     /// Consecutive failures that open the circuit.
     pub failures: u32,
     pub cooldown: Duration,
+    /// How long a probe holds the half-open circuit before another may go (the upstream timeout).
+    pub probe: Duration,
 }
 
 impl Breaker {
@@ -41,6 +46,7 @@ impl Breaker {
         match self.open_until {
             None => Circuit::Closed,
             Some(until) if now < until => Circuit::Open,
+            Some(_) if self.probe_until.is_some_and(|probe| now < probe) => Circuit::Open,
             Some(_) => Circuit::HalfOpen,
         }
     }
@@ -51,6 +57,15 @@ impl Breaker {
             *self = Self::default();
             return false;
         }
+        if self.open_until.is_some_and(|until| now >= until) {
+            // The probe failed: another cool-down.
+            *self = Self {
+                failures: 0,
+                open_until: Some(now + policy.cooldown),
+                probe_until: None,
+            };
+            return true;
+        }
         self.failures += 1;
         if self.failures < policy.failures {
             return false;
@@ -58,6 +73,11 @@ impl Breaker {
         self.failures = 0;
         self.open_until = Some(now + policy.cooldown);
         true
+    }
+
+    /// A call takes the half-open circuit's one probe.
+    fn take_probe(&mut self, now: Instant, policy: BreakerPolicy) {
+        self.probe_until = Some(now + policy.probe);
     }
 }
 
@@ -83,21 +103,30 @@ impl Step<'_> {
 
 /// The deployments in the order to try them: by priority, weighted random inside a priority,
 /// leaving out those whose provider is not configured. Open circuits keep their place (the call
-/// records them as skipped). `pick(total)` draws a number below `total`.
+/// records them as skipped); a half-open one is this call's probe, and open for the others.
+/// `pick(total)` draws a number below `total`.
 pub fn plan<'a>(
     deployments: &'a [Deployment],
     providers: &'a [ProviderConfig],
-    breakers: &HashMap<String, Breaker>,
+    breakers: &mut HashMap<String, Breaker>,
     now: Instant,
+    policy: BreakerPolicy,
     pick: &mut dyn FnMut(u64) -> u64,
 ) -> Vec<Step<'a>> {
     let available: Vec<Step<'a>> = deployments
         .iter()
         .filter_map(|deployment| {
             let provider = providers.iter().find(|p| p.name == deployment.provider)?;
-            let circuit = breakers
-                .get(&breaker_key(deployment))
-                .map_or(Circuit::Closed, |b| b.circuit(now));
+            let circuit = match breakers.get_mut(&breaker_key(deployment)) {
+                None => Circuit::Closed,
+                Some(breaker) => {
+                    let circuit = breaker.circuit(now);
+                    if circuit == Circuit::HalfOpen {
+                        breaker.take_probe(now, policy);
+                    }
+                    circuit
+                }
+            };
             Some(Step {
                 deployment,
                 provider,
@@ -145,6 +174,7 @@ mod tests {
     const POLICY: BreakerPolicy = BreakerPolicy {
         failures: 3,
         cooldown: Duration::from_secs(30),
+        probe: Duration::from_secs(5),
     };
 
     fn deployment(provider: &str, model: &str, priority: u32, weight: u32) -> Deployment {
@@ -189,8 +219,9 @@ mod tests {
             let steps = plan(
                 &deployments,
                 &providers,
-                &HashMap::new(),
+                &mut HashMap::new(),
                 Instant::now(),
+                POLICY,
                 pick,
             );
             assert_eq!(order(&steps), ["gemini/a", "openrouter/b", "openai/c"]);
@@ -213,8 +244,9 @@ mod tests {
             let steps = plan(
                 &deployments,
                 &providers,
-                &HashMap::new(),
+                &mut HashMap::new(),
                 Instant::now(),
+                POLICY,
                 &mut pick,
             );
             assert_eq!(steps.len(), 3, "every deployment is in the plan once");
@@ -235,8 +267,9 @@ mod tests {
         let steps = plan(
             &deployments,
             &configured,
-            &HashMap::new(),
+            &mut HashMap::new(),
             Instant::now(),
+            POLICY,
             &mut first,
         );
         assert_eq!(order(&steps), ["openrouter/o"]);
@@ -244,8 +277,9 @@ mod tests {
         assert!(plan(
             &deployments,
             &[],
-            &HashMap::new(),
+            &mut HashMap::new(),
             Instant::now(),
+            POLICY,
             &mut first
         )
         .is_empty());
@@ -263,9 +297,16 @@ mod tests {
         for _ in 0..3 {
             breaker.record(false, start, POLICY);
         }
-        let breakers = HashMap::from([("gemini/g".to_string(), breaker)]);
+        let mut breakers = HashMap::from([("gemini/g".to_string(), breaker)]);
 
-        let steps = plan(&deployments, &providers, &breakers, start, &mut first);
+        let steps = plan(
+            &deployments,
+            &providers,
+            &mut breakers,
+            start,
+            POLICY,
+            &mut first,
+        );
         assert_eq!(order(&steps), ["gemini/g", "openrouter/o"]);
         assert_eq!(
             steps.iter().map(Step::skipped).collect::<Vec<_>>(),
@@ -273,9 +314,52 @@ mod tests {
         );
 
         let later = start + POLICY.cooldown;
-        let steps = plan(&deployments, &providers, &breakers, later, &mut first);
+        let steps = plan(
+            &deployments,
+            &providers,
+            &mut breakers,
+            later,
+            POLICY,
+            &mut first,
+        );
         assert_eq!(steps[0].circuit, Circuit::HalfOpen);
         assert!(!steps[0].skipped());
+    }
+
+    #[test]
+    fn after_the_cool_down_one_call_probes_while_the_others_still_skip() {
+        let deployments = [deployment("gemini", "g", 0, 1)];
+        let providers = providers(&["gemini"]);
+        let start = Instant::now();
+        let mut breaker = Breaker::default();
+        for _ in 0..3 {
+            breaker.record(false, start, POLICY);
+        }
+        let mut breakers = HashMap::from([("gemini/g".to_string(), breaker)]);
+        let later = start + POLICY.cooldown;
+        let circuits = |breakers: &mut HashMap<String, Breaker>, at| {
+            (0..3)
+                .map(|_| {
+                    plan(&deployments, &providers, breakers, at, POLICY, &mut first)[0].circuit
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            circuits(&mut breakers, later),
+            [Circuit::HalfOpen, Circuit::Open, Circuit::Open],
+            "one probe, the waiting calls still skip"
+        );
+        // A probe that never reports frees the way after the probe window.
+        assert_eq!(
+            circuits(&mut breakers, later + POLICY.probe)[0],
+            Circuit::HalfOpen
+        );
+        // The probe's success closes the circuit for everyone.
+        let probe = later + POLICY.probe;
+        breakers
+            .get_mut("gemini/g")
+            .map(|b| b.record(true, probe, POLICY));
+        assert_eq!(circuits(&mut breakers, probe), [Circuit::Closed; 3]);
     }
 
     #[test]
@@ -301,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn after_the_cool_down_a_success_closes_the_circuit_and_failures_count_afresh() {
+    fn a_failed_probe_reopens_the_circuit_at_once_and_a_successful_one_closes_it() {
         let start = Instant::now();
         let mut breaker = Breaker::default();
         for _ in 0..3 {
@@ -309,11 +393,16 @@ mod tests {
         }
         let later = start + POLICY.cooldown;
         let mut failing = breaker;
-        assert!(!failing.record(false, later, POLICY));
-        assert_eq!(failing.circuit(later), Circuit::HalfOpen);
-        failing.record(false, later, POLICY);
-        assert!(failing.record(false, later, POLICY));
+        assert!(
+            failing.record(false, later, POLICY),
+            "the failed probe reopens it"
+        );
         assert_eq!(failing.circuit(later), Circuit::Open);
+        assert_eq!(
+            failing.circuit(later + POLICY.cooldown - Duration::from_millis(1)),
+            Circuit::Open
+        );
+        assert_eq!(failing.circuit(later + POLICY.cooldown), Circuit::HalfOpen);
 
         breaker.record(true, later, POLICY);
         assert_eq!(breaker, Breaker::default());
