@@ -9,7 +9,8 @@ use platform::Config;
 pub async fn sync(config: Config) -> anyhow::Result<()> {
     let pool = platform::db::pool(&config.database_url, 2)?;
     let journal = command_api::Journal::new(pool);
-    let http = reqwest::Client::new();
+    // The gateway's own client: the same TLS roots, `AIHUB_UPSTREAM_CA_FILE` included.
+    let http = gateway::upstream::http_client(config.gateway.upstream_ca_file.as_deref())?;
     let actor = Actor {
         kind: ActorType::System,
         id: "aihub models sync".into(),

@@ -589,3 +589,29 @@ async fn concurrent_syncs_record_one_event_and_a_stale_decision_conflicts() {
     assert_eq!(events[2]["stream_version"], 3);
     assert_eq!(events[2]["data"]["removed"], json!(["x/other"]));
 }
+
+/// `aihub models sync` reaches an OpenRouter behind a private CA through the same client as the
+/// gateway: it trusts `AIHUB_UPSTREAM_CA_FILE`, and without it the certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_trusts_the_configured_upstream_ca() {
+    let env = Env::new().await;
+    let (openrouter, ca_file) = Upstream::start_tls().await;
+    openrouter.serve_models(&first_list());
+    failed_with(
+        &sync(&env, Some(&openrouter.openai_base_url())).await,
+        "OpenRouter is unreachable",
+    );
+    let mut command = tokio::process::Command::new(aihub_binary());
+    let output = command
+        .args(["models", "sync"])
+        .env("DATABASE_URL", &env.config.database_url)
+        .env("AIHUB_UPSTREAM_TIMEOUT_MS", "5000")
+        .env("AIHUB_UPSTREAM_CA_FILE", &ca_file)
+        .env("OPENROUTER_API_KEY", KEY)
+        .env("OPENROUTER_BASE_URL", openrouter.openai_base_url())
+        .output()
+        .await
+        .expect("aihub models sync runs");
+    succeeded(&output);
+    assert_eq!(recorded(&env).await.len(), 1, "one catalog.synced");
+}
