@@ -99,54 +99,77 @@ pub async fn dedicated(
         .context("connecting to Postgres")
 }
 
+/// How long a start waits for another process's migration before giving up with an error.
+const MIGRATION_LOCK_WAIT: &str = "120s";
+
+/// Applies the pending migrations, once across processes: the lock is scoped to one
+/// transaction, so a start cancelled halfway (its transaction rolled back when dropped) never
+/// leaves it held on a pooled connection. Refuses to run when an applied migration's file has
+/// changed since, naming it.
 pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<&'static str>> {
     let mut client = pool
         .get()
         .await
         .context("connecting to Postgres to migrate")?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{MIGRATION_LOCK_WAIT}'"))
         .await?;
-    let result = apply_pending(&mut client).await;
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await?;
-    result
-}
-
-async fn apply_pending(
-    client: &mut deadpool_postgres::Object,
-) -> anyhow::Result<Vec<&'static str>> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version text PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("waiting for another process's migration (lock_timeout)")?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version text PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now());
+         ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text",
+    )
+    .await?;
     let mut applied = Vec::new();
     for (version, sql) in MIGRATIONS {
-        let tx = client.transaction().await?;
-        let done = tx
+        let checksum = checksum(sql);
+        let row = tx
             .query_opt(
-                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                "SELECT checksum FROM schema_migrations WHERE version = $1",
                 &[version],
             )
             .await?;
-        if done.is_none() {
-            tx.batch_execute(sql)
-                .await
-                .with_context(|| format!("migration {version}"))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[version],
-            )
-            .await?;
-            applied.push(*version);
+        match row.map(|r| r.get::<_, Option<String>>(0)) {
+            None => {
+                tx.batch_execute(sql)
+                    .await
+                    .with_context(|| format!("migration {version}"))?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+                    &[version, &checksum],
+                )
+                .await?;
+                applied.push(*version);
+            }
+            // Applied before checksums were kept: this build's file is taken as the one applied.
+            Some(None) => {
+                tx.execute(
+                    "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                    &[version, &checksum],
+                )
+                .await?;
+            }
+            Some(Some(stored)) if stored != checksum => anyhow::bail!(
+                "migration {version} was applied from a different file (checksum {stored}, this build has {checksum}): an applied migration must never change; add a new one instead"
+            ),
+            Some(Some(_)) => {}
         }
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(applied)
+}
+
+/// SHA-256 of a migration's text, hex.
+fn checksum(sql: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Creates the database named in the URL if it does not exist, connecting to `postgres`.
@@ -182,4 +205,29 @@ pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()
     drop(client);
     let _ = driver.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_schemas_sql_is_a_migration_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/sql");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .expect("schemas/sql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .map(|name| name.trim_end_matches(".sql").to_string())
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert_eq!(files, listed, "schemas/sql and MIGRATIONS differ");
+        for (version, sql) in MIGRATIONS {
+            let file = std::fs::read_to_string(dir.join(format!("{version}.sql"))).expect("file");
+            assert_eq!(&file, sql, "{version}");
+        }
+        assert_eq!(checksum("").len(), 64);
+    }
 }
