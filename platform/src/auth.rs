@@ -5,9 +5,9 @@
 //! changes a key, its owner's roles, its organization or the subscription, so a revoked or
 //! disabled key stops working as soon as its event is projected (docs/ARCHITECTURE.md).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -405,12 +405,13 @@ impl KeyRecord {
 /// organizations whose keys, roles, members, subscription or existence changed.
 pub const AUTH_CHANNEL: &str = "aihub_auth";
 
-/// Resolved keys of this process, by public id. An entry is dropped when its organization is
-/// named on `aihub_auth`, and after `ttl` in any case. The cache serves only while the process is
-/// listening on that channel; a lookup that overlapped an eviction does not store what it read.
+/// Resolved keys of this process, by public id: a bounded cache (moka: the least useful entries
+/// go first when it is full, never all at once) whose entries live `ttl` at most. An entry is
+/// dropped when its organization is named on `aihub_auth`. The cache serves only while the
+/// process is listening on that channel; a lookup that overlapped an eviction does not store
+/// what it read.
 pub struct AuthCache {
-    ttl: Duration,
-    capacity: usize,
+    entries: moka::sync::Cache<String, Arc<KeyRecord>>,
     state: RwLock<CacheState>,
 }
 
@@ -419,12 +420,6 @@ struct CacheState {
     listening: bool,
     /// Bumped by every eviction; a lookup stores its result only if none happened meanwhile.
     generation: u64,
-    entries: HashMap<String, CacheEntry>,
-}
-
-struct CacheEntry {
-    stored: Instant,
-    record: Arc<KeyRecord>,
 }
 
 /// The generation a lookup started in.
@@ -433,9 +428,12 @@ pub struct Ticket(u64);
 
 impl AuthCache {
     pub fn new(ttl: Duration, capacity: usize) -> Arc<Self> {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(capacity as u64)
+            .time_to_live(ttl.max(Duration::from_nanos(1)))
+            .build();
         Arc::new(Self {
-            ttl,
-            capacity,
+            entries,
             state: RwLock::new(CacheState::default()),
         })
     }
@@ -453,11 +451,7 @@ impl AuthCache {
         if !state.listening {
             return None;
         }
-        state
-            .entries
-            .get(public_id)
-            .filter(|e| e.stored.elapsed() < self.ttl)
-            .map(|e| e.record.clone())
+        self.entries.get(public_id)
     }
 
     /// Taken before reading the read model; `None` while the cache may not be used.
@@ -467,37 +461,33 @@ impl AuthCache {
     }
 
     fn insert(&self, ticket: Ticket, public_id: &str, record: Arc<KeyRecord>) {
-        let mut state = self.write();
+        // Under the lock evictions take, so none can slip between the check and the insert.
+        let state = self.write();
         if !state.listening || state.generation != ticket.0 {
             return;
         }
-        if state.entries.len() >= self.capacity {
-            let ttl = self.ttl;
-            state.entries.retain(|_, e| e.stored.elapsed() < ttl);
-            if state.entries.len() >= self.capacity {
-                state.entries.clear();
-            }
-        }
-        state.entries.insert(
-            public_id.to_string(),
-            CacheEntry {
-                stored: Instant::now(),
-                record,
-            },
-        );
+        self.entries.insert(public_id.to_string(), record);
     }
 
     /// Forgets every key of `org_id`.
     pub fn evict_org(&self, org_id: Uuid) {
         let mut state = self.write();
         state.generation += 1;
-        state.entries.retain(|_, e| e.record.org_id != org_id);
+        let gone: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(_, record)| record.org_id == org_id)
+            .map(|(key, _)| key)
+            .collect();
+        for key in gone {
+            self.entries.invalidate(key.as_str());
+        }
     }
 
     fn reset(&self, listening: bool) {
         let mut state = self.write();
         state.generation += 1;
-        state.entries.clear();
+        self.entries.invalidate_all();
         state.listening = listening;
     }
 
@@ -518,7 +508,8 @@ impl AuthCache {
     }
 
     pub fn len(&self) -> usize {
-        self.read().entries.len()
+        self.entries.run_pending_tasks();
+        self.entries.entry_count() as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -721,6 +712,21 @@ mod tests {
             payload: "not a uuid",
         });
         assert!(cache.is_empty(), "an unreadable notice drops everything");
+    }
+
+    #[test]
+    fn a_full_cache_drops_some_entries_not_all() {
+        let cache = listening_cache(Duration::from_secs(60));
+        let ticket = cache.ticket().expect("listening");
+        // One more than it holds: clearing everything would leave one entry.
+        for n in 0..101 {
+            cache.insert(ticket, &format!("key-{n}"), record(Uuid::now_v7()));
+        }
+        let kept = cache.len();
+        assert!(
+            (50..=100).contains(&kept),
+            "a full cache of 100 keeps most of its entries, kept {kept}"
+        );
     }
 
     #[test]
