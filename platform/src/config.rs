@@ -72,6 +72,9 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     /// `AIHUB_CHAT_DEADLINE_MS`: the whole call, every attempt included.
     pub deadline: Duration,
+    /// `AIHUB_STREAM_IDLE_MS`: the longest a stream may go without an event from the provider
+    /// before the gateway ends it with an error event.
+    pub stream_idle: Duration,
     /// `AIHUB_BREAKER_FAILURES` consecutive failures open a deployment's circuit for
     /// `AIHUB_BREAKER_COOLDOWN_MS`.
     pub breaker_failures: u32,
@@ -133,6 +136,7 @@ impl GatewayConfig {
             catalog_refresh: millis("AIHUB_CATALOG_REFRESH_MS", 30_000),
             upstream_timeout: millis("AIHUB_UPSTREAM_TIMEOUT_MS", 30_000),
             deadline: millis("AIHUB_CHAT_DEADLINE_MS", 120_000),
+            stream_idle: millis("AIHUB_STREAM_IDLE_MS", 60_000),
             breaker_failures: var("AIHUB_BREAKER_FAILURES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(3),

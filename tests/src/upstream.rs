@@ -60,6 +60,8 @@ pub enum Behavior {
     /// end their lines in `\r\n` when `crlf`, and the body is written one byte at a time, so every
     /// character and every line ending is split across network writes.
     Say { text: String, crlf: bool },
+    /// Streaming: sends this many chunks, then keeps the connection open and sends nothing more.
+    StallAfterChunks(usize),
 }
 
 /// One request as the server received it.
@@ -356,6 +358,8 @@ struct Arrived {
     drop_after: Option<usize>,
     /// The text and line ending of [`Behavior::Say`].
     say: Option<(String, bool)>,
+    /// `Some(n)` under [`Behavior::StallAfterChunks`].
+    stall_after: Option<usize>,
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -412,6 +416,7 @@ async fn intercept(
     };
     let mut drop_after = None;
     let mut say = None;
+    let mut stall_after = None;
     match shared.next_behavior() {
         Behavior::Ok => {}
         Behavior::DelayFirstByte(delay) => tokio::time::sleep(delay).await,
@@ -428,6 +433,7 @@ async fn intercept(
         }
         Behavior::DropAfterChunks(chunks) => drop_after = Some(chunks),
         Behavior::Say { text, crlf } => say = Some((text, crlf)),
+        Behavior::StallAfterChunks(chunks) => stall_after = Some(chunks),
     }
 
     let mut request = Request::from_parts(parts, Body::from(bytes));
@@ -436,6 +442,7 @@ async fn intercept(
         query,
         drop_after,
         say,
+        stall_after,
     });
     next.run(request).await
 }
@@ -538,6 +545,14 @@ fn content(arrived: &Arrived, provider: Provider, model: &str) -> (String, Vec<S
 /// The body of a stream's events: paced pieces, or under [`Behavior::Say`] single bytes with
 /// the line endings it asks for.
 fn events_body(arrived: &Arrived, pieces: Vec<String>) -> Body {
+    if let Some(chunks) = arrived.stall_after {
+        let sent: Vec<Result<Bytes, io::Error>> = pieces
+            .into_iter()
+            .take(chunks)
+            .map(|p| Ok(Bytes::from(p)))
+            .collect();
+        return Body::from_stream(futures::stream::iter(sent).chain(futures::stream::pending()));
+    }
     let Some((_, crlf)) = &arrived.say else {
         return paced_body(pieces, arrived.drop_after);
     };

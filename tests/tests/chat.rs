@@ -852,3 +852,59 @@ print(json.dumps(out, ensure_ascii=True))
     assert_eq!(out, [texts[0], texts[0]]);
     c.app.stop().await;
 }
+
+/// A provider that stops sending mid-stream does not hang the client: the gateway ends the
+/// stream with an error event after `AIHUB_STREAM_IDLE_MS`, and bills what the provider reported
+/// (Gemini reports usage as it goes; an OpenAI-format stream reports it only at its end, so that
+/// call is recorded as failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_ends_with_an_error_event_and_bills_what_was_reported() {
+    let mut c = chat_env().await;
+    c.app.stop().await;
+    c.env.config.gateway.stream_idle = Duration::from_millis(700);
+    let (app, admin) = c.env.app().await;
+    let caller = admin.with_token(&c.key);
+    for (model, billed) in [("gemini-1.5-pro", true), ("gpt-4o", false)] {
+        c.primary.push(Behavior::StallAfterChunks(2));
+        let started = std::time::Instant::now();
+        let response = tokio::time::timeout(
+            Duration::from_secs(30),
+            caller
+                .request(reqwest::Method::POST, "/api/v1/chat/stream")
+                .json(&json!({"model": model, "messages": hello()}))
+                .send(),
+        )
+        .await
+        .expect("headers")
+        .expect("stream");
+        assert_eq!(response.status(), 200);
+        let body = tokio::time::timeout(Duration::from_secs(30), response.text())
+            .await
+            .expect("the stream ends instead of hanging")
+            .expect("body");
+        assert!(started.elapsed() >= Duration::from_millis(700), "{model}");
+        let events = sse(&body);
+        let last: Value = serde_json::from_str(events.last().expect("events")).expect("json");
+        assert_eq!(last["error"]["code"], "upstream_timeout", "{model}: {body}");
+        assert!(
+            !content_of(&events).is_empty(),
+            "{model}: what came is relayed"
+        );
+        let outcome = if billed { "succeeded" } else { "failed" };
+        wait_for(Duration::from_secs(30), "the call recorded", || async {
+            c.env
+                .count(&format!(
+                    "SELECT count(*) FROM read.chat_calls WHERE model = '{model}' AND outcome = '{outcome}'"
+                ))
+                .await
+                == 1
+        })
+        .await;
+    }
+    let billed = c
+        .env
+        .count("SELECT COALESCE(sum(completion_tokens), 0)::bigint FROM read.chat_calls WHERE model = 'gemini-1.5-pro'")
+        .await;
+    assert_eq!(billed, 2, "Gemini's cumulative usage after two chunks");
+    app.stop().await;
+}

@@ -91,7 +91,22 @@ async fn relay(call: Call, answer: Answer, tx: mpsc::Sender<String>, include_usa
     let reply = Reply::new(&call.model.name);
     let (mut usage, mut ttft, mut first, mut disconnected, mut failure) =
         (None, None, true, false, None);
-    while let Some(item) = data.next().await {
+    let idle = call.gateway.config.stream_idle;
+    loop {
+        // A provider that stops sending is not waited for past the idle bound or the deadline.
+        let left = call.deadline().saturating_duration_since(Instant::now());
+        let item = match tokio::time::timeout(idle.min(left), data.next()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                let served = (
+                    answer.provider.name.as_str(),
+                    answer.upstream_model.as_str(),
+                );
+                stalled(&call, served, &tx, disconnected, usage, ttft).await;
+                return;
+            }
+        };
         let payload = match item {
             Ok(payload) => payload,
             Err(e) => {
@@ -151,6 +166,41 @@ async fn relay(call: Call, answer: Answer, tx: mpsc::Sender<String>, include_usa
         client_disconnected: disconnected,
     })
     .await;
+}
+
+/// The provider went quiet: the client gets an error event, and the call is billed with the
+/// usage the provider reported so far (Gemini reports it as it goes; an OpenAI-format provider
+/// only at the end, so such a call is recorded as failed, unbilled).
+async fn stalled(
+    call: &Call,
+    (provider, upstream_model): (&str, &str),
+    tx: &mpsc::Sender<String>,
+    disconnected: bool,
+    usage: Option<wire::Usage>,
+    ttft: Option<std::time::Duration>,
+) {
+    tracing::warn!(provider, "upstream stream stalled; ended it");
+    let mut error =
+        ApiError::unavailable("The model provider stopped sending; the stream was ended.");
+    error.status = axum::http::StatusCode::GATEWAY_TIMEOUT;
+    error.code = "upstream_timeout".into();
+    if !disconnected {
+        let body = json!({"error": {"message": error.message, "type": error.kind, "code": error.code, "param": null}});
+        let _ = tx.send(sse(&body)).await;
+    }
+    match usage {
+        Some(usage) => {
+            call.succeeded(Served {
+                provider,
+                upstream_model,
+                usage,
+                time_to_first_token: ttft,
+                client_disconnected: disconnected,
+            })
+            .await
+        }
+        None => call.failed(&error).await,
+    }
 }
 
 fn sse(chunk: &Value) -> String {
