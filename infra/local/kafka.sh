@@ -52,6 +52,8 @@ java_opts() {
     "-Dlog4j2.configurationFile=$INFRA/log4j2.properties" -cp "$(cat "$(classpath_file)")"
 }
 
+# 16 random bytes in URL-safe base64. One id in 64 starts with `-`, which the format tool would
+# take for an option if it were a separate argument: it is passed as `--cluster-id=ID`.
 random_cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
 
 # Writes DIR/server.properties: our shared settings, then this node's.
@@ -79,7 +81,7 @@ format_once() {
   local opts
   mapfile -t opts < <(java_opts)
   java "${opts[@]}" kafka.tools.StorageTool format --ignore-formatted \
-    -t "$id" -c "$dir/server.properties" >>"$dir/format.log" 2>&1
+    --cluster-id="$id" -c "$dir/server.properties" >>"$dir/format.log" 2>&1
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
