@@ -43,11 +43,14 @@ pub fn document() -> &'static OpenApi {
     DOCUMENT.get_or_init(build)
 }
 
-/// The document as committed in `docs/openapi.json`.
-pub fn pretty() -> String {
-    let mut text = document().to_pretty_json().unwrap_or_default();
-    text.push('\n');
-    text
+/// The document as committed in `docs/openapi.json`, serialized once.
+pub fn pretty() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut text = document().to_pretty_json().unwrap_or_default();
+        text.push('\n');
+        text
+    })
 }
 
 fn build() -> OpenApi {
@@ -202,7 +205,7 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
         let generated = pretty();
         if std::env::var_os("AIHUB_BLESS_OPENAPI").is_some() {
-            std::fs::write(&path, &generated).expect("write docs/openapi.json");
+            std::fs::write(&path, generated).expect("write docs/openapi.json");
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
@@ -213,7 +216,7 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_with_its_errors_and_the_bearer_scheme() {
-        let doc: serde_json::Value = serde_json::from_str(&pretty()).expect("json");
+        let doc: serde_json::Value = serde_json::from_str(pretty()).expect("json");
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().expect("paths");
         for path in [

@@ -94,6 +94,16 @@ impl ApiError {
         )
     }
 
+    /// 504 `upstream_timeout`: a model provider did not answer, or stopped answering, in time.
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "api_error",
+            "upstream_timeout",
+            message,
+        )
+    }
+
     pub fn internal(cause: anyhow::Error) -> Self {
         let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

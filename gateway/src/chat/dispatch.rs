@@ -94,10 +94,7 @@ pub fn exhausted(attempts: &[Attempt]) -> ApiError {
         return error;
     }
     if tried.last().is_some_and(|a| a.outcome == "timeout") {
-        let mut error = ApiError::bad_gateway("The model provider did not answer in time.");
-        error.status = StatusCode::GATEWAY_TIMEOUT;
-        error.code = "upstream_timeout".into();
-        return error;
+        return ApiError::gateway_timeout("The model provider did not answer in time.");
     }
     ApiError::bad_gateway("Every provider of this model failed; try again shortly.")
 }

@@ -180,10 +180,8 @@ async fn stalled(
     ttft: Option<std::time::Duration>,
 ) {
     tracing::warn!(provider, "upstream stream stalled; ended it");
-    let mut error =
-        ApiError::unavailable("The model provider stopped sending; the stream was ended.");
-    error.status = axum::http::StatusCode::GATEWAY_TIMEOUT;
-    error.code = "upstream_timeout".into();
+    let error =
+        ApiError::gateway_timeout("The model provider stopped sending; the stream was ended.");
     if !disconnected {
         let body = json!({"error": {"message": error.message, "type": error.kind, "code": error.code, "param": null}});
         let _ = tx.send(sse(&body)).await;
