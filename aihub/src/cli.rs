@@ -82,7 +82,11 @@ where
     T: Into<OsString> + Clone,
 {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
-    let config = Config::from_env();
+    if let Command::Openapi = cli.command {
+        print!("{}", crate::openapi::pretty());
+        return Ok(());
+    }
+    let config = Config::from_env()?;
     match cli.command {
         Command::Serve => serve(config, Roles::all()).await,
         Command::CommandApi => {
@@ -152,10 +156,7 @@ where
         Command::Models {
             command: ModelsCommand::Sync,
         } => crate::models::sync(config).await,
-        Command::Openapi => {
-            print!("{}", crate::openapi::pretty());
-            Ok(())
-        }
+        Command::Openapi => Ok(()),
     }
 }
 
@@ -189,6 +190,9 @@ async fn close_period(config: Config, raw: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
+    for line in Config::describe(std::env::vars_os())? {
+        tracing::info!(target: "aihub::config", "{line}");
+    }
     let running = app::start(config, roles).await?;
     if let Some(addr) = running.addr {
         tracing::info!(%addr, "AI Hub is listening");

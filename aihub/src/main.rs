@@ -1,6 +1,9 @@
 #[tokio::main]
 async fn main() {
-    aihub::telemetry::init();
+    if let Err(e) = aihub::telemetry::init() {
+        eprintln!("aihub: {e:#}");
+        std::process::exit(1)
+    }
     let code = match aihub::cli::run(std::env::args_os()).await {
         Ok(()) => 0,
         Err(e) => {

@@ -1,12 +1,22 @@
 //! Logging: human-readable lines by default, JSON with `AIHUB_LOG_FORMAT=json`; the level from
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info`). A malformed value of either stops the process, like any other
+//! variable (`platform::config`).
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    let json = std::env::var("AIHUB_LOG_FORMAT").is_ok_and(|f| f == "json");
+pub fn init() -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|e| anyhow::anyhow!("RUST_LOG={directives:?} is not valid: {e}"))?,
+        _ => EnvFilter::new("info,rdkafka=warn"),
+    };
+    let json = match std::env::var("AIHUB_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("") | Ok("text") => false,
+        Ok("json") => true,
+        Ok(other) => {
+            anyhow::bail!("AIHUB_LOG_FORMAT={other:?} is not valid: expected text or json")
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -15,4 +25,5 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+    Ok(())
 }

@@ -1,51 +1,105 @@
-//! Configuration from the environment. Every setting has a default that works on a developer
-//! machine set up by `infra/local/up.sh`.
+//! Configuration from the environment, parsed strictly: a variable that is set must hold a valid
+//! value, or the process stops before it starts anything, with a message naming the variable
+//! ([`Config::from_env`]). An empty variable counts as unset. Every setting has a default that
+//! works on a developer machine set up by `infra/local/up.sh`.
+//!
+//! The variables are clap arguments read from the environment only (no flags: `aihub serve`
+//! takes none), so each one's name, default, parser and help live in one attribute, and
+//! [`Config::describe`] can list the effective configuration with its secrets redacted.
 
-use std::time::Duration;
+use std::{ffi::OsString, path::Path, time::Duration};
 
-#[derive(Debug, Clone)]
+use chrono::{DateTime, Utc};
+use clap::{
+    builder::{BoolishValueParser, TypedValueParser},
+    error::{ContextKind, ContextValue},
+    parser::ValueSource,
+    ArgMatches, CommandFactory, FromArgMatches, Parser,
+};
+
+use crate::clock::Clock;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "aihub",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 pub struct Config {
-    /// `DATABASE_URL`
+    /// The Postgres database (`sslmode` and the other libpq URL parameters apply).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/aihub",
+          value_parser = postgres_url)]
     pub database_url: String,
-    /// `KAFKA_BROKERS`
+    /// The Kafka bootstrap servers, `host:port[,host:port…]`.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", value_parser = broker_list)]
     pub kafka_brokers: String,
-    /// `AIHUB_TOPIC`: the event topic (tests use one of their own).
+    /// The event topic (tests use one of their own).
+    #[arg(long, env = "AIHUB_TOPIC", default_value = events::EVENTS_TOPIC, value_parser = topic_name)]
     pub topic: String,
-    /// `AIHUB_TOPIC_PARTITIONS`: partitions the topic is created with when absent.
+    /// Partitions the topic is created with when absent.
+    #[arg(long, env = "AIHUB_TOPIC_PARTITIONS", default_value_t = events::EVENTS_TOPIC_PARTITIONS,
+          value_parser = clap::value_parser!(i32).range(1..))]
     pub topic_partitions: i32,
-    /// `AIHUB_TOPIC_REPLICATION`: replicas of the topic when it is created (3 on a cluster, where
-    /// writes then need two of them in sync).
+    /// Replicas of the topic when it is created (3 on a cluster, where writes then need two of
+    /// them in sync).
+    #[arg(long, env = "AIHUB_TOPIC_REPLICATION", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..))]
     pub topic_replication: i32,
-    /// `AIHUB_LISTEN`
+    /// The address the HTTP server listens on, `host:port`.
+    #[arg(long, env = "AIHUB_LISTEN", default_value = "127.0.0.1:8001", value_parser = host_port)]
     pub listen: String,
-    /// `AIHUB_ADMIN_TOKEN`: the platform-admin bearer token; without it nobody is admin.
+    /// The platform-admin bearer token; without it nobody is admin.
+    #[arg(long, env = "AIHUB_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
     pub admin_token: Option<String>,
-    /// `AIHUB_CONSISTENCY_TIMEOUT_MS`: how long a command waits for its event to be projected
-    /// before it answers 202.
+    /// How long a command waits for its event to be projected before it answers 202.
+    #[arg(long = "consistency-timeout-ms", env = "AIHUB_CONSISTENCY_TIMEOUT_MS",
+          default_value = "2000", value_parser = millis)]
     pub consistency_timeout: Duration,
-    /// `AIHUB_CONSUMER_GROUP_PREFIX`: projector consumer groups are `<prefix>.<projection>`.
+    /// Projector consumer groups are `<prefix>.<projection>`.
+    #[arg(long, env = "AIHUB_CONSUMER_GROUP_PREFIX", default_value = "aihub-projector",
+          value_parser = topic_name)]
     pub consumer_group_prefix: String,
-    /// `AIHUB_RELAY_MESSAGE_TIMEOUT_MS`: how long the relay lets the producer try one message.
+    /// How long the relay lets the producer try one message.
+    #[arg(long = "relay-message-timeout-ms", env = "AIHUB_RELAY_MESSAGE_TIMEOUT_MS",
+          default_value = "30000", value_parser = positive_millis)]
     pub relay_message_timeout: Duration,
-    /// `AIHUB_RELAY_SWEEP_MS`: how often the relay looks for unpublished rows without a wake-up.
+    /// How often the relay looks for unpublished rows without a wake-up.
+    #[arg(long = "relay-sweep-ms", env = "AIHUB_RELAY_SWEEP_MS", default_value = "1000",
+          value_parser = positive_millis)]
     pub relay_sweep: Duration,
-    /// `AIHUB_MAX_BODY_BYTES`
+    /// The largest request body accepted.
+    #[arg(long, env = "AIHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
     pub max_body_bytes: usize,
-    /// `AIHUB_AUTH_FAILURE_WINDOW_MS`: refused authentications are recorded as one `auth.failed`
-    /// event per organization, reason and key per window.
+    /// Refused authentications are recorded as one `auth.failed` event per organization, reason
+    /// and key per window.
+    #[arg(long = "auth-failure-window-ms", env = "AIHUB_AUTH_FAILURE_WINDOW_MS",
+          default_value = "5000", value_parser = millis)]
     pub auth_failure_window: Duration,
-    /// `AIHUB_AUTH_CACHE_TTL_MS`: the longest a resolved API key is served from memory; a
-    /// backstop only, changes evict it at once (0 turns the cache off).
+    /// The longest a resolved API key is served from memory; a backstop only, changes evict it at
+    /// once (0 turns the cache off).
+    #[arg(long = "auth-cache-ttl-ms", env = "AIHUB_AUTH_CACHE_TTL_MS", default_value = "10000",
+          value_parser = millis)]
     pub auth_cache_ttl: Duration,
     /// The chat gateway's providers, catalog and timeouts.
+    #[command(flatten)]
     pub gateway: GatewayConfig,
-    /// `AIHUB_FAKE_NOW`: pins the clock (tests and demos only).
-    pub clock: crate::clock::Clock,
-    /// `AIHUB_BILLING_CLOSE_EVERY_MS`: how often the command API checks whether the last month
-    /// is due to be invoiced; `0` turns the scheduled job off.
+    /// Pins the clock, RFC 3339 (tests and demos only).
+    #[arg(long = "fake-now", env = "AIHUB_FAKE_NOW", value_parser = rfc3339)]
+    fake_now: Option<DateTime<Utc>>,
+    /// The platform's clock: the real one unless `AIHUB_FAKE_NOW` pins it.
+    #[arg(skip)]
+    pub clock: Clock,
+    /// How often the command API checks whether the last month is due to be invoiced; `0`
+    /// turns the scheduled job off.
+    #[arg(long = "billing-close-every-ms", env = "AIHUB_BILLING_CLOSE_EVERY_MS",
+          default_value = "900000", value_parser = millis)]
     pub billing_close_every: Duration,
-    /// `AIHUB_BILLING_CLOSE_GRACE_MS`: how long after a month ends its invoices are issued, so
-    /// the calls of its last moments are in.
+    /// How long after a month ends its invoices are issued, so the calls of its last moments are
+    /// in.
+    #[arg(long = "billing-close-grace-ms", env = "AIHUB_BILLING_CLOSE_GRACE_MS",
+          default_value = "3600000", value_parser = millis)]
     pub billing_close_grace: Duration,
 }
 
@@ -58,136 +112,431 @@ pub struct ProviderConfig {
     pub api_key: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    pub providers: Vec<ProviderConfig>,
-    /// `AIHUB_MODELS_FILE`: a JSON catalog replacing the built-in one.
-    pub models_file: Option<String>,
-    /// `AIHUB_UPSTREAM_CA_FILE`: PEM certificates trusted for providers besides the public
-    /// roots (a self-hosted vLLM behind a private CA).
-    pub upstream_ca_file: Option<String>,
-    /// `AIHUB_CATALOG_REFRESH_MS`: how often the gateway looks for a newer `aihub models sync`.
-    pub catalog_refresh: Duration,
-    /// `AIHUB_UPSTREAM_TIMEOUT_MS`: how long one attempt may take to answer its headers.
-    pub upstream_timeout: Duration,
-    /// `AIHUB_CHAT_DEADLINE_MS`: the whole call, every attempt included.
-    pub deadline: Duration,
-    /// `AIHUB_STREAM_IDLE_MS`: the longest a stream may go without an event from the provider
-    /// before the gateway ends it with an error event.
-    pub stream_idle: Duration,
-    /// `AIHUB_BREAKER_FAILURES` consecutive failures open a deployment's circuit for
-    /// `AIHUB_BREAKER_COOLDOWN_MS`.
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-    /// Token quotas. `AIHUB_QUOTA_LEASES` (default true): each process serves reservations from
-    /// a block of tokens leased from the ledger; false reserves in the ledger for every call.
-    pub quota_leases: bool,
-    /// `AIHUB_QUOTA_FLUSH_MS`: how often settled usage is written to the ledger — the most usage
-    /// a crashed process can leave unrecorded in the ledger.
-    pub quota_flush: Duration,
-    /// `AIHUB_QUOTA_LEASE_IDLE_MS`: a lease with no call for this long is given back.
-    pub quota_lease_idle: Duration,
-    /// `AIHUB_QUOTA_MAX_LEASE_TOKENS`: the most tokens one lease holds beyond its calls in flight.
-    pub quota_max_lease: i64,
+/// The providers' variables as set; [`GatewayConfig::providers`] is built from them.
+#[derive(Debug, Clone, clap::Args)]
+struct ProviderVars {
+    #[arg(long, env = "OPENROUTER_API_KEY", hide_env_values = true, value_parser = secret)]
+    openrouter_api_key: Option<String>,
+    #[arg(long, env = "OPENROUTER_BASE_URL", default_value = "https://openrouter.ai/api/v1",
+          value_parser = http_url)]
+    openrouter_base_url: String,
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true, value_parser = secret)]
+    gemini_api_key: Option<String>,
+    #[arg(long, env = "GEMINI_BASE_URL",
+          default_value = "https://generativelanguage.googleapis.com", value_parser = http_url)]
+    gemini_base_url: String,
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, value_parser = secret)]
+    openai_api_key: Option<String>,
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = "https://api.openai.com/v1",
+          value_parser = http_url)]
+    openai_base_url: String,
 }
 
-impl GatewayConfig {
-    fn from_env(
-        var: &dyn Fn(&str) -> Option<String>,
-        millis: &dyn Fn(&str, u64) -> Duration,
-    ) -> Self {
-        let mut providers = Vec::new();
-        for (name, key, url, default_url) in [
+impl ProviderVars {
+    fn providers(&self) -> Vec<ProviderConfig> {
+        [
             (
                 "openrouter",
-                "OPENROUTER_API_KEY",
-                "OPENROUTER_BASE_URL",
-                "https://openrouter.ai/api/v1",
+                &self.openrouter_api_key,
+                &self.openrouter_base_url,
             ),
-            (
-                "gemini",
-                "GEMINI_API_KEY",
-                "GEMINI_BASE_URL",
-                "https://generativelanguage.googleapis.com",
-            ),
-            (
-                "openai",
-                "OPENAI_API_KEY",
-                "OPENAI_BASE_URL",
-                "https://api.openai.com/v1",
-            ),
-        ] {
-            if let Some(api_key) = var(key) {
-                let base_url = var(url)
-                    .unwrap_or_else(|| default_url.into())
-                    .trim_end_matches('/')
-                    .to_string();
-                providers.push(ProviderConfig {
-                    name: name.into(),
-                    base_url,
-                    api_key,
-                });
-            }
-        }
-        Self {
-            providers,
-            models_file: var("AIHUB_MODELS_FILE"),
-            upstream_ca_file: var("AIHUB_UPSTREAM_CA_FILE"),
-            catalog_refresh: millis("AIHUB_CATALOG_REFRESH_MS", 30_000),
-            upstream_timeout: millis("AIHUB_UPSTREAM_TIMEOUT_MS", 30_000),
-            deadline: millis("AIHUB_CHAT_DEADLINE_MS", 120_000),
-            stream_idle: millis("AIHUB_STREAM_IDLE_MS", 60_000),
-            breaker_failures: var("AIHUB_BREAKER_FAILURES")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(3),
-            breaker_cooldown: millis("AIHUB_BREAKER_COOLDOWN_MS", 30_000),
-            quota_leases: var("AIHUB_QUOTA_LEASES").is_none_or(|v| v != "false" && v != "0"),
-            quota_flush: millis("AIHUB_QUOTA_FLUSH_MS", 500),
-            quota_lease_idle: millis("AIHUB_QUOTA_LEASE_IDLE_MS", 2_000),
-            quota_max_lease: var("AIHUB_QUOTA_MAX_LEASE_TOKENS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(100_000),
-        }
+            ("gemini", &self.gemini_api_key, &self.gemini_base_url),
+            ("openai", &self.openai_api_key, &self.openai_base_url),
+        ]
+        .into_iter()
+        .filter_map(|(name, key, url)| {
+            key.as_ref().map(|api_key| ProviderConfig {
+                name: name.into(),
+                base_url: url.trim_end_matches('/').to_string(),
+                api_key: api_key.clone(),
+            })
+        })
+        .collect()
     }
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayConfig {
+    #[command(flatten)]
+    provider_vars: ProviderVars,
+    /// The configured providers (a provider is configured by its API key variable).
+    #[arg(skip)]
+    pub providers: Vec<ProviderConfig>,
+    /// A JSON catalog replacing the built-in one.
+    #[arg(long, env = "AIHUB_MODELS_FILE", value_parser = readable_file)]
+    pub models_file: Option<String>,
+    /// PEM certificates trusted for providers besides the public roots (a self-hosted vLLM
+    /// behind a private CA).
+    #[arg(long, env = "AIHUB_UPSTREAM_CA_FILE", value_parser = readable_file)]
+    pub upstream_ca_file: Option<String>,
+    /// How often the gateway looks for a newer `aihub models sync`.
+    #[arg(long = "catalog-refresh-ms", env = "AIHUB_CATALOG_REFRESH_MS", default_value = "30000",
+          value_parser = positive_millis)]
+    pub catalog_refresh: Duration,
+    /// How long one attempt may take to answer its headers.
+    #[arg(long = "upstream-timeout-ms", env = "AIHUB_UPSTREAM_TIMEOUT_MS",
+          default_value = "30000", value_parser = positive_millis)]
+    pub upstream_timeout: Duration,
+    /// The whole call, every attempt included.
+    #[arg(long = "chat-deadline-ms", env = "AIHUB_CHAT_DEADLINE_MS", default_value = "120000",
+          value_parser = positive_millis)]
+    pub deadline: Duration,
+    /// The longest a stream may go without an event from the provider before the gateway ends
+    /// it with an error event.
+    #[arg(long = "stream-idle-ms", env = "AIHUB_STREAM_IDLE_MS", default_value = "60000",
+          value_parser = positive_millis)]
+    pub stream_idle: Duration,
+    /// Consecutive failures that open a deployment's circuit.
+    #[arg(long, env = "AIHUB_BREAKER_FAILURES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_failures: u32,
+    /// How long an open circuit stays open before one probe is let through.
+    #[arg(long = "breaker-cooldown-ms", env = "AIHUB_BREAKER_COOLDOWN_MS", default_value = "30000",
+          value_parser = millis)]
+    pub breaker_cooldown: Duration,
+    /// Token quotas: each process serves reservations from a block of tokens leased from the
+    /// ledger; false reserves in the ledger for every call.
+    #[arg(long, env = "AIHUB_QUOTA_LEASES", default_value = "true", action = clap::ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub quota_leases: bool,
+    /// How often settled usage is written to the ledger: the most usage a crashed process can
+    /// leave unrecorded in the ledger.
+    #[arg(long = "quota-flush-ms", env = "AIHUB_QUOTA_FLUSH_MS", default_value = "500",
+          value_parser = positive_millis)]
+    pub quota_flush: Duration,
+    /// A lease with no call for this long is given back.
+    #[arg(long = "quota-lease-idle-ms", env = "AIHUB_QUOTA_LEASE_IDLE_MS", default_value = "2000",
+          value_parser = positive_millis)]
+    pub quota_lease_idle: Duration,
+    /// The most tokens one lease holds beyond its calls in flight.
+    #[arg(long = "quota-max-lease-tokens", env = "AIHUB_QUOTA_MAX_LEASE_TOKENS",
+          default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_max_lease: i64,
+}
+
+/// A variable that is set but does not hold a valid value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 impl Config {
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let millis = |name: &str, default: u64| {
-            Duration::from_millis(var(name).and_then(|v| v.parse().ok()).unwrap_or(default))
-        };
-        Self {
-            database_url: var("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/aihub".into()),
-            kafka_brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic: var("AIHUB_TOPIC").unwrap_or_else(|| events::EVENTS_TOPIC.into()),
-            topic_partitions: var("AIHUB_TOPIC_PARTITIONS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(events::EVENTS_TOPIC_PARTITIONS),
-            topic_replication: var("AIHUB_TOPIC_REPLICATION")
-                .and_then(|v| v.parse().ok())
-                .filter(|r| *r >= 1)
-                .unwrap_or(1),
-            listen: var("AIHUB_LISTEN").unwrap_or_else(|| "127.0.0.1:8001".into()),
-            admin_token: var("AIHUB_ADMIN_TOKEN"),
-            consistency_timeout: millis("AIHUB_CONSISTENCY_TIMEOUT_MS", 2000),
-            consumer_group_prefix: var("AIHUB_CONSUMER_GROUP_PREFIX")
-                .unwrap_or_else(|| "aihub-projector".into()),
-            relay_message_timeout: millis("AIHUB_RELAY_MESSAGE_TIMEOUT_MS", 30_000),
-            relay_sweep: millis("AIHUB_RELAY_SWEEP_MS", 1000),
-            max_body_bytes: var("AIHUB_MAX_BODY_BYTES")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1024 * 1024),
-            auth_failure_window: millis("AIHUB_AUTH_FAILURE_WINDOW_MS", 5000),
-            auth_cache_ttl: millis("AIHUB_AUTH_CACHE_TTL_MS", 10_000),
-            gateway: GatewayConfig::from_env(&var, &millis),
-            clock: var("AIHUB_FAKE_NOW")
-                .and_then(|v| chrono::DateTime::parse_from_rfc3339(&v).ok())
-                .map(|at| crate::clock::Clock::fixed(at.with_timezone(&chrono::Utc)))
-                .unwrap_or_default(),
-            billing_close_every: millis("AIHUB_BILLING_CLOSE_EVERY_MS", 15 * 60 * 1000),
-            billing_close_grace: millis("AIHUB_BILLING_CLOSE_GRACE_MS", 60 * 60 * 1000),
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars_os())
+    }
+
+    /// Reads the configuration from the given variables (the rest of the environment is
+    /// ignored).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Self, ConfigError> {
+        let matches = Self::matches(vars)?;
+        let mut config = Self::from_arg_matches(&matches).map_err(|e| explain(&e))?;
+        config.gateway.providers = config.gateway.provider_vars.providers();
+        config.clock = config.fake_now.map(Clock::fixed).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// The effective configuration of the given environment as `NAME=value` lines, one per
+    /// variable, secrets and URL passwords redacted, each marked `(default)` when unset.
+    pub fn describe(
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let matches = Self::matches(vars)?;
+        let mut lines = Vec::new();
+        for arg in Self::command().get_arguments() {
+            let Some(name) = arg.get_env().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let id = arg.get_id().as_str();
+            let value = matches
+                .get_raw(id)
+                .map(|values| {
+                    values
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .map(|v| {
+                    if arg.is_hide_env_values_set() {
+                        "<redacted>".to_string()
+                    } else {
+                        redact_url_password(&v)
+                    }
+                });
+            let from = match matches.value_source(id) {
+                Some(ValueSource::DefaultValue) => " (default)",
+                _ => "",
+            };
+            lines.push(match value {
+                Some(value) => format!("{name}={value}{from}"),
+                None => format!("{name} unset"),
+            });
         }
+        Ok(lines)
+    }
+
+    /// The names of every variable read, for documentation and tests.
+    pub fn variables() -> Vec<String> {
+        Self::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn matches(
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<ArgMatches, ConfigError> {
+        let vars: std::collections::HashMap<OsString, OsString> = vars
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .collect();
+        // Each set variable becomes its argument's `--long=value`; clap itself reads no
+        // environment (it would read the process's, and take an empty variable for a value).
+        let command = Self::command();
+        let mut argv = Vec::new();
+        for arg in command.get_arguments() {
+            if let (Some(name), Some(long)) = (arg.get_env(), arg.get_long()) {
+                if let Some(value) = vars.get(name) {
+                    let mut flag = OsString::from(format!("--{long}="));
+                    flag.push(value);
+                    argv.push(flag);
+                }
+            }
+        }
+        command
+            .mut_args(|arg| arg.env(clap::builder::Resettable::Reset))
+            .try_get_matches_from(argv)
+            .map_err(|e| explain(&e))
+    }
+}
+
+/// Turns clap's error about an argument into one naming the variable.
+fn explain(error: &clap::Error) -> ConfigError {
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let arg = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => a.clone(),
+        _ => String::new(),
+    };
+    let variable = Config::command()
+        .get_arguments()
+        .find(|a| {
+            a.get_long()
+                .is_some_and(|long| arg.split_whitespace().next() == Some(&format!("--{long}")))
+        })
+        .and_then(|a| a.get_env())
+        .map(|n| n.to_string_lossy().into_owned());
+    let reason = std::error::Error::source(error)
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| {
+            error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_string()
+        });
+    match variable {
+        Some(variable) if error.get(ContextKind::InvalidValue).is_some() => {
+            let shown = if Config::command()
+                .get_arguments()
+                .any(|a| a.is_hide_env_values_set() && a.get_env() == Some(variable.as_ref()))
+            {
+                "<redacted>".to_string()
+            } else {
+                format!("{value:?}")
+            };
+            ConfigError(format!("{variable}={shown} is not valid: {reason}"))
+        }
+        Some(variable) => ConfigError(format!("{variable}: {reason}")),
+        None => ConfigError(format!("configuration: {reason}")),
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_url_password(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => value.to_string(),
+    }
+}
+
+fn millis(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| "expected a whole number of milliseconds".to_string())
+}
+
+fn positive_millis(value: &str) -> Result<Duration, String> {
+    match millis(value)? {
+        Duration::ZERO => Err("expected a number of milliseconds above 0".into()),
+        duration => Ok(duration),
+    }
+}
+
+fn rfc3339(value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-01-31T23:59:00Z ({e})"))
+}
+
+fn postgres_url(value: &str) -> Result<String, String> {
+    value
+        .parse::<tokio_postgres::Config>()
+        .map(|_| value.to_string())
+        .map_err(|e| format!("expected a Postgres URL ({e})"))
+}
+
+fn host_port(value: &str) -> Result<String, String> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(value.to_string())
+        }
+        _ => Err("expected host:port".into()),
+    }
+}
+
+fn broker_list(value: &str) -> Result<String, String> {
+    for broker in value.split(',') {
+        host_port(broker.trim()).map_err(|_| format!("{broker:?}: expected host:port"))?;
+    }
+    Ok(value.to_string())
+}
+
+/// Kafka's rule for topic and group names we create.
+fn topic_name(value: &str) -> Result<String, String> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.len() <= 249 && value.chars().all(legal) && value != "." && value != ".." {
+        Ok(value.to_string())
+    } else {
+        Err("expected at most 249 of a-z, A-Z, 0-9, '.', '_' and '-'".into())
+    }
+}
+
+fn http_url(value: &str) -> Result<String, String> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(value.to_string())
+        }
+        Ok(_) => Err("expected an http:// or https:// URL".into()),
+        Err(e) => Err(format!("expected an http:// or https:// URL ({e})")),
+    }
+}
+
+fn readable_file(value: &str) -> Result<String, String> {
+    match std::fs::metadata(Path::new(value)) {
+        Ok(meta) if meta.is_file() => Ok(value.to_string()),
+        Ok(_) => Err("not a file".into()),
+        Err(e) => Err(format!("cannot read it ({e})")),
+    }
+}
+
+fn secret(value: &str) -> Result<String, String> {
+    if value.trim() != value || value.chars().any(char::is_control) {
+        Err("has surrounding spaces or control characters (a pasting mistake?)".into())
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8001");
+        assert_eq!(config.consistency_timeout, Duration::from_secs(2));
+        assert!(config.gateway.providers.is_empty());
+        assert!(config.gateway.quota_leases);
+        assert!(config.admin_token.is_none());
+    }
+
+    #[test]
+    fn set_values_are_parsed() {
+        let config = Config::from_vars(vars(&[
+            ("AIHUB_CONSISTENCY_TIMEOUT_MS", "15"),
+            ("AIHUB_QUOTA_LEASES", "false"),
+            ("OPENROUTER_API_KEY", "sk-or-1"),
+            ("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1/"),
+            ("AIHUB_FAKE_NOW", "2026-01-31T23:59:00Z"),
+            ("AIHUB_ADMIN_TOKEN", ""),
+        ]))
+        .unwrap();
+        assert_eq!(config.consistency_timeout, Duration::from_millis(15));
+        assert!(!config.gateway.quota_leases);
+        assert_eq!(config.gateway.providers.len(), 1);
+        assert_eq!(
+            config.gateway.providers[0].base_url,
+            "http://127.0.0.1:9/api/v1"
+        );
+        assert_eq!(config.clock.now().to_rfc3339(), "2026-01-31T23:59:00+00:00");
+        assert!(config.admin_token.is_none(), "empty counts as unset");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (name, bad) in [
+            ("AIHUB_FAKE_NOW", "garbage"),
+            ("AIHUB_CONSISTENCY_TIMEOUT_MS", "2s"),
+            ("AIHUB_TOPIC_PARTITIONS", "0"),
+            ("AIHUB_QUOTA_LEASES", "maybe"),
+            ("KAFKA_BROKERS", "localhost"),
+            ("DATABASE_URL", "mysql://x"),
+        ] {
+            let error = Config::from_vars(vars(&[(name, bad)])).unwrap_err().0;
+            assert!(
+                error.starts_with(&format!("{name}=")),
+                "{name}={bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_secret_is_not_echoed() {
+        let error = Config::from_vars(vars(&[("GEMINI_API_KEY", " key-with-space")]))
+            .unwrap_err()
+            .0;
+        assert!(error.starts_with("GEMINI_API_KEY=<redacted>"), "{error}");
+        assert!(!error.contains("key-with-space"), "{error}");
+    }
+
+    #[test]
+    fn the_description_redacts_secrets_and_passwords() {
+        let lines = Config::describe(vars(&[
+            ("OPENAI_API_KEY", "sk-secret"),
+            ("DATABASE_URL", "postgres://aihub:hunter2@db:5432/aihub"),
+        ]))
+        .unwrap();
+        let text = lines.join("\n");
+        assert!(text.contains("OPENAI_API_KEY=<redacted>"), "{text}");
+        assert!(!text.contains("sk-secret"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("DATABASE_URL=postgres://aihub:"), "{text}");
+        assert!(
+            text.contains("AIHUB_LISTEN=127.0.0.1:8001 (default)"),
+            "{text}"
+        );
+        assert!(text.contains("AIHUB_ADMIN_TOKEN unset"), "{text}");
+        assert_eq!(lines.len(), Config::variables().len());
     }
 }

@@ -107,7 +107,7 @@ impl Env {
         events::kafka::ensure_topic(brokers, &topic, PARTITIONS, replication)
             .await
             .expect("create test topic");
-        let mut config = Config::from_env();
+        let mut config = Config::from_env().expect("the test environment's configuration is valid");
         config.database_url = format!("{}/{database}", server_url());
         config.kafka_brokers = brokers.to_string();
         config.topic = topic;
