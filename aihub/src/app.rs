@@ -61,16 +61,62 @@ impl Roles {
 /// A started process: its address (when it serves HTTP) and its background tasks.
 pub struct Running {
     pub addr: Option<SocketAddr>,
+    /// Stops the HTTP server accepting; the requests under way go on.
+    draining: CancellationToken,
+    /// Ends the chat calls still under way (each billed for what it used).
+    cut_off: CancellationToken,
+    /// Stops the background tasks: the chat-event appender and the quota leases flush first.
     shutdown: CancellationToken,
+    http: Option<JoinHandle<()>>,
+    in_flight: Option<Arc<gateway::InFlight>>,
     tasks: Vec<JoinHandle<()>>,
+    drain: Duration,
 }
 
 impl Running {
-    /// Stops every task and waits for them; projectors finish their current batch.
+    /// Drains the process within its bound (`AIHUB_SHUTDOWN_TIMEOUT_MS`, 30 s by default): stops
+    /// accepting connections; lets the requests and chat calls under way finish for all but the
+    /// last quarter of the bound (at most 5 s of it), then ends the remaining calls, each billed
+    /// for what it used; then stops every background task at once, which appends the queued chat
+    /// events, gives back the quota leases, and lets the projectors commit their batch.
     pub async fn stop(self) {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.drain;
+        let reserve = (self.drain / 4).min(Duration::from_secs(5));
+        self.draining.cancel();
+        let in_flight = self.in_flight.clone();
+        let requests_done = async {
+            if let Some(http) = self.http {
+                let _ = http.await;
+            }
+            if let Some(calls) = &in_flight {
+                calls.idle().await;
+            }
+        };
+        if tokio::time::timeout_at(deadline - reserve, requests_done)
+            .await
+            .is_err()
+        {
+            let calls = in_flight.as_ref().map_or(0, |c| c.count());
+            tracing::warn!(
+                calls,
+                "requests still under way as the shutdown bound nears; ending them"
+            );
+            self.cut_off.cancel();
+            if let Some(calls) = &in_flight {
+                let _ = tokio::time::timeout_at(deadline - reserve / 2, calls.idle()).await;
+            }
+        }
         self.shutdown.cancel();
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        let stopped =
+            tokio::time::timeout_at(deadline, futures::future::join_all(self.tasks)).await;
+        let took_ms = started.elapsed().as_millis() as u64;
+        match stopped {
+            Ok(_) => tracing::info!(took_ms, "stopped"),
+            Err(_) => tracing::warn!(
+                took_ms,
+                "stopped at the shutdown bound with tasks still running"
+            ),
         }
     }
 }
@@ -90,6 +136,9 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         .await
         .context("applying migrations")?;
     let shutdown = CancellationToken::new();
+    let draining = CancellationToken::new();
+    let cut_off = CancellationToken::new();
+    let mut in_flight = None;
     let mut tasks = vec![tokio::spawn(ensure_topic(config.clone(), shutdown.clone()))];
     let relay_status = Arc::new(RelayStatus::default());
     let projector_status = Arc::new(ProjectorStatus::default());
@@ -137,8 +186,10 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             command_api::Journal::new(pool.clone()),
             config.clock,
             shutdown.clone(),
+            cut_off.clone(),
         )
         .await?;
+        in_flight = Some(data_plane.in_flight.clone());
         tasks.push(appender);
         let (chat_routes, _) = gateway::router(data_plane).split_for_parts();
         api = api.merge(chat_routes);
@@ -188,6 +239,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     }
 
     let mut addr = None;
+    let mut http = None;
     if roles.http() {
         let health = Health {
             pool: pool.clone(),
@@ -214,8 +266,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
+        let stop = draining.clone();
+        http = Some(tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
             let server = axum::serve(listener, service)
                 .with_graceful_shutdown(async move { stop.cancelled().await });
@@ -226,8 +278,13 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     }
     Ok(Running {
         addr,
+        draining,
+        cut_off,
         shutdown,
+        http,
+        in_flight,
         tasks,
+        drain: config.shutdown_timeout,
     })
 }
 

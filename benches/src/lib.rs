@@ -183,6 +183,7 @@ pub fn usage_event(org: uuid::Uuid, i: usize) -> events::EventEnvelope {
         cost_micros: 10,
         time_to_first_token_ms: None,
         client_disconnected: false,
+        usage_estimated: false,
     });
     EventEnvelope::new(
         payload,

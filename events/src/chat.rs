@@ -49,6 +49,10 @@ pub struct ChatCompletionSucceeded {
     /// The client went away before the end; the call was still read to the end and billed.
     #[serde(default)]
     pub client_disconnected: bool,
+    /// The stream was ended before the provider reported its usage (it stalled, or the process
+    /// was shutting down): the tokens are the gateway's estimate from the text.
+    #[serde(default)]
+    pub usage_estimated: bool,
 }
 
 /// `chat.completion.failed`

@@ -24,6 +24,7 @@ pub mod upstream;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,16 +57,64 @@ pub struct Gateway {
     pub pool: platform::db::PgPool,
     pub clock: platform::clock::Clock,
     pub quota: Arc<quota::leases::Leases>,
+    /// The chat calls under way in this process (a call ends when its event is queued).
+    pub in_flight: Arc<InFlight>,
+    /// Cancelled when a draining process stops waiting for its calls: each ends at once, its
+    /// client told, and is billed for what it used.
+    pub cut_off: CancellationToken,
+}
+
+/// Counts the calls under way, so a draining process knows when the last one has ended.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// One more call under way, until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Returns once no call is under way.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A call under way; dropping it ends it.
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Gateway {
     /// The gateway, with the imported catalog loaded, and the task that appends its events to
-    /// the journal in batches.
+    /// the journal in batches. `shutdown` stops the background work (wait for the calls first:
+    /// [`InFlight::idle`]); `cut_off` ends the calls still under way.
     pub async fn new(
         config: GatewayConfig,
         journal: Journal,
         clock: platform::clock::Clock,
         shutdown: CancellationToken,
+        cut_off: CancellationToken,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let configured = Catalog::load(config.models_file.as_deref())?;
         let http = upstream::http_client(config.upstream_ca_file.as_deref())?;
@@ -95,6 +144,8 @@ impl Gateway {
             pool,
             clock,
             quota,
+            in_flight: Arc::default(),
+            cut_off,
         });
         if let Err(e) = gateway.refresh_catalog().await {
             tracing::warn!(error = %e, "could not load the imported model catalog; serving the configured one");

@@ -82,6 +82,12 @@ pub struct Config {
     #[arg(long = "auth-cache-ttl-ms", env = "AIHUB_AUTH_CACHE_TTL_MS", default_value = "10000",
           value_parser = millis)]
     pub auth_cache_ttl: Duration,
+    /// How long SIGTERM waits for the process to drain: in-flight calls finish (the last of them
+    /// are ended and billed when the bound nears), chat events and quota leases are flushed,
+    /// projectors commit.
+    #[arg(long = "shutdown-timeout-ms", env = "AIHUB_SHUTDOWN_TIMEOUT_MS", default_value = "30000",
+          value_parser = positive_millis)]
+    pub shutdown_timeout: Duration,
     /// The chat gateway's providers, catalog and timeouts.
     #[command(flatten)]
     pub gateway: GatewayConfig,

@@ -24,6 +24,7 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_MAX_BODY_BYTES", "1MB"),
     ("AIHUB_AUTH_FAILURE_WINDOW_MS", "5 s"),
     ("AIHUB_AUTH_CACHE_TTL_MS", "1e4"),
+    ("AIHUB_SHUTDOWN_TIMEOUT_MS", "30s"),
     ("OPENROUTER_API_KEY", " sk-or-pasted-with-a-space"),
     ("OPENROUTER_BASE_URL", "openrouter.ai/api/v1"),
     ("GEMINI_API_KEY", "key\n"),

@@ -28,6 +28,8 @@ pub struct Call {
     pub started: Instant,
     /// The tokens held for this call, settled when it ends.
     reservation: Option<Reservation>,
+    /// Counts the call as under way while it lives.
+    _in_flight: crate::InFlightGuard,
 }
 
 /// How the call was served, for its success event.
@@ -37,6 +39,8 @@ pub struct Served<'a> {
     pub usage: Usage,
     pub time_to_first_token: Option<Duration>,
     pub client_disconnected: bool,
+    /// The usage is the gateway's estimate (the provider reported none before the end).
+    pub usage_estimated: bool,
 }
 
 impl Call {
@@ -49,7 +53,6 @@ impl Call {
         streamed: bool,
     ) -> Self {
         Self {
-            gateway,
             key,
             actor,
             request_id,
@@ -58,6 +61,8 @@ impl Call {
             attempts: Vec::new(),
             started: Instant::now(),
             reservation: None,
+            _in_flight: gateway.in_flight.enter(),
+            gateway,
         }
     }
 
@@ -128,6 +133,7 @@ impl Call {
                 .cost_micros(usage.prompt_tokens, usage.completion_tokens),
             time_to_first_token_ms: served.time_to_first_token.map(|t| t.as_millis() as u64),
             client_disconnected: served.client_disconnected,
+            usage_estimated: served.usage_estimated,
         });
         self.emit(payload).await;
     }

@@ -27,7 +27,8 @@ pub async fn respond(
     tokens_left: Option<i64>,
 ) -> Result<Response, ApiError> {
     let mut response = if request.streamed {
-        stream(call, answer, request.include_usage)
+        let prompt_estimate = wire::estimate_prompt_tokens(&request.body);
+        stream(call, answer, request.include_usage, prompt_estimate)
     } else {
         whole(call, answer).await?
     };
@@ -38,12 +39,16 @@ pub async fn respond(
 /// Reads the whole upstream answer within the deadline and translates it.
 async fn whole(call: Call, answer: Answer) -> Result<Response, ApiError> {
     let remaining = call.deadline().saturating_duration_since(Instant::now());
-    let read = tokio::time::timeout(remaining, answer.response.json::<Value>()).await;
+    let read = tokio::select! {
+        read = tokio::time::timeout(remaining, answer.response.json::<Value>()) => Some(read),
+        _ = call.gateway.cut_off.cancelled() => None,
+    };
     let body = match read {
-        Ok(Ok(body)) if body.is_object() => Ok(body),
-        _ => Err(ApiError::bad_gateway(
+        Some(Ok(Ok(body))) if body.is_object() => Ok(body),
+        Some(_) => Err(ApiError::bad_gateway(
             "The model provider's answer could not be read.",
         )),
+        None => Err(shutting_down()),
     };
     let body = call.check(body).await?;
     let format = wire::of(&answer.provider);
@@ -55,6 +60,7 @@ async fn whole(call: Call, answer: Answer) -> Result<Response, ApiError> {
         usage,
         time_to_first_token: None,
         client_disconnected: false,
+        usage_estimated: false,
     })
     .await;
     let mut response = axum::Json(out).into_response();
@@ -63,10 +69,10 @@ async fn whole(call: Call, answer: Answer) -> Result<Response, ApiError> {
 }
 
 /// Starts the event stream at once; a task relays the upstream's events into it.
-fn stream(call: Call, answer: Answer, include_usage: bool) -> Response {
+fn stream(call: Call, answer: Answer, include_usage: bool, prompt_estimate: u64) -> Response {
     let provider = answer.provider.name.clone();
     let (tx, rx) = mpsc::channel::<String>(64);
-    tokio::spawn(relay(call, answer, tx, include_usage));
+    tokio::spawn(relay(call, answer, tx, include_usage, prompt_estimate));
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -85,25 +91,47 @@ fn stream(call: Call, answer: Answer, include_usage: bool) -> Response {
 
 /// Reads the upstream stream to its end — even after the client left, so the call is billed —
 /// relaying each chunk in OpenAI's format with the public model name.
-async fn relay(call: Call, answer: Answer, tx: mpsc::Sender<String>, include_usage: bool) {
+async fn relay(
+    call: Call,
+    answer: Answer,
+    tx: mpsc::Sender<String>,
+    include_usage: bool,
+    prompt_estimate: u64,
+) {
     let format: &dyn WireFormat = wire::of(&answer.provider);
     let mut data = Box::pin(upstream::sse_data(Box::pin(answer.response.bytes_stream())));
     let reply = Reply::new(&call.model.name);
     let (mut usage, mut ttft, mut first, mut disconnected, mut failure) =
         (None, None, true, false, None);
+    // What was relayed, as tokens, should the stream end before the provider reports usage.
+    let mut completion_estimate = wire::TokenEstimate::default();
     let idle = call.gateway.config.stream_idle;
     loop {
-        // A provider that stops sending is not waited for past the idle bound or the deadline.
+        // A provider that stops sending is not waited for past the idle bound or the deadline,
+        // nor past the cut-off of a process shutting down.
         let left = call.deadline().saturating_duration_since(Instant::now());
-        let item = match tokio::time::timeout(idle.min(left), data.next()).await {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(_) => {
-                let served = (
-                    answer.provider.name.as_str(),
-                    answer.upstream_model.as_str(),
-                );
-                stalled(&call, served, &tx, disconnected, usage, ttft).await;
+        let ended = tokio::select! {
+            item = tokio::time::timeout(idle.min(left), data.next()) => match item {
+                Ok(Some(item)) => Ok(item),
+                Ok(None) => break,
+                Err(_) => Err(Ended::Stalled),
+            },
+            _ = call.gateway.cut_off.cancelled() => Err(Ended::ShuttingDown),
+        };
+        let item = match ended {
+            Ok(item) => item,
+            Err(why) => {
+                let progress = Progress {
+                    provider: &answer.provider.name,
+                    upstream_model: &answer.upstream_model,
+                    disconnected,
+                    ttft,
+                    usage: usage.unwrap_or_else(|| {
+                        wire::Usage::new(prompt_estimate, completion_estimate.tokens())
+                    }),
+                    usage_estimated: usage.is_none(),
+                };
+                ended_early(&call, why, progress, &tx).await;
                 return;
             }
         };
@@ -132,6 +160,7 @@ async fn relay(call: Call, answer: Answer, tx: mpsc::Sender<String>, include_usa
                 ttft = Some(call.started.elapsed());
             }
             first = false;
+            completion_estimate.add(&wire::chunk_text(&chunk));
             // A client that went away is not waited for; the upstream is still read to the end.
             if !disconnected && tx.send(sse(&chunk)).await.is_err() {
                 disconnected = true;
@@ -143,8 +172,7 @@ async fn relay(call: Call, answer: Answer, tx: mpsc::Sender<String>, include_usa
         let error = ApiError::bad_gateway("The model provider's stream broke off.")
             .with_code("upstream_stream_error");
         if !disconnected {
-            let body = json!({"error": {"message": error.message, "type": error.kind, "code": error.code, "param": null}});
-            let _ = tx.send(sse(&body)).await;
+            let _ = tx.send(sse(&error_body(&error))).await;
         }
         call.failed(&error).await;
         return;
@@ -164,41 +192,72 @@ async fn relay(call: Call, answer: Answer, tx: mpsc::Sender<String>, include_usa
         usage,
         time_to_first_token: ttft,
         client_disconnected: disconnected,
+        usage_estimated: false,
     })
     .await;
 }
 
-/// The provider went quiet: the client gets an error event, and the call is billed with the
-/// usage the provider reported so far (Gemini reports it as it goes; an OpenAI-format provider
-/// only at the end, so such a call is recorded as failed, unbilled).
-async fn stalled(
-    call: &Call,
-    (provider, upstream_model): (&str, &str),
-    tx: &mpsc::Sender<String>,
+/// Why a stream was ended before the provider ended it.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    /// The provider went quiet for longer than the idle bound, or the deadline passed.
+    Stalled,
+    /// The process is shutting down and stopped waiting for its calls.
+    ShuttingDown,
+}
+
+/// How far a stream got when it was ended.
+struct Progress<'a> {
+    provider: &'a str,
+    upstream_model: &'a str,
     disconnected: bool,
-    usage: Option<wire::Usage>,
     ttft: Option<std::time::Duration>,
-) {
-    tracing::warn!(provider, "upstream stream stalled; ended it");
-    let error =
-        ApiError::gateway_timeout("The model provider stopped sending; the stream was ended.");
-    if !disconnected {
-        let body = json!({"error": {"message": error.message, "type": error.kind, "code": error.code, "param": null}});
-        let _ = tx.send(sse(&body)).await;
-    }
-    match usage {
-        Some(usage) => {
-            call.succeeded(Served {
-                provider,
-                upstream_model,
-                usage,
-                time_to_first_token: ttft,
-                client_disconnected: disconnected,
-            })
-            .await
+    /// The provider's last report, or the gateway's estimate when it sent none (an
+    /// OpenAI-format provider reports usage only at the end; Gemini as it goes).
+    usage: wire::Usage,
+    usage_estimated: bool,
+}
+
+/// Ends a stream early: the client gets an error event, and the call is billed for what it used.
+async fn ended_early(call: &Call, why: Ended, progress: Progress<'_>, tx: &mpsc::Sender<String>) {
+    let error = match why {
+        Ended::Stalled => {
+            tracing::warn!(
+                provider = progress.provider,
+                "upstream stream stalled; ended it"
+            );
+            ApiError::gateway_timeout("The model provider stopped sending; the stream was ended.")
         }
-        None => call.failed(&error).await,
+        Ended::ShuttingDown => {
+            tracing::warn!(
+                provider = progress.provider,
+                "server shutting down; ended a stream"
+            );
+            shutting_down()
+        }
+    };
+    if !progress.disconnected {
+        let _ = tx.send(sse(&error_body(&error))).await;
     }
+    call.succeeded(Served {
+        provider: progress.provider,
+        upstream_model: progress.upstream_model,
+        usage: progress.usage,
+        time_to_first_token: progress.ttft,
+        client_disconnected: progress.disconnected,
+        usage_estimated: progress.usage_estimated,
+    })
+    .await
+}
+
+/// A call ended because its process is shutting down: retry it, it will reach another process.
+fn shutting_down() -> ApiError {
+    ApiError::unavailable("The server is shutting down; the call was ended. Retry it.")
+        .with_code("server_shutting_down")
+}
+
+fn error_body(error: &ApiError) -> Value {
+    json!({"error": {"message": error.message, "type": error.kind, "code": error.code, "param": null}})
 }
 
 fn sse(chunk: &Value) -> String {

@@ -88,6 +88,88 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
+impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// The gateway's estimate of a text's tokens, for a stream ended before the provider reported
+/// its usage. Tokenizers give English about four characters a token, and Chinese, Japanese or
+/// Korean text about one token a character (often more), so: a token per four ASCII characters
+/// plus one per other character, rounded up. It errs high on CJK rather than billing nothing.
+pub fn estimate_tokens(text: &str) -> u64 {
+    let mut estimate = TokenEstimate::default();
+    estimate.add(text);
+    estimate.tokens()
+}
+
+/// [`estimate_tokens`] of a text that arrives in pieces: the same as of the pieces joined.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenEstimate {
+    ascii: u64,
+    other: u64,
+}
+
+impl TokenEstimate {
+    pub fn add(&mut self, text: &str) {
+        self.ascii += text.bytes().filter(u8::is_ascii).count() as u64;
+        self.other += text.chars().filter(|c| !c.is_ascii()).count() as u64;
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.ascii.div_ceil(4) + self.other
+    }
+}
+
+/// The estimate of a request's prompt: its messages' text, and a few tokens per message for
+/// the chat format (as OpenAI counts them).
+pub fn estimate_prompt_tokens(body: &serde_json::Value) -> u64 {
+    let messages = body["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let text = |content: &serde_json::Value| match content {
+        serde_json::Value::String(text) => estimate_tokens(text),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .map(estimate_tokens)
+            .sum(),
+        _ => 0,
+    };
+    messages
+        .iter()
+        .map(|m| text(&m["content"]) + 4)
+        .sum::<u64>()
+        + 3
+}
+
+/// The text of a chunk in OpenAI's format: its choices' content and tool-call arguments.
+pub fn chunk_text(chunk: &serde_json::Value) -> String {
+    let mut text = String::new();
+    for choice in chunk["choices"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let delta = &choice["delta"];
+        text.push_str(delta["content"].as_str().unwrap_or_default());
+        for call in delta["tool_calls"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            text.push_str(call["function"]["arguments"].as_str().unwrap_or_default());
+        }
+    }
+    text
+}
+
 /// Why a request cannot be translated (becomes a 400 for the client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -144,5 +226,26 @@ mod tests {
                 .expect("translates");
             assert_eq!(request.url, url, "{name}");
         }
+    }
+
+    #[test]
+    fn token_estimates_count_ascii_by_four_and_other_characters_one_each() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("Hello"), 2);
+        assert_eq!(estimate_tokens("你好，世界。"), 6);
+        assert_eq!(estimate_tokens("Hi 你好"), 3);
+        let mut pieces = TokenEstimate::default();
+        for piece in ["Hel", "lo", " fr", "om"] {
+            pieces.add(piece);
+        }
+        assert_eq!(pieces.tokens(), estimate_tokens("Hello from"));
+        let body = serde_json::json!({"messages": [
+            {"role": "user", "content": "abcd"},
+            {"role": "user", "content": [{"type": "text", "text": "abcdefgh"}]}
+        ]});
+        assert_eq!(estimate_prompt_tokens(&body), (1 + 4) + (2 + 4) + 3);
+        let chunk = serde_json::json!({"choices": [{"delta": {"content": "ab",
+            "tool_calls": [{"function": {"arguments": "{}"}}]}}]});
+        assert_eq!(chunk_text(&chunk), "ab{}");
     }
 }
