@@ -83,6 +83,15 @@ pub async fn commit(
         metrics::COMMANDS.with_label_values(&["refused"]).inc();
         return Err(e.into());
     }
+    for event in events {
+        tracing::info!(
+            event_id = %event.event_id,
+            event_type = event.payload.event_type(),
+            stream_id = %event.stream_id,
+            stream_version = event.stream_version,
+            "event recorded"
+        );
+    }
     let projected = match pending {
         Some(pending) => {
             state

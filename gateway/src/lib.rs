@@ -242,8 +242,11 @@ impl Gateway {
         event.occurred_at = chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
             .unwrap_or(now)
             .into();
+        let (event_id, event_type) = (event.event_id, event.payload.event_type());
         if self.events.send(event).await.is_err() {
-            tracing::error!("chat event appender is gone; an event was lost");
+            tracing::error!(%event_id, event_type, "chat event appender is gone; an event was lost");
+        } else {
+            tracing::debug!(%event_id, event_type, "event queued for the journal");
         }
     }
 }

@@ -544,6 +544,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip().to_string());
         let principal = authenticator.authenticate(header, ip).await?;
+        match &principal {
+            Principal::PlatformAdmin => crate::http::record_caller(None, "platform-admin"),
+            Principal::ApiKey(key) => {
+                crate::http::record_caller(Some(key.org_id), &format!("api_key:{}", key.key_id))
+            }
+        }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }

@@ -3,12 +3,13 @@
 //! that puts any other error response (axum's own rejections) into that shape.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::ApiError;
@@ -20,7 +21,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Middleware: assigns the request id and echoes it on the response.
+/// Middleware: assigns the request id, echoes it on the response, and serves the request inside
+/// a `request` span carrying the id, the method and the route, to which authentication adds the
+/// caller's organization ([`record_caller`]): every log line written while serving it (and by
+/// the tasks it spawns `in_current_span`) names them.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
@@ -29,8 +33,22 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = %route,
+        org_id = tracing::field::Empty,
+        caller = tracing::field::Empty,
+    );
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "request served"));
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -431,4 +449,14 @@ mod tests {
         assert_eq!(body["error"]["type"], "server_error");
         assert!(!body.to_string().contains("SELECT"), "{body}");
     }
+}
+
+/// Adds the authenticated caller to the current request's span: its organization, and which
+/// key (or the platform admin) it is.
+pub fn record_caller(org_id: Option<Uuid>, caller: &str) {
+    let span = tracing::Span::current();
+    if let Some(org_id) = org_id {
+        span.record("org_id", tracing::field::display(org_id));
+    }
+    span.record("caller", caller);
 }

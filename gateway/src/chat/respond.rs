@@ -12,6 +12,7 @@ use futures::StreamExt;
 use platform::ApiError;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::call::{Call, Served};
 use super::dispatch::Answer;
@@ -72,7 +73,11 @@ async fn whole(call: Call, answer: Answer) -> Result<Response, ApiError> {
 fn stream(call: Call, answer: Answer, include_usage: bool, prompt_estimate: u64) -> Response {
     let provider = answer.provider.name.clone();
     let (tx, rx) = mpsc::channel::<String>(64);
-    tokio::spawn(relay(call, answer, tx, include_usage, prompt_estimate));
+    // The relay logs inside the request's span, though it outlives the handler.
+    tokio::spawn(
+        relay(call, answer, tx, include_usage, prompt_estimate)
+            .instrument(tracing::Span::current()),
+    );
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
