@@ -343,6 +343,16 @@ pub async fn limit_body(max: usize, request: Request, next: Next) -> Response {
     }
 }
 
+/// Adds the authenticated caller to the current request's span: its organization, and which
+/// key (or the platform admin) it is.
+pub fn record_caller(org_id: Option<Uuid>, caller: &str) {
+    let span = tracing::Span::current();
+    if let Some(org_id) = org_id {
+        span.record("org_id", tracing::field::display(org_id));
+    }
+    span.record("caller", caller);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,14 +459,4 @@ mod tests {
         assert_eq!(body["error"]["type"], "server_error");
         assert!(!body.to_string().contains("SELECT"), "{body}");
     }
-}
-
-/// Adds the authenticated caller to the current request's span: its organization, and which
-/// key (or the platform admin) it is.
-pub fn record_caller(org_id: Option<Uuid>, caller: &str) {
-    let span = tracing::Span::current();
-    if let Some(org_id) = org_id {
-        span.record("org_id", tracing::field::display(org_id));
-    }
-    span.record("caller", caller);
 }
