@@ -152,8 +152,7 @@ pub fn parse_key(token: &str) -> Option<(&str, &str)> {
 }
 
 pub fn secret_sha256(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 impl Authenticator {
@@ -517,8 +516,11 @@ impl AuthCache {
     }
 }
 
+/// Compares secrets in time independent of where they differ (`subtle`); only their lengths,
+/// which are public, may end it early.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

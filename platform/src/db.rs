@@ -166,10 +166,7 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<&'static str>> {
 /// SHA-256 of a migration's text, hex.
 fn checksum(sql: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(sql.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
 /// Creates the database named in the URL if it does not exist, connecting to `postgres`.

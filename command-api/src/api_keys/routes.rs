@@ -63,13 +63,13 @@ fn grantable(
     Ok(permissions.iter().map(|p| p.as_str().to_string()).collect())
 }
 
-fn random_hex(chars: usize) -> String {
-    let mut out = String::with_capacity(chars + 32);
-    while out.len() < chars {
-        out.push_str(&Uuid::new_v4().simple().to_string());
-    }
-    out.truncate(chars);
-    out
+/// `bytes` from the operating system's random source, hex-encoded (`2 × bytes` characters): the
+/// key's public id (8 bytes) and its secret (32 bytes, 256 bits).
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("the system random source failed: {e}")))?;
+    Ok(hex::encode(buf))
 }
 
 /// Creates a key. Its secret is in this answer only; store it now.
@@ -107,7 +107,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateApiKey>) -> Result<Response, Ap
         }
         (Principal::PlatformAdmin, None) => None,
     };
-    let (id, public_id, secret) = (Uuid::now_v7(), random_hex(16), random_hex(64));
+    let (id, public_id, secret) = (Uuid::now_v7(), random_hex(8)?, random_hex(32)?);
     let prefix = format!("{KEY_PREFIX}{public_id}");
     let created = ApiKeyCreated {
         name,
