@@ -19,7 +19,7 @@ pub enum JournalError {
     #[error("{scope} {value:?} is already taken")]
     ClaimTaken { scope: &'static str, value: String },
     #[error("no database connection: {0}")]
-    Unavailable(#[from] deadpool_postgres::PoolError),
+    Unavailable(#[from] platform::db::PoolError),
     #[error("journal row of {stream_id} unreadable: {source}")]
     Unreadable {
         stream_id: String,

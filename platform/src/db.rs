@@ -4,7 +4,7 @@ use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-pub use deadpool_postgres::{Object as Connection, Pool as PgPool};
+pub use deadpool_postgres::{Object as Connection, Pool as PgPool, PoolError, Transaction};
 
 /// Migrations, applied in order, each once, recorded in `schema_migrations`.
 const MIGRATIONS: &[(&str, &str)] = &[

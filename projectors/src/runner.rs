@@ -298,7 +298,7 @@ impl Worker<'_> {
     /// pipelined. Returns the ids it applied.
     async fn apply_events(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
+        tx: &platform::db::Transaction<'_>,
         events: &[EventEnvelope],
     ) -> anyhow::Result<Vec<uuid::Uuid>> {
         let name = self.projection.name();
