@@ -179,7 +179,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             consistency,
             config.consistency_timeout,
             config.clock,
-        );
+        )
+        .with_payment_webhook_secret(config.payment_webhook_secret.clone());
         api = api.merge(command_api::routes(state));
         let (data_plane, appender) = gateway::Gateway::new(
             config.gateway.clone(),

@@ -111,6 +111,19 @@ pub struct InvoicePayment {
     pub version: i64,
 }
 
+/// `POST /billing/webhooks/payments`: a payment provider's notice that an invoice was paid,
+/// signed with the shared secret (`x-aihub-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+/// "<t>.<body>">`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentNotice {
+    pub invoice_id: InvoiceId,
+    pub amount_cents: i64,
+    /// The provider's reference of the payment; a notice repeated with the same reference is
+    /// answered as the first one was.
+    pub reference: String,
+}
+
 /// `POST /billing/invoices/{id}/pay`: the whole amount due, and the payment's reference.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -31,6 +31,8 @@ pub struct CommandState {
     pub consistency: Arc<Consistency>,
     pub consistency_timeout: std::time::Duration,
     pub clock: platform::clock::Clock,
+    /// `AIHUB_PAYMENT_WEBHOOK_SECRET`: signs payment providers' notices; none, no webhook.
+    pub payment_webhook_secret: Option<std::sync::Arc<str>>,
 }
 
 impl CommandState {
@@ -45,7 +47,14 @@ impl CommandState {
             consistency,
             consistency_timeout,
             clock,
+            payment_webhook_secret: None,
         }
+    }
+
+    /// Accepts payment providers' notices signed with `secret`.
+    pub fn with_payment_webhook_secret(mut self, secret: Option<String>) -> Self {
+        self.payment_webhook_secret = secret.map(Into::into);
+        self
     }
 }
 

@@ -74,6 +74,7 @@ mod tests {
                 .iter()
                 .map(|p| Permission::from_str(p).unwrap())
                 .collect(),
+            team_permissions: Default::default(),
             plan: plan.parse().unwrap(),
         }
     }

@@ -260,6 +260,7 @@ mod tests {
                 owner_user_id: None,
                 team_id: None,
                 permissions: Default::default(),
+                team_permissions: Default::default(),
                 plan,
             })
         };

@@ -86,7 +86,8 @@ named! {
         TeamsWrite = "teams:write", "Create and change teams";
         MembersWrite = "members:write", "Add and remove team members";
         ApiKeysRead = "api_keys:read", "List and read API keys";
-        ApiKeysWrite = "api_keys:write", "Create, change and revoke API keys";
+        ApiKeysWrite = "api_keys:write", "Create API keys, and change and revoke one's own";
+        ApiKeysManage = "api_keys:manage", "Change and revoke anyone's API keys; re-enable a key or lift its expiry";
         ChatWrite = "chat:write", "Call the chat completion endpoints";
         ModelsRead = "models:read", "List the models";
         BillingRead = "billing:read", "Read subscriptions and invoices";
@@ -113,6 +114,26 @@ named! {
 
 use Permission as P;
 
+impl Permission {
+    /// Whether a role held in one team grants this permission beyond that team: only the
+    /// permissions that act on the caller's own work (calling models, reading what the
+    /// organization lets every member read). Administrative ones (assigning roles, writing
+    /// teams and members, keys, users, billing) stay inside the team.
+    pub fn team_role_reaches_outside(self) -> bool {
+        matches!(
+            self,
+            P::ChatWrite
+                | P::ModelsRead
+                | P::OrganizationsRead
+                | P::UsersRead
+                | P::RolesRead
+                | P::TeamsRead
+                | P::UsageRead
+                | P::MonitoringRead
+        )
+    }
+}
+
 impl Role {
     /// The permissions the role grants.
     pub fn permissions(self) -> BTreeSet<Permission> {
@@ -129,6 +150,7 @@ impl Role {
                 P::MembersWrite,
                 P::ApiKeysRead,
                 P::ApiKeysWrite,
+                P::ApiKeysManage,
                 P::ChatWrite,
                 P::ModelsRead,
                 P::BillingRead,

@@ -33,10 +33,22 @@ pub struct KeyPrincipal {
     pub org_id: Uuid,
     pub owner_user_id: Option<Uuid>,
     pub team_id: Option<Uuid>,
-    /// The key's own permissions limited by its owner's roles.
+    /// The key's own permissions limited by its owner's organization-wide roles.
     pub permissions: BTreeSet<Permission>,
+    /// What the owner's roles in the key's team add (limited by the key's own permissions):
+    /// valid inside that team only, except for the permissions that reach no further than the
+    /// caller's own work ([`Permission::team_role_reaches_outside`]).
+    pub team_permissions: BTreeSet<Permission>,
     /// The organization's plan in force now.
     pub plan: PlanId,
+}
+
+impl KeyPrincipal {
+    /// Whether the key holds `permission` inside `team` (org-wide, or by a role in that team).
+    pub fn holds_in_team(&self, permission: Permission, team: Uuid) -> bool {
+        self.permissions.contains(&permission)
+            || (self.team_id == Some(team) && self.team_permissions.contains(&permission))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +73,51 @@ impl Principal {
         }
     }
 
+    /// Whether the caller holds `permission` for the organization as a whole. A role held in a
+    /// team counts only for the permissions that reach no further than the caller's own work.
     pub fn has(&self, permission: Permission) -> bool {
         match self {
             Principal::PlatformAdmin => true,
-            Principal::ApiKey(key) => key.permissions.contains(&permission),
+            Principal::ApiKey(key) => {
+                key.permissions.contains(&permission)
+                    || (permission.team_role_reaches_outside()
+                        && key.team_permissions.contains(&permission))
+            }
         }
+    }
+
+    /// Whether the caller holds `permission` inside `team`: organization-wide, or by a role in
+    /// that team.
+    pub fn has_in_team(&self, permission: Permission, team: Uuid) -> bool {
+        match self {
+            Principal::PlatformAdmin => true,
+            Principal::ApiKey(key) => key.holds_in_team(permission, team),
+        }
+    }
+
+    /// 403 unless the caller holds `permission` inside `team`.
+    pub fn require_in_team(&self, permission: Permission, team: Uuid) -> Result<(), ApiError> {
+        if self.has_in_team(permission, team) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "missing_permission",
+            format!("This API key lacks the permission {permission} in this team."),
+        )
+        .with_param(permission.as_str()))
+    }
+
+    /// Every permission the caller holds where `team` says (the organization as a whole when
+    /// `None`): what it may hand on in a role.
+    pub fn permissions_in(&self, team: Option<Uuid>) -> BTreeSet<Permission> {
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(|p| match team {
+                Some(team) => self.has_in_team(*p, team),
+                None => self.has(*p),
+            })
+            .collect()
     }
 
     /// 403 naming the missing permission.
@@ -290,8 +342,10 @@ struct KeyRecord {
     secret_sha256: String,
     owner_user_id: Option<Uuid>,
     team_id: Option<Uuid>,
-    /// The key's own permissions limited by its owner's roles.
+    /// The key's own permissions limited by its owner's organization-wide roles.
     permissions: BTreeSet<Permission>,
+    /// What the owner's roles in the key's team add.
+    team_permissions: BTreeSet<Permission>,
     enabled: bool,
     revoked: bool,
     org_live: bool,
@@ -313,7 +367,9 @@ impl KeyRecord {
                         s.plan, s.pending_plan, s.pending_effective_at,
                         ARRAY(SELECT r.role FROM read.role_assignments r
                               WHERE r.user_id = k.owner_user_id
-                                AND (r.team_id = '00000000-0000-0000-0000-000000000000' OR r.team_id = k.team_id)) AS roles
+                                AND r.team_id = '00000000-0000-0000-0000-000000000000') AS org_roles,
+                        ARRAY(SELECT r.role FROM read.role_assignments r
+                              WHERE r.user_id = k.owner_user_id AND r.team_id = k.team_id) AS team_roles
                  FROM read.api_keys k LEFT JOIN read.organizations o ON o.id = k.org_id
                  LEFT JOIN read.subscriptions s ON s.org_id = k.org_id
                  WHERE k.public_id = $1",
@@ -323,16 +379,21 @@ impl KeyRecord {
         let Some(row) = row else { return Ok(None) };
         let own: Vec<&str> = row.get("permissions");
         let owner_user_id: Option<Uuid> = row.get("owner_user_id");
-        let permissions = match owner_user_id {
+        let own = parse_permissions(own);
+        let (permissions, team_permissions) = match owner_user_id {
             Some(_) => {
-                let roles: Vec<&str> = row.get("roles");
-                let allowed = permissions_of(roles);
-                parse_permissions(own)
-                    .into_iter()
-                    .filter(|p| allowed.contains(p))
-                    .collect()
+                let org_wide = permissions_of(row.get::<_, Vec<&str>>("org_roles"));
+                let in_team = permissions_of(row.get::<_, Vec<&str>>("team_roles"));
+                let permissions: BTreeSet<Permission> =
+                    own.intersection(&org_wide).copied().collect();
+                let team_permissions = own
+                    .intersection(&in_team)
+                    .filter(|p| !permissions.contains(p))
+                    .copied()
+                    .collect();
+                (permissions, team_permissions)
             }
-            None => parse_permissions(own),
+            None => (own, BTreeSet::new()),
         };
         Ok(Some(Self {
             key_id: row.get("id"),
@@ -341,6 +402,7 @@ impl KeyRecord {
             owner_user_id,
             team_id: row.get("team_id"),
             permissions,
+            team_permissions,
             enabled: row.get("enabled"),
             revoked: row.get("revoked"),
             org_live: row.get("org_live"),
@@ -396,6 +458,7 @@ impl KeyRecord {
             owner_user_id: self.owner_user_id,
             team_id: self.team_id,
             permissions: self.permissions.clone(),
+            team_permissions: self.team_permissions.clone(),
         })
     }
 }
@@ -612,6 +675,7 @@ mod tests {
             owner_user_id: None,
             team_id: None,
             permissions: [Permission::TeamsRead].into(),
+            team_permissions: Default::default(),
             plan: PlanId::Free,
         });
         assert_eq!(key.org_scope(None).ok(), Some(org));
@@ -642,6 +706,7 @@ mod tests {
             owner_user_id: None,
             team_id: None,
             permissions: [Permission::ChatWrite].into(),
+            team_permissions: Default::default(),
             enabled: true,
             revoked: false,
             org_live: true,
@@ -773,5 +838,43 @@ mod tests {
                 .map_err(|e| e.0),
             Err("unknown")
         );
+    }
+
+    #[test]
+    fn a_role_held_in_a_team_grants_administration_only_inside_that_team() {
+        let team = Uuid::now_v7();
+        let key = Principal::ApiKey(KeyPrincipal {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            owner_user_id: Some(Uuid::now_v7()),
+            team_id: Some(team),
+            permissions: [Permission::TeamsRead].into(),
+            team_permissions: [
+                Permission::RolesAssign,
+                Permission::MembersWrite,
+                Permission::ChatWrite,
+            ]
+            .into(),
+            plan: PlanId::Pro,
+        });
+        assert!(!key.has(Permission::RolesAssign), "not organization-wide");
+        assert!(!key.has(Permission::MembersWrite));
+        assert!(
+            key.has(Permission::ChatWrite),
+            "calling models is the caller's own work"
+        );
+        assert!(key.has_in_team(Permission::RolesAssign, team));
+        assert!(
+            !key.has_in_team(Permission::RolesAssign, Uuid::now_v7()),
+            "another team"
+        );
+        assert!(key
+            .require_in_team(Permission::MembersWrite, Uuid::now_v7())
+            .is_err());
+        assert!(key.permissions_in(None).contains(&Permission::TeamsRead));
+        assert!(!key.permissions_in(None).contains(&Permission::RolesAssign));
+        assert!(key
+            .permissions_in(Some(team))
+            .contains(&Permission::RolesAssign));
     }
 }

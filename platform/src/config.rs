@@ -52,6 +52,10 @@ pub struct Config {
     /// The platform-admin bearer token; without it nobody is admin.
     #[arg(long, env = "AIHUB_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
     pub admin_token: Option<String>,
+    /// The secret payment providers sign their webhook notices with
+    /// (`POST /billing/webhooks/payments`); unset, the webhook refuses every notice.
+    #[arg(long, env = "AIHUB_PAYMENT_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub payment_webhook_secret: Option<String>,
     /// How long a command waits for its event to be projected before it answers 202.
     #[arg(long = "consistency-timeout-ms", env = "AIHUB_CONSISTENCY_TIMEOUT_MS",
           default_value = "2000", value_parser = millis)]

@@ -18,11 +18,33 @@ fn at(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+const WEBHOOK_SECRET: &str = "whsec_test_payments";
+
+/// A payment provider's notice, signed as `POST /billing/webhooks/payments` expects.
+async fn notify_payment(api: &Api, secret: &str, age_seconds: i64, body: &Value) -> e2e::Reply {
+    let raw = body.to_string();
+    let signature = command_api::billing::webhook::sign(
+        secret,
+        Utc::now().timestamp() - age_seconds,
+        raw.as_bytes(),
+    )
+    .expect("signs");
+    api.send(
+        api.http
+            .post(api.url("/api/v1/billing/webhooks/payments"))
+            .header("x-aihub-signature", signature)
+            .header("content-type", "application/json")
+            .body(raw),
+    )
+    .await
+}
+
 /// An environment whose gateway serves `gpt-4o-mini` from a local OpenRouter, with its clock
 /// pinned to `now`.
 async fn billing_env(now: &str, upstream: &Upstream) -> Env {
     let mut env = Env::new().await;
     env.config.clock = Clock::fixed(at(now));
+    env.config.payment_webhook_secret = Some(WEBHOOK_SECRET.into());
     let catalog = json!([
         {"name": "gpt-4o-mini", "tier": "basic", "context_length": 128000, "input_micros_per_mtok": 150_000,
          "output_micros_per_mtok": 600_000, "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o-mini"}]},
@@ -240,6 +262,19 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
 
     let id = invoice["id"].as_str().expect("id").to_string();
     let pay = format!("/api/v1/billing/invoices/{id}/pay");
+    // A tenant does not mark its own invoice paid: payments come from the platform admin or a
+    // payment provider's signed webhook.
+    let own = payer
+        .owner
+        .post(
+            &pay,
+            &json!({"amount_cents": 1_933, "reference": "self-paid"}),
+        )
+        .await;
+    assert_eq!(
+        own.assert_client_error(403)["code"],
+        "platform_admin_required"
+    );
     for (body, param) in [
         (
             json!({"amount_cents": 1_900, "reference": "wire-1"}),
@@ -254,7 +289,7 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
             "reference",
         ),
     ] {
-        let refused = payer.owner.post(&pay, &body).await;
+        let refused = admin.post(&pay, &body).await;
         assert_eq!(refused.status, 400, "{body}: {}", refused.body);
         assert_eq!(refused.body["error"]["param"], param, "{}", refused.body);
     }
@@ -263,7 +298,7 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
         json!({"amount_cents": "1933", "reference": "wire-1"}),
         json!({"reference": "wire-1"}),
     ] {
-        payer.owner.post(&pay, &body).await.assert_client_error(400);
+        admin.post(&pay, &body).await.assert_client_error(400);
     }
     // Another organization cannot see it, let alone pay it.
     free.owner
@@ -275,17 +310,55 @@ async fn closing_a_month_issues_each_organization_one_invoice_that_is_paid_once(
         .await
         .assert_client_error(404);
 
-    let paid = payer
-        .owner
-        .post(&pay, &json!({"amount_cents": 1_933, "reference": "wire-1"}))
+    // The provider's webhook: only a fresh signature over this very body under our secret counts.
+    let notice = json!({"invoice_id": id, "amount_cents": 1_933, "reference": "wire-1"});
+    let anonymous = Api {
+        token: String::new(),
+        ..admin.clone()
+    };
+    for (secret, age) in [
+        ("whsec_forged", 0),
+        (WEBHOOK_SECRET, 3_600),
+        (WEBHOOK_SECRET, -3_600),
+    ] {
+        let refused = notify_payment(&anonymous, secret, age, &notice).await;
+        assert_eq!(
+            refused.assert_client_error(401)["code"],
+            "invalid_signature"
+        );
+    }
+    let unsigned = anonymous
+        .send(
+            anonymous
+                .http
+                .post(anonymous.url("/api/v1/billing/webhooks/payments"))
+                .json(&notice),
+        )
         .await;
+    assert_eq!(
+        unsigned.assert_client_error(401)["code"],
+        "invalid_signature"
+    );
+    let paid = notify_payment(&anonymous, WEBHOOK_SECRET, 0, &notice).await;
     assert_eq!(paid.status, 200, "{}", paid.body);
-    let again = payer
-        .owner
+    assert_eq!(paid.body["status"], "paid");
+    // A provider retrying the same notice gets the same answer; nothing is recorded twice.
+    let retried = notify_payment(&anonymous, WEBHOOK_SECRET, 0, &notice).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    assert_eq!(retried.body["payment_reference"], "wire-1");
+    let again = admin
         .post(&pay, &json!({"amount_cents": 1_933, "reference": "wire-2"}))
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(again.body["error"]["code"], "invoice_already_paid");
+    let other = notify_payment(
+        &anonymous,
+        WEBHOOK_SECRET,
+        0,
+        &json!({"invoice_id": id, "amount_cents": 1_933, "reference": "wire-3"}),
+    )
+    .await;
+    assert_eq!(other.status, 409, "{}", other.body);
     let shown = payer
         .owner
         .get(&format!("/api/v1/billing/invoices/{id}"))

@@ -46,12 +46,15 @@ fn expiry(raw: &str) -> Result<DateTime<Utc>, ApiError> {
     Ok(at)
 }
 
-/// Permissions the caller itself holds, as stored: nobody grants more than they have.
+/// Permissions the caller itself holds (where the key will act: in `team`, or organization-wide),
+/// as stored: nobody grants more than they have.
 fn grantable(
     principal: &Principal,
+    team: Option<Uuid>,
     mut permissions: Vec<Permission>,
 ) -> Result<Vec<String>, ApiError> {
-    if let Some(missing) = permissions.iter().find(|p| !principal.has(**p)) {
+    let held = principal.permissions_in(team);
+    if let Some(missing) = permissions.iter().find(|p| !held.contains(p)) {
         return Err(ApiError::forbidden(
             "permission_not_held",
             format!("You cannot grant {missing}: this API key does not hold it."),
@@ -80,9 +83,14 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
 async fn create(ctx: Ctx, Json(body): Json<CreateApiKey>) -> Result<Response, ApiError> {
     let org_id = ctx.principal.org_scope(body.org_id.map(Into::into))?;
     let team_id = body.team_id.map(Uuid::from);
-    ctx.principal.require(Permission::ApiKeysWrite)?;
+    match team_id {
+        Some(team) => ctx
+            .principal
+            .require_in_team(Permission::ApiKeysWrite, team)?,
+        None => ctx.principal.require(Permission::ApiKeysWrite)?,
+    }
     let name = display_name(&body.name)?;
-    let permissions = grantable(&ctx.principal, body.permissions)?;
+    let permissions = grantable(&ctx.principal, team_id, body.permissions)?;
     let expires_at = body.expires_at.as_deref().map(expiry).transpose()?;
     live_org(&ctx, org_id).await?;
     if let Some(team_id) = team_id {
@@ -146,7 +154,20 @@ async fn update(
         Some(Some(raw)) => Some(Some(expiry(&raw)?)),
     };
     let key = load_key(&ctx, id).await?;
-    ctx.principal.require(Permission::ApiKeysWrite)?;
+    may_change(&ctx, &key)?;
+    let re_enables = body.enabled == Some(true) && !key.enabled;
+    let extends = match expires_at {
+        Some(None) => key.expires_at.is_some(),
+        Some(Some(at)) => key.expires_at.is_some_and(|now| at > now),
+        None => false,
+    };
+    if re_enables || extends {
+        require_manage(
+            &ctx,
+            &key,
+            if re_enables { "enabled" } else { "expires_at" },
+        )?;
+    }
     ctx.check_version(key.version)?;
     let payloads = key
         .decide(Command::Update {
@@ -172,8 +193,8 @@ async fn set_permissions(
     Json(body): Json<SetApiKeyPermissions>,
 ) -> Result<Response, ApiError> {
     let key = load_key(&ctx, id).await?;
-    ctx.principal.require(Permission::ApiKeysWrite)?;
-    let permissions = grantable(&ctx.principal, body.permissions)?;
+    may_change(&ctx, &key)?;
+    let permissions = grantable(&ctx.principal, key.team_id, body.permissions)?;
     ctx.check_version(key.version)?;
     let payloads = key
         .decide(Command::SetPermissions { permissions })
@@ -190,12 +211,59 @@ async fn set_permissions(
     ))]
 async fn revoke(ctx: Ctx, PathId(id): PathId) -> Result<Response, ApiError> {
     let key = load_key(&ctx, id).await?;
-    ctx.principal.require(Permission::ApiKeysWrite)?;
+    may_change(&ctx, &key)?;
     ctx.check_version(key.version)?;
     let payloads = key.decide(Command::Revoke).map_err(key_error)?;
     let mut batch = ctx.batch();
     batch.push(&stream_id(id), Some(key.org_id), key.version, payloads);
     finish(batch, key, StatusCode::OK, None).await
+}
+
+/// Whether the caller holds `permission` where `key` acts (its team, or the organization).
+fn holds_for(ctx: &Ctx, key: &ApiKey, permission: Permission) -> bool {
+    match key.team_id {
+        Some(team) => ctx.principal.has_in_team(permission, team),
+        None => ctx.principal.has(permission),
+    }
+}
+
+/// A key's owner changes it with `api_keys:write`; another user's key, or a key of no user,
+/// takes `api_keys:manage` (an admin's), so a developer cannot touch the keys of others.
+fn may_change(ctx: &Ctx, key: &ApiKey) -> Result<(), ApiError> {
+    let own = ctx.principal.key().is_some_and(|caller| {
+        caller.owner_user_id.is_some() && caller.owner_user_id == key.owner_user_id
+    });
+    if own && holds_for(ctx, key, Permission::ApiKeysWrite) {
+        return Ok(());
+    }
+    if own {
+        return Err(missing(Permission::ApiKeysWrite));
+    }
+    require_manage(ctx, key, "id")
+}
+
+/// `api_keys:manage`, or 403 naming the field that needed it.
+fn require_manage(ctx: &Ctx, key: &ApiKey, param: &str) -> Result<(), ApiError> {
+    if holds_for(ctx, key, Permission::ApiKeysManage) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        "missing_permission",
+        match param {
+            "enabled" => "Re-enabling a key needs the permission api_keys:manage (an admin's).",
+            "expires_at" => "Lifting or extending a key's expiry needs the permission api_keys:manage (an admin's).",
+            _ => "Only the key's owner, or a holder of api_keys:manage (an admin), may change this key.",
+        },
+    )
+    .with_param(if param == "id" { "api_keys:manage" } else { param }))
+}
+
+fn missing(permission: Permission) -> ApiError {
+    ApiError::forbidden(
+        "missing_permission",
+        format!("This API key lacks the permission {permission}."),
+    )
+    .with_param(permission.as_str())
 }
 
 async fn finish(

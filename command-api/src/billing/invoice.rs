@@ -129,6 +129,8 @@ pub struct Invoice {
     pub org_id: Uuid,
     pub total_cents: i64,
     pub paid: bool,
+    /// The payment recorded, if any: its amount, reference and time.
+    pub payment: Option<(i64, String, String)>,
     pub version: i64,
 }
 
@@ -193,7 +195,10 @@ impl Aggregate for Invoice {
                 self.total_cents = e.total_cents;
                 self.paid = e.total_cents == 0;
             }
-            EventPayload::InvoicePaid(_) => self.paid = true,
+            EventPayload::InvoicePaid(e) => {
+                self.paid = true;
+                self.payment = Some((e.amount_cents, e.reference.clone(), e.paid_at.clone()));
+            }
             _ => {}
         }
         self

@@ -5,3 +5,4 @@ pub mod aggregate;
 pub mod close;
 pub mod invoice;
 pub mod routes;
+pub mod webhook;

@@ -1,10 +1,11 @@
 //! `POST /subscriptions`, `PUT /subscriptions/{id}/upgrade`, `PUT /subscriptions/{id}/downgrade`,
 //! `DELETE /subscriptions/{id}/downgrade` (cancel a pending downgrade),
-//! `POST /billing/invoices/{id}/pay`.
+//! `POST /billing/invoices/{id}/pay` (the platform admin), `POST /billing/webhooks/payments` (a
+//! payment provider, signed).
 
 use api::billing::{
-    ChoosePlan, InvoiceObject, InvoicePayment, InvoiceStatus, Payment, PendingDowngrade,
-    SubscriptionObject,
+    ChoosePlan, InvoiceObject, InvoicePayment, InvoiceStatus, Payment, PaymentNotice,
+    PendingDowngrade, SubscriptionObject,
 };
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -28,6 +29,7 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .routes(routes!(upgrade))
         .routes(routes!(downgrade, cancel_downgrade))
         .routes(routes!(pay_invoice))
+        .routes(routes!(payment_webhook))
 }
 
 /// Enterprise is priced by contract: only the platform admin moves an organization onto it.
@@ -206,7 +208,9 @@ fn domain_error(error: DomainError) -> ApiError {
     }
 }
 
-/// Records a payment of an invoice's whole amount; paying twice is a conflict.
+/// Records a payment of an invoice's whole amount; paying twice is a conflict. For the platform
+/// admin only: a tenant does not mark its own invoices paid (a payment provider reports payments
+/// through the signed webhook, `POST /billing/webhooks/payments`).
 #[utoipa::path(post, path = "/billing/invoices/{id}/pay", tag = "billing", request_body = Payment,
     params(crate::IdParam, crate::IfMatch),
     responses(
@@ -217,23 +221,102 @@ async fn pay_invoice(
     PathId(id): PathId,
     Json(body): Json<Payment>,
 ) -> Result<Response, ApiError> {
-    let loaded = load::<Invoice>(&ctx.state, &invoice::stream_id(id)).await?;
-    let current = loaded.state;
+    let current = load_invoice(&ctx, id).await?;
+    ctx.principal.require_admin()?;
+    ctx.check_version(current.version)?;
+    record_payment(&ctx, current, body.amount_cents, &body.reference).await
+}
+
+/// A payment provider reports that an invoice was paid. Authenticated by its signature, not a
+/// bearer token: `x-aihub-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`
+/// under `AIHUB_PAYMENT_WEBHOOK_SECRET`, at most five minutes old. A notice repeated with the
+/// same reference answers 200 again; another payment of a paid invoice is 409.
+#[utoipa::path(post, path = "/billing/webhooks/payments", tag = "billing", request_body = PaymentNotice,
+    security(()),
+    params(("x-aihub-signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">")),
+    responses(
+        (status = 200, body = InvoicePayment),
+        (status = 401, description = "No valid signature (`invalid_signature`), or webhooks are not configured.", body = platform::ErrorResponse),
+    ))]
+async fn payment_webhook(
+    axum::extract::State(state): axum::extract::State<CommandState>,
+    platform::http::RequestId(request_id): platform::http::RequestId,
+    headers: axum::http::HeaderMap,
+    raw: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let secret = state.payment_webhook_secret.clone().ok_or_else(|| {
+        ApiError::unauthorized("Payment webhooks are not configured on this platform.")
+            .with_code("invalid_signature")
+    })?;
+    let signature = headers
+        .get("x-aihub-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // The wall clock, not the platform's (pinned in tests and demos): the replay window is real time.
+    super::webhook::verify(&secret, signature, &raw, chrono::Utc::now())
+        .map_err(|why| ApiError::unauthorized(why).with_code("invalid_signature"))?;
+    let notice: PaymentNotice = serde_json::from_slice(&raw).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("The notice is not a valid payment notice: {e}"),
+        )
+    })?;
+    let ctx = Ctx {
+        state,
+        principal: platform::Principal::PlatformAdmin,
+        actor: events::Actor {
+            kind: events::ActorType::System,
+            id: "payment-webhook".into(),
+            ip: None,
+        },
+        request_id,
+        headers,
+    };
+    let id = Uuid::from(notice.invoice_id);
+    let current = load_invoice(&ctx, id).await?;
+    // A provider retries a notice it is not sure was received: the same payment again is 200.
+    if let Some((cents, reference, at)) = &current.payment {
+        if reference == notice.reference.trim() {
+            let at = chrono::DateTime::parse_from_rfc3339(at)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_default();
+            let mut again = paid(&current, *cents, reference.clone(), at);
+            again.version = current.version;
+            return Ok(axum::response::IntoResponse::into_response(axum::Json(
+                again,
+            )));
+        }
+    }
+    record_payment(&ctx, current, notice.amount_cents, &notice.reference).await
+}
+
+async fn load_invoice(ctx: &Ctx, id: Uuid) -> Result<Invoice, ApiError> {
+    let current = load::<Invoice>(&ctx.state, &invoice::stream_id(id))
+        .await?
+        .state;
     if !current.exists() || !ctx.principal.sees(current.org_id) {
         return Err(ApiError::not_found(format!("No invoice with id {id}.")));
     }
-    ctx.principal.require(Permission::BillingWrite)?;
-    if body.amount_cents < 0 {
+    Ok(current)
+}
+
+async fn record_payment(
+    ctx: &Ctx,
+    current: Invoice,
+    amount_cents: i64,
+    reference: &str,
+) -> Result<Response, ApiError> {
+    let id = current.id;
+    if amount_cents < 0 {
         return Err(ApiError::invalid_param(
             "amount_cents",
             "amount_cents must be a whole, non-negative number of cents.",
         ));
     }
-    let reference = short_text("reference", &body.reference)?;
-    ctx.check_version(current.version)?;
+    let reference = short_text("reference", reference)?;
     let now = ctx.state.clock.now();
     let payment = invoice::Command::Pay {
-        amount_cents: body.amount_cents,
+        amount_cents,
         reference: reference.clone(),
         now,
     };
@@ -255,21 +338,30 @@ async fn pay_invoice(
         payloads,
     );
     let projected = batch.commit().await?;
-    let body = InvoicePayment {
-        id: id.into(),
-        object: InvoiceObject::Value,
-        org_id: current.org_id.into(),
-        status: InvoiceStatus::Paid,
-        total_cents: current.total_cents,
-        paid_cents: body.amount_cents,
-        payment_reference: reference,
-        paid_at: now.into(),
-        version: current.version + 1,
-    };
+    let body = paid(&current, amount_cents, reference, now);
     Ok(accepted_or(
         StatusCode::OK,
         projected,
         &format!("/api/v1/billing/invoices/{id}"),
         Some(body),
     ))
+}
+
+fn paid(
+    invoice: &Invoice,
+    paid_cents: i64,
+    reference: String,
+    at: chrono::DateTime<chrono::Utc>,
+) -> InvoicePayment {
+    InvoicePayment {
+        id: invoice.id.into(),
+        object: InvoiceObject::Value,
+        org_id: invoice.org_id.into(),
+        status: InvoiceStatus::Paid,
+        total_cents: invoice.total_cents,
+        paid_cents,
+        payment_reference: reference,
+        paid_at: at.into(),
+        version: invoice.version + 1,
+    }
 }

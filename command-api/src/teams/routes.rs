@@ -83,7 +83,7 @@ async fn update(
     let description = description(body.description)?;
     let team = load_team(&ctx, id).await?;
     require_teams(&ctx)?;
-    ctx.principal.require(Permission::TeamsWrite)?;
+    ctx.principal.require_in_team(Permission::TeamsWrite, id)?;
     ctx.check_version(team.version)?;
     let payloads = team
         .decide(Command::Update { name, description })
@@ -106,7 +106,8 @@ async fn add_member(
 ) -> Result<Response, ApiError> {
     let team = load_team(&ctx, id).await?;
     require_teams(&ctx)?;
-    ctx.principal.require(Permission::MembersWrite)?;
+    ctx.principal
+        .require_in_team(Permission::MembersWrite, id)?;
     let mut batch = ctx.batch();
     let user_id = match (body.user_id.map(Uuid::from), body.email) {
         (Some(user_id), None) => {
@@ -166,7 +167,8 @@ async fn remove_member(
         .map_err(|_| ApiError::not_found(format!("No user with id {raw_user:?}.")))?;
     let team = load_team(&ctx, id).await?;
     require_teams(&ctx)?;
-    ctx.principal.require(Permission::MembersWrite)?;
+    ctx.principal
+        .require_in_team(Permission::MembersWrite, id)?;
     ctx.check_version(team.version)?;
     let payloads = team
         .decide(Command::RemoveMember { user_id })

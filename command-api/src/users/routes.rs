@@ -94,11 +94,11 @@ async fn assign_role(
     Json(body): Json<AssignRole>,
 ) -> Result<Response, ApiError> {
     let user = load_user(&ctx, id).await?;
-    ctx.principal.require(Permission::RolesAssign)?;
+    let team_id = body.team_id.map(Uuid::from);
     ctx.check_version(user.version)?;
     let org = live_org(&ctx, user.org_id).await?;
+    may_change_role(&ctx, &org, body.role, team_id)?;
     let mut batch = ctx.batch();
-    let team_id = body.team_id.map(Uuid::from);
     if body.role == Role::Owner {
         if body.team_id.is_some() {
             return Err(ApiError::invalid_param(
@@ -151,10 +151,10 @@ async fn remove_role(
         ),
     };
     let user = load_user(&ctx, id).await?;
-    ctx.principal.require(Permission::RolesAssign)?;
     let role = check_role(&role)?;
     ctx.check_version(user.version)?;
     let org = live_org(&ctx, user.org_id).await?;
+    may_change_role(&ctx, &org, role, team_id)?;
     let mut batch = ctx.batch();
     if role == Role::Owner {
         if !org.owners.contains(&id) {
@@ -179,6 +179,51 @@ async fn remove_role(
         batch.push(&stream_id(id), Some(user.org_id), user.version, payloads);
     }
     finish(batch, user, org, StatusCode::OK).await
+}
+
+/// Who may give or take `role` (in `team`, or organization-wide): a holder of `roles:assign`
+/// there, who holds every permission of the role there too (nobody hands on more than they
+/// have); and for the owner role, only an owner of the organization (or the platform admin).
+/// A role held in a team grants `roles:assign` in that team only.
+fn may_change_role(
+    ctx: &Ctx,
+    org: &Organization,
+    role: Role,
+    team: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let principal = &ctx.principal;
+    match team {
+        Some(team) => principal.require_in_team(Permission::RolesAssign, team)?,
+        None => principal.require(Permission::RolesAssign)?,
+    }
+    let Some(key) = principal.key() else {
+        return Ok(());
+    };
+    if role == Role::Owner && !key.owner_user_id.is_some_and(|u| org.owners.contains(&u)) {
+        return Err(ApiError::forbidden(
+            "owner_required",
+            "Only an owner of the organization gives or takes the owner role.",
+        )
+        .with_param("role"));
+    }
+    let held = principal.permissions_in(team);
+    let beyond: Vec<&str> = role
+        .permissions()
+        .into_iter()
+        .filter(|p| !held.contains(p))
+        .map(Permission::as_str)
+        .collect();
+    if !beyond.is_empty() {
+        return Err(ApiError::forbidden(
+            "role_exceeds_caller",
+            format!(
+                "The role {role} holds permissions this API key does not: {}. Nobody gives or takes a role with more than they hold.",
+                beyond.join(", ")
+            ),
+        )
+        .with_param("role"));
+    }
+    Ok(())
 }
 
 async fn finish(
