@@ -933,3 +933,125 @@ async fn a_stalled_stream_ends_with_an_error_event_and_bills_what_was_reported()
     }
     app.stop().await;
 }
+
+/// Issue 13, item 2: a provider's own extensions never reach it (OpenRouter's paid `plugins`,
+/// its `models`/`route` fallbacks billed at another model's price); OpenAI's platform fields
+/// are dropped; known fields pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_known_openai_fields_reach_the_provider() {
+    let c = chat_env().await;
+    let before = c.primary.requests().len();
+    for (field, value, code) in [
+        ("plugins", json!([{"id": "web"}]), "unknown_parameter"),
+        (
+            "models",
+            json!(["anthropic/claude-3-opus"]),
+            "unknown_parameter",
+        ),
+        ("route", json!("fallback"), "unknown_parameter"),
+        (
+            "provider",
+            json!({"order": ["OpenAI"]}),
+            "unknown_parameter",
+        ),
+        ("web_search_options", json!({}), "unsupported_parameter"),
+    ] {
+        let mut body = json!({"model": "gpt-4o", "messages": hello()});
+        body[field] = value;
+        let refused = c.caller.post("/api/v1/chat/completions", &body).await;
+        let error = refused.assert_client_error(400);
+        assert_eq!(
+            (error["code"].as_str(), error["param"].as_str()),
+            (Some(code), Some(field))
+        );
+    }
+    assert_eq!(
+        c.primary.requests().len(),
+        before,
+        "nothing reached the provider"
+    );
+    let answered = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello(), "store": true, "metadata": {"a": "b"},
+                    "service_tier": "priority", "seed": 7, "user": "end-user-1", "temperature": 0.1}),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let sent = c.primary.requests().pop().expect("request").body;
+    for dropped in ["store", "metadata", "service_tier"] {
+        assert!(
+            sent.get(dropped).is_none(),
+            "{dropped} was forwarded: {sent}"
+        );
+    }
+    assert_eq!(
+        (sent["seed"].as_i64(), sent["user"].as_str()),
+        (Some(7), Some("end-user-1"))
+    );
+    c.app.stop().await;
+}
+
+/// Issue 13, item 3: the quota holds the whole request: every choice's completion budget and
+/// the tool definitions, not the first choice and the messages only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_holds_every_choice_and_the_tool_definitions() {
+    // The tenant is on Free: 1,000 tokens a month.
+    let c = chat_env().await;
+    let before = c.primary.requests().len();
+    let many = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello(), "max_tokens": 300, "n": 4}),
+        )
+        .await;
+    assert_eq!(
+        many.assert_client_error(429)["code"],
+        "insufficient_quota",
+        "4 × 300 > 1,000"
+    );
+    let tools = json!([{"type": "function", "function": {"name": "lookup",
+        "description": "a long tool description ".repeat(60), "parameters": {"type": "object"}}}]);
+    let heavy = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello(), "max_tokens": 50, "tools": tools}),
+        )
+        .await;
+    assert_eq!(
+        heavy.assert_client_error(429)["code"],
+        "insufficient_quota",
+        "the tools alone"
+    );
+    assert_eq!(
+        c.primary.requests().len(),
+        before,
+        "nothing reached the provider"
+    );
+    // One choice of the same size fits; its per-choice budget is what was asked.
+    let one = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello(), "max_tokens": 300}),
+        )
+        .await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    let two = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello(), "max_tokens": 100, "n": 2}),
+        )
+        .await;
+    assert_eq!(two.status, 200, "{}", two.body);
+    let sent = c.primary.requests().pop().expect("request").body;
+    assert_eq!(
+        (sent["n"].as_i64(), sent["max_tokens"].as_i64()),
+        (Some(2), Some(100))
+    );
+    c.app.stop().await;
+}

@@ -1,5 +1,11 @@
-//! The client's chat request: checked once, then forwarded as it came (the wire formats read
-//! what they need), with only its completion budget rewritten to what the quota granted.
+//! The client's chat request: checked once, then forwarded with only the OpenAI fields we know
+//! and meter ([`FORWARDED`]), its completion budget rewritten to what the quota granted.
+//!
+//! Unknown fields are refused with 400, as OpenAI itself refuses an unrecognized argument: a
+//! provider's own extensions (OpenRouter's paid `plugins`, its `models`/`route` fallbacks billed at
+//! another model's price, `provider` routing, `transforms`) never reach it. OpenAI fields that
+//! concern OpenAI's platform rather than the answer are accepted and dropped ([`DROPPED`]), and the
+//! ones that would buy something we do not meter are refused ([`REFUSED`]).
 
 use platform::ApiError;
 use serde_json::{json, Value};
@@ -9,6 +15,43 @@ use crate::quota;
 
 /// The most choices one request may ask for.
 pub const MAX_N: u64 = 4;
+
+/// The OpenAI Chat Completions fields forwarded to an OpenAI-format provider (Gemini's
+/// translation reads those it can express and refuses the others).
+pub const FORWARDED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "seed",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "reasoning_effort",
+];
+
+/// OpenAI fields about OpenAI's platform, not the answer: accepted, never forwarded. `store` and
+/// `metadata` keep a copy on OpenAI's side; `service_tier` would change the price we are charged.
+pub const DROPPED: &[&str] = &["store", "metadata", "service_tier"];
+
+/// OpenAI fields refused: each buys something the gateway does not meter or translate (web
+/// search calls, audio in or out, predicted outputs).
+pub const REFUSED: &[&str] = &["web_search_options", "audio", "modalities", "prediction"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
@@ -24,8 +67,11 @@ pub struct ChatRequest {
 
 impl ChatRequest {
     /// Checks the body (400 naming the offending `param`); `force_stream` is `/chat/stream`.
-    pub fn parse(body: Value, force_stream: bool) -> Result<Self, ApiError> {
+    pub fn parse(mut body: Value, force_stream: bool) -> Result<Self, ApiError> {
         validate(&body)?;
+        if let Some(fields) = body.as_object_mut() {
+            fields.retain(|name, _| !DROPPED.contains(&name.as_str()));
+        }
         Ok(Self {
             model: body["model"].as_str().unwrap_or_default().to_string(),
             streamed: force_stream || body["stream"].as_bool().unwrap_or(false),
@@ -36,25 +82,35 @@ impl ChatRequest {
         })
     }
 
-    /// The completion budget the client named: `max_completion_tokens`, else `max_tokens`,
-    /// when positive.
+    /// The choices asked for (`n`, 1 when absent).
+    pub fn choices(&self) -> i64 {
+        self.body["n"].as_i64().unwrap_or(1).max(1)
+    }
+
+    /// The completion budget of the whole call: what the client named per choice
+    /// (`max_completion_tokens`, else `max_tokens`, when positive) times the choices.
     pub fn wanted_completion(&self) -> Option<i64> {
         ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|f| self.body[*f].as_i64())
             .filter(|n| *n > 0)
+            .map(|per_choice| per_choice.saturating_mul(self.choices()))
     }
 
-    /// An upper bound of the prompt's tokens (`quota::prompt_upper_bound`).
+    /// An upper bound of the prompt's tokens: the messages and everything else the model reads,
+    /// tool and function definitions and the response format's schema included
+    /// (`quota::prompt_upper_bound`).
     pub fn prompt_bound(&self) -> i64 {
         quota::prompt_upper_bound(&self.body)
     }
 
-    /// Sends the budget the quota granted upstream, so the call cannot use more than it holds.
+    /// Sends the budget the quota granted for the whole call upstream, shared among the choices,
+    /// so the call cannot use more than it holds.
     pub fn limit_completion(&mut self, budget: i64) {
-        self.body["max_tokens"] = json!(budget);
+        let per_choice = (budget / self.choices()).max(1);
+        self.body["max_tokens"] = json!(per_choice);
         if !self.body["max_completion_tokens"].is_null() {
-            self.body["max_completion_tokens"] = json!(budget);
+            self.body["max_completion_tokens"] = json!(per_choice);
         }
     }
 }
@@ -65,6 +121,22 @@ fn validate(body: &Value) -> Result<(), ApiError> {
             "invalid_body",
             "The request body must be a JSON object.",
         ));
+    }
+    for name in body.as_object().map(|o| o.keys()).into_iter().flatten() {
+        if REFUSED.contains(&name.as_str()) {
+            return Err(ApiError::invalid_param(
+                name,
+                format!("{name} is not supported by this gateway."),
+            )
+            .with_code("unsupported_parameter"));
+        }
+        if !FORWARDED.contains(&name.as_str()) && !DROPPED.contains(&name.as_str()) {
+            return Err(ApiError::invalid_param(
+                name,
+                format!("Unrecognized request argument supplied: {name}"),
+            )
+            .with_code("unknown_parameter"));
+        }
     }
     if !body["model"].is_string() {
         return Err(ApiError::invalid_param(
@@ -251,5 +323,90 @@ mod tests {
         assert_eq!(both.body["max_tokens"], 20);
         assert_eq!(both.body["max_completion_tokens"], 20);
         assert_eq!(plain.prompt_bound(), quota::prompt_upper_bound(&plain.body));
+    }
+
+    #[test]
+    fn unknown_and_unmetered_fields_are_refused_and_platform_fields_dropped() {
+        for field in [
+            "plugins",
+            "models",
+            "route",
+            "provider",
+            "transforms",
+            "foo",
+        ] {
+            let error = ChatRequest::parse(
+                json!({"model": "m", "messages": hello(), field: ["x"]}),
+                false,
+            )
+            .unwrap_err();
+            assert_eq!(error.param.as_deref(), Some(field));
+            assert_eq!(error.code, "unknown_parameter", "{field}");
+        }
+        for field in REFUSED {
+            let error = ChatRequest::parse(
+                json!({"model": "m", "messages": hello(), *field: {}}),
+                false,
+            )
+            .unwrap_err();
+            assert_eq!(error.code, "unsupported_parameter", "{field}");
+        }
+        let request = ChatRequest::parse(
+            json!({"model": "m", "messages": hello(), "store": true, "metadata": {"a": "b"},
+                   "service_tier": "priority", "tools": [], "seed": 1}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            request.body,
+            json!({"model": "m", "messages": hello(), "tools": [], "seed": 1})
+        );
+    }
+
+    #[test]
+    fn the_whole_request_is_reserved_for_every_choice() {
+        let plain = ChatRequest::parse(
+            json!({"model": "m", "messages": hello(), "max_tokens": 100}),
+            false,
+        )
+        .unwrap();
+        let mut many = ChatRequest::parse(
+            json!({"model": "m", "messages": hello(), "max_tokens": 100, "n": 3,
+                   "tools": [{"type": "function", "function": {"name": "lookup", "description": "x".repeat(500)}}],
+                   "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": "y".repeat(300)}}}}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(plain.wanted_completion(), Some(100));
+        assert_eq!(many.wanted_completion(), Some(300), "n × max_tokens");
+        assert!(
+            many.prompt_bound() >= plain.prompt_bound() + 800,
+            "tools and the response format count: {} vs {}",
+            many.prompt_bound(),
+            plain.prompt_bound()
+        );
+        many.limit_completion(240);
+        assert_eq!(
+            many.body["max_tokens"], 80,
+            "the granted budget shared by the choices"
+        );
+    }
+
+    #[test]
+    fn the_documented_request_names_exactly_the_fields_accepted() {
+        use utoipa::PartialSchema;
+        let schema =
+            serde_json::to_value(super::super::schema::ChatCompletionRequest::schema()).unwrap();
+        let mut documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        documented.sort_unstable();
+        let mut accepted: Vec<&str> = FORWARDED.iter().chain(DROPPED).copied().collect();
+        accepted.sort_unstable();
+        assert_eq!(documented, accepted);
+        assert_eq!(schema["additionalProperties"], json!(false));
     }
 }

@@ -8,10 +8,15 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A chat request in OpenAI's Chat Completions format. The gateway checks `model`, `messages`,
-/// `n` and `stream`, holds the completion budget against the monthly token quota, and forwards
-/// the rest as it came — other OpenAI parameters included — to the provider (translated for
-/// Gemini, which refuses tools and non-text content parts).
+/// `n` and `stream`, holds the whole request (prompt, tool definitions, response format, and the
+/// completion budget of every choice) against the monthly token quota, and forwards these fields
+/// only (translated for Gemini, which refuses tools and non-text content parts). Any other field
+/// is refused with 400 `unknown_parameter`, as OpenAI refuses an unrecognized argument: a
+/// provider's own extensions (OpenRouter's `plugins`, `models`, `route`, `provider`) never pass.
+/// `store`, `metadata` and `service_tier` are accepted and dropped; `web_search_options`,
+/// `audio`, `modalities` and `prediction` are refused (`unsupported_parameter`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "model": "gpt-4o-mini",
     "messages": [
@@ -67,6 +72,50 @@ pub struct ChatCompletionRequest {
     /// An identifier of the caller's end user, forwarded to the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Token id to bias (-100 to 100), as OpenAI takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub logit_bias: Option<Value>,
+    /// Return the log probabilities of the output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// With `logprobs`: how many likely tokens to return at each position (0 to 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 20)]
+    pub top_logprobs: Option<u32>,
+    /// Tools the model may call, as OpenAI defines them; their definitions count as prompt
+    /// tokens in the quota hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<Vec<Value>>,
+    /// `none`, `auto`, `required`, or the tool to call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub tool_choice: Option<Value>,
+    /// Whether the model may call several tools at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// The deprecated form of `tools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub functions: Option<Vec<Value>>,
+    /// The deprecated form of `tool_choice`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub function_call: Option<Value>,
+    /// For reasoning models: `minimal`, `low`, `medium` or `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// Accepted for OpenAI compatibility and dropped: nothing is stored at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<bool>,
+    /// Accepted for OpenAI compatibility and dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// Accepted for OpenAI compatibility and dropped: the provider's default tier is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
 }
 
 /// One message of the conversation.

@@ -83,17 +83,35 @@ pub fn period(now: DateTime<Utc>) -> String {
 }
 
 /// An upper bound of the prompt's tokens: no tokenizer yields more tokens than bytes, plus a
-/// little per message for the chat format.
+/// little per message for the chat format. Everything the model reads counts: the messages, and
+/// the tool and function definitions, the tool choice and the response format (a JSON schema can
+/// be long), which a provider bills as prompt tokens too.
 pub fn prompt_upper_bound(body: &serde_json::Value) -> i64 {
     let messages = body["messages"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    messages
-        .iter()
-        .map(|m| m["content"].to_string().len() as i64 + 4)
-        .sum::<i64>()
-        + 3
+    let read = [
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "response_format",
+    ]
+    .iter()
+    .filter(|field| !body[**field].is_null())
+    .map(|field| body[*field].to_string().len() as i64)
+    .sum::<i64>();
+    // A message's text, and the calls an assistant message made (their arguments are read too).
+    let message = |m: &serde_json::Value| {
+        ["content", "tool_calls", "function_call"]
+            .iter()
+            .filter(|field| *field == &"content" || !m[**field].is_null())
+            .map(|field| m[*field].to_string().len() as i64)
+            .sum::<i64>()
+            + 4
+    };
+    messages.iter().map(message).sum::<i64>() + read + 3
 }
 
 /// Reserves tokens for one call in the ledger (one transaction), or answers 429

@@ -19,7 +19,21 @@ impl WireFormat for OpenAi {
         body: &Value,
         stream: bool,
     ) -> Result<UpstreamRequest, Invalid> {
-        let mut upstream = body.clone();
+        // Only the fields the gateway knows and meters (`chat::request::FORWARDED`): what the
+        // request check let through, filtered again here, where the body leaves us.
+        let mut upstream = Value::Object(
+            body.as_object()
+                .map(|fields| {
+                    fields
+                        .iter()
+                        .filter(|(name, _)| {
+                            crate::chat::request::FORWARDED.contains(&name.as_str())
+                        })
+                        .map(|(name, value)| (name.clone(), value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
         upstream["model"] = Value::String(upstream_model.to_string());
         upstream["stream"] = Value::Bool(stream);
         if stream {
