@@ -255,6 +255,13 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             failures,
             config.clock,
         )
+        .with_named_admins(
+            &config
+                .admin_tokens
+                .clone()
+                .map(|named| named.0)
+                .unwrap_or_default(),
+        )
         .with_cache(auth_cache);
         let router = router(api, health, authenticator, &config);
         let listener = tokio::net::TcpListener::bind(&config.listen)

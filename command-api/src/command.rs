@@ -91,9 +91,14 @@ impl FromRequestParts<CommandState> for Ctx {
         let principal = Principal::from_request_parts(parts, state).await?;
         let RequestId(request_id) = RequestId::from_request_parts(parts, state).await?;
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let mut actor = principal.actor(ip);
+        // A named platform-admin token: the events say which admin acted.
+        if let Some(platform::auth::AdminName(name)) = parts.extensions.get() {
+            actor.id = format!("platform-admin:{name}");
+        }
         Ok(Self {
             state: state.clone(),
-            actor: principal.actor(ip),
+            actor,
             principal,
             request_id,
             headers: parts.headers.clone(),

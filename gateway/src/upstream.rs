@@ -70,7 +70,8 @@ pub async fn send(
     if response.status().is_success() {
         return Ok(response);
     }
-    if status == 429 || status >= 500 || status == 408 {
+    // A redirect is not followed (`http_client`): it counts as this deployment failing.
+    if status == 429 || status >= 500 || status == 408 || (300..400).contains(&status) {
         return Err(Failure::Retryable {
             outcome: format!("http_{status}"),
             status: Some(status),
@@ -115,13 +116,16 @@ where
     )
 }
 
-/// The client every provider is called with: TLS (rustls with the Mozilla roots, so no system
+/// The client every provider is called with (and `aihub models sync`): no redirects followed, TLS (rustls with the Mozilla roots, so no system
 /// certificate store is needed, plus the PEM certificates of `ca_file`) and HTTP/2 by ALPN, so
 /// many concurrent streams to one provider share a few connections.
 pub fn http_client(ca_file: Option<&str>) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A provider's redirect is not followed: the request (with our provider key) goes to the
+        // configured URL only, never where an answer points it.
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
         let certificates = reqwest::Certificate::from_pem_bundle(&pem)

@@ -188,12 +188,30 @@ pub struct AuthFailure {
 /// Checks bearer tokens. Shared by every route through a request extension.
 #[derive(Clone)]
 pub struct Authenticator {
-    admin_token: Option<Arc<str>>,
+    /// The platform-admin tokens by name, as SHA-256 digests: compared digest to digest, in
+    /// constant time, so neither a token's bytes nor its length show in the timing.
+    admins: Arc<[(Arc<str>, [u8; 32])]>,
     pool: Option<Pool>,
     failures: Option<mpsc::Sender<AuthFailure>>,
     clock: crate::clock::Clock,
     cache: Option<Arc<AuthCache>>,
 }
+
+fn digests(named: &[(String, String)]) -> Arc<[(Arc<str>, [u8; 32])]> {
+    named
+        .iter()
+        .map(|(name, token)| {
+            (
+                Arc::from(name.as_str()),
+                Sha256::digest(token.as_bytes()).into(),
+            )
+        })
+        .collect()
+}
+
+/// The name of the platform-admin token a request was made with (a request extension).
+#[derive(Debug, Clone)]
+pub struct AdminName(pub Arc<str>);
 
 /// The parts of `aihub-sk-<public id>-<secret>`.
 pub fn parse_key(token: &str) -> Option<(&str, &str)> {
@@ -214,13 +232,39 @@ impl Authenticator {
         failures: Option<mpsc::Sender<AuthFailure>>,
         clock: crate::clock::Clock,
     ) -> Self {
+        let admins: Vec<(String, String)> = admin_token
+            .map(|token| ("admin".to_string(), token))
+            .into_iter()
+            .collect();
         Self {
-            admin_token: admin_token.map(Into::into),
+            admins: digests(&admins),
             pool,
             failures,
             clock,
             cache: None,
         }
+    }
+
+    /// Adds named platform-admin tokens (`AIHUB_ADMIN_TOKENS`): events then name who acted,
+    /// `platform-admin:<name>`.
+    pub fn with_named_admins(mut self, named: &[(String, String)]) -> Self {
+        let mut all: Vec<(Arc<str>, [u8; 32])> = self.admins.to_vec();
+        all.extend(digests(named).iter().cloned());
+        self.admins = all.into();
+        self
+    }
+
+    /// The name of the platform-admin token `token` is, if it is one. Every token is compared,
+    /// each in constant time over fixed-length digests.
+    fn admin_named(&self, token: &str) -> Option<Arc<str>> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (name, expected) in self.admins.iter() {
+            if constant_time_eq(expected, &digest) {
+                found = Some(name.clone());
+            }
+        }
+        found
     }
 
     /// Keeps resolved keys in `cache`; whoever feeds it the `aihub_auth` notifications
@@ -235,6 +279,17 @@ impl Authenticator {
         authorization: Option<&str>,
         ip: Option<String>,
     ) -> Result<Principal, ApiError> {
+        self.authenticate_named(authorization, ip)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`Self::authenticate`], with the name of the platform-admin token used, if one was.
+    pub async fn authenticate_named(
+        &self,
+        authorization: Option<&str>,
+        ip: Option<String>,
+    ) -> Result<(Principal, Option<Arc<str>>), ApiError> {
         let Some(header) = authorization else {
             return Err(self.refuse(
                 "missing",
@@ -257,10 +312,8 @@ impl Authenticator {
             ));
         };
         let token = token.trim();
-        if let Some(admin) = &self.admin_token {
-            if constant_time_eq(admin.as_bytes(), token.as_bytes()) {
-                return Ok(Principal::PlatformAdmin);
-            }
+        if let Some(name) = self.admin_named(token) {
+            return Ok((Principal::PlatformAdmin, Some(name)));
         }
         let Some((public_id, secret)) = parse_key(token) else {
             return Err(self.refuse("unknown", None, None, ip, "Incorrect API key provided."));
@@ -298,7 +351,7 @@ impl Authenticator {
         };
         record
             .principal(secret, Utc::now(), self.clock.now())
-            .map(Principal::ApiKey)
+            .map(|key| (Principal::ApiKey(key), None))
             .map_err(|(reason, message)| {
                 self.refuse(
                     reason,
@@ -608,9 +661,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip().to_string());
-        let principal = authenticator.authenticate(header, ip).await?;
+        let (principal, admin) = authenticator.authenticate_named(header, ip).await?;
         match &principal {
-            Principal::PlatformAdmin => crate::http::record_caller(None, "platform-admin"),
+            Principal::PlatformAdmin => {
+                let name = admin.clone().unwrap_or_else(|| "admin".into());
+                crate::http::record_caller(None, &format!("platform-admin:{name}"));
+                parts.extensions.insert(AdminName(name));
+            }
             Principal::ApiKey(key) => {
                 crate::http::record_caller(Some(key.org_id), &format!("api_key:{}", key.key_id))
             }
@@ -640,6 +697,33 @@ mod tests {
         ] {
             let err = auth.authenticate(header, None).await.expect_err("refused");
             assert_eq!(err.status, axum::http::StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[tokio::test]
+    async fn named_admin_tokens_say_who_acted() {
+        let auth = Authenticator::new(Some("legacy-token".into()), None, None, Default::default())
+            .with_named_admins(&[
+                ("alice".into(), "alice-token".into()),
+                ("bob".into(), "a-much-longer-token-of-bob".into()),
+            ]);
+        for (token, name) in [
+            ("legacy-token", "admin"),
+            ("alice-token", "alice"),
+            ("a-much-longer-token-of-bob", "bob"),
+        ] {
+            let (principal, named) = auth
+                .authenticate_named(Some(&format!("Bearer {token}")), None)
+                .await
+                .expect("admin");
+            assert_eq!(principal, Principal::PlatformAdmin);
+            assert_eq!(named.as_deref(), Some(name));
+        }
+        for token in ["alice-toke", "alice-token2", ""] {
+            assert!(auth
+                .authenticate(Some(&format!("Bearer {token}")), None)
+                .await
+                .is_err());
         }
     }
 

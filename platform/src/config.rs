@@ -49,9 +49,14 @@ pub struct Config {
     /// The address the HTTP server listens on, `host:port`.
     #[arg(long, env = "AIHUB_LISTEN", default_value = "127.0.0.1:8001", value_parser = host_port)]
     pub listen: String,
-    /// The platform-admin bearer token; without it nobody is admin.
+    /// The platform-admin bearer token (its events name `platform-admin:admin`); without it and
+    /// `AIHUB_ADMIN_TOKENS` nobody is admin.
     #[arg(long, env = "AIHUB_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
     pub admin_token: Option<String>,
+    /// Named platform-admin tokens, `name=token,name=token`: events name who acted
+    /// (`platform-admin:<name>`).
+    #[arg(long, env = "AIHUB_ADMIN_TOKENS", hide_env_values = true, value_parser = named_tokens)]
+    pub admin_tokens: Option<NamedTokens>,
     /// The secret payment providers sign their webhook notices with
     /// (`POST /billing/webhooks/payments`); unset, the webhook refuses every notice.
     #[arg(long, env = "AIHUB_PAYMENT_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
@@ -286,6 +291,16 @@ impl Config {
         Ok(lines)
     }
 
+    /// The variables that hold secrets: never logged, never echoed in an error.
+    pub fn secret_variables() -> Vec<String> {
+        Self::command()
+            .get_arguments()
+            .filter(|arg| arg.is_hide_env_values_set())
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// The names of every variable read, for documentation and tests.
     pub fn variables() -> Vec<String> {
         Self::command()
@@ -448,6 +463,44 @@ fn readable_file(value: &str) -> Result<String, String> {
         Ok(_) => Err("not a file".into()),
         Err(e) => Err(format!("cannot read it ({e})")),
     }
+}
+
+/// `name=token` pairs; `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NamedTokens(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for NamedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+fn named_tokens(value: &str) -> Result<NamedTokens, String> {
+    let mut tokens: Vec<(String, String)> = Vec::new();
+    for pair in value.split(',') {
+        let (name, token) = pair
+            .split_once('=')
+            .ok_or("expected name=token pairs separated by commas")?;
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err("each name is 1 to 64 of a-z, A-Z, 0-9, '.', '_' and '-'".into());
+        }
+        let token = secret(token)?;
+        if token.len() < 16 {
+            return Err("each token is at least 16 characters".into());
+        }
+        if tokens.iter().any(|(n, t)| n == name || *t == token) {
+            return Err("names and tokens must be unique".into());
+        }
+        tokens.push((name.to_string(), token));
+    }
+    Ok(NamedTokens(tokens))
 }
 
 fn secret(value: &str) -> Result<String, String> {

@@ -21,6 +21,16 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// A client's `x-request-id` is kept when it is 1 to 128 of `A-Z a-z 0-9 . _ : -` (what UUIDs,
+/// ULIDs and trace ids use); anything else is replaced by a new id, so what a client sends
+/// cannot carry markup, quotes or formulas into logs, events and exports.
+fn is_safe_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 /// Middleware: assigns the request id, echoes it on the response, and serves the request inside
 /// a `request` span carrying the id, the method and the route, to which authentication adds the
 /// caller's organization ([`record_caller`]): every log line written while serving it (and by
@@ -30,7 +40,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| is_safe_request_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
     let route = request

@@ -62,6 +62,10 @@ pub enum Behavior {
     Say { text: String, crlf: bool },
     /// Streaming: sends this many chunks, then keeps the connection open and sends nothing more.
     StallAfterChunks(usize),
+    /// `307 Temporary Redirect` to this URL (which a gateway must not follow).
+    Redirect(String),
+    /// This HTTP status with an error whose message is this text (a provider's own words).
+    StatusSaying(u16, String),
 }
 
 /// One request as the server received it.
@@ -434,6 +438,14 @@ async fn intercept(
         Behavior::DropAfterChunks(chunks) => drop_after = Some(chunks),
         Behavior::Say { text, crlf } => say = Some((text, crlf)),
         Behavior::StallAfterChunks(chunks) => stall_after = Some(chunks),
+        Behavior::Redirect(url) => {
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, url)],
+            )
+                .into_response()
+        }
+        Behavior::StatusSaying(status, message) => return error(provider, status, &message),
     }
 
     let mut request = Request::from_parts(parts, Body::from(bytes));

@@ -1055,3 +1055,103 @@ async fn the_quota_holds_every_choice_and_the_tool_definitions() {
     );
     c.app.stop().await;
 }
+
+/// Issue 13, item 10: a client's request id outside the safe alphabet is replaced, and an export
+/// cell a spreadsheet would run as a formula is neutralised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_kept_safe_and_csv_cells_cannot_become_formulas() {
+    let c = chat_env().await;
+    let call = |id: &'static str| {
+        c.caller.send(
+            c.caller
+                .request(reqwest::Method::POST, "/api/v1/chat/completions")
+                .header("x-request-id", id)
+                .json(&json!({"model": "gpt-4o", "messages": hello()})),
+        )
+    };
+    let hostile = call("=HYPERLINK(\"http://evil.example\")").await;
+    assert_eq!(hostile.status, 200, "{}", hostile.body);
+    let replaced = hostile.headers["x-request-id"].to_str().expect("id");
+    assert!(
+        !replaced.contains('=') && !replaced.contains('"'),
+        "{replaced}"
+    );
+    let plus = call("-2+3").await;
+    assert_ne!(
+        plus.headers["x-request-id"], "-2+3",
+        "'+' is outside the safe alphabet"
+    );
+    let kept = call("-formula:1").await;
+    assert_eq!(
+        kept.headers["x-request-id"], "-formula:1",
+        "a safe id is kept"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the calls in the usage read model",
+        || async { c.env.count("SELECT count(*) FROM read.chat_calls").await >= 3 },
+    )
+    .await;
+    let export = c
+        .tenant
+        .owner
+        .http
+        .get(
+            c.tenant
+                .owner
+                .url("/api/v1/billing/usage/export?format=csv"),
+        )
+        .bearer_auth(&c.tenant.owner_key)
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("csv");
+    assert!(export.contains("'-formula:1"), "neutralised: {export}");
+    assert!(!export.contains(",-formula:1"), "{export}");
+    assert!(!export.contains("=HYPERLINK"), "{export}");
+    c.app.stop().await;
+}
+
+/// Issue 13, item 11: a provider's redirect is not followed (our provider key goes nowhere else),
+/// and a provider's own error message is logged, not handed to the tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_redirects_are_not_followed_and_provider_messages_not_relayed() {
+    let c = chat_env().await;
+    let elsewhere = c.secondary.requests().len();
+    c.primary.push(Behavior::Redirect(format!(
+        "{}/chat/completions",
+        c.secondary.openai_base_url()
+    )));
+    let redirected = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello()}),
+        )
+        .await;
+    assert_eq!(redirected.status, 502, "{}", redirected.body);
+    assert_eq!(
+        c.secondary.requests().len(),
+        elsewhere,
+        "the redirect target saw nothing"
+    );
+    let secret = "account org_4711 has 0.02 credits left; key sk-or-v1-abcdef";
+    c.primary.push(Behavior::StatusSaying(400, secret.into()));
+    let rejected = c
+        .caller
+        .post(
+            "/api/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": hello()}),
+        )
+        .await;
+    let error = rejected.assert_client_error(400);
+    assert_eq!(error["code"], "provider_rejected");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains("org_4711") && !message.contains("sk-or"),
+        "{message}"
+    );
+    c.app.stop().await;
+}

@@ -18,6 +18,7 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_LISTEN", "127.0.0.1:99999"),
     ("AIHUB_ADMIN_TOKEN", "token\twith a tab"),
     ("AIHUB_PAYMENT_WEBHOOK_SECRET", " whsec_with_a_space"),
+    ("AIHUB_ADMIN_TOKENS", "alice:token-without-equals-sign"),
     ("AIHUB_CONSISTENCY_TIMEOUT_MS", "2s"),
     ("AIHUB_CONSUMER_GROUP_PREFIX", "group/prefix"),
     ("AIHUB_RELAY_MESSAGE_TIMEOUT_MS", "0"),
@@ -54,6 +55,21 @@ const MALFORMED: &[(&str, &str)] = &[
 
 /// Variables where an empty value is the malformed example's point: it counts as unset.
 const EMPTY_IS_UNSET: &[&str] = &["AIHUB_CHAT_DEADLINE_MS"];
+
+#[test]
+fn the_secrets_are_known_as_secrets() {
+    let secrets = platform::Config::secret_variables();
+    for name in [
+        "AIHUB_ADMIN_TOKEN",
+        "AIHUB_ADMIN_TOKENS",
+        "AIHUB_PAYMENT_WEBHOOK_SECRET",
+        "OPENROUTER_API_KEY",
+        "GEMINI_API_KEY",
+        "OPENAI_API_KEY",
+    ] {
+        assert!(secrets.iter().any(|s| s == name), "{name} is not redacted");
+    }
+}
 
 #[test]
 fn every_variable_has_a_malformed_example() {
@@ -105,7 +121,10 @@ async fn a_malformed_variable_stops_the_binary_and_is_named() {
                 !stderr.contains("panicked"),
                 "{name}={bad:?}: panicked: {stderr}"
             );
-            if name.ends_with("_API_KEY") || name.ends_with("_TOKEN") || name.ends_with("_SECRET") {
+            if platform::Config::secret_variables()
+                .iter()
+                .any(|s| s == name)
+            {
                 assert!(
                     !stderr.contains(bad.trim()),
                     "{name}: the secret is echoed: {stderr}"

@@ -331,3 +331,52 @@ async fn a_developer_manages_its_own_keys_only_and_cannot_undo_an_admins_limits(
     assert_eq!(developer.delete(&path).await.status, 200);
     app.stop().await;
 }
+
+/// Issue 13, item 12: several named platform-admin tokens; the events say which admin acted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_admin_tokens_are_named_in_the_events_they_cause() {
+    let mut env = Env::new().await;
+    env.config.admin_tokens = Some(platform::config::NamedTokens(vec![(
+        "alice".into(),
+        "alice-admin-token-0123456789".into(),
+    )]));
+    let (app, admin) = env.app().await;
+    let alice = admin.with_token("alice-admin-token-0123456789");
+    let slug = unique_slug("named");
+    let created = alice
+        .post(
+            "/api/v1/organizations",
+            &json!({"name": slug, "slug": slug, "owner_email": format!("o@{slug}.example")}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let by_legacy = Tenant::create(&admin, "named-legacy").await;
+    let db = env.db().await;
+    let actor = |org: String| {
+        let db = &db;
+        async move {
+            let org = uuid::Uuid::parse_str(&org).expect("org id");
+            db.query_one(
+                "SELECT envelope->'actor'->>'id' FROM journal WHERE event_type = 'organization.created' AND org_id = $1",
+                &[&org],
+            )
+            .await
+            .expect("event")
+            .get::<_, String>(0)
+        }
+    };
+    assert_eq!(
+        actor(created.body["id"].as_str().expect("id").to_string()).await,
+        "platform-admin:alice"
+    );
+    assert_eq!(
+        actor(by_legacy.org_id.clone()).await,
+        "platform-admin:admin"
+    );
+    alice
+        .with_token("alice-admin-token-012345678")
+        .get("/api/v1/organizations")
+        .await
+        .assert_client_error(401);
+    app.stop().await;
+}

@@ -62,9 +62,20 @@ pub async fn first_answer(call: &mut Call, request: &ChatRequest) -> Result<Answ
             }
             Err(Failure::Rejected { status, message }) => {
                 call.attempted(deployment, &format!("http_{status}"), tried.elapsed());
+                // The provider's own words stay in our logs: they can name its accounts, our
+                // upstream model ids or its internals. The client learns the status class.
+                tracing::warn!(
+                    provider = %step.provider.name,
+                    upstream_model = %deployment.upstream_model,
+                    status,
+                    provider_message = %message,
+                    "the provider rejected the request"
+                );
                 return Err(ApiError::bad_request(
                     "provider_rejected",
-                    format!("The model provider rejected the request: {message}"),
+                    format!(
+                        "The model provider rejected the request (HTTP {status}). Check the request's parameters against the model, or contact support with this request's x-request-id."
+                    ),
                 ));
             }
         }

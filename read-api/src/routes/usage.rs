@@ -245,14 +245,27 @@ fn csv_line(fields: &[String]) -> String {
     let quoted: Vec<String> = fields
         .iter()
         .map(|f| {
-            if f.contains([',', '"', '\n']) {
+            let f = neutralised(f);
+            if f.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", f.replace('"', "\"\""))
             } else {
-                f.clone()
+                f
             }
         })
         .collect();
     format!("{}\n", quoted.join(","))
+}
+
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage return
+/// first) gets a leading `'`, so an exported request id or name cannot become a formula in the
+/// reader's spreadsheet (OWASP's CSV injection advice). Numbers are left alone.
+fn neutralised(cell: &str) -> String {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.parse::<f64>().is_err() {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
 }
 
 fn jsonl_line(fields: &[String]) -> String {
@@ -268,4 +281,25 @@ fn jsonl_line(fields: &[String]) -> String {
         object.insert((*name).to_string(), typed);
     }
     format!("{}\n", Value::Object(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_numbers_kept() {
+        let line = csv_line(&[
+            "=HYPERLINK(\"http://evil\")".into(),
+            "+1+2".into(),
+            "@SUM(A1)".into(),
+            "-5".into(),
+            "plain".into(),
+            "a,b".into(),
+        ]);
+        assert_eq!(
+            line,
+            "\"'=HYPERLINK(\"\"http://evil\"\")\",'+1+2,'@SUM(A1),-5,plain,\"a,b\"\n"
+        );
+    }
 }
