@@ -66,6 +66,20 @@ impl ProjectorStatus {
     }
 }
 
+/// An event this build cannot read (not JSON, an unknown type, a newer schema version). The
+/// projection stops before it and tries again every [`UNREADABLE_RETRY`]: a build that reads it
+/// resumes from it; nothing after it on its partition is applied meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("the event at partition {partition}, offset {offset} cannot be read: {error}")]
+pub struct Unreadable {
+    pub partition: i32,
+    pub offset: i64,
+    pub error: String,
+}
+
+/// How long a projection stopped at an unreadable event waits before it looks again.
+const UNREADABLE_RETRY: Duration = Duration::from_secs(30);
+
 /// Runs a projection until `shutdown`, restarting its consumer after failures.
 pub async fn run(
     projection: Arc<dyn Projection>,
@@ -87,10 +101,25 @@ pub async fn run(
             .with_label_values(&[projection.name()])
             .set(0);
         if let Err(e) = result {
-            tracing::warn!(projection = projection.name(), error = %format!("{e:#}"), "projector failed; restarting");
+            let wait = match e.downcast_ref::<Unreadable>() {
+                Some(stop) => {
+                    tracing::error!(
+                        projection = projection.name(),
+                        partition = stop.partition,
+                        offset = stop.offset,
+                        error = %stop.error,
+                        "PROJECTION STOPPED at an event it cannot read; nothing after it on this partition is applied until a build that reads it runs"
+                    );
+                    UNREADABLE_RETRY
+                }
+                None => {
+                    tracing::warn!(projection = projection.name(), error = %format!("{e:#}"), "projector failed; restarting");
+                    Duration::from_secs(1)
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -248,17 +277,27 @@ impl Worker<'_> {
         }
         self.rewound.remove(&partition);
 
-        let next = fresh.last().map_or(expected, |m| m.offset() + 1);
+        let mut next = fresh.last().map_or(expected, |m| m.offset() + 1);
         let mut events = Vec::with_capacity(fresh.len());
+        let mut unreadable = None;
         for message in fresh {
             match message.payload().map(EventEnvelope::decode) {
                 Some(Ok(event)) => events.push(event),
                 Some(Err(e)) => {
-                    tracing::error!(projection = name, partition, offset = message.offset(), error = %e, "skipping an unreadable event");
+                    // Never skipped: what came before it is applied and committed, and the
+                    // projection stops here until a build that reads it is deployed.
                     metrics::EVENTS_PROJECTED
                         .with_label_values(&[name, "unreadable"])
                         .inc();
+                    next = message.offset();
+                    unreadable = Some(Unreadable {
+                        partition,
+                        offset: message.offset(),
+                        error: e.to_string(),
+                    });
+                    break;
                 }
+                // A message without a payload carries no event (a tombstone): nothing to apply.
                 None => {}
             }
         }
@@ -289,7 +328,10 @@ impl Worker<'_> {
         {
             let _ = self.consumer.commit(&tpl, CommitMode::Async);
         }
-        Ok(())
+        match unreadable {
+            Some(stop) => Err(stop.into()),
+            None => Ok(()),
+        }
     }
 
     /// Applies the events that were never applied before, in order, in two round trips however
