@@ -162,7 +162,54 @@ impl Journal {
                 e.into()
             });
         }
+        block_keys(&tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Revoking or disabling a key refuses it at commit, not when the event is projected: the block
+/// is written with the event, and the processes' key caches hear of it on `aihub_auth` at the
+/// same commit. Re-enabling lifts a disable (never a revocation).
+async fn block_keys(
+    tx: &tokio_postgres::Transaction<'_>,
+    events: &[EventEnvelope],
+) -> Result<(), JournalError> {
+    use events::EventPayload;
+    for event in events {
+        let Some(key_id) = event.stream_id.uuid_of(events::StreamKind::ApiKey) else {
+            continue;
+        };
+        let org_id = event.org_id.unwrap_or_default();
+        let change = match &event.payload {
+            EventPayload::ApiKeyRevoked(_) => Some("revoked"),
+            EventPayload::ApiKeyUpdated(u) if u.enabled == Some(false) => Some("disabled"),
+            EventPayload::ApiKeyUpdated(u) if u.enabled == Some(true) => None,
+            _ => continue,
+        };
+        match change {
+            Some(reason) => {
+                tx.execute(
+                    "INSERT INTO api_key_blocks (key_id, org_id, reason) VALUES ($1, $2, $3)
+                     ON CONFLICT (key_id) DO UPDATE SET reason = CASE
+                         WHEN api_key_blocks.reason = 'revoked' THEN 'revoked' ELSE EXCLUDED.reason END",
+                    &[&key_id, &org_id, &reason],
+                )
+                .await?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM api_key_blocks WHERE key_id = $1 AND reason = 'disabled'",
+                    &[&key_id],
+                )
+                .await?;
+            }
+        }
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&platform::auth::AUTH_CHANNEL, &org_id.to_string()],
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -418,6 +418,7 @@ impl KeyRecord {
                         k.expires_at, k.revoked_at IS NOT NULL AS revoked,
                         o.deleted_at IS NULL AND o.id IS NOT NULL AS org_live,
                         s.plan, s.pending_plan, s.pending_effective_at,
+                        (SELECT b.reason FROM api_key_blocks b WHERE b.key_id = k.id) AS blocked,
                         ARRAY(SELECT r.role FROM read.role_assignments r
                               WHERE r.user_id = k.owner_user_id
                                 AND r.team_id = '00000000-0000-0000-0000-000000000000') AS org_roles,
@@ -456,8 +457,11 @@ impl KeyRecord {
             team_id: row.get("team_id"),
             permissions,
             team_permissions,
-            enabled: row.get("enabled"),
-            revoked: row.get("revoked"),
+            // The write side's block counts at once; read.api_keys follows when projected.
+            enabled: row.get::<_, bool>("enabled")
+                && row.get::<_, Option<String>>("blocked").as_deref() != Some("disabled"),
+            revoked: row.get::<_, bool>("revoked")
+                || row.get::<_, Option<String>>("blocked").as_deref() == Some("revoked"),
             org_live: row.get("org_live"),
             expires_at: row.get("expires_at"),
             plan: row.get("plan"),

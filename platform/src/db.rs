@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_read_catalog",
         include_str!("../../schemas/sql/0010_read_catalog.sql"),
     ),
+    (
+        "0011_key_blocks",
+        include_str!("../../schemas/sql/0011_key_blocks.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.

@@ -1020,3 +1020,97 @@ async fn free_organizations_get_403_naming_the_plan_for_team_endpoints() {
     assert_eq!(tenant.owner.get("/api/v1/teams").await.status, 200);
     app.stop().await;
 }
+
+/// Issue 13, item 13: revocation does not wait on Kafka. With the only broker down, a key revoked
+/// (or disabled) is refused at once; the read model follows when the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_while_the_broker_is_down_is_refused_at_once() {
+    let mut broker = e2e::broker::Broker::start().await;
+    let env = Env::with_brokers(&broker.address()).await;
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create_on(&admin, "outage-revoke", "pro").await;
+    let mut keys = Vec::new();
+    for name in ["to-revoke", "to-disable"] {
+        let created = tenant
+            .owner
+            .post(
+                "/api/v1/api-keys",
+                &json!({"name": name, "permissions": ["teams:read"]}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.body["id"].as_str().expect("id").to_string();
+        let caller = admin.with_token(created.body["key"].as_str().expect("key"));
+        assert_eq!(caller.get("/api/v1/teams").await.status, 200);
+        keys.push((id, caller));
+    }
+
+    broker.kill();
+    // Answered at once (`Prefer: respond-async`), nothing waited for: the strictest case.
+    let owner = &tenant.owner;
+    let revoked = owner
+        .send(
+            owner
+                .request(Method::DELETE, &format!("/api/v1/api-keys/{}", keys[0].0))
+                .header("prefer", "respond-async"),
+        )
+        .await;
+    assert_eq!(revoked.status, 202, "{}", revoked.body);
+    let disabled = owner
+        .send(
+            owner
+                .request(Method::PUT, &format!("/api/v1/api-keys/{}", keys[1].0))
+                .header("prefer", "respond-async")
+                .json(&json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(disabled.status, 202, "{}", disabled.body);
+    let refused = keys[0].1.get("/api/v1/teams").await;
+    assert!(refused.assert_client_error(401)["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("revoked")));
+    let refused = keys[1].1.get("/api/v1/teams").await;
+    assert!(refused.assert_client_error(401)["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("disabled")));
+    // Nothing was projected meanwhile: the refusal came from the write side.
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM read.api_keys WHERE id = '{}' AND revoked_at IS NOT NULL",
+            keys[0].0
+        ))
+        .await,
+        0
+    );
+
+    // Back: the read model catches up and the keys stay refused; re-enabling lifts the disable.
+    broker.resume().await;
+    wait_for(
+        Duration::from_secs(60),
+        "the revocation projected",
+        || async {
+            env.count(&format!(
+                "SELECT count(*) FROM read.api_keys WHERE id = '{}' AND revoked_at IS NOT NULL",
+                keys[0].0
+            ))
+            .await
+                == 1
+        },
+    )
+    .await;
+    keys[0]
+        .1
+        .get("/api/v1/teams")
+        .await
+        .assert_client_error(401);
+    let enabled = tenant
+        .owner
+        .put(
+            &format!("/api/v1/api-keys/{}", keys[1].0),
+            &json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.body);
+    assert_eq!(keys[1].1.get("/api/v1/teams").await.status, 200);
+    app.stop().await;
+}

@@ -19,7 +19,10 @@ async fn an_unreadable_event_stops_the_projection_before_it_and_is_never_skipped
     // it (a copy of a real one under a new id) that must wait behind it.
     let db = env.db().await;
     let mut copy: Value = db
-        .query_one("SELECT envelope FROM journal ORDER BY global_position LIMIT 1", &[])
+        .query_one(
+            "SELECT envelope FROM journal ORDER BY global_position LIMIT 1",
+            &[],
+        )
         .await
         .expect("an event")
         .get(0);
@@ -30,7 +33,10 @@ async fn an_unreadable_event_stops_the_projection_before_it_and_is_never_skipped
         .create()
         .expect("producer");
     let mut offsets = Vec::new();
-    for payload in ["{\"this is\": \"not an event\"".to_string(), copy.to_string()] {
+    for payload in [
+        "{\"this is\": \"not an event\"".to_string(),
+        copy.to_string(),
+    ] {
         let delivery = producer
             .send(
                 FutureRecord::to(&env.config.topic)
@@ -48,20 +54,24 @@ async fn an_unreadable_event_stops_the_projection_before_it_and_is_never_skipped
 
     let health = reqwest::Client::new();
     let url = admin.url("/readyz");
-    wait_for(Duration::from_secs(60), "readyz to name the stopped projections", || {
-        let (health, url) = (health.clone(), url.clone());
-        async move {
-            let Ok(response) = health.get(&url).send().await else {
-                return false;
-            };
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or_default();
-            status == 503
-                && body["checks"]["stopped_projections"]
-                    .as_array()
-                    .is_some_and(|s| s.len() == projectors::all().len())
-        }
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "readyz to name the stopped projections",
+        || {
+            let (health, url) = (health.clone(), url.clone());
+            async move {
+                let Ok(response) = health.get(&url).send().await else {
+                    return false;
+                };
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or_default();
+                status == 503
+                    && body["checks"]["stopped_projections"]
+                        .as_array()
+                        .is_some_and(|s| s.len() == projectors::all().len())
+            }
+        },
+    )
     .await;
     // Every projection's stored offset for partition 0 is the unreadable event's: stopped before
     // it, not past it; and the readable event behind it was not applied.
