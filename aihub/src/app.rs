@@ -217,9 +217,14 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )));
     }
     if roles.read_api {
+        let export_pool = platform::db::pool(&config.database_url, config.export_connections)?;
         api = api.merge(read_api::routes(read_api::ReadState {
             pool: pool.clone(),
             clock: config.clock,
+            exports: read_api::routes::usage::Exports::new(
+                export_pool,
+                config.export_statement_timeout,
+            ),
         }));
     }
     if roles.projectors {

@@ -77,6 +77,16 @@ pub struct Config {
     #[arg(long = "relay-sweep-ms", env = "AIHUB_RELAY_SWEEP_MS", default_value = "1000",
           value_parser = positive_millis)]
     pub relay_sweep: Duration,
+    /// Connections of the usage exports' own pool: at most this many exports stream at once in a
+    /// process, whatever their readers' speed, and never from the pool the rest uses.
+    #[arg(long, env = "AIHUB_EXPORT_CONNECTIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=64).map(|n| n as usize))]
+    pub export_connections: usize,
+    /// The longest one export may stream (Postgres `statement_timeout` on its connection): a
+    /// reader too slow for it loses the export rather than hold the connection.
+    #[arg(long = "export-statement-timeout-ms", env = "AIHUB_EXPORT_STATEMENT_TIMEOUT_MS",
+          default_value = "300000", value_parser = positive_millis)]
+    pub export_statement_timeout: Duration,
     /// The largest request body accepted.
     #[arg(long, env = "AIHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Logged when the response is built; never part of the body.
     pub cause: Option<anyhow::Error>,
+    /// Seconds for `retry-after` (503 always carries one: 1 unless set).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -24,7 +26,20 @@ impl ApiError {
             message: message.into(),
             param: None,
             cause: None,
+            retry_after: None,
         }
+    }
+
+    /// 429: too many at once of something that is limited; retry after `seconds`.
+    pub fn too_many_requests(code: &str, message: impl Into<String>, seconds: u32) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            code,
+            message,
+        );
+        error.retry_after = Some(seconds);
+        error
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -179,11 +194,14 @@ impl IntoResponse for ApiError {
                 param: self.param,
             },
         };
+        let retry_after = match (self.retry_after, self.status) {
+            (Some(seconds), _) => Some(seconds),
+            (None, StatusCode::SERVICE_UNAVAILABLE) => Some(1),
+            _ => None,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
+        if let Some(value) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            response.headers_mut().insert("retry-after", value);
         }
         response
     }

@@ -11,6 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 pub struct ReadState {
     pub pool: PgPool,
     pub clock: platform::clock::Clock,
+    /// Usage exports stream from a pool of their own, one at a time per organization, so slow
+    /// readers never hold the connections authentication and every other query need.
+    pub exports: routes::usage::Exports,
 }
 
 /// Every query route, under `/api/v1`.

@@ -20,6 +20,57 @@ use uuid::Uuid;
 use super::scope;
 use crate::ReadState;
 
+/// What usage exports may hold: a pool of their own, each connection's statements bounded by
+/// `statement_timeout` (a reader too slow to take its export in that time loses it, rather
+/// than hold the connection), and one export at a time per organization in this process.
+#[derive(Clone)]
+pub struct Exports {
+    pool: platform::db::PgPool,
+    statement_timeout: std::time::Duration,
+    running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+}
+
+impl Exports {
+    pub fn new(pool: platform::db::PgPool, statement_timeout: std::time::Duration) -> Self {
+        Self {
+            pool,
+            statement_timeout,
+            running: Default::default(),
+        }
+    }
+
+    /// The organization's export slot, or 429 when one of its exports is still streaming.
+    fn slot(&self, org_id: Uuid) -> Result<ExportSlot, ApiError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !running.insert(org_id) {
+            return Err(ApiError::too_many_requests(
+                "export_in_progress",
+                "An export of this organization is still streaming; one runs at a time. Retry when it is done.",
+                5,
+            ));
+        }
+        Ok(ExportSlot {
+            running: self.running.clone(),
+            org_id,
+        })
+    }
+}
+
+/// Held by a streaming export; frees the organization's slot when the stream ends or is dropped.
+struct ExportSlot {
+    running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+    org_id: Uuid,
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.org_id);
+    }
+}
+
 pub fn router() -> OpenApiRouter<ReadState> {
     OpenApiRouter::new()
         .routes(routes!(usage))
@@ -168,6 +219,8 @@ const EXPORT_COLUMNS: [&str; 13] = [
 ];
 
 /// Every call in the window, oldest first, as CSV or JSON Lines; streamed, never held in memory.
+/// One export at a time per organization (429 `export_in_progress` with `retry-after`); 503
+/// `exports_busy` when every export connection is streaming.
 #[utoipa::path(get, path = "/billing/usage/export", tag = "usage", params(UsageQuery),
     responses((status = 200, description = "One line per call", content(
         (String = "text/csv"),
@@ -189,7 +242,19 @@ async fn export(
             ))
         }
     };
-    let client = state.pool.get().await?;
+    let slot = state.exports.slot(filter.org_id)?;
+    let client = state.exports.pool.get().await.map_err(|e| {
+        let mut error = ApiError::unavailable("Every export connection is busy; retry shortly.")
+            .with_code("exports_busy");
+        error.cause = Some(e.into());
+        error
+    })?;
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            state.exports.statement_timeout.as_millis()
+        ))
+        .await?;
     let sql = "SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), request_id, model,
                       COALESCE(provider, ''), COALESCE(api_key_id::text, ''), COALESCE(team_id::text, ''),
                       COALESCE(user_id::text, ''), outcome, status::text, prompt_tokens::text, completion_tokens::text,
@@ -213,9 +278,11 @@ async fn export(
         }
         Err(e) => Err(std::io::Error::other(e.to_string())),
     });
-    // The connection goes back to the pool only when the stream is done.
+    // The connection goes back to the export pool, and the organization's slot is freed, only
+    // when the stream is done (or dropped with the client's connection).
     let keep = futures::stream::once(async move {
         drop(client);
+        drop(slot);
         Ok::<_, std::io::Error>(bytes::Bytes::new())
     });
     let head =
