@@ -182,8 +182,11 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )
         .with_payment_webhook_secret(config.payment_webhook_secret.clone());
         api = api.merge(command_api::routes(state));
+        let mut gateway_config = config.gateway.clone();
+        gateway_config.spool_dir =
+            gateway::spool::dir_for(&config.gateway.spool_dir, &config.database_url);
         let (data_plane, appender) = gateway::Gateway::new(
-            config.gateway.clone(),
+            gateway_config,
             command_api::Journal::new(pool.clone()),
             config.clock,
             shutdown.clone(),

@@ -168,6 +168,39 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Appends the events not in the journal yet, skipping those that are (by event id, or by
+    /// their stream and version): for events recovered from a spool, some of which may have been
+    /// appended before their process died. Returns how many were new.
+    pub async fn append_new(&self, events: &[EventEnvelope]) -> Result<u64, JournalError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let client = self.pool.get().await?;
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+        let streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
+        let versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
+        let orgs: Vec<Option<uuid::Uuid>> = events.iter().map(|e| e.org_id).collect();
+        let envelopes: Vec<String> = events
+            .iter()
+            .map(|e| String::from_utf8(e.encode()).unwrap_or_default())
+            .collect();
+        let inserted = client
+            .execute(
+                "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope)
+                 SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb
+                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[])
+                      WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, n)
+                 ORDER BY n
+                 ON CONFLICT DO NOTHING",
+                &[&ids, &streams, &versions, &types, &orgs, &envelopes],
+            )
+            .await?;
+        Ok(inserted)
+    }
+}
+
 /// Revoking or disabling a key refuses it at commit, not when the event is projected: the block
 /// is written with the event, and the processes' key caches hear of it on `aihub_auth` at the
 /// same commit. Re-enabling lifts a disable (never a revocation).

@@ -19,6 +19,7 @@ pub mod import;
 pub mod models;
 pub mod quota;
 pub mod routing;
+pub mod spool;
 pub mod sse;
 pub mod upstream;
 pub mod wire;
@@ -53,7 +54,9 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub http: reqwest::Client,
     breakers: Mutex<HashMap<String, Breaker>>,
-    events: mpsc::Sender<EventEnvelope>,
+    events: mpsc::Sender<(EventEnvelope, spool::Ticket)>,
+    /// Every call's event is written here before its answer completes (see `spool`).
+    spool: Arc<spool::Spool>,
     pub pool: platform::db::PgPool,
     pub clock: platform::clock::Clock,
     pub quota: Arc<quota::leases::Leases>,
@@ -118,12 +121,39 @@ impl Gateway {
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let configured = Catalog::load(config.models_file.as_deref())?;
         let http = upstream::http_client(config.upstream_ca_file.as_deref())?;
-        let (events, rx) = mpsc::channel(10_000);
+        let (events, rx) = mpsc::channel(EVENT_QUEUE);
         let pool = journal.pool().clone();
+        let spool_dir = std::path::PathBuf::from(&config.spool_dir);
+        let spool = Arc::new(
+            spool::Spool::open(&spool_dir, config.spool_fsync).map_err(|e| {
+                anyhow::anyhow!("opening the chat event spool {}: {e}", spool_dir.display())
+            })?,
+        );
+        // What a process killed before us left: appended before we serve.
+        match spool.recover(&journal).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                events = n,
+                "appended chat events spooled by a stopped process"
+            ),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "could not recover spooled chat events yet; retrying in the background")
+            }
+        }
+        tokio::spawn(recover_spools(
+            spool.clone(),
+            journal.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));
         let quota = quota::leases::Leases::new(pool.clone(), lease_config(&config));
         let upkeep = tokio::spawn(quota.clone().run(shutdown.clone()));
-        let appender = tokio::spawn(append_events(journal.clone(), rx, shutdown.clone()));
+        let appender = tokio::spawn(append_events(
+            journal.clone(),
+            rx,
+            spool.clone(),
+            shutdown.clone(),
+        ));
         // The caller waits for this one task at shutdown: leases are given back, events appended.
         let background = tokio::spawn(async move {
             let _ = tokio::join!(upkeep, appender);
@@ -141,6 +171,7 @@ impl Gateway {
             http,
             breakers: Mutex::new(HashMap::new()),
             events,
+            spool,
             pool,
             clock,
             quota,
@@ -220,7 +251,20 @@ impl Gateway {
         }
     }
 
-    /// Hands a call's event to the appender; waits only if thousands are already queued.
+    /// 503 `overloaded` when the journal is so far behind that the queue of chat events is nearly
+    /// full: a new call is refused rather than have its event wait, or be forgotten.
+    pub fn check_not_overloaded(&self) -> Result<(), platform::ApiError> {
+        if self.events.capacity() < EVENT_QUEUE / 10 {
+            return Err(platform::ApiError::unavailable(
+                "The gateway is recording calls slower than they come; retry shortly.",
+            )
+            .with_code("overloaded"));
+        }
+        Ok(())
+    }
+
+    /// Spools a call's event, then hands it to the appender; waits only if thousands are
+    /// already queued.
     pub async fn emit(
         &self,
         payload: EventPayload,
@@ -243,8 +287,17 @@ impl Gateway {
             .unwrap_or(now)
             .into();
         let (event_id, event_type) = (event.event_id, event.payload.event_type());
-        if self.events.send(event).await.is_err() {
-            tracing::error!(%event_id, event_type, "chat event appender is gone; an event was lost");
+        // Spooled first: from here the call is billed whatever happens to this process.
+        let ticket = match self.spool.write(&event) {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                // The journal is then the only copy: the append below must make it.
+                tracing::error!(%event_id, error = %e, "could not spool a chat event");
+                spool::Ticket::NONE
+            }
+        };
+        if self.events.send((event, ticket)).await.is_err() {
+            tracing::error!(%event_id, event_type, "chat event appender is gone; the event stays in the spool");
         } else {
             tracing::debug!(%event_id, event_type, "event queued for the journal");
         }
@@ -351,11 +404,30 @@ async fn release_expired_reservations(pool: platform::db::PgPool, shutdown: Canc
     }
 }
 
+/// Chat events queued for the journal at most; past nine tenths, new calls get 503.
+const EVENT_QUEUE: usize = 10_000;
+
+/// Appends what dead processes sharing the spool left, every `spool::RECOVER_EVERY`.
+async fn recover_spools(spool: Arc<spool::Spool>, journal: Journal, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(spool::RECOVER_EVERY) => {}
+        }
+        if let Err(e) = spool.recover(&journal).await {
+            tracing::warn!(error = %format!("{e:#}"), "could not recover spooled chat events; retrying");
+        }
+    }
+}
+
 /// Appends queued chat events in batches (up to 500, or whatever arrived within 20 ms), so the
-/// responses never wait for the journal.
+/// responses never wait for the journal. A batch that fails is retried until it is in, never
+/// dropped (the queue fills meanwhile, and new calls get 503 `overloaded`); at shutdown it stops
+/// trying, and the spool keeps the batch for the next process.
 async fn append_events(
     journal: Journal,
-    mut rx: mpsc::Receiver<EventEnvelope>,
+    mut rx: mpsc::Receiver<(EventEnvelope, spool::Ticket)>,
+    spool: Arc<spool::Spool>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -372,12 +444,27 @@ async fn append_events(
                 _ => break,
             }
         }
-        for attempt in 0..5 {
-            match journal.append(&batch, &[]).await {
-                Ok(()) => break,
+        let (events, tickets): (Vec<EventEnvelope>, Vec<spool::Ticket>) = batch.into_iter().unzip();
+        let mut attempt: u32 = 0;
+        loop {
+            match journal.append(&events, &[]).await {
+                Ok(()) => {
+                    spool.appended(&tickets);
+                    break;
+                }
+                // Appended by an earlier attempt whose answer was lost: in, once.
+                Err(command_api::journal::JournalError::VersionConflict) if attempt > 0 => {
+                    spool.appended(&tickets);
+                    break;
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, attempt, events = batch.len(), "appending chat events failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    tracing::error!(error = %e, attempt, events = events.len(), "appending chat events failed; retrying (they are spooled)");
+                    if shutdown.is_cancelled() && attempt >= 2 {
+                        return;
+                    }
+                    let backoff = Duration::from_millis(200u64 << attempt.min(5));
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
                 }
             }
         }

@@ -233,6 +233,15 @@ pub struct GatewayConfig {
     #[arg(long = "quota-lease-idle-ms", env = "AIHUB_QUOTA_LEASE_IDLE_MS", default_value = "2000",
           value_parser = positive_millis)]
     pub quota_lease_idle: Duration,
+    /// Where chat events are spooled before a call's answer completes, until the journal has them
+    /// (a subdirectory per database is made in it). A process killed with SIGKILL leaves its
+    /// events there for the next one to append: keep it on a persistent volume.
+    #[arg(long, env = "AIHUB_SPOOL_DIR", default_value = ".aihub/spool", value_parser = directory)]
+    pub spool_dir: String,
+    /// Sync each spooled event to disk (survives a machine crash, not only a killed process).
+    #[arg(long, env = "AIHUB_SPOOL_FSYNC", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub spool_fsync: bool,
     /// The most tokens one lease holds beyond its calls in flight.
     #[arg(long = "quota-max-lease-tokens", env = "AIHUB_QUOTA_MAX_LEASE_TOKENS",
           default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(0..))]
@@ -464,6 +473,16 @@ fn http_url(value: &str) -> Result<String, String> {
         }
         Ok(_) => Err("expected an http:// or https:// URL".into()),
         Err(e) => Err(format!("expected an http:// or https:// URL ({e})")),
+    }
+}
+
+/// A directory that exists, or can be made.
+fn directory(value: &str) -> Result<String, String> {
+    match std::fs::metadata(Path::new(value)) {
+        Ok(meta) if meta.is_dir() => Ok(value.to_string()),
+        Ok(_) => Err("not a directory".into()),
+        Err(_) if !value.is_empty() => Ok(value.to_string()),
+        Err(e) => Err(format!("cannot use it ({e})")),
     }
 }
 

@@ -121,6 +121,11 @@ impl Env {
         config.relay_message_timeout = Duration::from_secs(5);
         config.relay_sweep = Duration::from_millis(200);
         config.auth_failure_window = Duration::from_millis(300);
+        // Spooled chat events in a directory per test database, outside the source tree.
+        config.gateway.spool_dir = std::env::temp_dir()
+            .join("aihub-test-spool")
+            .display()
+            .to_string();
         // Tests that want the scheduled invoicing job turn it on.
         config.billing_close_every = Duration::ZERO;
         Self { config, database }

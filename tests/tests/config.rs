@@ -47,6 +47,8 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_QUOTA_FLUSH_MS", "0"),
     ("AIHUB_QUOTA_LEASE_IDLE_MS", "2000ms"),
     ("AIHUB_QUOTA_MAX_LEASE_TOKENS", "-1"),
+    ("AIHUB_SPOOL_DIR", "/etc/hostname"),
+    ("AIHUB_SPOOL_FSYNC", "sometimes"),
     ("AIHUB_FAKE_NOW", "garbage"),
     ("AIHUB_BILLING_CLOSE_EVERY_MS", "15m"),
     ("AIHUB_BILLING_CLOSE_GRACE_MS", "1h"),

@@ -125,6 +125,7 @@ async fn chat(
     let plan = access::plan_of(&key);
     access::gate(plan, &model)?;
 
+    gateway.check_not_overloaded()?;
     let actor = principal.actor(ip);
     let mut call = Call::new(gateway, key, actor, request_id, model, request.streamed);
     let reserved = call.reserve(plan, &mut request).await;

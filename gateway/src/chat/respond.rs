@@ -176,21 +176,16 @@ async fn relay(
         tracing::warn!(error = %reason, "upstream stream broke");
         let error = ApiError::bad_gateway("The model provider's stream broke off.")
             .with_code("upstream_stream_error");
+        // The event first (spooled: billed whatever happens next), then the stream's end.
+        call.failed(&error).await;
         if !disconnected {
             let _ = tx.send(sse(&error_body(&error))).await;
         }
-        call.failed(&error).await;
         return;
     }
     let usage = usage.unwrap_or_default();
-    if include_usage && !disconnected {
-        if let Some(chunk) = format.usage_chunk(usage, &reply) {
-            let _ = tx.send(sse(&chunk)).await;
-        }
-    }
-    if !disconnected {
-        disconnected = tx.send("data: [DONE]\n\n".to_string()).await.is_err();
-    }
+    // The call's event is spooled before the client sees the stream end, so an answer that
+    // completed is never unbilled, even if this process is killed the next instant.
     call.succeeded(Served {
         provider: &answer.provider.name,
         upstream_model: &answer.upstream_model,
@@ -200,6 +195,14 @@ async fn relay(
         usage_estimated: false,
     })
     .await;
+    if include_usage && !disconnected {
+        if let Some(chunk) = format.usage_chunk(usage, &reply) {
+            let _ = tx.send(sse(&chunk)).await;
+        }
+    }
+    if !disconnected {
+        let _ = tx.send("data: [DONE]\n\n".to_string()).await;
+    }
 }
 
 /// Why a stream was ended before the provider ended it.
@@ -241,9 +244,6 @@ async fn ended_early(call: &Call, why: Ended, progress: Progress<'_>, tx: &mpsc:
             shutting_down()
         }
     };
-    if !progress.disconnected {
-        let _ = tx.send(sse(&error_body(&error))).await;
-    }
     call.succeeded(Served {
         provider: progress.provider,
         upstream_model: progress.upstream_model,
@@ -252,7 +252,10 @@ async fn ended_early(call: &Call, why: Ended, progress: Progress<'_>, tx: &mpsc:
         client_disconnected: progress.disconnected,
         usage_estimated: progress.usage_estimated,
     })
-    .await
+    .await;
+    if !progress.disconnected {
+        let _ = tx.send(sse(&error_body(&error))).await;
+    }
 }
 
 /// A call ended because its process is shutting down: retry it, it will reach another process.
