@@ -1,0 +1,63 @@
+//! What durability costs a chat call: the time `Spool::write` takes, the one thing the hot path
+//! does for it (one line appended to a local file before the answer completes), with and
+//! without `AIHUB_SPOOL_FSYNC`, and the appender's acknowledgement that deletes spent files.
+//!
+//! Run: `cargo run --release -p benches --bin spool -- [events]` (default 100,000; the fsync
+//! variant writes a tenth of them). No Postgres or broker needed.
+
+use std::time::{Duration, Instant};
+
+use benches::{machine, percentiles};
+use gateway::spool::Spool;
+
+fn main() {
+    let events: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    println!("machine: {}", machine());
+    let org = uuid::Uuid::now_v7();
+    for (fsync, count) in [(false, events), (true, (events / 10).max(1))] {
+        let dir = std::env::temp_dir().join(format!("aihub-spool-bench-{}", uuid::Uuid::now_v7()));
+        let spool = match Spool::open(&dir, fsync) {
+            Ok(spool) => spool,
+            Err(e) => {
+                eprintln!("cannot open a spool in {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+        };
+        let batch: Vec<_> = (0..count).map(|i| benches::usage_event(org, i)).collect();
+        let mut latencies = Vec::with_capacity(count);
+        let mut tickets = Vec::with_capacity(count);
+        let started = Instant::now();
+        for event in &batch {
+            let t = Instant::now();
+            match spool.write(event) {
+                Ok(ticket) => tickets.push(ticket),
+                Err(e) => {
+                    eprintln!("write failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+            latencies.push(t.elapsed());
+        }
+        let total = started.elapsed();
+        let acked = Instant::now();
+        for chunk in tickets.chunks(500) {
+            spool.appended(chunk);
+        }
+        let ack = acked.elapsed();
+        let (p50, p99, max) = percentiles(&mut latencies);
+        println!(
+            "fsync={fsync:<5} events={count:>7}  write p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs  ({:.0} writes/s); acknowledging all: {:.1} ms",
+            p50 * 1000.0,
+            p99 * 1000.0,
+            max * 1000.0,
+            count as f64 / total.as_secs_f64().max(f64::EPSILON),
+            ack.as_secs_f64() * 1000.0
+        );
+        drop(spool);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
