@@ -11,7 +11,8 @@
 #                                           org.apache.kafka.tools.consumer.ConsoleConsumer
 #
 # VOTERS is the KRaft controller quorum, `1@127.0.0.1:9093` for one node. Every node of a cluster
-# must be given the same KAFKA_CLUSTER_ID. KAFKA_HEAP sets the JVM heap.
+# must be given the same KAFKA_CLUSTER_ID. KAFKA_HEAP sets the JVM heap. KAFKA_ADD_SCRAM adds
+# SCRAM users when the storage is formatted.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -78,10 +79,13 @@ format_once() {
   local dir=$1
   [ -f "$dir/data/meta.properties" ] && return
   local id="${KAFKA_CLUSTER_ID:-$(random_cluster_id)}"
-  local opts
+  local opts scram=()
   mapfile -t opts < <(java_opts)
+  # SCRAM users exist from the start (KRaft keeps them in the metadata log), e.g.
+  # KAFKA_ADD_SCRAM='SCRAM-SHA-512=[name=aihub,password=secret]', several separated by spaces.
+  for credential in ${KAFKA_ADD_SCRAM:-}; do scram+=("--add-scram=$credential"); done
   java "${opts[@]}" kafka.tools.StorageTool format --ignore-formatted \
-    --cluster-id="$id" -c "$dir/server.properties" >>"$dir/format.log" 2>&1
+    --cluster-id="$id" "${scram[@]}" -c "$dir/server.properties" >>"$dir/format.log" 2>&1
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -135,7 +139,7 @@ case "$cmd" in
     exec java "${opts[@]}" "$class" "$@"
     ;;
   *)
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -20,13 +20,17 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 pg_ready() { psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1; }
 
+# Debian's PostgreSQL packages, when missing.
+install_postgres() {
+  command -v pg_ctlcluster >/dev/null 2>&1 && return
+  say "installing PostgreSQL (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
+}
+
 ensure_postgres() {
   if pg_ready; then say "PostgreSQL is running"; return; fi
-  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-    say "installing PostgreSQL (apt-get)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
-  fi
+  install_postgres
   local version
   version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1 || true)"
   if [ -z "$version" ]; then
@@ -161,4 +165,180 @@ ensure_schemathesis() {
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
   touch "$venv/installed"
+}
+
+# The build links the system OpenSSL into librdkafka (Kafka over TLS, with SASL): its headers,
+# found through pkg-config. A bare Debian machine has neither.
+ensure_build_deps() {
+  local missing=()
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+  [ ${#missing[@]} -eq 0 ] && return
+  say "installing ${missing[*]} (apt-get), which the build needs for Kafka over TLS"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# --- Servers configured as managed ones are: PostgreSQL over TLS, Kafka over SASL_SSL ----------
+#
+# A throwaway certificate authority and a server certificate it signed for 127.0.0.1 and
+# localhost, made once with openssl. They live in the machine's cache, not in one checkout's
+# .aihub: the TLS PostgreSQL cluster below is one per machine, and every checkout must trust the
+# certificate it presents. Clients trust ca.pem (AIHUB_DATABASE_CA_FILE, KAFKA_SSL_CA_FILE).
+TLS_DIR="${AIHUB_TLS_DIR:-${AIHUB_CACHE:-$HOME/.cache/aihub}/tls}"
+
+ensure_certificates() {
+  [ -s "$TLS_DIR/server.p12" ] && return
+  if ! command -v openssl >/dev/null 2>&1; then
+    say "installing openssl (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  fi
+  say "making a throwaway certificate authority and a server certificate in $TLS_DIR"
+  mkdir -p "$(dirname "$TLS_DIR")"
+  local tmp
+  tmp="$(mktemp -d "$TLS_DIR.XXXXXX")"
+  (
+    cd "$tmp"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=AI Hub throwaway test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    head -c 18 /dev/urandom | base64 | tr '+/' '-_' >keystore-password
+    head -c 18 /dev/urandom | base64 | tr '+/' '-_' >postgres-password
+    # Kafka's keystore: the key and the chain, PKCS12.
+    openssl pkcs12 -export -name server -in server.pem -inkey server.key -certfile ca.pem \
+      -passout "file:keystore-password" -out server.p12
+    chmod 644 ca.pem server.pem
+    rm -f server.csr server.ext ca.srl
+  )
+  rm -rf "$TLS_DIR"
+  mv "$tmp" "$TLS_DIR"
+}
+
+# A PostgreSQL cluster of Debian's beside the main one, on TLS_PG_PORT, that accepts only TLS
+# (hostssl; a plain connection is refused) with a password (SCRAM), as RDS or Cloud SQL with
+# ssl enforced do. It presents the certificate above. The main cluster is not touched.
+TLS_PG_PORT="${TLS_PG_PORT:-5433}"
+TLS_PG_CLUSTER=aihub_tls
+
+tls_database_url() {
+  echo "postgres://postgres:$(cat "$TLS_DIR/postgres-password")@127.0.0.1:$TLS_PG_PORT/aihub?sslmode=require"
+}
+
+ensure_tls_postgres() {
+  ensure_certificates
+  install_postgres
+  local version conf
+  version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+  conf="/etc/postgresql/$version/$TLS_PG_CLUSTER"
+  if [ ! -d "$conf" ]; then
+    say "creating the PostgreSQL cluster $TLS_PG_CLUSTER on 127.0.0.1:$TLS_PG_PORT (TLS only)"
+    pg_createcluster "$version" "$TLS_PG_CLUSTER" -p "$TLS_PG_PORT" >/dev/null
+  fi
+  install -o postgres -g postgres -m 0644 "$TLS_DIR/server.pem" "$conf/server.pem"
+  install -o postgres -g postgres -m 0600 "$TLS_DIR/server.key" "$conf/server.key"
+  mkdir -p "$conf/conf.d"
+  cat >"$conf/conf.d/aihub-tls.conf" <<CONF
+# Written by infra/local/lib.sh (ensure_tls_postgres).
+port = $TLS_PG_PORT
+listen_addresses = '127.0.0.1'
+ssl = on
+ssl_cert_file = '$conf/server.pem'
+ssl_key_file = '$conf/server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+password_encryption = 'scram-sha-256'
+CONF
+  cat >"$conf/pg_hba.conf" <<HBA
+# Written by infra/local/lib.sh (ensure_tls_postgres): TCP only over TLS, with a password.
+local     all  postgres                 peer
+hostssl   all  all       127.0.0.1/32   scram-sha-256
+hostnossl all  all       0.0.0.0/0      reject
+HBA
+  chown -R postgres:postgres "$conf"
+  if pg_ctlcluster "$version" "$TLS_PG_CLUSTER" status >/dev/null 2>&1; then
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$TLS_PG_CLUSTER" reload
+  else
+    say "starting the PostgreSQL cluster $TLS_PG_CLUSTER on 127.0.0.1:$TLS_PG_PORT"
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$TLS_PG_CLUSTER" start
+  fi
+  for _ in $(seq 1 450); do
+    pg_isready -q -h 127.0.0.1 -p "$TLS_PG_PORT" && break
+    sleep 0.2
+  done
+  # The password of the URL, set over the local socket (peer authentication as postgres).
+  runuser -u postgres -- psql -p "$TLS_PG_PORT" -qAtc \
+    "ALTER ROLE postgres PASSWORD '$(cat "$TLS_DIR/postgres-password")'" >/dev/null
+  # libpq's strictest mode agrees: the certificate and the host name verify against our CA.
+  local url
+  url="$(tls_database_url)"
+  if ! psql "${url%/aihub*}/postgres?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.pem" -Atqc 'SELECT 1' >/dev/null; then
+    echo "the TLS PostgreSQL cluster on $TLS_PG_PORT does not answer over verified TLS" >&2
+    exit 1
+  fi
+  if psql "postgres://postgres@127.0.0.1:$TLS_PG_PORT/postgres?sslmode=disable" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    echo "the TLS PostgreSQL cluster on $TLS_PG_PORT accepts plain connections" >&2
+    exit 1
+  fi
+}
+
+# A test broker that clients reach only over TLS, with empty storage in DIR: SASL_SSL on PORT
+# (user `aihub`: SCRAM-SHA-512 and SCRAM-SHA-256 credentials made at format time, and PLAIN) and
+# SSL without SASL on PORT+3, both presenting the certificate above. Its PLAINTEXT listener on
+# PORT+2 and the controller on PORT+1 are the broker's own (inter-broker, quorum). The SASL
+# password is written to DIR/password.
+start_secure_test_kafka() {
+  local port=$1 dir=${2:-$AIHUB_HOME/secure-kafka}
+  local cport=$((port + 1)) pport=$((port + 2)) sport=$((port + 3))
+  ensure_certificates
+  "$KAFKA" stop "$dir"
+  for p in "$port" "$cport" "$pport" "$sport"; do
+    if port_open "$p"; then
+      echo "port $p is taken by another process; set SECURE_KAFKA_PORT to a free port" >&2
+      exit 1
+    fi
+  done
+  rm -rf "$dir" && mkdir -p "$dir"
+  local password keystore
+  password="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+  keystore="$(cat "$TLS_DIR/keystore-password")"
+  (umask 077; printf '%s' "$password" >"$dir/password")
+  say "starting a test broker (Apache Kafka) with SASL_SSL on 127.0.0.1:$port and SSL on 127.0.0.1:$sport, storage in $dir"
+  KAFKA_ADD_SCRAM="SCRAM-SHA-512=[name=aihub,password=$password] SCRAM-SHA-256=[name=aihub,password=$password]" \
+    "$KAFKA" start "$dir" 1 "$pport" "$cport" "1@127.0.0.1:$cport" \
+    "listeners=PLAINTEXT://127.0.0.1:$pport,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$port,SSL://127.0.0.1:$sport" \
+    "advertised.listeners=PLAINTEXT://127.0.0.1:$pport,SASL_SSL://127.0.0.1:$port,SSL://127.0.0.1:$sport" \
+    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL" \
+    "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN" \
+    "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;" \
+    "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;" \
+    "listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_aihub=\"$password\";" \
+    "ssl.keystore.type=PKCS12" "ssl.keystore.location=$TLS_DIR/server.p12" \
+    "ssl.keystore.password=$keystore" "ssl.key.password=$keystore" "ssl.client.auth=none"
+  # Every listener opens together, but wait for the one the clients use too.
+  for _ in $(seq 1 100); do port_open "$port" && return 0; sleep 0.1; done
+  echo "the SASL_SSL listener on $port did not open; see $dir/kafka.log" >&2
+  exit 1
+}
+
+# The environment that points AI Hub (and the tests) at the two servers above, as `export` lines:
+# PostgreSQL over verified TLS, Kafka over SASL_SSL with SCRAM-SHA-512.
+secure_env() {
+  local port=$1 dir=${2:-$AIHUB_HOME/secure-kafka}
+  cat <<ENV
+export DATABASE_URL='$(tls_database_url)'
+export AIHUB_DATABASE_CA_FILE='$TLS_DIR/ca.pem'
+export KAFKA_BROKERS='127.0.0.1:$port'
+export KAFKA_SECURITY_PROTOCOL=SASL_SSL
+export KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export KAFKA_SASL_USERNAME=aihub
+export KAFKA_SASL_PASSWORD='$(cat "$dir/password")'
+export KAFKA_SSL_CA_FILE='$TLS_DIR/ca.pem'
+export AIHUB_TEST_KAFKA_SSL_BROKERS='127.0.0.1:$((port + 3))'
+ENV
 }
