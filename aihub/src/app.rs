@@ -124,14 +124,24 @@ impl Running {
 #[derive(Clone)]
 pub(crate) struct Health {
     pool: PgPool,
-    brokers: String,
+    kafka: events::kafka::KafkaConnection,
     roles: Roles,
     relay: Arc<RelayStatus>,
     projectors: Arc<ProjectorStatus>,
 }
 
 pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
-    let pool = platform::db::pool(&config.database_url, 16)?;
+    // Credentials or a certificate the brokers refuse stop the start, named; brokers that are
+    // away do not (the journal takes writes meanwhile, and the relay catches up).
+    if let Err(e) = check_broker(&config.kafka).await {
+        match e.downcast_ref::<events::kafka::ConnectionError>() {
+            Some(error) if !error.is_misconfiguration() => {
+                tracing::warn!(error = %error, "the Kafka brokers do not answer yet; starting anyway")
+            }
+            _ => return Err(e),
+        }
+    }
+    let pool = config.database.pool(16)?;
     platform::db::migrate(&pool)
         .await
         .context("applying migrations")?;
@@ -158,13 +168,13 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )));
         let consistency = Consistency::new(pool.clone());
         tasks.push(tokio::spawn(consistency.clone().listen(
-            config.database_url.clone(),
+            config.database.clone(),
             Some(auth_cache.clone()),
             shutdown.clone(),
         )));
         let relay_config = RelayConfig {
-            database_url: config.database_url.clone(),
-            brokers: config.kafka_brokers.clone(),
+            database: config.database.clone(),
+            kafka: config.kafka.clone(),
             topic: config.topic.clone(),
             message_timeout: config.relay_message_timeout,
             sweep: config.relay_sweep,
@@ -213,7 +223,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         // No projection listener in this process to feed the cache: a listener of its own.
         let cache = auth_cache.clone();
         tasks.push(tokio::spawn(platform::notify::listen(
-            config.database_url.clone(),
+            config.database.clone(),
             vec![platform::auth::AUTH_CHANNEL],
             move |heard| cache.heard(heard),
             shutdown.clone(),
@@ -232,7 +242,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     }
     if roles.projectors {
         let projector_config = ProjectorConfig {
-            brokers: config.kafka_brokers.clone(),
+            kafka: config.kafka.clone(),
             topic: config.topic.clone(),
             group_prefix: config.consumer_group_prefix.clone(),
         };
@@ -252,7 +262,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     if roles.http() {
         let health = Health {
             pool: pool.clone(),
-            brokers: config.kafka_brokers.clone(),
+            kafka: config.kafka.clone(),
             roles,
             relay: relay_status,
             projectors: projector_status,
@@ -304,12 +314,25 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     })
 }
 
+/// How long a start waits for the brokers to answer its connection check.
+const BROKER_CHECK: Duration = Duration::from_secs(10);
+
+/// Connects to the brokers once: an error says whether they refused the TLS handshake or the
+/// SASL credentials (a misconfiguration) or did not answer.
+pub async fn check_broker(kafka: &events::kafka::KafkaConnection) -> anyhow::Result<()> {
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || kafka.check(BROKER_CHECK))
+        .await
+        .context("checking the broker connection")?
+        .map_err(anyhow::Error::from)
+}
+
 /// Makes sure the event topic exists, retrying in the background while the broker is away, so
 /// a process starts (and accepts writes into the journal) even when the broker does not answer.
 async fn ensure_topic(config: Config, shutdown: CancellationToken) {
     loop {
         match events::kafka::ensure_topic(
-            &config.kafka_brokers,
+            &config.kafka,
             &config.topic,
             config.topic_partitions,
             config.topic_replication,
@@ -398,11 +421,9 @@ pub(crate) async fn readyz(State(health): State<Health>) -> Response {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };
-    let brokers = health.brokers.clone();
+    let kafka = health.kafka.clone();
     let broker = tokio::task::spawn_blocking(move || {
-        let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create();
+        let consumer: Result<BaseConsumer, _> = kafka.client_config().create();
         consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
     })
     .await

@@ -120,8 +120,8 @@ where
             .await
         }
         Command::Migrate => {
-            platform::db::create_database_if_missing(&config.database_url).await?;
-            let pool = platform::db::pool(&config.database_url, 2)?;
+            config.database.create_database_if_missing().await?;
+            let pool = config.database.pool(2)?;
             let applied = platform::db::migrate(&pool).await?;
             println!(
                 "migrations applied: {}",
@@ -134,11 +134,13 @@ where
             Ok(())
         }
         Command::Bootstrap => {
-            platform::db::create_database_if_missing(&config.database_url).await?;
-            let pool = platform::db::pool(&config.database_url, 2)?;
+            config.database.create_database_if_missing().await?;
+            let pool = config.database.pool(2)?;
             platform::db::migrate(&pool).await?;
+            // A refused password or certificate says so, instead of a topic request timing out.
+            app::check_broker(&config.kafka).await?;
             events::kafka::ensure_topic(
-                &config.kafka_brokers,
+                &config.kafka,
                 &config.topic,
                 config.topic_partitions,
                 config.topic_replication,
@@ -163,7 +165,7 @@ where
 async fn close_period(config: Config, raw: &str) -> anyhow::Result<()> {
     let period = platform::plans::Period::parse(raw)
         .with_context(|| format!("invalid period {raw:?}: expected a month as YYYY-MM"))?;
-    let pool = platform::db::pool(&config.database_url, 2)?;
+    let pool = config.database.pool(2)?;
     let journal = command_api::Journal::new(pool);
     println!("close-period {period}: issuing invoices");
     let report = command_api::billing::close::close_period(
@@ -230,9 +232,9 @@ async fn replay(config: Config, projection: Option<String>, all: bool) -> anyhow
         vec![projectors::by_name(&name)
             .with_context(|| format!("unknown projection {name:?}; known: {}", known.join(", ")))?]
     };
-    let pool = platform::db::pool(&config.database_url, 4)?;
+    let pool = config.database.pool(4)?;
     let projector_config = ProjectorConfig {
-        brokers: config.kafka_brokers.clone(),
+        kafka: config.kafka.clone(),
         topic: config.topic.clone(),
         group_prefix: config.consumer_group_prefix.clone(),
     };

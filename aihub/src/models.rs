@@ -7,7 +7,7 @@ use gateway::import::{self as sync, Report};
 use platform::Config;
 
 pub async fn sync(config: Config) -> anyhow::Result<()> {
-    let pool = platform::db::pool(&config.database_url, 2)?;
+    let pool = config.database.pool(2)?;
     let journal = command_api::Journal::new(pool);
     // The gateway's own client: the same TLS roots, `AIHUB_UPSTREAM_CA_FILE` included.
     let http = gateway::upstream::http_client(config.gateway.upstream_ca_file.as_deref())?;

@@ -59,10 +59,14 @@ pub fn spawn_aihub(
 ) -> tokio::process::Child {
     let log = std::fs::File::create(log).expect("log file");
     let mut command = tokio::process::Command::new(aihub_binary());
+    for (name, value) in config.connection_vars() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
     command
         .arg(role)
-        .env("DATABASE_URL", &config.database_url)
-        .env("KAFKA_BROKERS", &config.kafka_brokers)
         .env("AIHUB_TOPIC", &config.topic)
         .env("AIHUB_CONSUMER_GROUP_PREFIX", &config.consumer_group_prefix)
         .env(

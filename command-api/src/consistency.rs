@@ -119,7 +119,7 @@ impl Consistency {
     /// command that changed it answers.
     pub async fn listen(
         self: Arc<Self>,
-        database_url: String,
+        database: platform::db::Database,
         auth: Option<Arc<AuthCache>>,
         shutdown: CancellationToken,
     ) {
@@ -137,6 +137,6 @@ impl Consistency {
                 }
             }
         };
-        platform::notify::listen(database_url, channels, on, shutdown).await;
+        platform::notify::listen(database, channels, on, shutdown).await;
     }
 }

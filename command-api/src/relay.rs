@@ -24,8 +24,8 @@ const BATCH: i64 = 500;
 
 #[derive(Clone)]
 pub struct RelayConfig {
-    pub database_url: String,
-    pub brokers: String,
+    pub database: platform::db::Database,
+    pub kafka: events::kafka::KafkaConnection,
     pub topic: String,
     pub message_timeout: Duration,
     pub sweep: Duration,
@@ -62,7 +62,7 @@ async fn lead(
     status: &RelayStatus,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let (client, mut connection) = platform::db::dedicated(&config.database_url).await?;
+    let (client, mut connection) = config.database.dedicated().await?;
     let (wake_tx, mut wake) = mpsc::channel::<()>(1);
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -116,7 +116,7 @@ async fn lead(
 }
 
 fn new_producer(config: &RelayConfig) -> anyhow::Result<FutureProducer> {
-    let mut client_config = producer_config(&config.brokers);
+    let mut client_config = producer_config(&config.kafka);
     client_config.set(
         "message.timeout.ms",
         config.message_timeout.as_millis().to_string(),

@@ -14,15 +14,20 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::EventEnvelope;
 
+mod connection;
+pub use connection::{
+    ConnectionError, ConnectionErrorKind, KafkaConnection, KafkaSettings, SaslCredentials,
+    SaslMechanism, SecurityProtocol,
+};
+
 /// CloudEvents source attribute of every event the platform publishes.
 pub const CE_SOURCE: &str = "/aihub";
 
 /// Producer settings: idempotent, acknowledged by all in-sync replicas, partitioned like the
 /// Java client so Connect and other producers agree on partitions.
-pub fn producer_config(brokers: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+pub fn producer_config(connection: &KafkaConnection) -> ClientConfig {
+    let mut config = connection.client_config();
     config
-        .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
@@ -38,10 +43,9 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
 
 /// Consumer settings for a consumer group whose offsets live in Postgres: nothing is
 /// auto-committed, and a group seen for the first time starts at the beginning of the log.
-pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+pub fn consumer_config(connection: &KafkaConnection, group_id: &str) -> ClientConfig {
+    let mut config = connection.client_config();
     config
-        .set("bootstrap.servers", brokers)
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -103,13 +107,13 @@ pub fn header_value<H: Headers>(headers: &H, name: &str) -> Option<String> {
 /// replicas a write needs two in sync (`min.insync.replicas=2`, with `acks=all`), so losing one
 /// broker loses no acknowledged event and stops no writes.
 pub async fn ensure_topic(
-    brokers: &str,
+    connection: &KafkaConnection,
     topic: &str,
     partitions: i32,
     replication: i32,
 ) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = connection
+        .client_config()
         .create()
         .map_err(|e| e.to_string())?;
     let min_insync = min_insync_replicas(replication).to_string();

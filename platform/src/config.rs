@@ -17,7 +17,11 @@ use clap::{
     ArgMatches, CommandFactory, FromArgMatches, Parser,
 };
 
+use events::kafka::{KafkaConnection, KafkaSettings, SaslMechanism, SecurityProtocol};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+
 use crate::clock::Clock;
+use crate::db::Database;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -27,13 +31,18 @@ use crate::clock::Clock;
     disable_version_flag = true
 )]
 pub struct Config {
-    /// The Postgres database (`sslmode` and the other libpq URL parameters apply).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/aihub",
-          value_parser = postgres_url)]
-    pub database_url: String,
-    /// The Kafka bootstrap servers, `host:port[,host:port…]`.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", value_parser = broker_list)]
-    pub kafka_brokers: String,
+    #[command(flatten)]
+    database_vars: DatabaseVars,
+    /// Where Postgres is and how it is reached: `DATABASE_URL` (its `sslmode`) and
+    /// `AIHUB_DATABASE_CA_FILE`.
+    #[arg(skip = Database::new(String::new(), None))]
+    pub database: Database,
+    #[command(flatten)]
+    kafka_vars: KafkaVars,
+    /// Where the brokers are and how they are reached: `KAFKA_BROKERS`, `KAFKA_SECURITY_PROTOCOL`,
+    /// the `KAFKA_SASL_*` credentials and `KAFKA_SSL_CA_FILE`.
+    #[arg(skip = KafkaConnection::plaintext(String::new()))]
+    pub kafka: KafkaConnection,
     /// The event topic (tests use one of their own).
     #[arg(long, env = "AIHUB_TOPIC", default_value = events::EVENTS_TOPIC, value_parser = topic_name)]
     pub topic: String,
@@ -126,6 +135,86 @@ pub struct Config {
     #[arg(long = "billing-close-grace-ms", env = "AIHUB_BILLING_CLOSE_GRACE_MS",
           default_value = "3600000", value_parser = millis)]
     pub billing_close_grace: Duration,
+}
+
+/// The database's variables as set; [`Config::database`] is built from them.
+#[derive(Clone, clap::Args)]
+struct DatabaseVars {
+    /// The Postgres database. `sslmode=require` (or `verify-full`) connects over TLS only,
+    /// `prefer` when the server offers it; without `sslmode` the connection is plain. The server's
+    /// certificate and host name are always verified.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/aihub",
+          value_parser = postgres_url)]
+    database_url: String,
+    /// PEM certificates trusted for Postgres over TLS besides the public roots (the CA bundle of
+    /// RDS or Cloud SQL, or a private CA).
+    #[arg(long, env = "AIHUB_DATABASE_CA_FILE", value_parser = certificates_file)]
+    database_ca_file: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseVars")
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("database_ca_file", &self.database_ca_file)
+            .finish()
+    }
+}
+
+/// The broker connection's variables as set; [`Config::kafka`] is built from them, refusing
+/// settings that do not go together.
+#[derive(Clone, clap::Args)]
+struct KafkaVars {
+    /// The Kafka bootstrap servers, `host:port[,host:port…]`.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", value_parser = broker_list)]
+    kafka_brokers: String,
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (MSK and Confluent Cloud: SASL_SSL).
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "PLAINTEXT",
+          value_parser = security_protocol)]
+    kafka_security_protocol: SecurityProtocol,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL_*.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_parser = sasl_mechanism)]
+    kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// The SASL user; required with SASL_*.
+    #[arg(long, env = "KAFKA_SASL_USERNAME", value_parser = secret)]
+    kafka_sasl_username: Option<String>,
+    /// The SASL password; required with SASL_*.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = secret)]
+    kafka_sasl_password: Option<String>,
+    /// PEM certificates the brokers' certificate must chain to, instead of the system's trust
+    /// store (SSL and SASL_SSL only).
+    #[arg(long, env = "KAFKA_SSL_CA_FILE", value_parser = certificates_file)]
+    kafka_ssl_ca_file: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaVars")
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_security_protocol", &self.kafka_security_protocol)
+            .field("kafka_sasl_mechanism", &self.kafka_sasl_mechanism)
+            .field("kafka_sasl_username", &self.kafka_sasl_username)
+            .field(
+                "kafka_sasl_password",
+                &self.kafka_sasl_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("kafka_ssl_ca_file", &self.kafka_ssl_ca_file)
+            .finish()
+    }
+}
+
+impl KafkaVars {
+    fn connection(&self) -> Result<KafkaConnection, ConfigError> {
+        KafkaConnection::new(KafkaSettings {
+            brokers: self.kafka_brokers.clone(),
+            security_protocol: self.kafka_security_protocol,
+            sasl_mechanism: self.kafka_sasl_mechanism,
+            sasl_username: self.kafka_sasl_username.clone(),
+            sasl_password: self.kafka_sasl_password.clone(),
+            ssl_ca_file: self.kafka_ssl_ca_file.clone(),
+        })
+        .map_err(ConfigError)
+    }
 }
 
 /// One upstream provider. A provider without an API key is absent.
@@ -266,6 +355,11 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let matches = Self::matches(vars)?;
         let mut config = Self::from_arg_matches(&matches).map_err(|e| explain(&e))?;
+        config.database = Database::new(
+            config.database_vars.database_url.clone(),
+            config.database_vars.database_ca_file.clone(),
+        );
+        config.kafka = config.kafka_vars.connection()?;
         config.gateway.providers = config.gateway.provider_vars.providers();
         config.clock = config.fake_now.map(Clock::fixed).unwrap_or_default();
         Ok(config)
@@ -318,6 +412,30 @@ impl Config {
             .filter_map(|arg| arg.get_env())
             .map(|name| name.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// The variables that make another process (an `aihub` command a test or a benchmark runs)
+    /// reach the same database and brokers the same way: each with its value, or `None` for
+    /// one to remove from the inherited environment.
+    pub fn connection_vars(&self) -> Vec<(&'static str, Option<String>)> {
+        let kafka = &self.kafka;
+        let sasl = kafka.sasl.as_ref();
+        vec![
+            ("DATABASE_URL", Some(self.database.url.clone())),
+            ("AIHUB_DATABASE_CA_FILE", self.database.ca_file.clone()),
+            ("KAFKA_BROKERS", Some(kafka.brokers.clone())),
+            (
+                "KAFKA_SECURITY_PROTOCOL",
+                Some(kafka.security_protocol.to_string()),
+            ),
+            (
+                "KAFKA_SASL_MECHANISM",
+                sasl.map(|s| s.mechanism.to_string()),
+            ),
+            ("KAFKA_SASL_USERNAME", sasl.map(|s| s.username.clone())),
+            ("KAFKA_SASL_PASSWORD", sasl.map(|s| s.password.clone())),
+            ("KAFKA_SSL_CA_FILE", kafka.ssl_ca_file.clone()),
+        ]
     }
 
     /// The names of every variable read, for documentation and tests.
@@ -434,10 +552,28 @@ fn rfc3339(value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn postgres_url(value: &str) -> Result<String, String> {
-    value
-        .parse::<tokio_postgres::Config>()
+    crate::db::parse_url(value)
         .map(|_| value.to_string())
-        .map_err(|e| format!("expected a Postgres URL ({e})"))
+        .map_err(|e| format!("expected a Postgres URL ({})", e.root_cause()))
+}
+
+/// A file of PEM certificates (a CA bundle).
+fn certificates_file(value: &str) -> Result<String, String> {
+    readable_file(value)?;
+    let pem = std::fs::read(value).map_err(|e| format!("cannot read it ({e})"))?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certificates) if !certificates.is_empty() => Ok(value.to_string()),
+        Ok(_) => Err("holds no PEM certificate".into()),
+        Err(e) => Err(format!("holds no readable PEM certificate ({e})")),
+    }
+}
+
+fn security_protocol(value: &str) -> Result<SecurityProtocol, String> {
+    value.parse()
+}
+
+fn sasl_mechanism(value: &str) -> Result<SaslMechanism, String> {
+    value.parse()
 }
 
 fn host_port(value: &str) -> Result<String, String> {
@@ -601,6 +737,86 @@ mod tests {
                 "{name}={bad}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn the_connections_are_built_from_their_variables() {
+        let ca = std::env::temp_dir().join(format!("aihub-config-ca-{}.pem", std::process::id()));
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let ca = ca.display().to_string();
+        let config = Config::from_vars(vars(&[
+            (
+                "DATABASE_URL",
+                "postgres://aihub:pw@db.example:5432/aihub?sslmode=verify-full",
+            ),
+            ("AIHUB_DATABASE_CA_FILE", &ca),
+            ("KAFKA_BROKERS", "b-1.example:9096,b-2.example:9096"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_USERNAME", "aihub"),
+            ("KAFKA_SASL_PASSWORD", "kafka-secret"),
+            ("KAFKA_SSL_CA_FILE", &ca),
+        ]))
+        .unwrap();
+        assert_eq!(config.database.ca_file.as_deref(), Some(ca.as_str()));
+        assert_eq!(
+            config.database.config().unwrap().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        assert_eq!(config.kafka.security_protocol, SecurityProtocol::SaslSsl);
+        let sasl = config.kafka.sasl.clone().unwrap();
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(sasl.password, "kafka-secret");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("kafka-secret"), "{debug}");
+        assert!(!debug.contains(":pw@"), "{debug}");
+        let lines = Config::describe(vars(&[("KAFKA_SASL_PASSWORD", "kafka-secret")]))
+            .unwrap()
+            .join("\n");
+        assert!(lines.contains("KAFKA_SASL_PASSWORD=<redacted>"), "{lines}");
+    }
+
+    #[test]
+    fn kafka_settings_that_do_not_go_together_stop_with_the_variable_named() {
+        for (set, named) in [
+            (
+                vec![("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")],
+                "KAFKA_SASL_MECHANISM",
+            ),
+            (
+                vec![
+                    ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+                    ("KAFKA_SASL_MECHANISM", "PLAIN"),
+                ],
+                "KAFKA_SASL_USERNAME",
+            ),
+            (
+                vec![
+                    ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+                    ("KAFKA_SASL_MECHANISM", "PLAIN"),
+                    ("KAFKA_SASL_USERNAME", "aihub"),
+                ],
+                "KAFKA_SASL_PASSWORD",
+            ),
+            (
+                vec![("KAFKA_SASL_USERNAME", "aihub")],
+                "KAFKA_SASL_USERNAME",
+            ),
+        ] {
+            let error = Config::from_vars(vars(&set)).unwrap_err().0;
+            assert!(error.starts_with(named), "{set:?}: {error}");
+        }
+        let error = Config::from_vars(vars(&[("KAFKA_SECURITY_PROTOCOL", "TLS")]))
+            .unwrap_err()
+            .0;
+        assert!(
+            error.starts_with("KAFKA_SECURITY_PROTOCOL=\"TLS\" is not valid"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum Heard<'a> {
 
 /// Listens on `channels` until `shutdown`, reconnecting after failures.
 pub async fn listen<F>(
-    database_url: String,
+    database: crate::db::Database,
     channels: Vec<&'static str>,
     mut on: F,
     shutdown: CancellationToken,
@@ -31,7 +31,7 @@ pub async fn listen<F>(
     F: FnMut(Heard<'_>) + Send,
 {
     while !shutdown.is_cancelled() {
-        let result = listen_once(&database_url, &channels, &mut on, &shutdown).await;
+        let result = listen_once(&database, &channels, &mut on, &shutdown).await;
         on(Heard::Lost);
         if let Err(e) = result {
             tracing::warn!(error = %e, ?channels, "notification listener lost its connection; reconnecting");
@@ -44,7 +44,7 @@ pub async fn listen<F>(
 }
 
 async fn listen_once<F>(
-    database_url: &str,
+    database: &crate::db::Database,
     channels: &[&'static str],
     on: &mut F,
     shutdown: &CancellationToken,
@@ -52,7 +52,7 @@ async fn listen_once<F>(
 where
     F: FnMut(Heard<'_>) + Send,
 {
-    let (client, mut connection) = crate::db::dedicated(database_url).await?;
+    let (client, mut connection) = database.dedicated().await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use events::kafka::KafkaConnection;
 use platform::db::PgPool;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::{consume, ProjectorConfig};
@@ -22,7 +22,7 @@ pub async fn rebuild(
     config: &ProjectorConfig,
 ) -> anyhow::Result<i64> {
     let name = projection.name();
-    let ends = end_offsets(&config.brokers, &config.topic).await?;
+    let ends = end_offsets(&config.kafka, &config.topic).await?;
     {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
@@ -68,13 +68,14 @@ pub async fn rebuild(
 }
 
 /// The high watermark of every partition of the topic: where a rebuild may stop.
-pub async fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
-    let brokers = brokers.to_string();
+pub async fn end_offsets(
+    kafka: &KafkaConnection,
+    topic: &str,
+) -> anyhow::Result<HashMap<i32, i64>> {
+    let kafka = kafka.clone();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
+        let consumer: BaseConsumer = kafka.client_config().create()?;
         let timeout = Duration::from_secs(10);
         let metadata = consumer
             .fetch_metadata(Some(&topic), timeout)

@@ -31,7 +31,7 @@ const IDS_PER_NOTIFY: usize = 150;
 
 #[derive(Clone, Debug)]
 pub struct ProjectorConfig {
-    pub brokers: String,
+    pub kafka: events::kafka::KafkaConnection,
     pub topic: String,
     pub group_prefix: String,
 }
@@ -138,7 +138,7 @@ pub(crate) async fn consume(
     // Destroyed off the runtime even when this future is dropped midway (a runtime shutting
     // down): closing talks to the broker, which may be gone.
     let consumer = Detached::new(
-        consumer_config(&config.brokers, group)
+        consumer_config(&config.kafka, group)
             .create::<StreamConsumer>()
             .context("creating the consumer")?,
     );

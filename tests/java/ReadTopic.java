@@ -3,8 +3,12 @@
 // offset, key, headers and the event. tests/tests/topic_contract.rs runs it with Java's
 // single-file launcher on the classpath of infra/kafka/pom.xml.
 //
-//   java -cp <classpath> ReadTopic.java BROKERS TOPIC COUNT TIMEOUT_SECONDS
+//   java -cp <classpath> ReadTopic.java BROKERS TOPIC COUNT TIMEOUT_SECONDS [CLIENT_PROPERTIES]
+//
+// CLIENT_PROPERTIES, a file of the client's security settings (security.protocol, SASL, trust
+// store), is given when the broker is reached over TLS or SASL.
 
+import java.io.FileReader;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.LinkedHashMap;
@@ -29,6 +33,11 @@ public class ReadTopic {
         long deadline = System.currentTimeMillis() + 1000L * Long.parseLong(args[3]);
 
         Properties props = new Properties();
+        if (args.length > 4) {
+            try (FileReader security = new FileReader(args[4], StandardCharsets.UTF_8)) {
+                props.load(security);
+            }
+        }
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
         props.put(ConsumerConfig.GROUP_ID_CONFIG, "java-reader-" + UUID.randomUUID());
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");

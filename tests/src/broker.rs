@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use events::kafka::KafkaConnection;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -232,8 +232,8 @@ impl Cluster {
     pub async fn leaders(&self, topic: &str) -> Vec<(i32, i32)> {
         let (brokers, topic) = (self.bootstrap(), topic.to_string());
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &brokers)
+            let consumer: BaseConsumer = KafkaConnection::plaintext(brokers)
+                .client_config()
                 .create()
                 .expect("metadata client");
             let metadata = consumer

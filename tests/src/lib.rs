@@ -10,39 +10,60 @@ pub mod upstream;
 use std::time::Duration;
 
 use aihub::{Roles, Running};
+use events::kafka::KafkaConnection;
+use platform::db::Database;
 use platform::Config;
 use serde_json::Value;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 pub const PARTITIONS: i32 = 3;
 
-/// The Postgres server the tests use (`DATABASE_URL` names it; its database part is ignored).
-fn server_url() -> String {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/aihub".into());
-    match url.rsplit_once('/') {
-        Some((server, _)) if server.contains("://") && !server.ends_with('/') => server.to_string(),
-        _ => url,
+/// The configuration of the test run's environment: `DATABASE_URL` names the Postgres server
+/// (its database part is replaced per test; `sslmode` and `AIHUB_DATABASE_CA_FILE` apply), and
+/// `KAFKA_BROKERS` with the `KAFKA_*` security variables the broker.
+fn environment() -> Config {
+    Config::from_env().expect("the test environment's configuration is valid")
+}
+
+/// `postgres://user@host:port/db?params` with another database, the parameters kept.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let server = match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && !server.ends_with('/') => server,
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
     }
 }
 
-pub fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+/// The test server's database `name`, reached as the environment says (TLS and CA included).
+pub fn database(name: &str) -> Database {
+    let server = environment().database;
+    server.with_url(with_database(&server.url, name))
 }
 
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("Postgres is reachable");
-    tokio::spawn(connection);
-    client
+/// The broker the tests share, reached as the environment says.
+pub fn kafka() -> KafkaConnection {
+    environment().kafka
+}
+
+pub fn brokers() -> String {
+    kafka().brokers
+}
+
+async fn connect(database: &Database) -> tokio_postgres::Client {
+    database.connect().await.expect("Postgres is reachable")
 }
 
 /// A migrated template database, made once per set of migrations, under a lock.
 async fn template() -> String {
     let name = format!("aihub_tpl_{}", platform::db::migrations_fingerprint());
-    let admin = connect(&format!("{}/postgres", server_url())).await;
+    let admin = connect(&database("postgres")).await;
     admin
         .execute("SELECT pg_advisory_lock(4242)", &[])
         .await
@@ -61,7 +82,7 @@ async fn template() -> String {
             .batch_execute(&format!("CREATE DATABASE {building}"))
             .await
             .expect("create template");
-        let pool = platform::db::pool(&format!("{}/{building}", server_url()), 1).expect("pool");
+        let pool = database(&building).pool(1).expect("pool");
         platform::db::migrate(&pool)
             .await
             .expect("migrate template");
@@ -86,30 +107,36 @@ pub struct Env {
 
 impl Env {
     pub async fn new() -> Self {
-        Self::with_brokers(&brokers()).await
+        Self::with_kafka(kafka(), 1).await
     }
 
+    /// With brokers of the test's own, reached in plaintext (tests/src/broker.rs).
     pub async fn with_brokers(brokers: &str) -> Self {
         Self::with_replicas(brokers, 1).await
     }
 
-    /// On a cluster: the test's topic has `replication` replicas (two in sync for three).
+    /// On a cluster of the test's own: the test's topic has `replication` replicas (two in sync
+    /// for three).
     pub async fn with_replicas(brokers: &str, replication: i32) -> Self {
+        Self::with_kafka(KafkaConnection::plaintext(brokers), replication).await
+    }
+
+    pub async fn with_kafka(kafka: KafkaConnection, replication: i32) -> Self {
         let template = template().await;
         let tag = Uuid::now_v7().simple().to_string();
         let database = format!("aihub_test_{tag}");
-        let admin = connect(&format!("{}/postgres", server_url())).await;
+        let admin = connect(&self::database("postgres")).await;
         admin
             .batch_execute(&format!("CREATE DATABASE {database} TEMPLATE {template}"))
             .await
             .expect("create test database");
         let topic = format!("aihub.test.{tag}");
-        events::kafka::ensure_topic(brokers, &topic, PARTITIONS, replication)
+        events::kafka::ensure_topic(&kafka, &topic, PARTITIONS, replication)
             .await
             .expect("create test topic");
-        let mut config = Config::from_env().expect("the test environment's configuration is valid");
-        config.database_url = format!("{}/{database}", server_url());
-        config.kafka_brokers = brokers.to_string();
+        let mut config = environment();
+        config.database = self::database(&database);
+        config.kafka = kafka;
         config.topic = topic;
         config.topic_partitions = PARTITIONS;
         config.topic_replication = replication;
@@ -132,7 +159,7 @@ impl Env {
     }
 
     pub async fn db(&self) -> tokio_postgres::Client {
-        connect(&self.config.database_url).await
+        connect(&self.config.database).await
     }
 
     pub async fn start(&self, roles: Roles) -> Running {
@@ -201,20 +228,31 @@ impl Env {
     /// consumer groups: add the subcommand.
     pub fn aihub_command(&self, binary: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(binary);
+        self.connect_command(command.as_std_mut());
+        command.env("AIHUB_TOPIC", &self.config.topic).env(
+            "AIHUB_CONSUMER_GROUP_PREFIX",
+            &self.config.consumer_group_prefix,
+        );
         command
-            .env("DATABASE_URL", &self.config.database_url)
-            .env("KAFKA_BROKERS", &self.config.kafka_brokers)
-            .env("AIHUB_TOPIC", &self.config.topic)
-            .env(
-                "AIHUB_CONSUMER_GROUP_PREFIX",
-                &self.config.consumer_group_prefix,
-            );
+    }
+
+    /// Points a command at this test's database and broker, reached the same way (TLS, SASL).
+    pub fn connect_command<'a>(
+        &self,
+        command: &'a mut std::process::Command,
+    ) -> &'a mut std::process::Command {
+        for (name, value) in self.config.connection_vars() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
         command
     }
 
     /// Messages on the test's topic: the sum of its partitions' end offsets.
     pub async fn topic_messages(&self) -> i64 {
-        projectors::replay::end_offsets(&self.config.kafka_brokers, &self.config.topic)
+        projectors::replay::end_offsets(&self.config.kafka, &self.config.topic)
             .await
             .expect("end offsets")
             .values()

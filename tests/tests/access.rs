@@ -939,7 +939,7 @@ async fn the_secret_of_a_key_appears_nowhere() {
     // The topic.
     let journal = env.count("SELECT count(*) FROM journal").await as usize;
     let messages = kafka::read_until(
-        &config.kafka_brokers,
+        &config.kafka,
         &config.topic,
         Duration::from_secs(60),
         |seen| seen.len() >= journal,

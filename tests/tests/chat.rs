@@ -391,7 +391,7 @@ async fn every_call_is_one_event_on_the_topic_with_exact_tokens_and_cost() {
     );
     // The same events, read from the topic as an integration would.
     let chat_events = e2e::kafka::read_until(
-        &c.env.config.kafka_brokers,
+        &c.env.config.kafka,
         &c.env.config.topic,
         Duration::from_secs(60),
         |seen| seen.iter().filter(|m| is_chat(m)).count() >= 4,
@@ -606,7 +606,7 @@ async fn usage_sums_match_the_export_and_the_events() {
 
     // The events, as an integration reads them.
     let messages = e2e::kafka::read_until(
-        &c.env.config.kafka_brokers,
+        &c.env.config.kafka,
         &c.env.config.topic,
         Duration::from_secs(60),
         |seen| seen.iter().filter(|m| is_chat(m)).count() >= 4,

@@ -59,7 +59,7 @@ async fn killing_a_partition_leader_loses_and_duplicates_nothing() {
     .await;
 
     // The busiest partition and its leader.
-    let ends = projectors::replay::end_offsets(&env.config.kafka_brokers, &env.config.topic)
+    let ends = projectors::replay::end_offsets(&env.config.kafka, &env.config.topic)
         .await
         .expect("end offsets");
     let (&busiest, _) = ends

@@ -11,7 +11,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 /// here fails `every_variable_has_a_malformed_example`.
 const MALFORMED: &[(&str, &str)] = &[
     ("DATABASE_URL", "mysql://db/aihub"),
+    ("AIHUB_DATABASE_CA_FILE", "/"),
     ("KAFKA_BROKERS", "broker-without-port"),
+    ("KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ("KAFKA_SASL_MECHANISM", "GSSAPI"),
+    ("KAFKA_SASL_USERNAME", " aihub"),
+    ("KAFKA_SASL_PASSWORD", "kafka-password\n"),
+    ("KAFKA_SSL_CA_FILE", "/nonexistent/ca.pem"),
     ("AIHUB_TOPIC", "events topic"),
     ("AIHUB_TOPIC_PARTITIONS", "twelve"),
     ("AIHUB_TOPIC_REPLICATION", "0"),

@@ -74,9 +74,10 @@ async fn chat(caller: &Api, model: &str) {
 
 /// `aihub billing close-period --period <period>` run as the real binary with its clock at `now`.
 async fn close_period(env: &Env, period: &str, now: &str) -> (bool, String, String) {
-    let output = tokio::process::Command::new(e2e::aihub_binary())
+    let mut command = tokio::process::Command::new(e2e::aihub_binary());
+    env.connect_command(command.as_std_mut());
+    let output = command
         .args(["billing", "close-period", "--period", period])
-        .env("DATABASE_URL", &env.config.database_url)
         .env("AIHUB_FAKE_NOW", now)
         .output()
         .await

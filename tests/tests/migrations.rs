@@ -4,17 +4,18 @@
 use std::time::Duration;
 
 use e2e::Env;
+use platform::db::Database;
 use uuid::Uuid;
 
-/// An empty database of its own (no template), and its URL.
-async fn empty_database(env: &Env) -> String {
+/// An empty database of its own (no template).
+async fn empty_database(env: &Env) -> Database {
     let name = format!("aihub_test_{}", Uuid::now_v7().simple());
     env.db()
         .await
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create database");
-    env.config.database_url.replace(&env.database, &name)
+    e2e::database(&name)
 }
 
 async fn applied(pool: &platform::db::PgPool) -> i64 {
@@ -32,7 +33,7 @@ async fn applied(pool: &platform::db::PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starts_apply_each_migration_once() {
     let env = Env::new().await;
-    let pool = platform::db::pool(&empty_database(&env).await, 4).expect("pool");
+    let pool = empty_database(&env).await.pool(4).expect("pool");
     let (a, b, c) = tokio::join!(
         platform::db::migrate(&pool),
         platform::db::migrate(&pool),
@@ -52,15 +53,15 @@ async fn concurrent_starts_apply_each_migration_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_start_leaves_no_lock_behind() {
     let env = Env::new().await;
-    let url = empty_database(&env).await;
+    let database = empty_database(&env).await;
     // One process is cancelled while migrating: its transaction is rolled back and its lock
     // goes with it, though its connection stays in its pool.
-    let first = platform::db::pool(&url, 2).expect("pool");
+    let first = database.pool(2).expect("pool");
     let cancelled =
         tokio::time::timeout(Duration::from_millis(30), platform::db::migrate(&first)).await;
     assert!(cancelled.is_err(), "the first start was cut short");
     // Another process starts.
-    let pool = platform::db::pool(&url, 2).expect("pool");
+    let pool = database.pool(2).expect("pool");
     let next = tokio::time::timeout(Duration::from_secs(60), platform::db::migrate(&pool))
         .await
         .expect("the next start does not wait on a lock nobody holds")
@@ -71,7 +72,7 @@ async fn a_cancelled_start_leaves_no_lock_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_migration_file_stops_the_start_naming_it() {
     let env = Env::new().await;
-    let pool = platform::db::pool(&env.config.database_url, 2).expect("pool");
+    let pool = env.config.database.pool(2).expect("pool");
     // The template was migrated already: nothing to apply, every checksum recorded.
     assert!(platform::db::migrate(&pool)
         .await

@@ -29,9 +29,9 @@ fn first_list() -> Value {
 /// Runs the real binary against `base_url` (OpenRouter unconfigured when `None`).
 async fn sync(env: &Env, base_url: Option<&str>) -> Output {
     let mut command = tokio::process::Command::new(aihub_binary());
+    env.connect_command(command.as_std_mut());
     command
         .args(["models", "sync"])
-        .env("DATABASE_URL", &env.config.database_url)
         .env_remove("OPENROUTER_API_KEY")
         .env_remove("OPENROUTER_BASE_URL")
         .env("AIHUB_UPSTREAM_TIMEOUT_MS", "5000");
@@ -202,7 +202,7 @@ async fn a_sync_imports_priced_models_that_the_gateway_routes_and_bills_exactly(
 
     // One platform event, keyed by its stream, with the exact prices.
     let messages = kafka::read_until(
-        &g.env.config.kafka_brokers,
+        &g.env.config.kafka,
         &g.env.config.topic,
         Duration::from_secs(60),
         |seen| seen.iter().any(|m| kafka::key(m) == "catalog:openrouter"),
@@ -534,7 +534,7 @@ async fn unconfigured_unreachable_or_garbage_openrouter_fails_clearly_and_record
 async fn concurrent_syncs_record_one_event_and_a_stale_decision_conflicts() {
     let env = Env::new().await;
     let openrouter = Upstream::start().await;
-    let pool = platform::db::pool(&env.config.database_url, 2).expect("pool");
+    let pool = env.config.database.pool(2).expect("pool");
     let journal = command_api::Journal::new(pool);
     use command_api::catalog::{aggregate, sync as catalog_sync};
     use command_api::command::Aggregate;
@@ -602,9 +602,9 @@ async fn a_sync_trusts_the_configured_upstream_ca() {
         "OpenRouter is unreachable",
     );
     let mut command = tokio::process::Command::new(aihub_binary());
+    env.connect_command(command.as_std_mut());
     let output = command
         .args(["models", "sync"])
-        .env("DATABASE_URL", &env.config.database_url)
         .env("AIHUB_UPSTREAM_TIMEOUT_MS", "5000")
         .env("AIHUB_UPSTREAM_CA_FILE", &ca_file)
         .env("OPENROUTER_API_KEY", KEY)

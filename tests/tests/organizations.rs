@@ -58,7 +58,7 @@ async fn event_is_on_the_topic_keyed_by_org_with_cloudevents_headers() {
     assert_eq!(put.headers["x-request-id"], request_id);
 
     let messages = kafka::read_until(
-        &env.config.kafka_brokers,
+        &env.config.kafka,
         &env.config.topic,
         Duration::from_secs(60),
         |seen| seen.iter().filter(|m| kafka::key(m) == id).count() >= 3,

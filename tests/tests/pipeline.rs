@@ -327,7 +327,7 @@ async fn health_and_readiness_report_the_running_parts() {
 
     // A process whose only broker is unreachable is alive but not ready.
     let mut unreachable = Env::new().await;
-    unreachable.config.kafka_brokers = "127.0.0.1:1".into();
+    unreachable.config.kafka = unreachable.config.kafka.with_brokers("127.0.0.1:1");
     let lonely = unreachable
         .start(Roles {
             projectors: false,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{broker, unique_slug, Env};
+use e2e::{broker, kafka, unique_slug, Env};
 use serde_json::{json, Value};
 
 /// One journal event as the topic should carry it.
@@ -100,16 +100,24 @@ async fn kafkas_java_client_reads_keys_headers_and_events() {
     let env = Env::new().await;
     let expected = some_events(&env).await;
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("java/ReadTopic.java");
+    let properties =
+        std::env::temp_dir().join(format!("aihub-java-client-{}.properties", env.database));
+    std::fs::write(
+        &properties,
+        kafka::java_client_properties(&env.config.kafka),
+    )
+    .expect("client properties");
     let output = tokio::process::Command::new("java")
         .arg("-cp")
         .arg(broker::kafka_classpath())
         .arg(source)
         .args([
-            env.config.kafka_brokers.as_str(),
+            env.config.kafka.brokers.as_str(),
             env.config.topic.as_str(),
             &expected.len().to_string(),
             "120",
         ])
+        .arg(&properties)
         .output()
         .await
         .expect("java runs");
@@ -148,10 +156,11 @@ async fn kcat_reads_keys_headers_and_events() {
         .args(["-C", "-J", "-e", "-q", "-o", "beginning"])
         .args([
             "-b",
-            env.config.kafka_brokers.as_str(),
+            env.config.kafka.brokers.as_str(),
             "-t",
             env.config.topic.as_str(),
         ])
+        .args(kafka::kcat_args(&env.config.kafka))
         .output()
         .await
         .expect("kcat runs (test.sh installs it)");

@@ -30,7 +30,7 @@ async fn main() {
 
 async fn journal_appends(appends: usize, writers: usize) {
     let env = Env::new().await;
-    let pool = platform::db::pool(&env.config.database_url, writers).expect("pool");
+    let pool = env.config.database.pool(writers).expect("pool");
     let journal = Journal::new(pool);
     let started = Instant::now();
     let per_writer = appends / writers;

@@ -32,7 +32,7 @@ async fn main() {
     let mut env = Env::new().await;
     env.config.topic = format!("aihub.bench.{}", Uuid::now_v7().simple());
     env.config.topic_partitions = partitions;
-    events::kafka::ensure_topic(&env.config.kafka_brokers, &env.config.topic, partitions, 1)
+    events::kafka::ensure_topic(&env.config.kafka, &env.config.topic, partitions, 1)
         .await
         .expect("topic");
 
@@ -130,7 +130,7 @@ async fn main() {
 
 /// Writes the events straight to the topic, as the relay would (same settings, key and headers).
 async fn preload(env: &Env, total: usize) {
-    let producer: FutureProducer = events::kafka::producer_config(&env.config.kafka_brokers)
+    let producer: FutureProducer = events::kafka::producer_config(&env.config.kafka)
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "500000")
         .create()

@@ -53,7 +53,7 @@ async fn main() {
 
 async fn run(per_call: bool, calls: usize, clients: usize, orgs: usize, prompt: i64) {
     let env = Env::new().await;
-    let pool = platform::db::pool(&env.config.database_url, 16).expect("pool");
+    let pool = env.config.database.pool(16).expect("pool");
     let config = LeaseConfig {
         hold: Duration::from_secs(180),
         flush: Duration::from_millis(500),

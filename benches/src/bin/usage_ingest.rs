@@ -25,7 +25,7 @@ async fn main() {
 
     let env = Env::new().await;
     let (app, _admin) = env.app().await;
-    let pool = platform::db::pool(&env.config.database_url, 4).expect("pool");
+    let pool = env.config.database.pool(4).expect("pool");
     let journal = Journal::new(pool);
     let orgs: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
     // Warm up: the consumer groups join and fetch before the clock starts.
