@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against a real PostgreSQL and a real Apache Kafka broker,
-# installing and starting both first when they are missing.
+# installing and starting both first when they are missing; then tests/tests/secure_transport.rs
+# once more against servers configured as managed ones are: PostgreSQL over TLS only and a broker
+# over SASL_SSL (infra/local/secure.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+ensure_build_deps
 ensure_postgres
 ensure_kafka
 ensure_npm
 ensure_kcat
 TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
+SECURE_KAFKA_PORT="${SECURE_KAFKA_PORT:-19192}"
 start_test_kafka "$TEST_KAFKA_PORT"
-trap '"$KAFKA" stop "$AIHUB_HOME/test-kafka"; pkill -f "aihub-e2e-kafka" 2>/dev/null || true' EXIT
+trap '"$KAFKA" stop "$AIHUB_HOME/test-kafka"; "$KAFKA" stop "$AIHUB_HOME/secure-kafka"; pkill -f "aihub-e2e-kafka" 2>/dev/null || true' EXIT
 export KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 
 # Test databases of earlier runs.
 psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'aihub\_test\_%'" | while read -r db; do
   psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true
+done
+
+# The TLS-only PostgreSQL cluster (its test databases of earlier runs go too), for the last step.
+ensure_tls_postgres
+runuser -u postgres -- psql -p "$TLS_PG_PORT" -Atqc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'aihub\_test\_%'" | while read -r db; do
+  runuser -u postgres -- psql -p "$TLS_PG_PORT" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true
 done
 
 # The chat tests drive the gateway with the official OpenAI Python SDK.
@@ -34,6 +45,15 @@ log="$LOGS/test-$(date +%Y%m%d-%H%M%S).log"
 set +e
 cargo test --workspace --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+"$KAFKA" stop "$AIHUB_HOME/test-kafka"
+start_secure_test_kafka "$SECURE_KAFKA_PORT"
+say "running tests/tests/secure_transport.rs with PostgreSQL over TLS (127.0.0.1:$TLS_PG_PORT) and Kafka over SASL_SSL (127.0.0.1:$SECURE_KAFKA_PORT)"
+(
+  eval "$(secure_env "$SECURE_KAFKA_PORT")"
+  cargo test -p e2e --no-fail-fast --test secure_transport -- --include-ignored
+) 2>&1 | tee -a "$log"
+secure_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$secure_status
 # Brokers that failed tests left running (tests/src/broker.rs).
 pkill -f 'aihub-e2e-kafka' 2>/dev/null || true
 set -e

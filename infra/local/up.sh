@@ -7,6 +7,7 @@ if ! command -v curl >/dev/null 2>&1; then
   say "installing curl (apt-get)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
+ensure_build_deps
 ensure_postgres
 ensure_kafka
 ensure_npm
