@@ -277,8 +277,8 @@ impl KafkaConnection {
     }
 
     /// Asks the brokers for their metadata, within `limit`; blocks (call it off async
-    /// threads). Fails as soon as a connection fails, saying why: the TLS handshake, the SASL
-    /// credentials (which no retry would fix), or the brokers being away.
+    /// threads). Fails, saying why, as soon as a broker refuses the TLS handshake or the SASL
+    /// credentials (which no retry would fix) or every broker is down; otherwise after `limit`.
     pub fn check(&self, limit: Duration) -> Result<(), ConnectionError> {
         let unreachable = |message: String| ConnectionError {
             kind: ConnectionErrorKind::Unreachable,
