@@ -28,10 +28,7 @@ async fn an_unreadable_event_stops_the_projection_before_it_and_is_never_skipped
         .get(0);
     let copy_id = uuid::Uuid::now_v7();
     copy["event_id"] = Value::String(copy_id.to_string());
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.config.kafka_brokers)
-        .create()
-        .expect("producer");
+    let producer: FutureProducer = env.config.kafka.client_config().create().expect("producer");
     let mut offsets = Vec::new();
     for payload in [
         "{\"this is\": \"not an event\"".to_string(),
