@@ -194,7 +194,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         api = api.merge(command_api::routes(state));
         let mut gateway_config = config.gateway.clone();
         gateway_config.spool_dir =
-            gateway::spool::dir_for(&config.gateway.spool_dir, &config.database_url);
+            gateway::spool::dir_for(&config.gateway.spool_dir, &config.database.url);
         let (data_plane, appender) = gateway::Gateway::new(
             gateway_config,
             command_api::Journal::new(pool.clone()),
@@ -230,7 +230,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )));
     }
     if roles.read_api {
-        let export_pool = platform::db::pool(&config.database_url, config.export_connections)?;
+        let export_pool = config.database.pool(config.export_connections)?;
         api = api.merge(read_api::routes(read_api::ReadState {
             pool: pool.clone(),
             clock: config.clock,

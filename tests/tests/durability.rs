@@ -143,7 +143,7 @@ async fn a_gateway_killed_under_load_loses_no_event_of_an_answered_call() {
     .await;
     let wanted: HashSet<String> = answered.iter().cloned().collect();
     let messages = e2e::kafka::read_until(
-        &env.config.kafka_brokers,
+        &env.config.kafka,
         &env.config.topic,
         Duration::from_secs(90),
         |seen| {
