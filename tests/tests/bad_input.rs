@@ -160,3 +160,53 @@ async fn bad_input_gets_4xx_in_the_openai_error_shape_and_writes_nothing() {
     );
     app.stop().await;
 }
+
+/// A NUL character in any text field is refused with 400 naming the field (PostgreSQL cannot
+/// store it; schemathesis found the 500 it gave), and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_in_text_is_refused_naming_the_field() {
+    let env = Env::new().await;
+    let (app, api) = env.app().await;
+    let tenant = e2e::Tenant::create_on(&api, "nul", "pro").await;
+    let before = env.count("SELECT count(*) FROM journal").await;
+    for (path, body, field) in [
+        (
+            "/api/v1/teams",
+            r#"{"name": "Team", "description": "\f\u0000x"}"#,
+            "description",
+        ),
+        ("/api/v1/teams", r#"{"name": "a\u0000b"}"#, "name"),
+        (
+            "/api/v1/api-keys",
+            r#"{"name": "k\u0000", "permissions": []}"#,
+            "name",
+        ),
+    ] {
+        let reply = tenant
+            .owner
+            .send(
+                tenant
+                    .owner
+                    .request(reqwest::Method::POST, path)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        let error = reply.assert_client_error(400);
+        assert_eq!(error["param"], field, "{body}: {}", reply.body);
+    }
+    // An escaped backslash before u0000 is text, not a NUL: accepted.
+    let fine = tenant
+        .owner
+        .send(
+            tenant
+                .owner
+                .request(reqwest::Method::POST, "/api/v1/teams")
+                .header("content-type", "application/json")
+                .body(r#"{"name": "Team", "description": "a \\u0000 b"}"#),
+        )
+        .await;
+    assert_eq!(fine.status, 201, "{}", fine.body);
+    assert_eq!(env.count("SELECT count(*) FROM journal").await, before + 1);
+    app.stop().await;
+}
