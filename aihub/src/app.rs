@@ -61,6 +61,8 @@ impl Roles {
 /// A started process: its address (when it serves HTTP) and its background tasks.
 pub struct Running {
     pub addr: Option<SocketAddr>,
+    /// The operator port's address, with `AIHUB_OPS_LISTEN`.
+    pub ops_addr: Option<SocketAddr>,
     /// Stops the HTTP server accepting; the requests under way go on.
     draining: CancellationToken,
     /// Ends the chat calls still under way (each billed for what it used).
@@ -124,10 +126,63 @@ impl Running {
 #[derive(Clone)]
 pub(crate) struct Health {
     pool: PgPool,
-    kafka: events::kafka::KafkaConnection,
     roles: Roles,
     relay: Arc<RelayStatus>,
     projectors: Arc<ProjectorStatus>,
+    broker: Arc<BrokerProbe>,
+}
+
+/// The broker check of `/readyz`: one client made once and kept, and one metadata request a
+/// second at most, its answer shared — so polling `/readyz` (or hammering it: it needs no
+/// token) neither builds a Kafka client per call nor queues blocking threads.
+struct BrokerProbe {
+    kafka: events::kafka::KafkaConnection,
+    client: std::sync::Mutex<Option<Arc<BaseConsumer>>>,
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl BrokerProbe {
+    fn new(kafka: events::kafka::KafkaConnection) -> Self {
+        Self {
+            kafka,
+            client: std::sync::Mutex::new(None),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn reachable(&self) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = *last {
+            if at.elapsed() < Duration::from_secs(1) {
+                return answer;
+            }
+        }
+        let client = {
+            let mut held = self.client.lock().unwrap_or_else(|p| p.into_inner());
+            match held.as_ref() {
+                Some(client) => Some(client.clone()),
+                None => {
+                    let made: Option<Arc<BaseConsumer>> =
+                        self.kafka.client_config().create().ok().map(Arc::new);
+                    held.clone_from(&made);
+                    made
+                }
+            }
+        };
+        let answer = match client {
+            Some(client) => tokio::task::spawn_blocking(move || {
+                client.fetch_metadata(None, Duration::from_secs(2)).is_ok()
+            })
+            .await
+            .unwrap_or(false),
+            None => false,
+        };
+        metrics::READINESS_PROBES
+            .with_label_values(&[if answer { "ok" } else { "failed" }])
+            .inc();
+        *last = Some((Instant::now(), answer));
+        answer
+    }
 }
 
 pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
@@ -257,16 +312,34 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         }
     }
 
+    let health = Health {
+        pool: pool.clone(),
+        roles,
+        relay: relay_status,
+        projectors: projector_status,
+        broker: Arc::new(BrokerProbe::new(config.kafka.clone())),
+    };
+    let mut ops_addr = None;
+    if let Some(ops_listen) = &config.ops_listen {
+        let listener = tokio::net::TcpListener::bind(ops_listen)
+            .await
+            .with_context(|| format!("binding the operator port {ops_listen}"))?;
+        ops_addr = Some(listener.local_addr()?);
+        let ops = ops_router(health.clone());
+        // Up until the background stops: probes and scrapes see the drain.
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let server = axum::serve(listener, ops.into_make_service())
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "operator HTTP server failed");
+            }
+        }));
+    }
+
     let mut addr = None;
     let mut http = None;
     if roles.http() {
-        let health = Health {
-            pool: pool.clone(),
-            kafka: config.kafka.clone(),
-            roles,
-            relay: relay_status,
-            projectors: projector_status,
-        };
         let authenticator = Authenticator::new(
             config.admin_token.clone(),
             Some(pool.clone()),
@@ -304,6 +377,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     }
     Ok(Running {
         addr,
+        ops_addr,
         draining,
         cut_off,
         shutdown,
@@ -352,13 +426,19 @@ async fn ensure_topic(config: Config, shutdown: CancellationToken) {
 }
 
 fn router(api: Router, health: Health, authenticator: Authenticator, config: &Config) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz).with_state(health))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
-        .merge(crate::docs::router())
+        .route("/readyz", get(readyz).with_state(health));
+    // With an operator port, the metrics and the docs are there only; without one, the docs
+    // stay here and the metrics need the platform-admin token.
+    if config.ops_listen.is_none() {
+        router = router
+            .route("/metrics", get(metrics_for_admin))
+            .route("/openapi.json", get(openapi_json))
+            .merge(crate::docs::router());
+    }
+    router
         .fallback(http::not_found_fallback)
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
         .layer(Extension(authenticator))
@@ -372,6 +452,25 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
         .layer(middleware::from_fn(http::request_id))
 }
 
+/// The operator port: health, metrics and docs, for every role, no token (it is meant for the
+/// cluster's network only: a NetworkPolicy, not the public load balancer).
+fn ops_router(health: Health) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz).with_state(health))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .merge(crate::docs::router())
+        .fallback(http::not_found_fallback)
+}
+
+/// `/metrics` on the public port: the platform admin's only (Prometheus sends the token as a
+/// bearer); an operator port serves it without one.
+async fn metrics_for_admin(principal: platform::Principal) -> Result<String, platform::ApiError> {
+    principal.require_admin()?;
+    Ok(metrics::render())
+}
+
 /// Alive: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"}))))]
@@ -379,9 +478,14 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Prometheus metrics, in the text exposition format.
+/// Prometheus metrics, in the text exposition format. On the public port it needs the
+/// platform-admin token; with `AIHUB_OPS_LISTEN` it is served on the operator port only, without.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "No platform-admin token (public port)", body = platform::ErrorResponse),
+        (status = 403, description = "An API key, not the platform-admin token (public port)", body = platform::ErrorResponse),
+    ))]
 pub(crate) async fn metrics_text() -> String {
     metrics::render()
 }
@@ -421,13 +525,7 @@ pub(crate) async fn readyz(State(health): State<Health>) -> Response {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };
-    let kafka = health.kafka.clone();
-    let broker = tokio::task::spawn_blocking(move || {
-        let consumer: Result<BaseConsumer, _> = kafka.client_config().create();
-        consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
-    })
-    .await
-    .unwrap_or(false);
+    let broker = health.broker.reachable().await;
     let relay = !health.roles.command_api || health.relay.running.load(Ordering::SeqCst);
     let stopped = health.projectors.stopped();
     let projectors = !health.roles.projectors || (health.projectors.any() && stopped.is_empty());

@@ -237,7 +237,10 @@ ensure_tls_postgres() {
   local version conf
   version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
   conf="/etc/postgresql/$version/$TLS_PG_CLUSTER"
-  if [ ! -d "$conf" ]; then
+  # The cluster as Debian's tools know it (a configuration directory alone, left behind by a
+  # dropped cluster, is no cluster: it is cleared and the cluster made anew).
+  if ! pg_lsclusters -h 2>/dev/null | awk -v v="$version" -v c="$TLS_PG_CLUSTER" '$1 == v && $2 == c { found = 1 } END { exit !found }'; then
+    rm -rf "$conf"
     say "creating the PostgreSQL cluster $TLS_PG_CLUSTER on 127.0.0.1:$TLS_PG_PORT (TLS only)"
     pg_createcluster "$version" "$TLS_PG_CLUSTER" -p "$TLS_PG_PORT" >/dev/null
   fi

@@ -58,6 +58,12 @@ pub struct Config {
     /// The address the HTTP server listens on, `host:port`.
     #[arg(long, env = "AIHUB_LISTEN", default_value = "127.0.0.1:8001", value_parser = host_port)]
     pub listen: String,
+    /// An operator port, `host:port`: `/metrics`, `/healthz`, `/readyz`, `/docs` and
+    /// `/openapi.json` are served there (for every role, the projectors' too) and `/metrics`,
+    /// `/docs` and `/openapi.json` leave the public port. Unset, they stay on the public port and
+    /// `/metrics` needs the platform-admin token.
+    #[arg(long, env = "AIHUB_OPS_LISTEN", value_parser = host_port)]
+    pub ops_listen: Option<String>,
     /// The platform-admin bearer token (its events name `platform-admin:admin`); without it and
     /// `AIHUB_ADMIN_TOKENS` nobody is admin.
     #[arg(long, env = "AIHUB_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]

@@ -27,6 +27,19 @@ pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
+pub static READINESS_PROBES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_readiness_broker_probes_total",
+                "Broker metadata requests /readyz made (answers within a second share one)",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
 pub static AUTH_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(

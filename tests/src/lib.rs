@@ -537,6 +537,7 @@ impl Api {
     pub async fn metrics(&self) -> String {
         self.http
             .get(self.url("/metrics"))
+            .bearer_auth(&self.token)
             .send()
             .await
             .expect("metrics")

@@ -1114,3 +1114,108 @@ async fn a_key_revoked_while_the_broker_is_down_is_refused_at_once() {
     assert_eq!(keys[1].1.get("/api/v1/teams").await.status, 200);
     app.stop().await;
 }
+
+/// Issue 13, item 9: `/metrics` is not public. On the public port it needs the platform-admin
+/// token; with an operator port, the metrics and the docs move there and leave the public port.
+/// And `/readyz`, which needs no token, cannot be used to make the process build broker clients
+/// or block threads by the hundred: its probe is shared for a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_not_public_and_readyz_cannot_be_hammered() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create(&admin, "ops").await;
+    let anonymous = reqwest::Client::new();
+    let status = |response: reqwest::Response| response.status().as_u16();
+    assert_eq!(
+        status(
+            anonymous
+                .get(admin.url("/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            anonymous
+                .get(admin.url("/metrics"))
+                .bearer_auth(&tenant.owner_key)
+                .send()
+                .await
+                .expect("metrics")
+        ),
+        403,
+        "an organization's key is not the platform admin"
+    );
+    assert!(admin
+        .metrics()
+        .await
+        .contains("aihub_http_request_duration_seconds"));
+
+    let probes = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("aihub_readiness_broker_probes_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = probes(&admin.metrics().await);
+    let calls = (0..100).map(|_| anonymous.get(admin.url("/readyz")).send());
+    for response in futures::future::join_all(calls).await {
+        assert_eq!(response.expect("readyz").status(), 200);
+    }
+    let made = probes(&admin.metrics().await) - before;
+    assert!(
+        made <= 3.0,
+        "100 readiness checks made {made} broker probes"
+    );
+    app.stop().await;
+
+    // With an operator port.
+    let mut env = env;
+    env.config.ops_listen = Some("127.0.0.1:0".into());
+    let (app, admin) = env.app().await;
+    let ops = format!("http://{}", app.ops_addr.expect("an operator port"));
+    for path in ["/metrics", "/docs", "/openapi.json"] {
+        assert_eq!(
+            status(
+                anonymous
+                    .get(admin.url(path))
+                    .bearer_auth(&admin.token)
+                    .send()
+                    .await
+                    .expect("public")
+            ),
+            404,
+            "{path} left the public port"
+        );
+        assert_eq!(
+            status(
+                anonymous
+                    .get(format!("{ops}{path}"))
+                    .send()
+                    .await
+                    .expect("ops")
+            ),
+            200,
+            "{path} on the operator port"
+        );
+    }
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            status(anonymous.get(admin.url(path)).send().await.expect("public")),
+            200
+        );
+        assert_eq!(
+            status(
+                anonymous
+                    .get(format!("{ops}{path}"))
+                    .send()
+                    .await
+                    .expect("ops")
+            ),
+            200
+        );
+    }
+    app.stop().await;
+}

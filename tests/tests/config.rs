@@ -22,6 +22,7 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_TOPIC_PARTITIONS", "twelve"),
     ("AIHUB_TOPIC_REPLICATION", "0"),
     ("AIHUB_LISTEN", "127.0.0.1:99999"),
+    ("AIHUB_OPS_LISTEN", "9090"),
     ("AIHUB_ADMIN_TOKEN", "token\twith a tab"),
     ("AIHUB_PAYMENT_WEBHOOK_SECRET", " whsec_with_a_space"),
     ("AIHUB_ADMIN_TOKENS", "alice:token-without-equals-sign"),
