@@ -195,6 +195,11 @@ pub struct Authenticator {
     failures: Option<mpsc::Sender<AuthFailure>>,
     clock: crate::clock::Clock,
     cache: Option<Arc<AuthCache>>,
+    /// Public ids no key has, remembered for a minute: a client repeating a garbage key (well
+    /// formed, or it would not get this far) does not send each try to Postgres. Public ids are
+    /// 64 random bits, so a key created meanwhile under a remembered id is not a real case; the
+    /// minute bounds even that.
+    unknown: moka::sync::Cache<String, ()>,
 }
 
 fn digests(named: &[(String, String)]) -> Arc<[(Arc<str>, [u8; 32])]> {
@@ -212,6 +217,9 @@ fn digests(named: &[(String, String)]) -> Arc<[(Arc<str>, [u8; 32])]> {
 /// The name of the platform-admin token a request was made with (a request extension).
 #[derive(Debug, Clone)]
 pub struct AdminName(pub Arc<str>);
+
+/// Unknown public ids remembered at most (a few MiB).
+const UNKNOWN_IDS: u64 = 100_000;
 
 /// The parts of `aihub-sk-<public id>-<secret>`.
 pub fn parse_key(token: &str) -> Option<(&str, &str)> {
@@ -242,6 +250,10 @@ impl Authenticator {
             failures,
             clock,
             cache: None,
+            unknown: moka::sync::Cache::builder()
+                .max_capacity(UNKNOWN_IDS)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
         }
     }
 
@@ -326,10 +338,23 @@ impl Authenticator {
                 metrics::AUTH_CACHE.with_label_values(&["hit"]).inc();
                 record
             }
+            None if self.unknown.contains_key(public_id) => {
+                metrics::AUTH_CACHE
+                    .with_label_values(&["unknown_hit"])
+                    .inc();
+                return Err(self.refuse(
+                    "unknown",
+                    Some(public_id.to_string()),
+                    None,
+                    ip,
+                    "Incorrect API key provided.",
+                ));
+            }
             None => {
                 let ticket = self.cache.as_ref().and_then(|c| c.ticket());
                 let found = KeyRecord::load(pool, public_id).await?;
                 let Some(record) = found else {
+                    self.unknown.insert(public_id.to_string(), ());
                     return Err(self.refuse(
                         "unknown",
                         Some(public_id.to_string()),

@@ -1219,3 +1219,35 @@ async fn metrics_are_not_public_and_readyz_cannot_be_hammered() {
     }
     app.stop().await;
 }
+
+/// Issue 13, item 8 (in part): a garbage key repeated does not reach Postgres each time — an
+/// unknown public id is remembered — and is refused the same way every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_unknown_key_is_refused_from_memory() {
+    let env = Env::new().await;
+    let (app, admin) = env.app().await;
+    let garbage = format!("aihub-sk-{}-{}", "0123456789abcdef", "f".repeat(64));
+    let hits = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("aihub_auth_cache_lookups_total") && l.contains("unknown_hit")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = hits(&admin.metrics().await);
+    let caller = admin.with_token(&garbage);
+    for _ in 0..50 {
+        let refused = caller.get("/api/v1/teams").await;
+        assert_eq!(
+            refused.assert_client_error(401)["message"],
+            "Incorrect API key provided."
+        );
+    }
+    let answered_from_memory = hits(&admin.metrics().await) - before;
+    assert!(
+        answered_from_memory >= 49.0,
+        "{answered_from_memory} of 50 answered without Postgres"
+    );
+    app.stop().await;
+}
