@@ -126,32 +126,9 @@ impl Journal {
                 }
             }
         }
-        // One statement for the whole batch, rows numbered in the order given (the relay
-        // publishes in that order): a chat batch of 500 events is one round trip, not 500.
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope)
-                 SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb
-                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[])
-                      WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, n)
-                 ORDER BY n",
-            )
-            .await?;
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
-        let streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
-        let versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
-        let orgs: Vec<Option<uuid::Uuid>> = events.iter().map(|e| e.org_id).collect();
-        let envelopes: Vec<String> = events
-            .iter()
-            .map(|e| String::from_utf8(e.encode()).unwrap_or_default())
-            .collect();
-        let result = tx
-            .execute(
-                &insert,
-                &[&ids, &streams, &versions, &types, &orgs, &envelopes],
-            )
-            .await;
+        let insert = tx.prepare_cached(INSERT).await?;
+        let columns = Columns::of(events);
+        let result = tx.execute(&insert, &columns.params()).await;
         if let Err(e) = result {
             let conflict = e
                 .as_db_error()
@@ -168,6 +145,52 @@ impl Journal {
     }
 }
 
+/// One statement for a whole batch, rows numbered in the order given (the relay publishes in
+/// that order): a chat batch of 500 events is one round trip, not 500.
+const INSERT: &str =
+    "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope)
+     SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb
+     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[])
+          WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, n)
+     ORDER BY n";
+
+/// A batch of events as the columns `INSERT` takes.
+struct Columns<'a> {
+    ids: Vec<uuid::Uuid>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    types: Vec<&'a str>,
+    orgs: Vec<Option<uuid::Uuid>>,
+    envelopes: Vec<String>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: &'a [EventEnvelope]) -> Self {
+        Self {
+            ids: events.iter().map(|e| e.event_id).collect(),
+            streams: events.iter().map(|e| e.stream_id.as_str()).collect(),
+            versions: events.iter().map(|e| e.stream_version).collect(),
+            types: events.iter().map(|e| e.event_type()).collect(),
+            orgs: events.iter().map(|e| e.org_id).collect(),
+            envelopes: events
+                .iter()
+                .map(|e| String::from_utf8(e.encode()).unwrap_or_default())
+                .collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+        [
+            &self.ids,
+            &self.streams,
+            &self.versions,
+            &self.types,
+            &self.orgs,
+            &self.envelopes,
+        ]
+    }
+}
+
 impl Journal {
     /// Appends the events not in the journal yet, skipping those that are (by event id, or by
     /// their stream and version): for events recovered from a spool, some of which may have been
@@ -177,24 +200,11 @@ impl Journal {
             return Ok(0);
         }
         let client = self.pool.get().await?;
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
-        let streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
-        let versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
-        let orgs: Vec<Option<uuid::Uuid>> = events.iter().map(|e| e.org_id).collect();
-        let envelopes: Vec<String> = events
-            .iter()
-            .map(|e| String::from_utf8(e.encode()).unwrap_or_default())
-            .collect();
+        let columns = Columns::of(events);
         let inserted = client
             .execute(
-                "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope)
-                 SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb
-                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[])
-                      WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, n)
-                 ORDER BY n
-                 ON CONFLICT DO NOTHING",
-                &[&ids, &streams, &versions, &types, &orgs, &envelopes],
+                &format!("{INSERT} ON CONFLICT DO NOTHING"),
+                &columns.params(),
             )
             .await?;
         Ok(inserted)

@@ -516,6 +516,68 @@ pub async fn admin_key(
     reply.body["key"].as_str().expect("key").to_string()
 }
 
+/// A port free to listen on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A catalog file with one model, `gpt-4o`, served by OpenRouter as `openai/gpt-4o` at these
+/// prices (millionths of a dollar per million tokens).
+pub fn one_model_catalog(
+    input_micros_per_mtok: i64,
+    output_micros_per_mtok: i64,
+) -> std::path::PathBuf {
+    let catalog = serde_json::json!([{"name": "gpt-4o", "tier": "basic", "context_length": 128000,
+        "input_micros_per_mtok": input_micros_per_mtok, "output_micros_per_mtok": output_micros_per_mtok,
+        "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]}]);
+    let file = std::env::temp_dir().join(format!("aihub-models-{}.json", Uuid::now_v7()));
+    std::fs::write(&file, catalog.to_string()).expect("catalog");
+    file
+}
+
+impl Env {
+    /// `aihub serve` of this test on `port`, with its admin token, the catalog `models_file`
+    /// and OpenRouter at `openrouter_base_url`; killed when dropped. Add variables, then spawn.
+    pub fn serve_command(
+        &self,
+        port: u16,
+        models_file: &std::path::Path,
+        openrouter_base_url: &str,
+    ) -> tokio::process::Command {
+        let mut command = self.aihub_command(aihub_binary());
+        command
+            .arg("serve")
+            .env(
+                "AIHUB_ADMIN_TOKEN",
+                self.config.admin_token.as_deref().unwrap_or_default(),
+            )
+            .env("AIHUB_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AIHUB_MODELS_FILE", models_file)
+            .env("OPENROUTER_API_KEY", "or-test")
+            .env("OPENROUTER_BASE_URL", openrouter_base_url)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// The admin's client of a process started on `port`, once it answers `/healthz`.
+    pub async fn serving_at(&self, port: u16) -> Api {
+        let admin = Api {
+            base: format!("http://127.0.0.1:{port}"),
+            token: self.config.admin_token.clone().unwrap_or_default(),
+            http: reqwest::Client::new(),
+        };
+        wait_for(Duration::from_secs(30), "aihub serve answers", || {
+            let admin = admin.clone();
+            async move { admin.http.get(admin.url("/healthz")).send().await.is_ok() }
+        })
+        .await;
+        admin
+    }
+}
+
 /// Runs the real `aihub` binary built beside the test.
 pub fn aihub_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test exe");

@@ -873,11 +873,7 @@ async fn failed_authentications_are_counted_and_audited_without_flooding_the_jou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_of_a_key_appears_nowhere() {
     let env = Env::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = e2e::free_port();
     let log_path = std::env::temp_dir().join(format!("aihub-secret-test-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("log");
     let config = &env.config;
@@ -895,16 +891,7 @@ async fn the_secret_of_a_key_appears_nowhere() {
         .kill_on_drop(true)
         .spawn()
         .expect("aihub serve starts");
-    let admin = Api {
-        base: format!("http://127.0.0.1:{port}"),
-        token: config.admin_token.clone().unwrap_or_default(),
-        http: reqwest::Client::new(),
-    };
-    wait_for(Duration::from_secs(30), "aihub serve answers", || {
-        let admin = admin.clone();
-        async move { admin.http.get(admin.url("/healthz")).send().await.is_ok() }
-    })
-    .await;
+    let admin = env.serving_at(port).await;
     let tenant = Tenant::create_on(&admin, "secret", "pro").await;
     let created = tenant
         .owner

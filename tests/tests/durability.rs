@@ -8,16 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::upstream::Upstream;
-use e2e::{admin_key, aihub_binary, wait_for, Api, Env, Tenant};
+use e2e::{admin_key, free_port, Api, Env, Tenant};
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// One call read to its end: its request id when the answer completed.
 async fn completed(caller: &Api, stream: bool) -> Result<Option<String>, ()> {
@@ -49,42 +41,20 @@ async fn completed(caller: &Api, stream: bool) -> Result<Option<String>, ()> {
 async fn a_gateway_killed_under_load_loses_no_event_of_an_answered_call() {
     let upstream = Upstream::start().await;
     let env = Env::new().await;
-    let catalog = json!([{"name": "gpt-4o", "tier": "basic", "context_length": 128000,
-        "input_micros_per_mtok": 1, "output_micros_per_mtok": 1,
-        "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]}]);
-    let file = std::env::temp_dir().join(format!("aihub-models-{}.json", uuid::Uuid::now_v7()));
-    std::fs::write(&file, catalog.to_string()).expect("catalog");
+    let file = e2e::one_model_catalog(1, 1);
     let spool = std::env::temp_dir().join(format!("aihub-spool-{}", uuid::Uuid::now_v7()));
-    let token = env.config.admin_token.clone().unwrap_or_default();
     let start = |port: u16| {
-        env.aihub_command(aihub_binary())
-            .arg("serve")
-            .env("AIHUB_ADMIN_TOKEN", &token)
-            .env("AIHUB_LISTEN", format!("127.0.0.1:{port}"))
-            .env("AIHUB_MODELS_FILE", &file)
-            .env("OPENROUTER_API_KEY", "or-test")
-            .env("OPENROUTER_BASE_URL", upstream.openai_base_url())
+        env.serve_command(port, &file, &upstream.openai_base_url())
             .env("AIHUB_SPOOL_DIR", &spool)
             .env("AIHUB_BILLING_CLOSE_EVERY_MS", "0")
             .env("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000")
             .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
             .spawn()
             .expect("aihub serve starts")
     };
-    let api_at = |port: u16| Api {
-        base: format!("http://127.0.0.1:{port}"),
-        token: token.clone(),
-        http: reqwest::Client::new(),
-    };
     let port = free_port();
     let mut first = start(port);
-    let admin = api_at(port);
-    wait_for(Duration::from_secs(30), "aihub serve answers", || {
-        let admin = admin.clone();
-        async move { admin.http.get(admin.url("/healthz")).send().await.is_ok() }
-    })
-    .await;
+    let admin = env.serving_at(port).await;
     let tenant = Tenant::create_on(&admin, "sigkill", "pro").await;
     let key = admin_key(
         &admin,
@@ -135,12 +105,7 @@ async fn a_gateway_killed_under_load_loses_no_event_of_an_answered_call() {
     // The next process appends what the killed one spooled, and the relay publishes it.
     let port = free_port();
     let _second = start(port);
-    let again = api_at(port);
-    wait_for(Duration::from_secs(30), "the next process answers", || {
-        let again = again.clone();
-        async move { again.http.get(again.url("/healthz")).send().await.is_ok() }
-    })
-    .await;
+    env.serving_at(port).await;
     let wanted: HashSet<String> = answered.iter().cloned().collect();
     let messages = e2e::kafka::read_until(
         &env.config.kafka,

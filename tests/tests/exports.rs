@@ -40,11 +40,7 @@ fn export_of(api: &Api) -> reqwest::RequestBuilder {
 async fn twenty_slow_export_readers_do_not_starve_chat_calls() {
     let upstream = Upstream::start().await;
     let mut env = Env::new().await;
-    let catalog = json!([{"name": "gpt-4o", "tier": "basic", "context_length": 128000,
-        "input_micros_per_mtok": 1, "output_micros_per_mtok": 1,
-        "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]}]);
-    let file = std::env::temp_dir().join(format!("aihub-models-{}.json", uuid::Uuid::now_v7()));
-    std::fs::write(&file, catalog.to_string()).expect("catalog");
+    let file = e2e::one_model_catalog(1, 1);
     env.config.gateway.models_file = Some(file.display().to_string());
     env.config.gateway.providers = vec![ProviderConfig {
         name: "openrouter".into(),

@@ -5,51 +5,26 @@
 use std::time::Duration;
 
 use e2e::upstream::Upstream;
-use e2e::{admin_key, aihub_binary, wait_for, Api, Env, Tenant};
+use e2e::{admin_key, wait_for, Env, Tenant};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn log_lines_inside_a_request_name_its_id_org_and_route_and_the_events_written() {
     let upstream = Upstream::start().await;
     let env = Env::new().await;
-    let catalog = json!([{"name": "gpt-4o", "tier": "basic", "context_length": 128000,
-        "input_micros_per_mtok": 1, "output_micros_per_mtok": 1,
-        "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]}]);
-    let file = std::env::temp_dir().join(format!("aihub-models-{}.json", uuid::Uuid::now_v7()));
-    std::fs::write(&file, catalog.to_string()).expect("catalog");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let file = e2e::one_model_catalog(1, 1);
+    let port = e2e::free_port();
     let log_path = std::env::temp_dir().join(format!("aihub-logs-test-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("log");
-    let token = env.config.admin_token.clone().unwrap_or_default();
     let mut child = env
-        .aihub_command(aihub_binary())
-        .arg("serve")
-        .env("AIHUB_ADMIN_TOKEN", &token)
-        .env("AIHUB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("AIHUB_MODELS_FILE", &file)
-        .env("OPENROUTER_API_KEY", "or-test")
-        .env("OPENROUTER_BASE_URL", upstream.openai_base_url())
+        .serve_command(port, &file, &upstream.openai_base_url())
         .env("AIHUB_LOG_FORMAT", "json")
         .env("RUST_LOG", "info,gateway=debug,platform=debug")
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .kill_on_drop(true)
         .spawn()
         .expect("aihub serve starts");
-    let admin = Api {
-        base: format!("http://127.0.0.1:{port}"),
-        token,
-        http: reqwest::Client::new(),
-    };
-    wait_for(Duration::from_secs(30), "aihub serve answers", || {
-        let admin = admin.clone();
-        async move { admin.http.get(admin.url("/healthz")).send().await.is_ok() }
-    })
-    .await;
+    let admin = env.serving_at(port).await;
     let tenant = Tenant::create_on(&admin, "logs", "pro").await;
 
     // A write: its event id is logged inside the request's span.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::upstream::{Behavior, Upstream};
-use e2e::{admin_key, aihub_binary, wait_for, Api, Env, Tenant};
+use e2e::{admin_key, wait_for, Api, Env, Tenant};
 use serde_json::{json, Value};
 
 const DRAIN: Duration = Duration::from_secs(8);
@@ -90,25 +90,10 @@ async fn call(caller: &Api, stream: bool) -> Option<(String, Seen)> {
 async fn sigterm_under_load_drains_within_its_bound_and_loses_no_answered_call() {
     let upstream = Upstream::start().await;
     let env = Env::new().await;
-    let catalog = json!([{"name": "gpt-4o", "tier": "basic", "context_length": 128000,
-        "input_micros_per_mtok": 2_500_000, "output_micros_per_mtok": 10_000_000,
-        "deployments": [{"provider": "openrouter", "upstream_model": "openai/gpt-4o"}]}]);
-    let file = std::env::temp_dir().join(format!("aihub-models-{}.json", uuid::Uuid::now_v7()));
-    std::fs::write(&file, catalog.to_string()).expect("catalog");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let token = env.config.admin_token.clone().unwrap_or_default();
+    let file = e2e::one_model_catalog(2_500_000, 10_000_000);
+    let port = e2e::free_port();
     let mut child = env
-        .aihub_command(aihub_binary())
-        .arg("serve")
-        .env("AIHUB_ADMIN_TOKEN", &token)
-        .env("AIHUB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("AIHUB_MODELS_FILE", &file)
-        .env("OPENROUTER_API_KEY", "or-test")
-        .env("OPENROUTER_BASE_URL", upstream.openai_base_url())
+        .serve_command(port, &file, &upstream.openai_base_url())
         .env("AIHUB_SHUTDOWN_TIMEOUT_MS", DRAIN.as_millis().to_string())
         // Without the drain's cut-off, a stalled stream would hold the process for minutes.
         .env("AIHUB_STREAM_IDLE_MS", "300000")
@@ -116,19 +101,9 @@ async fn sigterm_under_load_drains_within_its_bound_and_loses_no_answered_call()
         .env("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000")
         .env("AIHUB_BILLING_CLOSE_EVERY_MS", "0")
         .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
         .spawn()
         .expect("aihub serve starts");
-    let admin = Api {
-        base: format!("http://127.0.0.1:{port}"),
-        token,
-        http: reqwest::Client::new(),
-    };
-    wait_for(Duration::from_secs(30), "aihub serve answers", || {
-        let admin = admin.clone();
-        async move { admin.http.get(admin.url("/healthz")).send().await.is_ok() }
-    })
-    .await;
+    let admin = env.serving_at(port).await;
     let tenant = Tenant::create_on(&admin, "drain", "pro").await;
     let key = admin_key(
         &admin,
