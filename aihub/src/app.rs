@@ -211,6 +211,9 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let mut api = Router::new();
     let mut failures = None;
     let auth_cache = AuthCache::new(config.auth_cache_ttl, AUTH_CACHE_CAPACITY);
+    // One limiter per process: the requests counted at authentication and the gateway's tokens
+    // share its windows.
+    let rate = platform::ratelimit::RateLimiter::new(pool.clone());
     if roles.command_api {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         failures = Some(tx);
@@ -256,6 +259,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             config.clock,
             shutdown.clone(),
             cut_off.clone(),
+            Some(rate.clone()),
         )
         .await?;
         in_flight = Some(data_plane.in_flight.clone());
@@ -353,7 +357,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
                 .map(|named| named.0)
                 .unwrap_or_default(),
         )
-        .with_cache(auth_cache);
+        .with_cache(auth_cache)
+        .with_rate_limits(rate);
         let router = router(api, health, authenticator, &config);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
@@ -442,6 +447,7 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
         .fallback(http::not_found_fallback)
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
         .layer(Extension(authenticator))
+        .layer(middleware::from_fn(platform::ratelimit::rate_headers))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn({
             let max = config.max_body_bytes;

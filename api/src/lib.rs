@@ -5,6 +5,7 @@
 pub mod access;
 pub mod api_keys;
 pub mod billing;
+pub mod limits;
 pub mod organizations;
 pub mod teams;
 pub mod usage;

@@ -10,6 +10,7 @@ pub mod command;
 pub mod commit;
 pub mod consistency;
 pub mod journal;
+pub mod limits;
 pub mod organizations;
 pub mod relay;
 pub mod teams;

@@ -10,6 +10,7 @@ use crate::billing::{
 use crate::catalog::CatalogSynced;
 use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::ids::{StreamId, Timestamp};
+use crate::limits::LimitsSet;
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 
 /// Declares the event types once: the enum variant, its wire name and its schema version.
@@ -59,6 +60,8 @@ event_types! {
     ApiKeyUpdated => "api_key.updated", version 1, ApiKeyUpdated;
     ApiKeyPermissionsChanged => "api_key.permissions_changed", version 1, ApiKeyPermissionsChanged;
     ApiKeyRevoked => "api_key.revoked", version 1, ApiKeyRevoked;
+    OrganizationLimitsSet => "organization.limits_set", version 1, LimitsSet;
+    ApiKeyLimitsSet => "api_key.limits_set", version 1, LimitsSet;
     AuthFailed => "auth.failed", version 1, AuthFailed;
     ChatCompletionSucceeded => "chat.completion.succeeded", version 1, ChatCompletionSucceeded;
     ChatCompletionFailed => "chat.completion.failed", version 1, ChatCompletionFailed;

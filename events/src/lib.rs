@@ -9,6 +9,7 @@ pub mod chat;
 mod envelope;
 pub mod ids;
 pub mod kafka;
+pub mod limits;
 pub mod organization;
 pub mod schema;
 

@@ -76,6 +76,7 @@ mod tests {
                 .collect(),
             team_permissions: Default::default(),
             plan: plan.parse().unwrap(),
+            limits: platform::ratelimit::KeyLimits::of_plan(plan.parse().unwrap()),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod access;
 pub mod catalog;
 pub mod chat;
 pub mod import;
+pub mod limits;
 pub mod models;
 pub mod quota;
 pub mod routing;
@@ -60,6 +61,10 @@ pub struct Gateway {
     pub pool: platform::db::PgPool,
     pub clock: platform::clock::Clock,
     pub quota: Arc<quota::leases::Leases>,
+    /// Tokens per minute (requests are counted at authentication, by the same limiter).
+    pub rate: Option<Arc<platform::ratelimit::RateLimiter>>,
+    /// Streams open now, by organization and key.
+    pub streams: Arc<limits::Streams>,
     /// The chat calls under way in this process (a call ends when its event is queued).
     pub in_flight: Arc<InFlight>,
     /// Cancelled when a draining process stops waiting for its calls: each ends at once, its
@@ -118,6 +123,7 @@ impl Gateway {
         clock: platform::clock::Clock,
         shutdown: CancellationToken,
         cut_off: CancellationToken,
+        rate: Option<Arc<platform::ratelimit::RateLimiter>>,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let configured = Catalog::load(config.models_file.as_deref())?;
         let http = upstream::http_client(config.upstream_ca_file.as_deref())?;
@@ -175,6 +181,8 @@ impl Gateway {
             pool,
             clock,
             quota,
+            rate,
+            streams: Arc::default(),
             in_flight: Arc::default(),
             cut_off,
         });

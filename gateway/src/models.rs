@@ -262,6 +262,7 @@ mod tests {
                 permissions: Default::default(),
                 team_permissions: Default::default(),
                 plan,
+                limits: platform::ratelimit::KeyLimits::of_plan(plan),
             })
         };
         assert_eq!(

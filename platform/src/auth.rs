@@ -22,6 +22,7 @@ use crate::access::{parse_permissions, permissions_of, Permission};
 use crate::metrics;
 use crate::notify::Heard;
 use crate::plans::PlanId;
+use crate::ratelimit::{KeyLimits, Limits, Overrides, RateLimiter, RateSlot};
 use crate::ApiError;
 
 pub const KEY_PREFIX: &str = "aihub-sk-";
@@ -41,6 +42,8 @@ pub struct KeyPrincipal {
     pub team_permissions: BTreeSet<Permission>,
     /// The organization's plan in force now.
     pub plan: PlanId,
+    /// The rate limits its calls are held to.
+    pub limits: crate::ratelimit::KeyLimits,
 }
 
 impl KeyPrincipal {
@@ -195,6 +198,8 @@ pub struct Authenticator {
     failures: Option<mpsc::Sender<AuthFailure>>,
     clock: crate::clock::Clock,
     cache: Option<Arc<AuthCache>>,
+    /// Counts every call of an API key against its requests-per-minute limits.
+    rate: Option<Arc<RateLimiter>>,
     /// Public ids no key has, remembered for a minute: a client repeating a garbage key (well
     /// formed, or it would not get this far) does not send each try to Postgres. Public ids are
     /// 64 random bits, so a key created meanwhile under a remembered id is not a real case; the
@@ -250,6 +255,7 @@ impl Authenticator {
             failures,
             clock,
             cache: None,
+            rate: None,
             unknown: moka::sync::Cache::builder()
                 .max_capacity(UNKNOWN_IDS)
                 .time_to_live(std::time::Duration::from_secs(60))
@@ -281,6 +287,23 @@ impl Authenticator {
 
     /// Keeps resolved keys in `cache`; whoever feeds it the `aihub_auth` notifications
     /// (see `AuthCache::heard`) makes it usable.
+    pub fn with_rate_limits(mut self, rate: Arc<RateLimiter>) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Counts one request of `key` against its limits (429 `rate_limit_exceeded` past them),
+    /// noting where it stands in `slot` for the response's headers.
+    pub async fn admit(&self, key: &KeyPrincipal, slot: Option<&RateSlot>) -> Result<(), ApiError> {
+        match &self.rate {
+            Some(rate) => rate
+                .admit(&key.limits, key.org_id, key.key_id, 1, 0, slot)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     pub fn with_cache(mut self, cache: Arc<AuthCache>) -> Self {
         self.cache = Some(cache);
         self
@@ -431,6 +454,10 @@ struct KeyRecord {
     plan: Option<String>,
     pending_plan: Option<String>,
     pending_effective_at: Option<DateTime<Utc>>,
+    /// The platform admin's override of the plan's limits for the organization.
+    org_limits: Overrides,
+    /// An admin's limits for this key.
+    key_limits: Overrides,
 }
 
 impl KeyRecord {
@@ -448,9 +475,15 @@ impl KeyRecord {
                               WHERE r.user_id = k.owner_user_id
                                 AND r.team_id = '00000000-0000-0000-0000-000000000000') AS org_roles,
                         ARRAY(SELECT r.role FROM read.role_assignments r
-                              WHERE r.user_id = k.owner_user_id AND r.team_id = k.team_id) AS team_roles
+                              WHERE r.user_id = k.owner_user_id AND r.team_id = k.team_id) AS team_roles,
+                        ol.requests_per_minute AS org_rpm, ol.tokens_per_minute AS org_tpm,
+                        ol.concurrent_streams AS org_streams,
+                        kl.requests_per_minute AS key_rpm, kl.tokens_per_minute AS key_tpm,
+                        kl.concurrent_streams AS key_streams
                  FROM read.api_keys k LEFT JOIN read.organizations o ON o.id = k.org_id
                  LEFT JOIN read.subscriptions s ON s.org_id = k.org_id
+                 LEFT JOIN read.rate_limits ol ON ol.subject_id = k.org_id
+                 LEFT JOIN read.rate_limits kl ON kl.subject_id = k.id
                  WHERE k.public_id = $1",
                 &[&public_id],
             )
@@ -492,6 +525,8 @@ impl KeyRecord {
             plan: row.get("plan"),
             pending_plan: row.get("pending_plan"),
             pending_effective_at: row.get("pending_effective_at"),
+            org_limits: overrides(&row, "org"),
+            key_limits: overrides(&row, "key"),
         }))
     }
 
@@ -533,8 +568,10 @@ impl KeyRecord {
                 crate::plans::DEFAULT_PLAN
             }
         };
+        let org_limits = self.org_limits.over(Limits::of_plan(plan.plan()));
         Ok(KeyPrincipal {
             plan,
+            limits: KeyLimits::new(org_limits, self.key_limits),
             key_id: self.key_id,
             org_id: self.org_id,
             owner_user_id: self.owner_user_id,
@@ -542,6 +579,18 @@ impl KeyRecord {
             permissions: self.permissions.clone(),
             team_permissions: self.team_permissions.clone(),
         })
+    }
+}
+
+/// The overrides of one subject in the key's row: `<prefix>_rpm`, `_tpm` and `_streams`.
+fn overrides(row: &tokio_postgres::Row, prefix: &str) -> Overrides {
+    let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Overrides {
+        requests_per_minute: positive(row.get(format!("{prefix}_rpm").as_str())),
+        tokens_per_minute: positive(row.get(format!("{prefix}_tpm").as_str())),
+        concurrent_streams: row
+            .get::<_, Option<i32>>(format!("{prefix}_streams").as_str())
+            .and_then(|v| u32::try_from(v).ok()),
     }
 }
 
@@ -698,7 +747,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
                 parts.extensions.insert(AdminName(name));
             }
             Principal::ApiKey(key) => {
-                crate::http::record_caller(Some(key.org_id), &format!("api_key:{}", key.key_id))
+                crate::http::record_caller(Some(key.org_id), &format!("api_key:{}", key.key_id));
+                authenticator
+                    .admit(key, parts.extensions.get::<RateSlot>())
+                    .await?;
             }
         }
         parts.extensions.insert(principal.clone());
@@ -790,6 +842,7 @@ mod tests {
             permissions: [Permission::TeamsRead].into(),
             team_permissions: Default::default(),
             plan: PlanId::Free,
+            limits: KeyLimits::of_plan(PlanId::Free),
         });
         assert_eq!(key.org_scope(None).ok(), Some(org));
         assert_eq!(
@@ -827,6 +880,8 @@ mod tests {
             plan: Some("pro".into()),
             pending_plan: None,
             pending_effective_at: None,
+            org_limits: Overrides::default(),
+            key_limits: Overrides::default(),
         })
     }
 
@@ -969,6 +1024,7 @@ mod tests {
             ]
             .into(),
             plan: PlanId::Pro,
+            limits: KeyLimits::of_plan(PlanId::Pro),
         });
         assert!(!key.has(Permission::RolesAssign), "not organization-wide");
         assert!(!key.has(Permission::MembersWrite));

@@ -58,6 +58,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_key_blocks",
         include_str!("../../schemas/sql/0011_key_blocks.sql"),
     ),
+    (
+        "0017_rate_limits",
+        include_str!("../../schemas/sql/0017_rate_limits.sql"),
+    ),
 ];
 
 /// Identifies the set of migrations, so a database template made from an older set is not reused.

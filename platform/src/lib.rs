@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pagination;
 pub mod plans;
+pub mod ratelimit;
 
 pub use auth::Principal;
 pub use config::Config;

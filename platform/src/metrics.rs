@@ -66,6 +66,32 @@ pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_rate_limited_total",
+                "Calls refused by a rate limit (429 rate_limit_exceeded or too_many_streams), by what ran out: requests, tokens or streams",
+            ),
+            &["limit"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
+pub static RATE_LIMIT_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_rate_limit_errors_total",
+                "Rate-limit windows that could not be read from PostgreSQL (the call was admitted)",
+            ),
+            &["store"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
 pub static EVENTS_PUBLISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(

@@ -136,6 +136,12 @@ pub struct Plan {
     pub features: &'static [&'static str],
     /// Order of the plans: upgrades go up, downgrades down.
     pub rank: u8,
+    /// Default rate limits of an organization (and of each of its keys) on this plan: API
+    /// requests and chat tokens per minute, and streams open at once in one gateway process.
+    /// The platform admin may override them per organization, an admin per key.
+    pub requests_per_minute: u64,
+    pub tokens_per_minute: u64,
+    pub concurrent_streams: u32,
 }
 
 pub const PLANS: &[Plan] = &[
@@ -147,6 +153,9 @@ pub const PLANS: &[Plan] = &[
         model_tier: ModelTier::Basic,
         features: &["community_support"],
         rank: 0,
+        requests_per_minute: 60,
+        tokens_per_minute: 10_000,
+        concurrent_streams: 2,
     },
     Plan {
         id: PlanId::Developer,
@@ -156,6 +165,9 @@ pub const PLANS: &[Plan] = &[
         model_tier: ModelTier::Advanced,
         features: &["api_key_management", "basic_monitoring"],
         rank: 1,
+        requests_per_minute: 600,
+        tokens_per_minute: 100_000,
+        concurrent_streams: 10,
     },
     Plan {
         id: PlanId::Pro,
@@ -171,6 +183,9 @@ pub const PLANS: &[Plan] = &[
             "priority_support",
         ],
         rank: 2,
+        requests_per_minute: 3_000,
+        tokens_per_minute: 500_000,
+        concurrent_streams: 50,
     },
     Plan {
         id: PlanId::Enterprise,
@@ -189,6 +204,9 @@ pub const PLANS: &[Plan] = &[
             "sla",
         ],
         rank: 3,
+        requests_per_minute: 10_000,
+        tokens_per_minute: 2_000_000,
+        concurrent_streams: 200,
     },
 ];
 

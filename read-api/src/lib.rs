@@ -32,4 +32,5 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .merge(routes::billing::router())
         .merge(routes::invoices::router())
         .merge(routes::usage::router())
+        .merge(routes::limits::router())
 }

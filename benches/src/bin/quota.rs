@@ -28,6 +28,9 @@ const PLAN: Plan = Plan {
     model_tier: platform::plans::ModelTier::Premium,
     features: &[],
     rank: 0,
+    requests_per_minute: u64::MAX,
+    tokens_per_minute: u64::MAX,
+    concurrent_streams: u32::MAX,
 };
 
 #[tokio::main]

@@ -26,6 +26,8 @@ pub struct ApiKey {
     pub version: i64,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// An admin's rate limits for this key.
+    pub limits: events::limits::LimitsSet,
 }
 
 impl ApiKey {
@@ -141,6 +143,7 @@ impl Aggregate for ApiKey {
             }
             EventPayload::ApiKeyPermissionsChanged(e) => self.permissions = e.permissions.clone(),
             EventPayload::ApiKeyRevoked(_) => self.revoked_at = Some(*event.occurred_at),
+            EventPayload::ApiKeyLimitsSet(limits) => self.limits = limits.clone(),
             _ => {}
         }
         self

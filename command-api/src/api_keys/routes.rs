@@ -26,6 +26,58 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .routes(routes!(create))
         .routes(routes!(update, revoke))
         .routes(routes!(set_permissions))
+        .routes(routes!(set_limits))
+}
+
+/// Sets the key's own rate limits (`api_keys:manage`: an admin's, so a developer cannot lift a
+/// limit put on its key). They narrow the organization's, which still hold; fields left out go
+/// back to the organization's.
+#[utoipa::path(put, path = "/api-keys/{id}/limits", tag = "api_keys", request_body = api::limits::SetRateLimits,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::limits::RateLimits),
+    ))]
+async fn set_limits(
+    ctx: Ctx,
+    PathId(id): PathId,
+    Json(body): Json<api::limits::SetRateLimits>,
+) -> Result<Response, ApiError> {
+    let limits = crate::limits::parse(body)?;
+    let key = load_key(&ctx, id).await?;
+    require_manage(&ctx, &key, "id")?;
+    if key.revoked_at.is_some() {
+        return Err(key_error(DomainError::Revoked));
+    }
+    ctx.check_version(key.version)?;
+    let org = crate::organizations::routes::live_org(&ctx, key.org_id).await?;
+    let plan = crate::limits::plan_of(&ctx, key.org_id).await?;
+    let mut batch = ctx.batch();
+    if key.limits != limits {
+        batch.push(
+            &stream_id(id),
+            Some(key.org_id),
+            key.version,
+            vec![events::EventPayload::ApiKeyLimitsSet(limits.clone())],
+        );
+    }
+    let projected = batch.commit().await?;
+    let org_limits = crate::limits::overrides(&org.limits)
+        .over(platform::ratelimit::Limits::of_plan(plan.plan()));
+    let body = crate::limits::resource(
+        api::limits::RateLimitSubject::ApiKey,
+        id,
+        key.org_id,
+        plan,
+        platform::ratelimit::KeyLimits::new(org_limits, crate::limits::overrides(&limits))
+            .effective(),
+        &limits,
+    );
+    Ok(accepted_or(
+        StatusCode::OK,
+        projected,
+        &format!("/api/v1/api-keys/{id}/limits"),
+        Some(body),
+    ))
 }
 
 fn expiry(raw: &str) -> Result<DateTime<Utc>, ApiError> {

@@ -102,6 +102,9 @@ pub struct Organization {
     pub deleted: bool,
     #[serde(skip)]
     pub owners: BTreeSet<Uuid>,
+    /// The platform admin's overrides of the plan's rate limits.
+    #[serde(skip)]
+    pub limits: events::limits::LimitsSet,
 }
 
 impl Organization {
@@ -235,6 +238,7 @@ impl Aggregate for Organization {
         self.version = event.stream_version;
         self.updated_at = Some(*event.occurred_at);
         match &event.payload {
+            EventPayload::OrganizationLimitsSet(limits) => self.limits = limits.clone(),
             EventPayload::OrganizationCreated(created) => {
                 self.id = event.org_id.unwrap_or_default();
                 self.name = created.name.clone();

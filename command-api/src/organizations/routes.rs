@@ -25,6 +25,50 @@ pub fn router() -> OpenApiRouter<CommandState> {
     OpenApiRouter::new()
         .routes(routes!(create))
         .routes(routes!(update, delete))
+        .routes(routes!(set_limits))
+}
+
+/// Sets the organization's rate limits, replacing the plan's defaults (platform admin only: a
+/// tenant cannot raise its own). Fields left out go back to the plan's.
+#[utoipa::path(put, path = "/organizations/{id}/limits", tag = "organizations", request_body = api::limits::SetRateLimits,
+    params(crate::IdParam, crate::IfMatch),
+    responses(
+        (status = 200, body = api::limits::RateLimits),
+    ))]
+async fn set_limits(
+    ctx: Ctx,
+    PathId(id): PathId,
+    Json(body): Json<api::limits::SetRateLimits>,
+) -> Result<Response, ApiError> {
+    ctx.principal.require_admin()?;
+    let limits = crate::limits::parse(body)?;
+    let current = live_org(&ctx, id).await?;
+    ctx.check_version(current.version)?;
+    let plan = crate::limits::plan_of(&ctx, id).await?;
+    let mut batch = ctx.batch();
+    if current.limits != limits {
+        batch.push(
+            &stream_id(id),
+            Some(id),
+            current.version,
+            vec![EventPayload::OrganizationLimitsSet(limits.clone())],
+        );
+    }
+    let projected = batch.commit().await?;
+    let body = crate::limits::resource(
+        api::limits::RateLimitSubject::Organization,
+        id,
+        id,
+        plan,
+        crate::limits::overrides(&limits).over(platform::ratelimit::Limits::of_plan(plan.plan())),
+        &limits,
+    );
+    Ok(accepted_or(
+        StatusCode::OK,
+        projected,
+        &format!("/api/v1/organizations/{id}/limits"),
+        Some(body),
+    ))
 }
 
 /// Creates the organization (platform admin) and, with `owner_email`, its owner: a user

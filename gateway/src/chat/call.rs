@@ -9,6 +9,9 @@ use events::chat::{Attempt, ChatCall, ChatCompletionFailed, ChatCompletionSuccee
 use events::{Actor, EventPayload};
 use platform::auth::KeyPrincipal;
 use platform::plans::Plan;
+use platform::ratelimit::{RateLimiter, Ticket};
+
+use crate::limits::StreamSlot;
 use platform::ApiError;
 
 use super::request::ChatRequest;
@@ -30,6 +33,10 @@ pub struct Call {
     reservation: Option<Reservation>,
     /// Counts the call as under way while it lives.
     _in_flight: crate::InFlightGuard,
+    /// The tokens per minute it was admitted with, to give back what it did not use.
+    rate: Option<(Arc<RateLimiter>, Ticket)>,
+    /// Its place under the cap of open streams, freed when the call ends.
+    _stream: Option<StreamSlot>,
 }
 
 /// How the call was served, for its success event.
@@ -61,9 +68,20 @@ impl Call {
             attempts: Vec::new(),
             started: Instant::now(),
             reservation: None,
+            rate: None,
+            _stream: None,
             _in_flight: gateway.in_flight.enter(),
             gateway,
         }
+    }
+
+    pub fn hold_limits(
+        &mut self,
+        rate: Option<(Arc<RateLimiter>, Ticket)>,
+        stream: Option<StreamSlot>,
+    ) {
+        self.rate = rate;
+        self._stream = stream;
     }
 
     /// When the whole call must be over, failover included.
@@ -151,8 +169,13 @@ impl Call {
         }
     }
 
-    /// Replaces the call's token reservation by what it used.
+    /// Replaces the call's token reservation by what it used, and gives the tokens per minute
+    /// it did not use back.
     async fn settle(&self, used: u64) {
+        if let Some((rate, ticket)) = &self.rate {
+            rate.give_back(ticket, ticket.tokens().saturating_sub(used))
+                .await;
+        }
         if let Some(reservation) = &self.reservation {
             if let Err(e) = self.gateway.quota.settle(reservation, used as i64).await {
                 tracing::error!(error = %e, "settling a quota reservation failed; the sweep will release it");

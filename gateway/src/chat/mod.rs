@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use platform::http::{ClientIp, Json, RequestId};
+use platform::ratelimit::RateSlot;
 use platform::{ApiError, Principal};
 use serde_json::Value;
 
@@ -59,9 +61,11 @@ pub async fn completions(
     principal: Principal,
     RequestId(request_id): RequestId,
     ClientIp(ip): ClientIp,
+    slot: Option<Extension<RateSlot>>,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    chat(gateway, principal, request_id, ip, body, false).await
+    let slot = slot.map(|Extension(slot)| slot);
+    chat(gateway, principal, request_id, ip, slot, body, false).await
 }
 
 /// The same call, always answered as server-sent events, whatever the body's `stream` says.
@@ -96,9 +100,11 @@ pub async fn stream(
     principal: Principal,
     RequestId(request_id): RequestId,
     ClientIp(ip): ClientIp,
+    slot: Option<Extension<RateSlot>>,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    chat(gateway, principal, request_id, ip, body, true).await
+    let slot = slot.map(|Extension(slot)| slot);
+    chat(gateway, principal, request_id, ip, slot, body, true).await
 }
 
 /// What a stream looks like, for the document.
@@ -115,6 +121,7 @@ async fn chat(
     principal: Principal,
     request_id: String,
     ip: Option<String>,
+    slot: Option<RateSlot>,
     body: Value,
     force_stream: bool,
 ) -> Result<Response, ApiError> {
@@ -126,8 +133,33 @@ async fn chat(
     access::gate(plan, &model)?;
 
     gateway.check_not_overloaded()?;
+    // Rate limits refuse before the call is made, so they end in no event: a flood of refused
+    // calls must not become a flood of the journal (a metric counts them).
+    let stream_slot = match request.streamed {
+        true => Some(gateway.streams.open(&key)?),
+        false => None,
+    };
+    let rate = match &gateway.rate {
+        Some(rate) => {
+            let tokens =
+                crate::limits::tokens_wanted(request.prompt_bound(), request.wanted_completion());
+            let ticket = rate
+                .admit(
+                    &key.limits,
+                    key.org_id,
+                    key.key_id,
+                    0,
+                    tokens,
+                    slot.as_ref(),
+                )
+                .await?;
+            Some((rate.clone(), ticket))
+        }
+        None => None,
+    };
     let actor = principal.actor(ip);
     let mut call = Call::new(gateway, key, actor, request_id, model, request.streamed);
+    call.hold_limits(rate, stream_slot);
     let reserved = call.reserve(plan, &mut request).await;
     let tokens_left = call.check(reserved).await?;
     let answer = dispatch::first_answer(&mut call, &request).await;

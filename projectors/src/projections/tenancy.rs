@@ -23,6 +23,7 @@ impl Projection for Tenancy {
             "read.subscriptions",
             "read.subscription_charges",
             "read.invoices",
+            "read.rate_limits",
         ]
     }
 
@@ -116,6 +117,7 @@ fn bump(table: &'static str, id: Uuid, event: &EventEnvelope) -> Sql {
     let text = match table {
         "organizations" => "UPDATE read.organizations SET version = $2, updated_at = $3 WHERE id = $1 AND version < $2",
         "users" => "UPDATE read.users SET version = $2, updated_at = $3 WHERE id = $1 AND version < $2",
+        "api_keys" => "UPDATE read.api_keys SET version = $2, updated_at = $3 WHERE id = $1 AND version < $2",
         _ => "UPDATE read.teams SET version = $2, updated_at = $3 WHERE id = $1 AND version < $2",
     };
     Sql::new(
@@ -311,9 +313,54 @@ fn access_statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
             "UPDATE read.api_keys SET revoked_at = $2, version = $3, updated_at = $2 WHERE id = $1 AND version < $3",
             vec![Box::new(id), Box::new(at), Box::new(version)],
         )],
+        EventPayload::OrganizationLimitsSet(e) => vec![
+            bump("organizations", org_id, event),
+            limits_set("organization", org_id, org_id, e, version, at),
+        ],
+        EventPayload::ApiKeyLimitsSet(e) => vec![
+            bump("api_keys", id, event),
+            limits_set("api_key", id, org_id, e, version, at),
+        ],
         _ => return None,
     };
     Some(sql)
+}
+
+/// The overrides of an organization or a key, replaced whole.
+fn limits_set(
+    subject: &'static str,
+    subject_id: Uuid,
+    org_id: Uuid,
+    limits: &events::limits::LimitsSet,
+    version: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Sql {
+    let big = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    Sql::new(
+        "INSERT INTO read.rate_limits (subject_id, subject, org_id, requests_per_minute,
+                                       tokens_per_minute, concurrent_streams, version, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (subject_id) DO UPDATE SET
+             requests_per_minute = EXCLUDED.requests_per_minute,
+             tokens_per_minute = EXCLUDED.tokens_per_minute,
+             concurrent_streams = EXCLUDED.concurrent_streams,
+             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+         WHERE read.rate_limits.version < EXCLUDED.version",
+        vec![
+            Box::new(subject_id),
+            Box::new(subject),
+            Box::new(org_id),
+            Box::new(big(limits.requests_per_minute)),
+            Box::new(big(limits.tokens_per_minute)),
+            Box::new(
+                limits
+                    .concurrent_streams
+                    .map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
+            ),
+            Box::new(version),
+            Box::new(at),
+        ],
+    )
 }
 
 #[cfg(test)]

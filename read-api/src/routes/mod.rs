@@ -2,6 +2,7 @@ pub mod access;
 pub mod api_keys;
 pub mod billing;
 pub mod invoices;
+pub mod limits;
 pub mod organizations;
 pub mod scope;
 pub mod teams;
