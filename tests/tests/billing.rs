@@ -288,6 +288,14 @@ async fn the_token_quota_holds_across_processes_under_concurrency() {
     }
     let admin = env.api(&gateways[0]);
     let tenant = Tenant::create(&admin, "quota").await;
+    // The quota is under test here, not the rate limits: the platform admin lifts them.
+    let lifted = admin
+        .put(
+            &format!("/api/v1/organizations/{}/limits", tenant.org_id),
+            &json!({"requests_per_minute": 100_000, "tokens_per_minute": 10_000_000}),
+        )
+        .await;
+    assert_eq!(lifted.status, 200, "{}", lifted.body);
     let key = e2e::admin_key(&admin, &tenant.org_id, None, &["chat:write".into()]).await;
     let callers: Vec<e2e::Api> = gateways
         .iter()

@@ -87,7 +87,7 @@ async fn requests_per_minute_hold_within_five_percent_across_three_gateway_proce
 
     // Twice the limit, spread over the three processes, eight at a time each.
     let mut tasks = Vec::new();
-    for gateway in gateways.iter().cloned() {
+    for gateway in gateways.clone() {
         tasks.push(tokio::spawn(async move {
             let mut replies = Vec::new();
             for _ in 0..(2 * LIMIT as usize / 3) / 8 + 1 {

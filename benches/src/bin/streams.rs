@@ -86,6 +86,14 @@ async fn main() {
         )
         .await;
     assert_eq!(upgraded.status, 200, "{}", upgraded.body);
+    // Limits far above the offered load: the rate limiter is on the measured path, and admits.
+    let limited = admin
+        .put(
+            &format!("/api/v1/organizations/{}/limits", tenant.org_id),
+            &json!({"requests_per_minute": 1_000_000_000u64, "tokens_per_minute": 1_000_000_000_000u64, "concurrent_streams": 1_000_000}),
+        )
+        .await;
+    assert_eq!(limited.status, 200, "{}", limited.body);
     let key = admin_key(&admin, &tenant.org_id, None, &["chat:write".into()]).await;
     setup.stop().await;
 
