@@ -44,6 +44,44 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Write a consistent dump of the journal and the write-side tables into a new directory,
+    /// with a manifest of its journal position and checksums.
+    Backup {
+        /// The directory to write (created; it must not hold a backup).
+        #[arg(long, required_unless_present = "into", conflicts_with = "into")]
+        to: Option<std::path::PathBuf>,
+        /// Write `aihub-<UTC time>` under this directory instead, and keep only the newest
+        /// `--keep` backups there (for a scheduled job).
+        #[arg(long)]
+        into: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 7, requires = "into")]
+        keep: usize,
+    },
+    /// Restore into an empty database: from a backup (then the topic's events beyond it), or
+    /// from the event topic alone. The read models are rebuilt by replay afterwards.
+    Restore {
+        /// The backup directory.
+        #[arg(
+            long,
+            required_unless_present = "from_topic",
+            conflicts_with = "from_topic"
+        )]
+        from: Option<std::path::PathBuf>,
+        /// Rebuild the journal from the topic alone.
+        #[arg(long)]
+        from_topic: bool,
+        /// Only the backup: do not append the topic's later events.
+        #[arg(long, requires = "from")]
+        dump_only: bool,
+        /// Leave the read models empty (run `aihub replay --all` later).
+        #[arg(long)]
+        no_replay: bool,
+    },
+    /// Check a backup's manifest and files against their checksums, without restoring.
+    VerifyBackup {
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
     /// Billing operations.
     Billing {
         #[command(subcommand)]
@@ -152,6 +190,54 @@ where
             Ok(())
         }
         Command::Replay { projection, all } => replay(config, projection, all).await,
+        Command::Backup { to, into, keep } => {
+            match (to, into) {
+                (Some(dir), _) => {
+                    crate::backup::backup(&config, &dir).await?;
+                }
+                (None, Some(root)) => {
+                    crate::backup::backup(&config, &crate::backup::timestamped(&root)).await?;
+                    for gone in crate::backup::prune(&root, keep).await? {
+                        println!(
+                            "backup: removed {} (keeping the newest {keep})",
+                            gone.display()
+                        );
+                    }
+                }
+                (None, None) => anyhow::bail!("name a directory: --to DIR or --into ROOT"),
+            }
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            from_topic,
+            dump_only,
+            no_replay,
+        } => {
+            let restored = match (from, from_topic) {
+                (Some(dir), false) => crate::backup::restore(&config, &dir, dump_only).await?,
+                _ => crate::backup::restore_from_topic(&config).await?,
+            };
+            println!(
+                "restore: {} events from the backup, {} from the topic",
+                restored.from_dump, restored.from_topic
+            );
+            if !no_replay {
+                replay(config, None, true).await?;
+            }
+            Ok(())
+        }
+        Command::VerifyBackup { from } => {
+            let manifest = crate::backup::verify(&from).await?;
+            println!(
+                "backup {}: intact; {} events up to journal position {}, made {}",
+                from.display(),
+                manifest.journal_events,
+                manifest.journal_position,
+                manifest.created_at
+            );
+            Ok(())
+        }
         Command::Billing {
             command: BillingCommand::ClosePeriod { period },
         } => close_period(config, &period).await,

@@ -2,6 +2,7 @@
 //! together in one process — the default — or alone, to scale each independently.
 
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod docs;
 pub mod models;

@@ -214,7 +214,7 @@ impl Journal {
 /// Revoking or disabling a key refuses it at commit, not when the event is projected: the block
 /// is written with the event, and the processes' key caches hear of it on `aihub_auth` at the
 /// same commit. Re-enabling lifts a disable (never a revocation).
-async fn block_keys(
+pub async fn block_keys(
     tx: &tokio_postgres::Transaction<'_>,
     events: &[EventEnvelope],
 ) -> Result<(), JournalError> {

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The versions of the migrations this build has, in the order they apply.
+pub fn migration_versions() -> Vec<&'static str> {
+    MIGRATIONS.iter().map(|(version, _)| *version).collect()
+}
+
 /// Identifies the set of migrations, so a database template made from an older set is not reused.
 pub fn migrations_fingerprint() -> String {
     // FNV-1a: stable across builds and platforms, unlike the std hasher.
