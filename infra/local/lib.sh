@@ -167,6 +167,72 @@ ensure_schemathesis() {
   touch "$venv/installed"
 }
 
+# --- What tests/tests/deploy.rs checks the deployment artifacts with ------------------------------
+#
+# Debian's docker-compose (validates infra/docker/compose.yaml without an engine) and promtool
+# (from the prometheus package: the rules in infra/prometheus); helm and kubeconform from the Go
+# module proxy; the Kubernetes JSON schemas from PyPI's kubernetes-validate (kubeconform would
+# download them from GitHub, which these machines cannot reach).
+HELM_VERSION=v3.22.0
+KUBECONFORM_VERSION=v0.8.0
+KUBE_SCHEMAS_PACKAGE=kubernetes-validate==1.37.0
+KUBE_VERSION=1.32.0
+ensure_deploy_tools() {
+  local cache="${AIHUB_CACHE:-$HOME/.cache/aihub}" missing=()
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (apt-get), to check the compose file and the Prometheus rules"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  export DOCKER_COMPOSE="$(command -v docker-compose)" PROMTOOL="$(command -v promtool)"
+  local bin="$cache/go-bin"
+  mkdir -p "$bin"
+  if [ ! -x "$bin/helm-$HELM_VERSION" ]; then
+    say "building helm $HELM_VERSION (go install, once)"
+    GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    mv "$bin/helm" "$bin/helm-$HELM_VERSION"
+  fi
+  if [ ! -x "$bin/kubeconform-$KUBECONFORM_VERSION" ]; then
+    say "building kubeconform $KUBECONFORM_VERSION (go install, once)"
+    GOBIN="$bin" go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+    mv "$bin/kubeconform" "$bin/kubeconform-$KUBECONFORM_VERSION"
+  fi
+  export HELM="$bin/helm-$HELM_VERSION" KUBECONFORM="$bin/kubeconform-$KUBECONFORM_VERSION"
+  local schemas="$cache/kube-schemas/v$KUBE_VERSION-local-strict"
+  export KUBE_SCHEMAS="$schemas" KUBE_VERSION
+  [ -f "$schemas/installed" ] && return
+  say "fetching the Kubernetes $KUBE_VERSION JSON schemas ($KUBE_SCHEMAS_PACKAGE from PyPI)"
+  local tmp
+  tmp="$(mktemp -d)"
+  python3 -m pip download -q --disable-pip-version-check --no-deps "$KUBE_SCHEMAS_PACKAGE" -d "$tmp"
+  rm -rf "$schemas" && mkdir -p "$schemas"
+  # The package's schemas name their shared definitions by a path of its own: point them at the
+  # file on disk, which kubeconform resolves.
+  python3 - "$tmp" "$schemas" "v$KUBE_VERSION-local-strict" <<'PY'
+import glob, sys, zipfile
+tmp, out, version = sys.argv[1:]
+wheel = zipfile.ZipFile(glob.glob(tmp + "/*.whl")[0])
+prefix = f"kubernetes_validate/kubernetes-json-schema/{version}/"
+count = 0
+for name in wheel.namelist():
+    if name.startswith(prefix) and name.endswith(".json"):
+        base = name[len(prefix):]
+        text = wheel.read(name).decode()
+        if base == "_definitions.json":
+            text = text.replace('"/api/_definitions.json#/', '"#/')
+        else:
+            text = text.replace('"/api/_definitions.json#', f'"file://{out}/_definitions.json#')
+        open(f"{out}/{base}", "w").write(text)
+        count += 1
+if count < 100:
+    sys.exit(f"only {count} schemas for {version} in the package")
+PY
+  rm -rf "$tmp"
+  touch "$schemas/installed"
+}
+
 # The build links the system OpenSSL into librdkafka (Kafka over TLS, with SASL): its headers,
 # found through pkg-config. A bare Debian machine has neither.
 ensure_build_deps() {

@@ -36,6 +36,7 @@ ensure_chromium
 ensure_jq
 # The contract test fuzzes every operation of /openapi.json with schemathesis (sets SCHEMATHESIS).
 ensure_schemathesis
+ensure_deploy_tools
 
 cd "$ROOT"
 say "building the workspace"
