@@ -211,6 +211,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let mut api = Router::new();
     let mut failures = None;
     let auth_cache = AuthCache::new(config.auth_cache_ttl, AUTH_CACHE_CAPACITY);
+    let mut data_gateway: Option<Arc<gateway::Gateway>> = None;
     // One limiter per process: the requests counted at authentication and the gateway's tokens
     // share its windows.
     let rate = platform::ratelimit::RateLimiter::new(pool.clone());
@@ -264,8 +265,18 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         .await?;
         in_flight = Some(data_plane.in_flight.clone());
         tasks.push(appender);
-        let (chat_routes, _) = gateway::router(data_plane).split_for_parts();
+        data_gateway = Some(data_plane.clone());
+        let (chat_routes, _) = gateway::router(data_plane.clone()).split_for_parts();
         api = api.merge(chat_routes);
+        api = api.merge(
+            Router::new()
+                .route("/monitoring/health", get(crate::health::health))
+                .with_state(crate::health::HealthState {
+                    config: config.clone(),
+                    pool: pool.clone(),
+                    gateway: Some(data_plane),
+                }),
+        );
         if !config.billing_close_every.is_zero() {
             tasks.push(tokio::spawn(
                 command_api::billing::close::close_periods_when_due(
@@ -323,13 +334,19 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         projectors: projector_status,
         broker: Arc::new(BrokerProbe::new(config.kafka.clone())),
     };
+    // What a scrape refreshes first: the breakers' gauges and the pipeline's lag.
+    let scrape = crate::health::HealthState {
+        config: config.clone(),
+        pool: pool.clone(),
+        gateway: data_gateway,
+    };
     let mut ops_addr = None;
     if let Some(ops_listen) = &config.ops_listen {
         let listener = tokio::net::TcpListener::bind(ops_listen)
             .await
             .with_context(|| format!("binding the operator port {ops_listen}"))?;
         ops_addr = Some(listener.local_addr()?);
-        let ops = ops_router(health.clone());
+        let ops = ops_router(health.clone(), scrape.clone());
         // Up until the background stops: probes and scrapes see the drain.
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -359,7 +376,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )
         .with_cache(auth_cache)
         .with_rate_limits(rate);
-        let router = router(api, health, authenticator, &config);
+        let router = router(api, health, authenticator, &config, scrape);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -430,7 +447,13 @@ async fn ensure_topic(config: Config, shutdown: CancellationToken) {
     }
 }
 
-fn router(api: Router, health: Health, authenticator: Authenticator, config: &Config) -> Router {
+fn router(
+    api: Router,
+    health: Health,
+    authenticator: Authenticator,
+    config: &Config,
+    scrape: crate::health::HealthState,
+) -> Router {
     let mut router = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -439,7 +462,7 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
     // stay here and the metrics need the platform-admin token.
     if config.ops_listen.is_none() {
         router = router
-            .route("/metrics", get(metrics_for_admin))
+            .route("/metrics", get(metrics_for_admin).with_state(scrape))
             .route("/openapi.json", get(openapi_json))
             .merge(crate::docs::router());
     }
@@ -460,11 +483,11 @@ fn router(api: Router, health: Health, authenticator: Authenticator, config: &Co
 
 /// The operator port: health, metrics and docs, for every role, no token (it is meant for the
 /// cluster's network only: a NetworkPolicy, not the public load balancer).
-fn ops_router(health: Health) -> Router {
+fn ops_router(health: Health, scrape: crate::health::HealthState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(health))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics_text).with_state(scrape))
         .route("/openapi.json", get(openapi_json))
         .merge(crate::docs::router())
         .fallback(http::not_found_fallback)
@@ -472,9 +495,12 @@ fn ops_router(health: Health) -> Router {
 
 /// `/metrics` on the public port: the platform admin's only (Prometheus sends the token as a
 /// bearer); an operator port serves it without one.
-async fn metrics_for_admin(principal: platform::Principal) -> Result<String, platform::ApiError> {
+async fn metrics_for_admin(
+    State(scrape): State<crate::health::HealthState>,
+    principal: platform::Principal,
+) -> Result<String, platform::ApiError> {
     principal.require_admin()?;
-    Ok(metrics::render())
+    Ok(metrics_text(State(scrape)).await)
 }
 
 /// Alive: the process answers.
@@ -492,7 +518,11 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
         (status = 401, description = "No platform-admin token (public port)", body = platform::ErrorResponse),
         (status = 403, description = "An API key, not the platform-admin token (public port)", body = platform::ErrorResponse),
     ))]
-pub(crate) async fn metrics_text() -> String {
+pub(crate) async fn metrics_text(State(scrape): State<crate::health::HealthState>) -> String {
+    if let Some(gateway) = &scrape.gateway {
+        gateway.export_breakers();
+    }
+    crate::health::export_lag(&scrape.config, &scrape.pool).await;
     metrics::render()
 }
 

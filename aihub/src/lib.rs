@@ -5,6 +5,7 @@ pub mod app;
 pub mod backup;
 pub mod cli;
 pub mod docs;
+pub mod health;
 pub mod models;
 pub mod openapi;
 pub mod telemetry;

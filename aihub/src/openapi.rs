@@ -53,6 +53,14 @@ pub fn pretty() -> &'static str {
     })
 }
 
+/// The routes the `aihub` crate itself adds under `/api/v1`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(crate::health::health),
+    components(schemas(crate::health::Health, crate::health::Component, crate::health::Status))
+)]
+struct MonitoringApi;
+
 fn build() -> OpenApi {
     let mut api = OpenApi::new(
         utoipa::openapi::Info::default(),
@@ -61,6 +69,7 @@ fn build() -> OpenApi {
     api.merge(command_api::router().split_for_parts().1);
     api.merge(read_api::router().split_for_parts().1);
     api.merge(gateway::openapi());
+    api.merge(MonitoringApi::openapi());
     let mut api = nest(api);
     api.merge(Root::openapi());
     let root = Root::openapi();

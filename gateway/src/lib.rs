@@ -44,6 +44,15 @@ use command_api::catalog::aggregate::{stream_id, ImportedCatalog};
 use command_api::command::Loaded;
 use command_api::Journal;
 
+/// A deployment's circuit breaker and last failure, as this process sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerReport {
+    pub deployment: String,
+    pub circuit: routing::Circuit,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 pub struct Gateway {
     /// The built-in or configured catalog; its names take precedence over imported ones.
     configured: Catalog,
@@ -55,6 +64,8 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub http: reqwest::Client,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Each deployment's last failed attempt: its outcome and when.
+    last_errors: Mutex<HashMap<String, (String, chrono::DateTime<chrono::Utc>)>>,
     events: mpsc::Sender<(EventEnvelope, spool::Ticket)>,
     /// Every call's event is written here before its answer completes (see `spool`).
     spool: Arc<spool::Spool>,
@@ -176,6 +187,7 @@ impl Gateway {
             config,
             http,
             breakers: Mutex::new(HashMap::new()),
+            last_errors: Mutex::new(HashMap::new()),
             events,
             spool,
             pool,
@@ -256,6 +268,53 @@ impl Gateway {
             .record(ok, Instant::now(), policy)
         {
             tracing::warn!(deployment = %key, "circuit opened");
+        }
+    }
+
+    /// Remembers a deployment's failed attempt, for the health of the providers.
+    pub fn last_error(&self, deployment: &Deployment, outcome: &str) {
+        let key = routing::breaker_key(deployment);
+        let mut errors = self.last_errors.lock().unwrap_or_else(|p| p.into_inner());
+        errors.insert(key, (outcome.to_string(), chrono::Utc::now()));
+    }
+
+    /// Every deployment this process has called or refused: its circuit now and its last
+    /// failure, by `provider/upstream model`.
+    pub fn breakers(&self) -> Vec<BreakerReport> {
+        let now = Instant::now();
+        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let errors = self.last_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<&String> = breakers.keys().chain(errors.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|key| {
+                let circuit = breakers
+                    .get(key)
+                    .map(|b| b.circuit(now))
+                    .unwrap_or(routing::Circuit::Closed);
+                let last = errors.get(key);
+                BreakerReport {
+                    deployment: key.clone(),
+                    circuit,
+                    last_error: last.map(|(outcome, _)| outcome.clone()),
+                    last_error_at: last.map(|(_, at)| *at),
+                }
+            })
+            .collect()
+    }
+
+    /// Sets `aihub_breaker_state` from the breakers now (before a scrape).
+    pub fn export_breakers(&self) {
+        for report in self.breakers() {
+            let value = match report.circuit {
+                routing::Circuit::Closed => 0.0,
+                routing::Circuit::HalfOpen => 1.0,
+                routing::Circuit::Open => 2.0,
+            };
+            platform::metrics::BREAKER_STATE
+                .with_label_values(&[&report.deployment])
+                .set(value);
         }
     }
 

@@ -186,7 +186,7 @@ ensure_deploy_tools() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  export DOCKER_COMPOSE="$(command -v docker-compose)" PROMTOOL="$(command -v promtool)"
+  export DOCKER_COMPOSE="$(command -v docker-compose)" PROMTOOL="$(command -v promtool)" PROMETHEUS="$(command -v prometheus)"
   local bin="$cache/go-bin"
   mkdir -p "$bin"
   if [ ! -x "$bin/helm-$HELM_VERSION" ]; then

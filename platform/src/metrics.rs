@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -141,6 +142,103 @@ pub static RUNNING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
             &["component"],
         )
         .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        IntCounterVec::new(Opts::new(name, help), labels)
+            .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    register(
+        GaugeVec::new(Opts::new(name, help), labels)
+            .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+}
+
+/// Chat calls by the model asked for, the provider that served (`none` when none did) and the
+/// outcome (`ok`, or the error's code: `insufficient_quota` is a quota refusal).
+pub static CHAT_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "aihub_chat_calls_total",
+        "Chat calls by model, provider and outcome (ok or the error code)",
+        &["model", "provider", "outcome"],
+    )
+});
+
+pub static CHAT_TOKENS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "aihub_chat_tokens_total",
+        "Tokens billed by model, provider and kind (prompt or completion)",
+        &["model", "provider", "kind"],
+    )
+});
+
+pub static CHAT_COST: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "aihub_chat_cost_micros_total",
+        "Cost billed, in millionths of a dollar, by model and provider",
+        &["model", "provider"],
+    )
+});
+
+pub static UPSTREAM_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "aihub_upstream_request_duration_seconds",
+                "Attempts at a provider by provider and outcome (ok, timeout, http_<status>, ...), until the answer began",
+            )
+            .buckets(vec![
+                0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["provider", "outcome"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
+/// 0 closed, 1 half-open (a probe may go), 2 open (skipped); read when scraped.
+pub static BREAKER_STATE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    gauge(
+        "aihub_breaker_state",
+        "Circuit breaker of each deployment (provider/upstream model): 0 closed, 1 half-open, 2 open",
+        &["deployment"],
+    )
+});
+
+pub static RELAY_LAG_EVENTS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    gauge(
+        "aihub_relay_lag_events",
+        "Journal rows not yet published to Kafka",
+        &[],
+    )
+});
+
+pub static RELAY_LAG_SECONDS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    gauge(
+        "aihub_relay_lag_seconds",
+        "Age of the oldest journal row not yet published to Kafka (0 when none waits)",
+        &[],
+    )
+});
+
+pub static PROJECTION_LAG_EVENTS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    gauge(
+        "aihub_projection_lag_events",
+        "Events on the topic a projection has not applied yet",
+        &["projection"],
+    )
+});
+
+pub static PROJECTION_LAG_SECONDS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    gauge(
+        "aihub_projection_lag_seconds",
+        "How long a projection that is behind has not advanced (0 when caught up)",
+        &["projection"],
     )
 });
 

@@ -115,6 +115,14 @@ impl Call {
     }
 
     pub fn attempted(&mut self, deployment: &Deployment, outcome: &str, took: Duration) {
+        if outcome != "circuit_open" {
+            platform::metrics::UPSTREAM_SECONDS
+                .with_label_values(&[&deployment.provider, outcome])
+                .observe(took.as_secs_f64());
+        }
+        if outcome != "ok" && outcome != "circuit_open" {
+            self.gateway.last_error(deployment, outcome);
+        }
         self.attempts.push(attempt(deployment, outcome, took));
     }
 
@@ -128,6 +136,9 @@ impl Call {
 
     pub async fn failed(&self, error: &ApiError) {
         self.settle(0).await;
+        platform::metrics::CHAT_CALLS
+            .with_label_values(&[&self.model.name, "none", &error.code])
+            .inc();
         let payload = EventPayload::ChatCompletionFailed(ChatCompletionFailed {
             call: self.call(),
             status: error.status.as_u16(),
@@ -139,6 +150,24 @@ impl Call {
     pub async fn succeeded(&self, served: Served<'_>) {
         let usage = served.usage;
         self.settle(usage.total_tokens).await;
+        let cost_micros = self
+            .model
+            .cost_micros(usage.prompt_tokens, usage.completion_tokens);
+        let (model, provider) = (self.model.name.as_str(), served.provider);
+        platform::metrics::CHAT_CALLS
+            .with_label_values(&[model, provider, "ok"])
+            .inc();
+        for (kind, tokens) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ] {
+            platform::metrics::CHAT_TOKENS
+                .with_label_values(&[model, provider, kind])
+                .inc_by(tokens);
+        }
+        platform::metrics::CHAT_COST
+            .with_label_values(&[model, provider])
+            .inc_by(u64::try_from(cost_micros).unwrap_or(0));
         let payload = EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
             call: self.call(),
             provider: served.provider.to_string(),
@@ -146,9 +175,7 @@ impl Call {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             total_tokens: usage.total_tokens,
-            cost_micros: self
-                .model
-                .cost_micros(usage.prompt_tokens, usage.completion_tokens),
+            cost_micros,
             time_to_first_token_ms: served.time_to_first_token.map(|t| t.as_millis() as u64),
             client_disconnected: served.client_disconnected,
             usage_estimated: served.usage_estimated,
