@@ -277,6 +277,17 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
                     gateway: Some(data_plane),
                 }),
         );
+        if let (Some(signer), false) = (
+            config.audit_signing_key.clone(),
+            config.audit_checkpoint_every.is_zero(),
+        ) {
+            tasks.push(tokio::spawn(command_api::audit::checkpoint_periodically(
+                command_api::Journal::new(pool.clone()),
+                signer,
+                config.audit_checkpoint_every,
+                shutdown.clone(),
+            )));
+        }
         if !config.billing_close_every.is_zero() {
             tasks.push(tokio::spawn(
                 command_api::billing::close::close_periods_when_due(
@@ -308,6 +319,11 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
                 export_pool,
                 config.export_statement_timeout,
             ),
+            audit: read_api::AuditSources {
+                kafka: config.kafka.clone(),
+                topic: config.topic.clone(),
+                public_key: config.audit_signing_key.as_ref().map(|k| k.public()),
+            },
         }));
     }
     if roles.projectors {

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod audit;
 pub mod billing;
 pub mod limits;
 pub mod organizations;

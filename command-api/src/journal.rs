@@ -126,18 +126,26 @@ impl Journal {
                 }
             }
         }
+        lock_chains(&tx, events).await?;
         let insert = tx.prepare_cached(INSERT).await?;
         let columns = Columns::of(events);
-        let result = tx.execute(&insert, &columns.params()).await;
-        if let Err(e) = result {
-            let conflict = e
-                .as_db_error()
-                .is_some_and(|db| db.constraint() == Some("journal_stream_version_key"));
-            return Err(if conflict {
-                JournalError::VersionConflict
-            } else {
-                e.into()
-            });
+        let inserted = match tx.execute(&insert, &columns.params()).await {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                let conflict = e
+                    .as_db_error()
+                    .is_some_and(|db| db.constraint() == Some("journal_stream_version_key"));
+                return Err(if conflict {
+                    JournalError::VersionConflict
+                } else {
+                    e.into()
+                });
+            }
+        };
+        // The chain trigger skips a row whose stream version another writer committed while
+        // this one waited for the chain's head: fewer rows than events is that conflict.
+        if inserted != events.len() as u64 {
+            return Err(JournalError::VersionConflict);
         }
         block_keys(&tx, events).await?;
         tx.commit().await?;
@@ -148,11 +156,38 @@ impl Journal {
 /// One statement for a whole batch, rows numbered in the order given (the relay publishes in
 /// that order): a chat batch of 500 events is one round trip, not 500.
 const INSERT: &str =
-    "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope)
-     SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb
-     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[])
-          WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, n)
+    "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope, content_hash)
+     SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb, content_hash
+     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[], $7::bytea[])
+          WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, content_hash, n)
      ORDER BY n";
+
+/// Takes the heads of every chain the events join, in one order (the chains' names), before the
+/// rows are inserted: the trigger then finds them held, so two batches touching the same
+/// organizations cannot deadlock on them, and `global_position` is drawn after the lock, so
+/// within a chain journal order is chain order (the relay publishes in journal order).
+async fn lock_chains(
+    tx: &platform::db::Transaction<'_>,
+    events: &[EventEnvelope],
+) -> Result<(), JournalError> {
+    let mut chains: Vec<String> = events
+        .iter()
+        .map(|e| events::audit::chain_of(e.org_id))
+        .collect();
+    chains.sort();
+    chains.dedup();
+    let statement = tx
+        .prepare_cached(
+            "WITH new AS (
+                 INSERT INTO audit_chain_heads (chain, seq, hash)
+                 SELECT c, 0, decode(repeat('00', 32), 'hex') FROM unnest($1::text[]) AS c ORDER BY c
+                 ON CONFLICT (chain) DO NOTHING)
+             SELECT 1 FROM audit_chain_heads WHERE chain = ANY($1) ORDER BY chain FOR UPDATE",
+        )
+        .await?;
+    tx.query(&statement, &[&chains]).await?;
+    Ok(())
+}
 
 /// A batch of events as the columns `INSERT` takes.
 struct Columns<'a> {
@@ -162,24 +197,34 @@ struct Columns<'a> {
     types: Vec<&'a str>,
     orgs: Vec<Option<uuid::Uuid>>,
     envelopes: Vec<String>,
+    content_hashes: Vec<Vec<u8>>,
 }
 
 impl<'a> Columns<'a> {
     fn of(events: &'a [EventEnvelope]) -> Self {
+        let envelopes: Vec<String> = events
+            .iter()
+            .map(|e| String::from_utf8(e.encode()).unwrap_or_default())
+            .collect();
+        let content_hashes = envelopes
+            .iter()
+            .map(|text| {
+                let value = serde_json::from_str(text).unwrap_or_default();
+                events::audit::content_hash(&value).to_vec()
+            })
+            .collect();
         Self {
             ids: events.iter().map(|e| e.event_id).collect(),
             streams: events.iter().map(|e| e.stream_id.as_str()).collect(),
             versions: events.iter().map(|e| e.stream_version).collect(),
             types: events.iter().map(|e| e.event_type()).collect(),
             orgs: events.iter().map(|e| e.org_id).collect(),
-            envelopes: events
-                .iter()
-                .map(|e| String::from_utf8(e.encode()).unwrap_or_default())
-                .collect(),
+            envelopes,
+            content_hashes,
         }
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
         [
             &self.ids,
             &self.streams,
@@ -187,6 +232,7 @@ impl<'a> Columns<'a> {
             &self.types,
             &self.orgs,
             &self.envelopes,
+            &self.content_hashes,
         ]
     }
 }
@@ -199,14 +245,19 @@ impl Journal {
         if events.is_empty() {
             return Ok(0);
         }
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        lock_chains(&tx, events).await?;
         let columns = Columns::of(events);
-        let inserted = client
+        // The chain trigger skips rows already in the journal (it holds the head, so it sees
+        // them); ON CONFLICT stays for rows whose twin is being inserted by this same batch.
+        let inserted = tx
             .execute(
                 &format!("{INSERT} ON CONFLICT DO NOTHING"),
                 &columns.params(),
             )
             .await?;
+        tx.commit().await?;
         Ok(inserted)
     }
 }

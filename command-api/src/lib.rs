@@ -3,6 +3,7 @@
 //! relay publishes to Kafka.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth_failures;
 pub mod billing;
 pub mod catalog;
@@ -72,6 +73,7 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .merge(teams::routes::router())
         .merge(api_keys::routes::router())
         .merge(billing::routes::router())
+        .merge(audit::routes::router())
 }
 
 /// The `{id}` of a resource path.

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::*;
+use crate::audit::{AuditCheckpoint, AuditExported, ChainLink};
 use crate::billing::{
     BillingPeriodClosed, DowngradeCancelled, DowngradeScheduled, InvoiceIssued, InvoicePaid,
     SubscriptionStarted, SubscriptionUpgraded,
@@ -25,6 +26,9 @@ macro_rules! event_types {
         }
 
         impl EventPayload {
+            /// Every event type name.
+            pub const TYPES: &'static [&'static str] = &[ $( $name, )* ];
+
             /// The `noun.past_tense` name of the event type.
             pub fn event_type(&self) -> &'static str {
                 match self { $( Self::$variant(_) => $name, )* }
@@ -73,6 +77,8 @@ event_types! {
     InvoicePaid => "invoice.paid", version 1, InvoicePaid;
     BillingPeriodClosed => "billing.period_closed", version 1, BillingPeriodClosed;
     CatalogSynced => "catalog.synced", version 1, CatalogSynced;
+    AuditCheckpoint => "audit.checkpoint", version 1, AuditCheckpoint;
+    AuditExported => "audit.exported", version 1, AuditExported;
 }
 
 /// Who caused an event.
@@ -118,6 +124,10 @@ pub struct EventEnvelope {
     pub actor: Actor,
     pub correlation_id: String,
     pub causation_id: Option<Uuid>,
+    /// The event's link in its organization's audit chain, set by the journal when it is
+    /// appended (`crate::audit`); absent before that, and on events older than the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +167,7 @@ impl EventEnvelope {
             actor,
             correlation_id,
             causation_id: None,
+            chain: None,
         }
     }
 

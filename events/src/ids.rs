@@ -88,10 +88,15 @@ pub enum StreamKind {
     AuthFailure,
     /// A provider's imported model catalog; keyed by the provider's name.
     Catalog,
+    /// The signed checkpoints of one audit chain; keyed by the chain (an organization id, or
+    /// `platform`).
+    AuditChain,
+    /// One export of an audit log.
+    AuditExport,
 }
 
 impl StreamKind {
-    const ALL: [StreamKind; 10] = [
+    const ALL: [StreamKind; 12] = [
         StreamKind::Organization,
         StreamKind::User,
         StreamKind::Team,
@@ -102,6 +107,8 @@ impl StreamKind {
         StreamKind::Chat,
         StreamKind::AuthFailure,
         StreamKind::Catalog,
+        StreamKind::AuditChain,
+        StreamKind::AuditExport,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -116,6 +123,8 @@ impl StreamKind {
             StreamKind::Chat => "chat",
             StreamKind::AuthFailure => "auth_failure",
             StreamKind::Catalog => "catalog",
+            StreamKind::AuditChain => "audit",
+            StreamKind::AuditExport => "audit_export",
         }
     }
 }
@@ -173,6 +182,14 @@ impl StreamId {
 
     pub fn catalog(provider: &str) -> Self {
         Self::of(StreamKind::Catalog, provider)
+    }
+
+    pub fn audit_chain(chain: &str) -> Self {
+        Self::of(StreamKind::AuditChain, chain)
+    }
+
+    pub fn audit_export(id: Uuid) -> Self {
+        Self::of(StreamKind::AuditExport, id)
     }
 
     pub fn as_str(&self) -> &str {

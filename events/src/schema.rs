@@ -42,7 +42,17 @@ fn envelope() -> Value {
             "actor": actor,
             "correlation_id": {"type": "string", "description": "The x-request-id of the request that caused the event."},
             "causation_id": {"type": ["string", "null"], "format": "uuid"},
-            "data": {"type": "object"}
+            "data": {"type": "object"},
+            "chain": {
+                "type": "object",
+                "description": "The event's link in its organization's audit chain (events of no organization: the chain `platform`): hash = SHA-256(prev ‖ SHA-256(the envelope without `chain`, as JSON with sorted keys and no whitespace)). Set by the journal; see docs/ARCHITECTURE.md, \"Audit trail\".",
+                "required": ["seq", "prev", "hash"],
+                "properties": {
+                    "seq": {"type": "integer", "minimum": 1},
+                    "prev": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+                }
+            }
         }
     })
 }

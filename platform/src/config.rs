@@ -141,6 +141,14 @@ pub struct Config {
     #[arg(long = "billing-close-grace-ms", env = "AIHUB_BILLING_CLOSE_GRACE_MS",
           default_value = "3600000", value_parser = millis)]
     pub billing_close_grace: Duration,
+    /// The Ed25519 key that signs audit checkpoints: its 32-byte seed, 64 hex digits. Unset, no
+    /// checkpoints are written and `GET /audit/public-key` is 404.
+    #[arg(long, env = "AIHUB_AUDIT_SIGNING_KEY", hide_env_values = true, value_parser = signing_key)]
+    pub audit_signing_key: Option<events::audit::CheckpointSigner>,
+    /// How often the command API signs the head of every audit chain that moved (`0`: never).
+    #[arg(long = "audit-checkpoint-every-ms", env = "AIHUB_AUDIT_CHECKPOINT_MS",
+          default_value = "60000", value_parser = millis)]
+    pub audit_checkpoint_every: Duration,
 }
 
 /// The database's variables as set; [`Config::database`] is built from them.
@@ -672,6 +680,10 @@ fn named_tokens(value: &str) -> Result<NamedTokens, String> {
         tokens.push((name.to_string(), token));
     }
     Ok(NamedTokens(tokens))
+}
+
+fn signing_key(value: &str) -> Result<events::audit::CheckpointSigner, String> {
+    events::audit::CheckpointSigner::from_seed_hex(value)
 }
 
 fn secret(value: &str) -> Result<String, String> {

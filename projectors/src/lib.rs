@@ -2,6 +2,7 @@
 //! event to SQL statements; the runner applies a batch of events and the next offsets in one
 //! Postgres transaction, so a read model and its position never disagree.
 
+pub mod audit;
 pub mod projections;
 pub mod replay;
 pub mod runner;

@@ -1,5 +1,6 @@
 //! The query side of AI Hub: every `GET`, answered from the read models in schema `read`.
-//! Nothing here touches the journal or Kafka.
+//! Nothing here touches the journal or Kafka, but the audit chain's verification and the
+//! audit state at an instant (`routes::audit`), which must not trust a read model.
 
 pub mod routes;
 
@@ -14,6 +15,18 @@ pub struct ReadState {
     /// Usage exports stream from a pool of their own, one at a time per organization, so slow
     /// readers never hold the connections authentication and every other query need.
     pub exports: routes::usage::Exports,
+    /// What the audit routes that read the topic need.
+    pub audit: AuditSources,
+}
+
+/// Verification and past state are rebuilt from the topic (and compared with the journal), not
+/// read from a read model: the two queries of the read side that read more than read models.
+#[derive(Clone)]
+pub struct AuditSources {
+    pub kafka: events::kafka::KafkaConnection,
+    pub topic: String,
+    /// The public half of the checkpoint key, when one is configured.
+    pub public_key: Option<ed25519_dalek::VerifyingKey>,
 }
 
 /// Every query route, under `/api/v1`.
@@ -33,4 +46,6 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .merge(routes::invoices::router())
         .merge(routes::usage::router())
         .merge(routes::limits::router())
+        .merge(routes::audit::router())
+        .merge(routes::audit_exports::router())
 }

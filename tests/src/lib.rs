@@ -99,6 +99,10 @@ async fn template() -> String {
     name
 }
 
+/// The seed of the tests' audit checkpoint key (`AIHUB_AUDIT_SIGNING_KEY`).
+pub const TEST_AUDIT_SEED: &str =
+    "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
 /// A fresh database and topic for one test.
 pub struct Env {
     pub config: Config,
@@ -155,6 +159,12 @@ impl Env {
             .to_string();
         // Tests that want the scheduled invoicing job turn it on.
         config.billing_close_every = Duration::ZERO;
+        // Audit checkpoints are signed with a fixed test key; tests that want them written
+        // periodically set `audit_checkpoint_every`.
+        config.audit_signing_key = Some(
+            events::audit::CheckpointSigner::from_seed_hex(TEST_AUDIT_SEED).expect("test seed"),
+        );
+        config.audit_checkpoint_every = Duration::ZERO;
         Self { config, database }
     }
 

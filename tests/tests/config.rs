@@ -36,6 +36,8 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_AUTH_FAILURE_WINDOW_MS", "5 s"),
     ("AIHUB_AUTH_CACHE_TTL_MS", "1e4"),
     ("AIHUB_SHUTDOWN_TIMEOUT_MS", "30s"),
+    ("AIHUB_AUDIT_SIGNING_KEY", "not-a-hex-seed"),
+    ("AIHUB_AUDIT_CHECKPOINT_MS", "1min"),
     ("OPENROUTER_API_KEY", " sk-or-pasted-with-a-space"),
     ("OPENROUTER_BASE_URL", "openrouter.ai/api/v1"),
     ("GEMINI_API_KEY", "key\n"),

@@ -26,8 +26,9 @@ impl Projection for Audit {
             .unwrap_or_default();
         vec![Sql::new(
             "INSERT INTO read.audit_log (event_id, event_type, org_id, stream_id, stream_version, actor_type,
-                 actor_id, actor_ip, correlation_id, causation_id, occurred_at, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 actor_id, actor_ip, correlation_id, causation_id, occurred_at, data, chain_seq, chain_hash,
+                 envelope)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             vec![
                 Box::new(event.event_id),
                 Box::new(event.event_type().to_string()),
@@ -41,6 +42,9 @@ impl Projection for Audit {
                 Box::new(event.causation_id),
                 Box::new(*event.occurred_at),
                 Box::new(data),
+                Box::new(event.chain.as_ref().map(|c| c.seq)),
+                Box::new(event.chain.as_ref().map(|c| c.hash.clone())),
+                Box::new(serde_json::to_value(event).unwrap_or_default()),
             ],
         )]
     }

@@ -1,5 +1,7 @@
 pub mod access;
 pub mod api_keys;
+pub mod audit;
+pub mod audit_exports;
 pub mod billing;
 pub mod invoices;
 pub mod limits;

@@ -25,8 +25,8 @@ use crate::ReadState;
 /// than hold the connection), and one export at a time per organization in this process.
 #[derive(Clone)]
 pub struct Exports {
-    pool: platform::db::PgPool,
-    statement_timeout: std::time::Duration,
+    pub(crate) pool: platform::db::PgPool,
+    pub(crate) statement_timeout: std::time::Duration,
     running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
 }
 
@@ -40,7 +40,7 @@ impl Exports {
     }
 
     /// The organization's export slot, or 429 when one of its exports is still streaming.
-    fn slot(&self, org_id: Uuid) -> Result<ExportSlot, ApiError> {
+    pub(crate) fn slot(&self, org_id: Uuid) -> Result<ExportSlot, ApiError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if !running.insert(org_id) {
             return Err(ApiError::too_many_requests(
@@ -57,7 +57,7 @@ impl Exports {
 }
 
 /// Held by a streaming export; frees the organization's slot when the stream ends or is dropped.
-struct ExportSlot {
+pub(crate) struct ExportSlot {
     running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
     org_id: Uuid,
 }
@@ -85,7 +85,7 @@ struct Filter {
 }
 
 /// `2026-11-01` (midnight UTC) or an RFC 3339 time.
-fn instant(raw: &str, param: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn instant(raw: &str, param: &str) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
         return Ok(at.with_timezone(&Utc));
     }
@@ -308,7 +308,7 @@ async fn export(
     Ok(response)
 }
 
-fn csv_line(fields: &[String]) -> String {
+pub(crate) fn csv_line(fields: &[String]) -> String {
     let quoted: Vec<String> = fields
         .iter()
         .map(|f| {
