@@ -598,7 +598,8 @@ async fn auditors_export_the_log_with_chain_proofs_that_verify_offline_and_are_a
     assert!(lines.iter().any(|l| l["event_type"] == "audit.checkpoint"));
     let path = std::env::temp_dir().join(format!("audit-{id}.jsonl"));
     std::fs::write(&path, &text).expect("write");
-    assert_eq!(verify_offline(&path, &signer.public_hex()).0, true);
+    let (ok, said) = verify_offline(&path, &signer.public_hex());
+    assert!(ok, "{said}");
     let tampered = text.replacen("\"one\"", "\"uno\"", 1);
     assert_ne!(tampered, text);
     std::fs::write(&path, &tampered).expect("write");
