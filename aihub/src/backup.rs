@@ -322,8 +322,10 @@ async fn append_from_topic(
     client: &mut tokio_postgres::Client,
 ) -> anyhow::Result<u64> {
     let tx = client.transaction().await?;
-    tx.batch_execute("CREATE TEMP TABLE restore_staging (envelope jsonb NOT NULL) ON COMMIT DROP")
-        .await?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE restore_staging (envelope jsonb NOT NULL, content_hash bytea) ON COMMIT DROP",
+    )
+    .await?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<String>>(4);
     let kafka = config.kafka.clone();
     let topic = config.topic.clone();
@@ -333,9 +335,20 @@ async fn append_from_topic(
     let mut read = 0usize;
     while let Some(batch) = receiver.recv().await {
         read += batch.len();
+        // The journal's chain trigger takes each event's content hash from the writer, as
+        // `Journal::append` gives it (docs/ARCHITECTURE.md, "Audit trail").
+        let hashes: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|text| {
+                serde_json::from_str::<serde_json::Value>(text)
+                    .map(|v| events::audit::content_hash(&v).to_vec())
+                    .unwrap_or_default()
+            })
+            .collect();
         tx.execute(
-            "INSERT INTO restore_staging (envelope) SELECT e::jsonb FROM unnest($1::text[]) AS e",
-            &[&batch],
+            "INSERT INTO restore_staging (envelope, content_hash)
+             SELECT e::jsonb, h FROM unnest($1::text[], $2::bytea[]) AS u(e, h)",
+            &[&batch, &hashes],
         )
         .await?;
         println!("restore: read {read} of about {total} messages from the topic");
@@ -344,13 +357,18 @@ async fn append_from_topic(
     let rows = tx
         .query(
             "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope,
-                                  recorded_at, published_at)
+                                  recorded_at, published_at, content_hash)
              SELECT (envelope->>'event_id')::uuid, envelope->>'stream_id',
                     (envelope->>'stream_version')::bigint, envelope->>'event_type',
                     (envelope->>'org_id')::uuid, envelope,
-                    (envelope->>'occurred_at')::timestamptz, now()
-             FROM restore_staging
-             ORDER BY (envelope->>'occurred_at')::timestamptz, envelope->>'stream_id',
+                    (envelope->>'occurred_at')::timestamptz, now(), content_hash
+             FROM (SELECT DISTINCT ON (envelope->>'event_id') envelope, content_hash
+                   FROM restore_staging ORDER BY envelope->>'event_id') AS once
+             -- Each audit chain in its order, so the chain trigger links every event as it was
+             -- linked before (events older than the chain first, by time); a copy of an event
+             -- the relay published twice is appended once, not chained twice.
+             ORDER BY (envelope->'chain'->>'seq')::bigint NULLS FIRST,
+                      (envelope->>'occurred_at')::timestamptz, envelope->>'stream_id',
                       (envelope->>'stream_version')::bigint
              ON CONFLICT DO NOTHING
              RETURNING global_position, envelope::text",
