@@ -301,6 +301,7 @@ pub async fn restore(config: &Config, dir: &Path, dump_only: bool) -> anyhow::Re
     if !dump_only {
         restored.from_topic = append_from_topic(config, &mut client).await?;
     }
+    recount_usage(&client).await?;
     Ok(restored)
 }
 
@@ -308,6 +309,7 @@ pub async fn restore(config: &Config, dir: &Path, dump_only: bool) -> anyhow::Re
 pub async fn restore_from_topic(config: &Config) -> anyhow::Result<Restored> {
     let mut client = empty_database(config).await?;
     let from_topic = append_from_topic(config, &mut client).await?;
+    recount_usage(&client).await?;
     Ok(Restored {
         from_dump: 0,
         from_topic,
@@ -462,13 +464,13 @@ fn read_topic(
 }
 
 /// The tables the commands write in the journal's transaction, from the events they wrote:
-/// unique claims (organization slugs, user emails), key blocks, and the quota's used tokens.
+/// unique claims (organization slugs, user emails) and key blocks ([`recount_usage`] does the
+/// quota's used tokens).
 async fn derive_write_side(
     tx: &tokio_postgres::Transaction<'_>,
     events: &[EventEnvelope],
 ) -> anyhow::Result<()> {
     command_api::journal::block_keys(tx, events).await?;
-    let mut used: BTreeMap<(uuid::Uuid, String), i64> = BTreeMap::new();
     for event in events {
         let stream = event.stream_id.to_string();
         match &event.payload {
@@ -488,23 +490,31 @@ async fn derive_write_side(
                 let org = event.org_id.unwrap_or_default();
                 claim(tx, "user.email", &format!("{org}/{}", e.email), &stream).await?;
             }
-            EventPayload::ChatCompletionSucceeded(e) => {
-                if let Some(org) = event.org_id {
-                    let period = event.occurred_at.format("%Y-%m").to_string();
-                    *used.entry((org, period)).or_default() += e.total_tokens as i64;
-                }
-            }
             _ => {}
         }
     }
-    for ((org, period), tokens) in used {
-        tx.execute(
-            "INSERT INTO quota_usage (org_id, period, used) VALUES ($1, $2, $3)
-             ON CONFLICT (org_id, period) DO UPDATE SET used = quota_usage.used + EXCLUDED.used",
-            &[&org, &period, &tokens],
+    Ok(())
+}
+
+/// The quota's used tokens from the calls billed in the journal, per organization and month.
+/// The ledger a dump holds can lag its events (gateways write settled usage from their leases
+/// every flush interval), and the invoices are built from the events: they are what was used.
+/// A dump's figure above them is kept.
+async fn recount_usage(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    client
+        .execute(
+            "INSERT INTO quota_usage (org_id, period, used, reserved)
+             SELECT org_id,
+                    to_char((envelope->>'occurred_at')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM'),
+                    sum((envelope->'data'->>'total_tokens')::bigint), 0
+             FROM journal
+             WHERE event_type = 'chat.completion.succeeded' AND org_id IS NOT NULL
+             GROUP BY 1, 2
+             ON CONFLICT (org_id, period) DO UPDATE
+                 SET used = GREATEST(quota_usage.used, EXCLUDED.used), reserved = 0",
+            &[],
         )
         .await?;
-    }
     Ok(())
 }
 
