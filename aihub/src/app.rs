@@ -215,6 +215,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     // One limiter per process: the requests counted at authentication and the gateway's tokens
     // share its windows.
     let rate = platform::ratelimit::RateLimiter::new(pool.clone());
+    // Single sign-on records first sign-ins through the command path, in every HTTP process.
+    let mut provisioner: Option<Arc<dyn platform::sso::Provisioner>> = None;
     if roles.command_api {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         failures = Some(tx);
@@ -249,7 +251,11 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             config.consistency_timeout,
             config.clock,
         )
-        .with_payment_webhook_secret(config.payment_webhook_secret.clone());
+        .with_payment_webhook_secret(config.payment_webhook_secret.clone())
+        .with_sso_loopback_http(config.sso_allow_loopback_http);
+        provisioner = Some(Arc::new(
+            command_api::sso::provision::JournalProvisioner::new(state.clone()),
+        ));
         api = api.merge(command_api::routes(state));
         let mut gateway_config = config.gateway.clone();
         gateway_config.spool_dir =
@@ -301,6 +307,17 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         }
     }
     if roles.read_api && !roles.command_api {
+        // Without a projection listener here a first sign-in waits out the consistency timeout
+        // (then answers from the journal's state); later ones find the user in the read models.
+        let state = CommandState::new(
+            pool.clone(),
+            Consistency::new(pool.clone()),
+            config.consistency_timeout,
+            config.clock,
+        );
+        provisioner = Some(Arc::new(
+            command_api::sso::provision::JournalProvisioner::new(state),
+        ));
         // No projection listener in this process to feed the cache: a listener of its own.
         let cache = auth_cache.clone();
         tasks.push(tokio::spawn(platform::notify::listen(
@@ -391,7 +408,14 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
                 .unwrap_or_default(),
         )
         .with_cache(auth_cache)
-        .with_rate_limits(rate);
+        .with_rate_limits(rate)
+        .with_sso(Arc::new(platform::sso::Sso::new(
+            platform::sso::SsoSettings {
+                jwks_refetch: config.sso_jwks_refetch,
+                allow_loopback_http: config.sso_allow_loopback_http,
+            },
+            provisioner,
+        )));
         let router = router(api, health, authenticator, &config, scrape);
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod billing;
 pub mod limits;
 pub mod organizations;
+pub mod sso;
 pub mod teams;
 pub mod usage;
 pub mod users;

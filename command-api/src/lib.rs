@@ -14,6 +14,7 @@ pub mod journal;
 pub mod limits;
 pub mod organizations;
 pub mod relay;
+pub mod sso;
 pub mod teams;
 pub mod users;
 
@@ -35,6 +36,8 @@ pub struct CommandState {
     pub clock: platform::clock::Clock,
     /// `AIHUB_PAYMENT_WEBHOOK_SECRET`: signs payment providers' notices; none, no webhook.
     pub payment_webhook_secret: Option<std::sync::Arc<str>>,
+    /// `AIHUB_SSO_ALLOW_LOOPBACK_HTTP`: single sign-on issuers may be `http://` on loopback.
+    pub sso_allow_loopback_http: bool,
 }
 
 impl CommandState {
@@ -50,7 +53,14 @@ impl CommandState {
             consistency_timeout,
             clock,
             payment_webhook_secret: None,
+            sso_allow_loopback_http: false,
         }
+    }
+
+    /// Accepts `http://` single sign-on issuers on loopback addresses (tests).
+    pub fn with_sso_loopback_http(mut self, allow: bool) -> Self {
+        self.sso_allow_loopback_http = allow;
+        self
     }
 
     /// Accepts payment providers' notices signed with `secret`.
@@ -74,6 +84,7 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .merge(api_keys::routes::router())
         .merge(billing::routes::router())
         .merge(audit::routes::router())
+        .merge(sso::routes::router())
 }
 
 /// The `{id}` of a resource path.

@@ -13,6 +13,7 @@ use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::ids::{StreamId, Timestamp};
 use crate::limits::LimitsSet;
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
+use crate::sso::{SsoConfigured, SsoRemoved};
 
 /// Declares the event types once: the enum variant, its wire name and its schema version.
 macro_rules! event_types {
@@ -79,6 +80,8 @@ event_types! {
     CatalogSynced => "catalog.synced", version 1, CatalogSynced;
     AuditCheckpoint => "audit.checkpoint", version 1, AuditCheckpoint;
     AuditExported => "audit.exported", version 1, AuditExported;
+    SsoConfigured => "organization.sso_configured", version 1, SsoConfigured;
+    SsoRemoved => "organization.sso_removed", version 1, SsoRemoved;
 }
 
 /// Who caused an event.

@@ -93,10 +93,12 @@ pub enum StreamKind {
     AuditChain,
     /// One export of an audit log.
     AuditExport,
+    /// An organization's single sign-on configuration; keyed by the organization's id.
+    Sso,
 }
 
 impl StreamKind {
-    const ALL: [StreamKind; 12] = [
+    const ALL: [StreamKind; 13] = [
         StreamKind::Organization,
         StreamKind::User,
         StreamKind::Team,
@@ -109,6 +111,7 @@ impl StreamKind {
         StreamKind::Catalog,
         StreamKind::AuditChain,
         StreamKind::AuditExport,
+        StreamKind::Sso,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -125,6 +128,7 @@ impl StreamKind {
             StreamKind::Catalog => "catalog",
             StreamKind::AuditChain => "audit",
             StreamKind::AuditExport => "audit_export",
+            StreamKind::Sso => "sso",
         }
     }
 }
@@ -190,6 +194,10 @@ impl StreamId {
 
     pub fn audit_export(id: Uuid) -> Self {
         Self::of(StreamKind::AuditExport, id)
+    }
+
+    pub fn sso(org: OrgId) -> Self {
+        Self::of(StreamKind::Sso, org)
     }
 
     pub fn as_str(&self) -> &str {

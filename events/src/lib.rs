@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod limits;
 pub mod organization;
 pub mod schema;
+pub mod sso;
 
 pub use envelope::{Actor, ActorType, DecodeError, EventEnvelope, EventPayload};
 pub use ids::{ApiKeyId, InvoiceId, OrgId, StreamId, StreamKind, TeamId, Timestamp, UserId};

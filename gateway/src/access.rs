@@ -26,6 +26,10 @@ pub fn authorize(principal: &Principal, action: Action) -> Result<(), ApiError> 
 /// The organization's API key a chat call is made with; the platform admin is not a tenant.
 pub fn tenant(principal: &Principal) -> Result<KeyPrincipal, ApiError> {
     match principal {
+        Principal::ApiKey(key) if key.sso.is_some() => Err(ApiError::forbidden(
+            "api_key_required",
+            "Chat calls are made with an API key; a single sign-on token manages the organization. Create a key with POST /api-keys.",
+        )),
         Principal::ApiKey(key) => Ok(key.clone()),
         Principal::PlatformAdmin => Err(ApiError::forbidden(
             "api_key_required",
@@ -77,6 +81,7 @@ mod tests {
             team_permissions: Default::default(),
             plan: plan.parse().unwrap(),
             limits: platform::ratelimit::KeyLimits::of_plan(plan.parse().unwrap()),
+            sso: None,
         }
     }
 

@@ -263,6 +263,7 @@ mod tests {
                 team_permissions: Default::default(),
                 plan,
                 limits: platform::ratelimit::KeyLimits::of_plan(plan),
+                sso: None,
             })
         };
         assert_eq!(

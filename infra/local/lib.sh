@@ -231,6 +231,37 @@ if count < 100:
 PY
   rm -rf "$tmp"
   touch "$schemas/installed"
+# Dex, the OpenID Connect provider tests/tests/sso.rs logs in to for real. Built once with Go from
+# the Go module proxy into the machine's cache. Dex's go.mod names the module without /v2 while
+# its tags are v2.x, so the proxy serves a release only by its pseudo-version (the tag's commit),
+# and its replace directive keeps `go install dex@version` from building it: a throwaway module
+# requires that version and builds the command. A Go older than Dex's go.mod asks for fetches the
+# newer toolchain from the same proxy (GOTOOLCHAIN=auto).
+DEX_VERSION="v2.45.1"
+DEX_MODULE_VERSION="v0.0.0-20260303133905-11d2eeb52b42"
+
+ensure_dex() {
+  local dir="${AIHUB_CACHE:-$HOME/.cache/aihub}/dex-$DEX_VERSION"
+  export DEX="$dir/dex"
+  [ -x "$DEX" ] && return
+  export PATH="$PATH:/usr/local/go/bin"
+  if ! command -v go >/dev/null 2>&1; then
+    say "installing Go (apt-get), which builds Dex"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+  fi
+  say "building Dex $DEX_VERSION into $dir (go, from the Go module proxy)"
+  local build
+  build="$(mktemp -d)"
+  (
+    cd "$build"
+    go mod init aihub-dex-build >/dev/null 2>&1
+    go get "github.com/dexidp/dex/cmd/dex@$DEX_MODULE_VERSION"
+    go build -o "$build/dex" github.com/dexidp/dex/cmd/dex
+  )
+  mkdir -p "$dir"
+  mv "$build/dex" "$DEX"
+  rm -rf "$build"
 }
 
 # The build links the system OpenSSL into librdkafka (Kafka over TLS, with SASL): its headers,

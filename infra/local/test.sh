@@ -34,6 +34,8 @@ ensure_python_openai
 # The docs test renders /docs in headless Chromium; the README test runs its curl | jq session.
 ensure_chromium
 ensure_jq
+# The single sign-on test logs in to a real OpenID Connect provider, Dex (sets DEX).
+ensure_dex
 # The contract test fuzzes every operation of /openapi.json with schemathesis (sets SCHEMATHESIS).
 ensure_schemathesis
 ensure_deploy_tools

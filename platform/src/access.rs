@@ -97,6 +97,8 @@ named! {
         MonitoringWrite = "monitoring:write", "Create metrics, alert rules and health checks; acknowledge alerts";
         AuditRead = "audit:read", "Read and export audit logs";
         ComplianceWrite = "compliance:write", "Generate compliance reports";
+        SsoRead = "sso:read", "Read the organization's single sign-on configuration";
+        SsoWrite = "sso:write", "Configure or remove single sign-on (Enterprise)";
     }
 }
 
@@ -160,6 +162,8 @@ impl Role {
                 P::MonitoringWrite,
                 P::AuditRead,
                 P::ComplianceWrite,
+                P::SsoRead,
+                P::SsoWrite,
             ],
             Role::Developer => &[
                 P::OrganizationsRead,
@@ -192,6 +196,7 @@ impl Role {
                 P::MonitoringRead,
                 P::AuditRead,
                 P::ComplianceWrite,
+                P::SsoRead,
             ],
             Role::Viewer => &[
                 P::OrganizationsRead,

@@ -44,6 +44,9 @@ pub struct KeyPrincipal {
     pub plan: PlanId,
     /// The rate limits its calls are held to.
     pub limits: crate::ratelimit::KeyLimits,
+    /// Set when a person signed in with single sign-on rather than an API key: `key_id` and
+    /// `owner_user_id` are then the person's user id, and events name the user as actor.
+    pub sso: Option<crate::sso::SsoUser>,
 }
 
 impl KeyPrincipal {
@@ -66,6 +69,13 @@ impl Principal {
             Principal::PlatformAdmin => Actor {
                 kind: ActorType::PlatformAdmin,
                 id: "platform-admin".into(),
+                ip,
+            },
+            Principal::ApiKey(KeyPrincipal {
+                sso: Some(user), ..
+            }) => Actor {
+                kind: ActorType::User,
+                id: user.user_id.to_string(),
                 ip,
             },
             Principal::ApiKey(key) => Actor {
@@ -205,6 +215,8 @@ pub struct Authenticator {
     /// 64 random bits, so a key created meanwhile under a remembered id is not a real case; the
     /// minute bounds even that.
     unknown: moka::sync::Cache<String, ()>,
+    /// Verifies identity-provider tokens (single sign-on), when the process offers it.
+    sso: Option<Arc<crate::sso::Sso>>,
 }
 
 fn digests(named: &[(String, String)]) -> Arc<[(Arc<str>, [u8; 32])]> {
@@ -260,7 +272,14 @@ impl Authenticator {
                 .max_capacity(UNKNOWN_IDS)
                 .time_to_live(std::time::Duration::from_secs(60))
                 .build(),
+            sso: None,
         }
+    }
+
+    /// Accepts identity-provider tokens of the organizations that configured single sign-on.
+    pub fn with_sso(mut self, sso: Arc<crate::sso::Sso>) -> Self {
+        self.sso = Some(sso);
+        self
     }
 
     /// Adds named platform-admin tokens (`AIHUB_ADMIN_TOKENS`): events then name who acted,
@@ -325,6 +344,17 @@ impl Authenticator {
         authorization: Option<&str>,
         ip: Option<String>,
     ) -> Result<(Principal, Option<Arc<str>>), ApiError> {
+        self.authenticate_request(authorization, ip, None).await
+    }
+
+    /// [`Self::authenticate_named`] for one request: its id becomes the correlation id of the
+    /// events a first single sign-on records.
+    pub async fn authenticate_request(
+        &self,
+        authorization: Option<&str>,
+        ip: Option<String>,
+        request_id: Option<String>,
+    ) -> Result<(Principal, Option<Arc<str>>), ApiError> {
         let Some(header) = authorization else {
             return Err(self.refuse(
                 "missing",
@@ -349,6 +379,23 @@ impl Authenticator {
         let token = token.trim();
         if let Some(name) = self.admin_named(token) {
             return Ok((Principal::PlatformAdmin, Some(name)));
+        }
+        if let (Some(sso), Some(pool)) = (&self.sso, &self.pool) {
+            if crate::sso::looks_like_jwt(token) {
+                let request_id = request_id.unwrap_or_else(|| Uuid::now_v7().to_string());
+                return match sso
+                    .authenticate(pool, token, self.clock.now(), ip.clone(), request_id)
+                    .await
+                {
+                    Ok(key) => Ok((Principal::ApiKey(key), None)),
+                    Err(crate::sso::Refusal::Unauthorized {
+                        reason,
+                        org_id,
+                        message,
+                    }) => Err(self.refuse(reason, None, org_id, ip, &message)),
+                    Err(crate::sso::Refusal::Other(e)) => Err(e),
+                };
+            }
         }
         let Some((public_id, secret)) = parse_key(token) else {
             return Err(self.refuse("unknown", None, None, ip, "Incorrect API key provided."));
@@ -554,20 +601,13 @@ impl KeyRecord {
         if self.expires_at.is_some_and(|at| at <= now) {
             return Err(("expired", "This API key has expired."));
         }
-        let plan = match self.pending_effective_at {
-            Some(at) if at <= plan_now => self.pending_plan.clone(),
-            _ => self.plan.clone(),
-        };
-        // An organization without a subscription row yet is on the default plan. A stored name
-        // that is no plan is a bug in the write side; it is logged and served as the default.
-        let plan = match plan.as_deref().map(str::parse::<PlanId>) {
-            None => crate::plans::DEFAULT_PLAN,
-            Some(Ok(plan)) => plan,
-            Some(Err(e)) => {
-                tracing::error!(org_id = %self.org_id, error = %e, "subscription names an unknown plan");
-                crate::plans::DEFAULT_PLAN
-            }
-        };
+        let plan = plan_at(
+            self.org_id,
+            self.plan.as_deref(),
+            self.pending_plan.as_deref(),
+            self.pending_effective_at,
+            plan_now,
+        );
         let org_limits = self.org_limits.over(Limits::of_plan(plan.plan()));
         Ok(KeyPrincipal {
             plan,
@@ -578,12 +618,13 @@ impl KeyRecord {
             team_id: self.team_id,
             permissions: self.permissions.clone(),
             team_permissions: self.team_permissions.clone(),
+            sso: None,
         })
     }
 }
 
 /// The overrides of one subject in the key's row: `<prefix>_rpm`, `_tpm` and `_streams`.
-fn overrides(row: &tokio_postgres::Row, prefix: &str) -> Overrides {
+pub(crate) fn overrides(row: &tokio_postgres::Row, prefix: &str) -> Overrides {
     let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
     Overrides {
         requests_per_minute: positive(row.get(format!("{prefix}_rpm").as_str())),
@@ -591,6 +632,31 @@ fn overrides(row: &tokio_postgres::Row, prefix: &str) -> Overrides {
         concurrent_streams: row
             .get::<_, Option<i32>>(format!("{prefix}_streams").as_str())
             .and_then(|v| u32::try_from(v).ok()),
+    }
+}
+
+/// The plan in force at `now` from a subscription's row: a scheduled downgrade counts from its
+/// date.
+pub(crate) fn plan_at(
+    org_id: Uuid,
+    plan: Option<&str>,
+    pending_plan: Option<&str>,
+    pending_effective_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> PlanId {
+    let plan = match pending_effective_at {
+        Some(at) if at <= now => pending_plan,
+        _ => plan,
+    };
+    // An organization without a subscription row yet is on the default plan. A stored name
+    // that is no plan is a bug in the write side; it is logged and served as the default.
+    match plan.map(str::parse::<PlanId>) {
+        None => crate::plans::DEFAULT_PLAN,
+        Some(Ok(plan)) => plan,
+        Some(Err(e)) => {
+            tracing::error!(org_id = %org_id, error = %e, "subscription names an unknown plan");
+            crate::plans::DEFAULT_PLAN
+        }
     }
 }
 
@@ -739,13 +805,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip().to_string());
-        let (principal, admin) = authenticator.authenticate_named(header, ip).await?;
+        let request_id = parts
+            .extensions
+            .get::<crate::http::RequestId>()
+            .map(|id| id.0.clone());
+        let (principal, admin) = authenticator
+            .authenticate_request(header, ip, request_id)
+            .await?;
         match &principal {
             Principal::PlatformAdmin => {
                 let name = admin.clone().unwrap_or_else(|| "admin".into());
                 crate::http::record_caller(None, &format!("platform-admin:{name}"));
                 parts.extensions.insert(AdminName(name));
             }
+            Principal::ApiKey(KeyPrincipal {
+                org_id,
+                sso: Some(user),
+                ..
+            }) => crate::http::record_caller(Some(*org_id), &format!("user:{}", user.user_id)),
             Principal::ApiKey(key) => {
                 crate::http::record_caller(Some(key.org_id), &format!("api_key:{}", key.key_id));
                 authenticator
@@ -843,6 +920,7 @@ mod tests {
             team_permissions: Default::default(),
             plan: PlanId::Free,
             limits: KeyLimits::of_plan(PlanId::Free),
+            sso: None,
         });
         assert_eq!(key.org_scope(None).ok(), Some(org));
         assert_eq!(
@@ -1025,6 +1103,7 @@ mod tests {
             .into(),
             plan: PlanId::Pro,
             limits: KeyLimits::of_plan(PlanId::Pro),
+            sso: None,
         });
         assert!(!key.has(Permission::RolesAssign), "not organization-wide");
         assert!(!key.has(Permission::MembersWrite));

@@ -116,6 +116,17 @@ pub struct Config {
     #[arg(long = "auth-cache-ttl-ms", env = "AIHUB_AUTH_CACHE_TTL_MS", default_value = "10000",
           value_parser = millis)]
     pub auth_cache_ttl: Duration,
+    /// Single sign-on: the shortest time between two fetches of one identity provider's keys,
+    /// so tokens naming unknown key ids cannot make AI Hub hammer the provider. A token signed
+    /// by a rotated-in key is accepted once this has passed since the last fetch.
+    #[arg(long = "sso-jwks-refetch-ms", env = "AIHUB_SSO_JWKS_REFETCH_MS", default_value = "30000",
+          value_parser = positive_millis)]
+    pub sso_jwks_refetch: Duration,
+    /// Single sign-on issuers may be plain `http://` on a loopback address (tests, or a
+    /// provider on the same host); otherwise only https.
+    #[arg(long, env = "AIHUB_SSO_ALLOW_LOOPBACK_HTTP", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub sso_allow_loopback_http: bool,
     /// How long SIGTERM waits for the process to drain: in-flight calls finish (the last of them
     /// are ended and billed when the bound nears), chat events and quota leases are flushed,
     /// projectors commit.

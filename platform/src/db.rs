@@ -63,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../schemas/sql/0014_audit_chain.sql"),
     ),
     (
+        "0016_read_sso",
+        include_str!("../../schemas/sql/0016_read_sso.sql"),
+    ),
+    (
         "0017_rate_limits",
         include_str!("../../schemas/sql/0017_rate_limits.sql"),
     ),

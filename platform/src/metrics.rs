@@ -41,6 +41,19 @@ pub static READINESS_PROBES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static SSO_KEY_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_sso_key_fetches_total",
+                "Fetches of identity providers' key sets (discovery, then JWKS) by result",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
 pub static AUTH_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(

@@ -48,4 +48,5 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .merge(routes::limits::router())
         .merge(routes::audit::router())
         .merge(routes::audit_exports::router())
+        .merge(routes::sso::router())
 }

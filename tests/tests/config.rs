@@ -35,6 +35,8 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_EXPORT_STATEMENT_TIMEOUT_MS", "5min"),
     ("AIHUB_AUTH_FAILURE_WINDOW_MS", "5 s"),
     ("AIHUB_AUTH_CACHE_TTL_MS", "1e4"),
+    ("AIHUB_SSO_JWKS_REFETCH_MS", "0"),
+    ("AIHUB_SSO_ALLOW_LOOPBACK_HTTP", "sometimes"),
     ("AIHUB_SHUTDOWN_TIMEOUT_MS", "30s"),
     ("AIHUB_AUDIT_SIGNING_KEY", "not-a-hex-seed"),
     ("AIHUB_AUDIT_CHECKPOINT_MS", "1min"),

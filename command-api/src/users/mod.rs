@@ -24,7 +24,18 @@ pub fn create_in(
     email: &EmailAddress,
     name: Option<String>,
 ) -> Result<Uuid, ApiError> {
-    let id = Uuid::now_v7();
+    create_with_id(batch, Uuid::now_v7(), org_id, email, name)
+}
+
+/// [`create_in`] with the id chosen by the caller (single sign-on names the new user as the
+/// actor of its own creation).
+pub fn create_with_id(
+    batch: &mut Batch<'_>,
+    id: Uuid,
+    org_id: Uuid,
+    email: &EmailAddress,
+    name: Option<String>,
+) -> Result<Uuid, ApiError> {
     let stream = aggregate::stream_id(id);
     let payloads = aggregate::User::default()
         .decide(aggregate::Command::Create {

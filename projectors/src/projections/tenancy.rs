@@ -24,6 +24,7 @@ impl Projection for Tenancy {
             "read.subscription_charges",
             "read.invoices",
             "read.rate_limits",
+            "read.sso_configs",
         ]
     }
 
@@ -89,6 +90,31 @@ impl Tenancy {
                     Box::new(version),
                     Box::new(at),
                 ],
+            )],
+            EventPayload::SsoConfigured(e) => vec![Sql::new(
+                "INSERT INTO read.sso_configs (org_id, issuer, client_id, allowed_domains, groups_claim,
+                     role_mappings, default_role, version, updated_at, removed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false)
+                 ON CONFLICT (org_id) DO UPDATE SET issuer = $2, client_id = $3, allowed_domains = $4,
+                     groups_claim = $5, role_mappings = $6, default_role = $7, version = $8,
+                     updated_at = $9, removed = false
+                 WHERE read.sso_configs.version < $8",
+                vec![
+                    Box::new(org_id),
+                    Box::new(e.issuer.clone()),
+                    Box::new(e.client_id.clone()),
+                    Box::new(e.allowed_domains.clone()),
+                    Box::new(e.groups_claim.clone()),
+                    Box::new(serde_json::to_value(&e.role_mappings).unwrap_or_default()),
+                    Box::new(e.default_role.clone()),
+                    Box::new(version),
+                    Box::new(at),
+                ],
+            )],
+            EventPayload::SsoRemoved(_) => vec![Sql::new(
+                "UPDATE read.sso_configs SET removed = true, version = $2, updated_at = $3
+                 WHERE org_id = $1 AND version < $2",
+                vec![Box::new(org_id), Box::new(version), Box::new(at)],
             )],
             EventPayload::OrganizationDeleted(_) => vec![Sql::new(
                 "UPDATE read.organizations SET deleted_at = $2, updated_at = $2, version = $3

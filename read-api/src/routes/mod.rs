@@ -7,6 +7,7 @@ pub mod invoices;
 pub mod limits;
 pub mod organizations;
 pub mod scope;
+pub mod sso;
 pub mod teams;
 pub mod usage;
 pub mod users;
