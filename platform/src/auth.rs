@@ -46,7 +46,7 @@ pub struct KeyPrincipal {
     pub limits: crate::ratelimit::KeyLimits,
     /// Set when a person signed in with single sign-on rather than an API key: `key_id` and
     /// `owner_user_id` are then the person's user id, and events name the user as actor.
-    pub sso: Option<crate::sso::SsoUser>,
+    pub sso: Option<Box<crate::sso::SsoUser>>,
 }
 
 impl KeyPrincipal {

@@ -381,10 +381,10 @@ impl Sso {
                     .over(crate::ratelimit::Limits::of_plan(plan.plan())),
                 crate::ratelimit::Overrides::default(),
             ),
-            sso: Some(SsoUser {
+            sso: Some(Box::new(SsoUser {
                 user_id,
                 email: identity.email,
-            }),
+            })),
         })
     }
 

@@ -76,10 +76,10 @@ impl JournalProvisioner {
                 team_permissions: BTreeSet::new(),
                 plan: request.plan,
                 limits: platform::ratelimit::KeyLimits::of_plan(request.plan),
-                sso: Some(SsoUser {
+                sso: Some(Box::new(SsoUser {
                     user_id,
                     email: email.as_str().to_string(),
-                }),
+                })),
             }),
             actor: Actor {
                 kind: ActorType::User,
