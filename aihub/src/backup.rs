@@ -464,7 +464,7 @@ fn read_topic(
 }
 
 /// The tables the commands write in the journal's transaction, from the events they wrote:
-/// unique claims (organization slugs, user emails) and key blocks ([`recount_usage`] does the
+/// unique claims (organization slugs, user emails, single sign-on clients) and key blocks ([`recount_usage`] does the
 /// quota's used tokens).
 async fn derive_write_side(
     tx: &tokio_postgres::Transaction<'_>,
@@ -489,6 +489,15 @@ async fn derive_write_side(
             EventPayload::UserCreated(e) => {
                 let org = event.org_id.unwrap_or_default();
                 claim(tx, "user.email", &format!("{org}/{}", e.email), &stream).await?;
+            }
+            EventPayload::SsoConfigured(e) => {
+                use command_api::sso::{client_claim, CLIENT_SCOPE};
+                release(tx, CLIENT_SCOPE, &stream).await?;
+                let value = client_claim(&e.issuer, &e.client_id);
+                claim(tx, CLIENT_SCOPE, &value, &stream).await?;
+            }
+            EventPayload::SsoRemoved(_) => {
+                release(tx, command_api::sso::CLIENT_SCOPE, &stream).await?;
             }
             _ => {}
         }
