@@ -231,6 +231,8 @@ if count < 100:
 PY
   rm -rf "$tmp"
   touch "$schemas/installed"
+}
+
 # Dex, the OpenID Connect provider tests/tests/sso.rs logs in to for real. Built once with Go from
 # the Go module proxy into the machine's cache. Dex's go.mod names the module without /v2 while
 # its tags are v2.x, so the proxy serves a release only by its pseudo-version (the tag's commit),
