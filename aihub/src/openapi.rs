@@ -27,7 +27,7 @@ pub const BASE: &str = "/api/v1";
         (name = "organizations"), (name = "users"), (name = "teams"), (name = "access", description = "Permissions and roles"),
         (name = "api_keys", description = "API keys"), (name = "billing", description = "Plans, subscriptions and invoices"),
         (name = "usage", description = "Tokens and cost"),
-        (name = "audit", description = "The audit trail: every event, its tamper-evident chain, exports and past state"), (name = "operations", description = "Probes, metrics and this document"),
+        (name = "monitoring", description = "Metrics, their time series, and health"), (name = "audit", description = "The audit trail: every event, its tamper-evident chain, exports and past state"), (name = "operations", description = "Probes, metrics and this document"),
     )
 )]
 struct Root;

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod billing;
 pub mod limits;
+pub mod monitoring;
 pub mod organizations;
 pub mod sso;
 pub mod teams;

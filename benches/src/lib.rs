@@ -198,3 +198,49 @@ pub fn usage_event(org: uuid::Uuid, i: usize) -> events::EventEnvelope {
         format!("bench-{i}"),
     )
 }
+
+/// Writes the events straight to the test's topic, as the relay would (same settings, key and
+/// headers), and waits until the broker has them all.
+pub async fn preload(env: &e2e::Env, events: impl Iterator<Item = events::EventEnvelope>) {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{FutureProducer, Producer};
+    use rdkafka::util::Timeout;
+    let producer: FutureProducer = events::kafka::producer_config(&env.config.kafka)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    for event in events {
+        let payload = event.encode();
+        let key = event.partition_key();
+        loop {
+            let record = rdkafka::producer::FutureRecord::to(&env.config.topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(events::kafka::cloudevents_headers(&event))
+                .timestamp(event.occurred_at.timestamp_millis());
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => panic!("producing: {e}"),
+            }
+        }
+        if deliveries.len() >= 100_000 {
+            for delivery in futures::future::join_all(deliveries.drain(..)).await {
+                delivery.expect("delivered").expect("acknowledged");
+            }
+        }
+    }
+    for delivery in futures::future::join_all(deliveries).await {
+        delivery.expect("delivered").expect("acknowledged");
+    }
+    producer
+        .flush(Timeout::After(Duration::from_secs(60)))
+        .expect("flush");
+}

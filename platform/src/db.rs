@@ -59,6 +59,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../schemas/sql/0011_key_blocks.sql"),
     ),
     (
+        "0012_read_metrics",
+        include_str!("../../schemas/sql/0012_read_metrics.sql"),
+    ),
+    (
         "0014_audit_chain",
         include_str!("../../schemas/sql/0014_audit_chain.sql"),
     ),

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod pagination;
 pub mod plans;
 pub mod ratelimit;
+pub mod sketch;
 pub mod sso;
 
 pub use auth::Principal;

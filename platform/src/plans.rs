@@ -178,6 +178,7 @@ pub const PLANS: &[Plan] = &[
         features: &[
             "api_key_management",
             "team_collaboration",
+            "basic_monitoring",
             "advanced_monitoring",
             "alerts",
             "priority_support",
@@ -196,6 +197,7 @@ pub const PLANS: &[Plan] = &[
         features: &[
             "api_key_management",
             "team_collaboration",
+            "basic_monitoring",
             "advanced_monitoring",
             "alerts",
             "enterprise_security",

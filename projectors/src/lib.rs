@@ -43,6 +43,22 @@ pub trait Projection: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str];
     /// The statements that apply one event; none for event types it does not care about.
     fn statements(&self, event: &EventEnvelope) -> Vec<Sql>;
+    /// A projection that folds a whole batch in memory before it writes (the metrics' buckets:
+    /// a thousand calls of one minute are one row, not a thousand updates of it) says so here.
+    fn fold(&self) -> Option<&dyn Fold> {
+        None
+    }
+}
+
+/// Applies a batch at once, in the runner's transaction, after the batch's per-event
+/// statements. The runner still owns de-duplication and offsets: `events` are exactly the
+/// batch's events never applied before, in partition order.
+pub trait Fold: Send + Sync {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a platform::db::Transaction<'a>,
+        events: &'a [&'a EventEnvelope],
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// Every projection of the platform.
@@ -52,6 +68,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::audit::Audit),
         Arc::new(projections::usage::Usage),
         Arc::new(projections::catalog::Catalog),
+        Arc::new(projections::metrics::Metrics),
     ]
 }
 

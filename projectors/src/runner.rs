@@ -357,6 +357,7 @@ impl Worker<'_> {
             .map(|row| row.get(0))
             .collect();
         let mut applied = Vec::with_capacity(first_time.len());
+        let mut new_events = Vec::with_capacity(first_time.len());
         let mut statements = Vec::new();
         for event in events {
             // `remove`: an id twice in one batch is applied once.
@@ -370,6 +371,7 @@ impl Worker<'_> {
                 statements.push((event, tx.prepare_cached(sql.text).await?, sql));
             }
             applied.push(event.event_id);
+            new_events.push(event);
         }
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
             .iter()
@@ -394,6 +396,11 @@ impl Worker<'_> {
             .collect();
         send_in_order(&mut pending)?;
         futures::future::try_join_all(pending).await?;
+        if let Some(fold) = self.projection.fold() {
+            fold.apply(tx, &new_events)
+                .await
+                .with_context(|| format!("{name} folding {} events", new_events.len()))?;
+        }
         Ok(applied)
     }
 

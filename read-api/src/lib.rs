@@ -2,6 +2,7 @@
 //! Nothing here touches the journal or Kafka, but the audit chain's verification and the
 //! audit state at an instant (`routes::audit`), which must not trust a read model.
 
+pub mod monitoring;
 pub mod routes;
 
 use axum::Router;
@@ -49,4 +50,5 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .merge(routes::audit::router())
         .merge(routes::audit_exports::router())
         .merge(routes::sso::router())
+        .merge(routes::monitoring::router())
 }

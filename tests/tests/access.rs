@@ -224,6 +224,18 @@ fn endpoints(f: &Fixture) -> Vec<(Method, String, Option<Value>, Option<&'static
             None,
             Some("models:read"),
         ),
+        (
+            Method::GET,
+            "/api/v1/monitoring/metrics".into(),
+            None,
+            Some("monitoring:read"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/monitoring/metrics/chat.error_rate/data?step=1h&group_by=model,user".into(),
+            None,
+            Some("monitoring:read"),
+        ),
         // No model of that name: 404 for those allowed to call, 403 before that for the others.
         (
             Method::POST,

@@ -12,9 +12,6 @@ use std::time::{Duration, Instant};
 use aihub::Roles;
 use benches::{load_average, machine, usage_event};
 use e2e::Env;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::util::Timeout;
 use uuid::Uuid;
 
 #[tokio::main]
@@ -37,7 +34,12 @@ async fn main() {
         .expect("topic");
 
     let started = Instant::now();
-    preload(&env, total).await;
+    let orgs: Vec<Uuid> = (0..1000).map(|_| Uuid::now_v7()).collect();
+    benches::preload(
+        &env,
+        (0..total).map(|i| usage_event(orgs[i % orgs.len()], i)),
+    )
+    .await;
     let produced = started.elapsed();
     println!(
         "preloaded {total} events on {partitions} partitions in {:.1}s ({:.0} events/s produced)",
@@ -126,48 +128,4 @@ async fn main() {
         replay.as_secs_f64()
     );
     println!("load average after: {}", load_average());
-}
-
-/// Writes the events straight to the topic, as the relay would (same settings, key and headers).
-async fn preload(env: &Env, total: usize) {
-    let producer: FutureProducer = events::kafka::producer_config(&env.config.kafka)
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "500000")
-        .create()
-        .expect("producer");
-    let orgs: Vec<Uuid> = (0..1000).map(|_| Uuid::now_v7()).collect();
-    let mut deliveries = Vec::new();
-    for i in 0..total {
-        let event = usage_event(orgs[i % orgs.len()], i);
-        let payload = event.encode();
-        let key = event.partition_key();
-        loop {
-            let record = rdkafka::producer::FutureRecord::to(&env.config.topic)
-                .key(&key)
-                .payload(&payload)
-                .headers(events::kafka::cloudevents_headers(&event))
-                .timestamp(event.occurred_at.timestamp_millis());
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => panic!("producing: {e}"),
-            }
-        }
-        if deliveries.len() >= 100_000 {
-            for delivery in futures::future::join_all(deliveries.drain(..)).await {
-                delivery.expect("delivered").expect("acknowledged");
-            }
-        }
-    }
-    for delivery in futures::future::join_all(deliveries).await {
-        delivery.expect("delivered").expect("acknowledged");
-    }
-    producer
-        .flush(Timeout::After(Duration::from_secs(60)))
-        .expect("flush");
 }

@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod catalog;
 pub mod invoices;
+pub mod metrics;
 pub mod tenancy;
 pub mod usage;

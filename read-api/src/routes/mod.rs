@@ -5,6 +5,7 @@ pub mod audit_exports;
 pub mod billing;
 pub mod invoices;
 pub mod limits;
+pub mod monitoring;
 pub mod organizations;
 pub mod scope;
 pub mod sso;

@@ -1,0 +1,206 @@
+//! Figures for monitoring (issue 11):
+//!
+//! 1. **Projection throughput**: a topic preloaded with chat events of 100 organizations (5 keys,
+//!    3 models, 2 providers each; latencies and times to first token spread from 20 ms to 6 s;
+//!    one in twenty failed; times spread over the last 6 hours) is applied from the beginning by
+//!    the `metrics` projection alone, timed until its stored offsets reach the end.
+//! 2. **Series query**: one organization with 30 days of one-minute buckets (a row a minute for
+//!    each of its 3 models, each latency sketch holding 40 values) in `read.chat_metrics`, and
+//!    `GET /monitoring/metrics/{id}/data` over those 30 days at step 1m asked 200 times for a
+//!    counter and for a percentile, through HTTP to a running read API; p50, p99 and max.
+//!
+//! Run: `cargo build --release -p benches --bin metrics && target/release/metrics [events]`
+//! (default 200,000) with Postgres and the broker up (`KAFKA_BROKERS`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use benches::{load_average, machine, percentiles};
+use e2e::{Env, Tenant};
+use events::chat::{Attempt, ChatCall, ChatCompletionFailed, ChatCompletionSucceeded};
+use events::{Actor, EventEnvelope, EventPayload, Timestamp};
+use platform::sketch::Sketch;
+use uuid::Uuid;
+
+/// A cheap deterministic spread of `i` over `0..n`.
+fn spread(i: usize, salt: usize, n: usize) -> usize {
+    (i.wrapping_mul(2_654_435_761)
+        .wrapping_add(salt.wrapping_mul(40_503))
+        >> 7)
+        % n
+}
+
+fn chat_event(
+    orgs: &[(Uuid, Vec<Uuid>)],
+    i: usize,
+    total: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> EventEnvelope {
+    let (org, keys) = &orgs[i % orgs.len()];
+    let key = keys[spread(i, 1, keys.len())];
+    let model = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet"][spread(i, 2, 3)];
+    let provider = ["openrouter", "gemini"][spread(i, 3, 2)];
+    let latency_ms = 20 + spread(i, 4, 6_000) as u64;
+    let call = ChatCall {
+        request_id: format!("bench-{i}"),
+        api_key_id: Some(key),
+        team_id: None,
+        user_id: Some(key),
+        model: model.into(),
+        streamed: i.is_multiple_of(2),
+        attempts: vec![Attempt {
+            provider: provider.into(),
+            upstream_model: "bench/model".into(),
+            outcome: "ok".into(),
+            latency_ms,
+        }],
+        latency_ms,
+    };
+    let payload = if i.is_multiple_of(20) {
+        EventPayload::ChatCompletionFailed(ChatCompletionFailed {
+            call,
+            status: 502,
+            error_code: "upstream_error".into(),
+        })
+    } else {
+        EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
+            call,
+            provider: provider.into(),
+            upstream_model: "bench/model".into(),
+            prompt_tokens: 30,
+            completion_tokens: 70,
+            total_tokens: 100,
+            cost_micros: 450,
+            time_to_first_token_ms: Some(latency_ms / 3),
+            client_disconnected: false,
+            usage_estimated: false,
+        })
+    };
+    let mut event = EventEnvelope::new(
+        payload,
+        Some(*org),
+        events::StreamId::chat(Uuid::now_v7()),
+        1,
+        Actor::system(),
+        format!("bench-{i}"),
+    );
+    // Six hours of calls, in order.
+    let six_hours = 6 * 3_600_000_i64;
+    let into = i as i64 * six_hours / total.max(1) as i64;
+    event.occurred_at = Timestamp(now - chrono::Duration::milliseconds(six_hours - into));
+    event
+}
+
+#[tokio::main]
+async fn main() {
+    let total: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    println!("machine: {}", machine());
+    println!("load average before: {}", load_average());
+
+    let mut env = Env::new().await;
+    env.config.topic = format!("aihub.bench.{}", Uuid::now_v7().simple());
+    env.config.topic_partitions = 12;
+    events::kafka::ensure_topic(&env.config.kafka, &env.config.topic, 12, 1)
+        .await
+        .expect("topic");
+    let orgs: Vec<(Uuid, Vec<Uuid>)> = (0..100)
+        .map(|_| (Uuid::now_v7(), (0..5).map(|_| Uuid::now_v7()).collect()))
+        .collect();
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+    benches::preload(&env, (0..total).map(|i| chat_event(&orgs, i, total, now))).await;
+    println!(
+        "preloaded {total} chat events on 12 partitions in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The metrics projection alone, as `aihub projectors` runs it.
+    let pool = env.config.database.pool(8).expect("pool");
+    let config = projectors::ProjectorConfig {
+        kafka: env.config.kafka.clone(),
+        topic: env.config.topic.clone(),
+        group_prefix: env.config.consumer_group_prefix.clone(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let runner = tokio::spawn(projectors::runner::run(
+        Arc::new(projectors::projections::metrics::Metrics),
+        pool.clone(),
+        config,
+        Arc::new(projectors::ProjectorStatus::default()),
+        stop.clone(),
+    ));
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let done = env
+            .count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets WHERE projection = 'metrics'")
+            .await;
+        if done as usize >= total {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    stop.cancel();
+    let _ = runner.await;
+    println!(
+        "metrics projection: {total} chat events in {:.1}s = {:.0} events/s; {} rows in read.chat_metrics",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64(),
+        env.count("SELECT count(*) FROM read.chat_metrics").await
+    );
+
+    // A month of minutes for one organization, then its series through HTTP.
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create_on(&admin, "bench", "pro").await;
+    let org: Uuid = tenant.org_id.parse().expect("org id");
+    let mut sketch = Sketch::new();
+    for v in 0..40 {
+        sketch.add(f64::from(200 + v * 37));
+    }
+    let bytes = sketch.encode();
+    let db = env.db().await;
+    let inserted = db
+        .execute(
+            "INSERT INTO read.chat_metrics (org_id, step, bucket, model, provider, api_key_id, team_id, user_id,
+                requests, errors, prompt_tokens, completion_tokens, total_tokens, cost_micros, quota_refusals,
+                failovers, latency_ms, ttft_ms)
+             SELECT $1, 60, b, m, 'openrouter', NULL, NULL, NULL, 40, 1, 1200, 2800, 4000, 18000, 0, 0, $2, $2
+             FROM generate_series(date_trunc('minute', now()) - interval '30 days', date_trunc('minute', now()), interval '1 minute') AS b,
+                  unnest(ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-3-5-sonnet']) AS m",
+            &[&org, &bytes],
+        )
+        .await
+        .expect("month of minutes");
+    db.batch_execute("ANALYZE read.chat_metrics")
+        .await
+        .expect("analyze");
+    println!("one organization: {inserted} one-minute rows over 30 days (3 models)");
+    let from = (chrono::Utc::now() - chrono::Duration::days(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for metric in ["chat.requests", "chat.latency_ms.p99"] {
+        let path = format!("/api/v1/monitoring/metrics/{metric}/data?step=1m&from={from}&to={to}");
+        let first = tenant.owner.get(&path).await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        let points = first.body["series"][0]["points"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0);
+        let mut samples = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let reply = tenant.owner.get(&path).await;
+            samples.push(t.elapsed());
+            assert_eq!(reply.status, 200);
+        }
+        let (p50, p99, max) = percentiles(&mut samples);
+        println!(
+            "GET {metric} 30 days at 1m ({points} points): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+        );
+    }
+    app.stop().await;
+    println!("load average after: {}", load_average());
+}

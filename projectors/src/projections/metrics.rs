@@ -1,0 +1,477 @@
+//! Built-in monitoring metrics: every `chat.completion.*` event is folded into buckets of one
+//! minute, one hour and one day per organization, at the finest grouping the API offers (model,
+//! provider, API key, team, user), in `read.chat_metrics`. Counters add; latency and time to
+//! first token are sketches that merge exactly (`platform::sketch`).
+//!
+//! A batch is folded in memory first ([`fold`], pure), so a busy minute costs one row update per
+//! batch rather than one per call; the sketches of the touched rows are then read, merged and
+//! written back in the runner's transaction (two statements for the whole batch).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use events::chat::ChatCall;
+use events::{EventEnvelope, EventPayload};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use platform::sketch::Sketch;
+use uuid::Uuid;
+
+use crate::{Fold, Projection, Sql};
+
+pub struct Metrics;
+
+/// The bucket sizes every call is counted in, in seconds: a minute, an hour, a day (UTC).
+pub const STEPS: [i32; 3] = [60, 3_600, 86_400];
+
+/// The error code of a call the monthly quota refused.
+const QUOTA_REFUSED: &str = "insufficient_quota";
+
+/// One row of `read.chat_metrics`: an organization's bucket at the finest grouping.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub org_id: Uuid,
+    pub step: i32,
+    pub bucket: DateTime<Utc>,
+    pub model: String,
+    pub provider: Option<String>,
+    pub api_key_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+}
+
+/// What a bucket holds.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_micros: i64,
+    pub quota_refusals: i64,
+    pub failovers: i64,
+    pub latency_ms: Sketch,
+    pub ttft_ms: Option<Sketch>,
+}
+
+impl Cell {
+    fn merge(&mut self, other: &Cell) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+        self.cost_micros += other.cost_micros;
+        self.quota_refusals += other.quota_refusals;
+        self.failovers += other.failovers;
+        self.latency_ms.merge(&other.latency_ms);
+        if let Some(theirs) = &other.ttft_ms {
+            self.ttft_ms.get_or_insert_with(Sketch::new).merge(theirs);
+        }
+    }
+}
+
+/// The start of the `step`-second bucket holding `at` (UTC; days start at midnight).
+pub fn bucket_of(at: DateTime<Utc>, step: i32) -> DateTime<Utc> {
+    let secs = at.timestamp();
+    let start = secs - secs.rem_euclid(i64::from(step));
+    DateTime::from_timestamp(start, 0).unwrap_or(at)
+}
+
+fn tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What one chat event adds, and the grouping it adds it under; `None` for other events.
+fn contribution(event: &EventEnvelope) -> Option<(Uuid, &ChatCall, Option<String>, Cell)> {
+    let org_id = event.org_id?;
+    let mut cell = Cell {
+        requests: 1,
+        ..Cell::default()
+    };
+    let (call, provider) = match &event.payload {
+        EventPayload::ChatCompletionSucceeded(e) => {
+            cell.prompt_tokens = tokens(e.prompt_tokens);
+            cell.completion_tokens = tokens(e.completion_tokens);
+            cell.total_tokens = tokens(e.total_tokens);
+            cell.cost_micros = e.cost_micros;
+            if let Some(ttft) = e.time_to_first_token_ms {
+                let mut sketch = Sketch::new();
+                sketch.add(ttft as f64);
+                cell.ttft_ms = Some(sketch);
+            }
+            (&e.call, Some(e.provider.clone()))
+        }
+        EventPayload::ChatCompletionFailed(e) => {
+            cell.errors = 1;
+            cell.quota_refusals = i64::from(e.error_code == QUOTA_REFUSED);
+            // The provider a failed call reached last; none when it was refused before.
+            (&e.call, e.call.attempts.last().map(|a| a.provider.clone()))
+        }
+        _ => return None,
+    };
+    cell.failovers = call.attempts.len().saturating_sub(1) as i64;
+    cell.latency_ms.add(call.latency_ms as f64);
+    Some((org_id, call, provider, cell))
+}
+
+/// Folds a batch of events into the cells it changes, one per (bucket, grouping) and step.
+pub fn fold(events: &[&EventEnvelope]) -> BTreeMap<Key, Cell> {
+    let mut cells: BTreeMap<Key, Cell> = BTreeMap::new();
+    for event in events {
+        let Some((org_id, call, provider, cell)) = contribution(event) else {
+            continue;
+        };
+        for step in STEPS {
+            let key = Key {
+                org_id,
+                step,
+                bucket: bucket_of(*event.occurred_at, step),
+                model: call.model.clone(),
+                provider: provider.clone(),
+                api_key_id: call.api_key_id,
+                team_id: call.team_id,
+                user_id: call.user_id,
+            };
+            cells.entry(key).or_default().merge(&cell);
+        }
+    }
+    cells
+}
+
+/// The touched rows' stored sketches, locked for the rest of the transaction.
+const STORED: &str = "SELECT k.n, m.latency_ms, m.ttft_ms
+    FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[])
+         WITH ORDINALITY AS k(org_id, step, bucket, model, provider, api_key_id, team_id, user_id, n)
+    JOIN read.chat_metrics m ON m.org_id = k.org_id AND m.step = k.step AND m.bucket = k.bucket
+         AND m.model = k.model AND m.provider IS NOT DISTINCT FROM k.provider
+         AND m.api_key_id IS NOT DISTINCT FROM k.api_key_id AND m.team_id IS NOT DISTINCT FROM k.team_id
+         AND m.user_id IS NOT DISTINCT FROM k.user_id
+    FOR UPDATE OF m";
+
+/// Counters are added in SQL; the sketches given are already merged with the stored ones.
+const UPSERT: &str = "INSERT INTO read.chat_metrics (org_id, step, bucket, model, provider, api_key_id, team_id,
+        user_id, requests, errors, prompt_tokens, completion_tokens, total_tokens, cost_micros, quota_refusals,
+        failovers, latency_ms, ttft_ms)
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::uuid[],
+        $8::uuid[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],
+        $15::bigint[], $16::bigint[], $17::bytea[], $18::bytea[])
+    ON CONFLICT (org_id, step, bucket, model, provider, api_key_id, team_id, user_id) DO UPDATE SET
+        requests = chat_metrics.requests + EXCLUDED.requests,
+        errors = chat_metrics.errors + EXCLUDED.errors,
+        prompt_tokens = chat_metrics.prompt_tokens + EXCLUDED.prompt_tokens,
+        completion_tokens = chat_metrics.completion_tokens + EXCLUDED.completion_tokens,
+        total_tokens = chat_metrics.total_tokens + EXCLUDED.total_tokens,
+        cost_micros = chat_metrics.cost_micros + EXCLUDED.cost_micros,
+        quota_refusals = chat_metrics.quota_refusals + EXCLUDED.quota_refusals,
+        failovers = chat_metrics.failovers + EXCLUDED.failovers,
+        latency_ms = EXCLUDED.latency_ms,
+        ttft_ms = EXCLUDED.ttft_ms";
+
+/// The keys' columns as arrays, in the order of `STORED`'s and `UPSERT`'s first eight parameters.
+struct KeyColumns {
+    org_id: Vec<Uuid>,
+    step: Vec<i32>,
+    bucket: Vec<DateTime<Utc>>,
+    model: Vec<String>,
+    provider: Vec<Option<String>>,
+    api_key_id: Vec<Option<Uuid>>,
+    team_id: Vec<Option<Uuid>>,
+    user_id: Vec<Option<Uuid>>,
+}
+
+impl KeyColumns {
+    fn of<'k>(keys: impl Iterator<Item = &'k Key>) -> Self {
+        let mut c = KeyColumns {
+            org_id: vec![],
+            step: vec![],
+            bucket: vec![],
+            model: vec![],
+            provider: vec![],
+            api_key_id: vec![],
+            team_id: vec![],
+            user_id: vec![],
+        };
+        for k in keys {
+            c.org_id.push(k.org_id);
+            c.step.push(k.step);
+            c.bucket.push(k.bucket);
+            c.model.push(k.model.clone());
+            c.provider.push(k.provider.clone());
+            c.api_key_id.push(k.api_key_id);
+            c.team_id.push(k.team_id);
+            c.user_id.push(k.user_id);
+        }
+        c
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+        [
+            &self.org_id,
+            &self.step,
+            &self.bucket,
+            &self.model,
+            &self.provider,
+            &self.api_key_id,
+            &self.team_id,
+            &self.user_id,
+        ]
+    }
+}
+
+async fn write(
+    tx: &platform::db::Transaction<'_>,
+    cells: BTreeMap<Key, Cell>,
+) -> anyhow::Result<()> {
+    if cells.is_empty() {
+        return Ok(());
+    }
+    let (keys, mut cells): (Vec<Key>, Vec<Cell>) = cells.into_iter().unzip();
+    let columns = KeyColumns::of(keys.iter());
+    let stored = tx.query(STORED, &columns.params()).await?;
+    for row in stored {
+        let n: i64 = row.get(0);
+        let Some(cell) = usize::try_from(n - 1).ok().and_then(|i| cells.get_mut(i)) else {
+            continue;
+        };
+        let latency: Vec<u8> = row.get(1);
+        let mut merged = Sketch::decode(&latency)?;
+        merged.merge(&cell.latency_ms);
+        cell.latency_ms = merged;
+        if let Some(ttft) = row.get::<_, Option<Vec<u8>>>(2) {
+            let mut merged = Sketch::decode(&ttft)?;
+            if let Some(mine) = &cell.ttft_ms {
+                merged.merge(mine);
+            }
+            cell.ttft_ms = Some(merged);
+        }
+    }
+    let column = |f: fn(&Cell) -> i64| cells.iter().map(f).collect::<Vec<i64>>();
+    let requests = column(|c| c.requests);
+    let errors = column(|c| c.errors);
+    let prompt = column(|c| c.prompt_tokens);
+    let completion = column(|c| c.completion_tokens);
+    let total = column(|c| c.total_tokens);
+    let cost = column(|c| c.cost_micros);
+    let refusals = column(|c| c.quota_refusals);
+    let failovers = column(|c| c.failovers);
+    let latency: Vec<Vec<u8>> = cells.iter().map(|c| c.latency_ms.encode()).collect();
+    let ttft: Vec<Option<Vec<u8>>> = cells
+        .iter()
+        .map(|c| c.ttft_ms.as_ref().map(Sketch::encode))
+        .collect();
+    let cells_columns: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        &requests,
+        &errors,
+        &prompt,
+        &completion,
+        &total,
+        &cost,
+        &refusals,
+        &failovers,
+        &latency,
+        &ttft,
+    ];
+    let mut params = columns.params().to_vec();
+    params.extend_from_slice(&cells_columns);
+    tx.execute(UPSERT, &params).await?;
+    Ok(())
+}
+
+impl Fold for Metrics {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a platform::db::Transaction<'a>,
+        events: &'a [&'a EventEnvelope],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move { write(tx, fold(events)).await }.boxed()
+    }
+}
+
+impl Projection for Metrics {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["read.chat_metrics"]
+    }
+
+    fn statements(&self, _event: &EventEnvelope) -> Vec<Sql> {
+        vec![]
+    }
+
+    fn fold(&self) -> Option<&dyn Fold> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use events::chat::{Attempt, ChatCompletionFailed, ChatCompletionSucceeded};
+    use events::{Actor, StreamId, Timestamp};
+
+    fn call(model: &str, attempts: usize, latency_ms: u64) -> ChatCall {
+        ChatCall {
+            request_id: "req".into(),
+            api_key_id: Some(Uuid::from_u128(7)),
+            team_id: None,
+            user_id: Some(Uuid::from_u128(9)),
+            model: model.into(),
+            streamed: false,
+            attempts: (0..attempts)
+                .map(|i| Attempt {
+                    provider: if i == 0 { "openrouter" } else { "gemini" }.into(),
+                    upstream_model: "m".into(),
+                    outcome: "ok".into(),
+                    latency_ms,
+                })
+                .collect(),
+            latency_ms,
+        }
+    }
+
+    fn event(at: &str, payload: EventPayload) -> EventEnvelope {
+        let mut e = EventEnvelope::new(
+            payload,
+            Some(Uuid::from_u128(1)),
+            StreamId::chat(Uuid::now_v7()),
+            1,
+            Actor::system(),
+            "corr".into(),
+        );
+        e.occurred_at = Timestamp(
+            DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        e
+    }
+
+    fn ok(at: &str, model: &str, attempts: usize, latency_ms: u64) -> EventEnvelope {
+        event(
+            at,
+            EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
+                call: call(model, attempts, latency_ms),
+                provider: "openrouter".into(),
+                upstream_model: "m".into(),
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                total_tokens: 15,
+                cost_micros: 30,
+                time_to_first_token_ms: Some(latency_ms / 2),
+                client_disconnected: false,
+                usage_estimated: false,
+            }),
+        )
+    }
+
+    fn failed(at: &str, code: &str, attempts: usize) -> EventEnvelope {
+        event(
+            at,
+            EventPayload::ChatCompletionFailed(ChatCompletionFailed {
+                call: call("gpt-4o", attempts, 40),
+                status: 429,
+                error_code: code.into(),
+            }),
+        )
+    }
+
+    #[test]
+    fn calls_of_one_minute_share_a_cell_and_every_step_counts_them() {
+        let events = [
+            ok("2026-11-05T10:15:01Z", "gpt-4o", 1, 100),
+            ok("2026-11-05T10:15:59.999Z", "gpt-4o", 2, 300),
+            ok("2026-11-05T10:16:00Z", "gpt-4o", 1, 200),
+        ];
+        let refs: Vec<&EventEnvelope> = events.iter().collect();
+        let cells = fold(&refs);
+        let minutes: Vec<(&Key, &Cell)> = cells.iter().filter(|(k, _)| k.step == 60).collect();
+        assert_eq!(minutes.len(), 2);
+        let (key, first) = minutes[0];
+        assert_eq!(key.bucket.to_rfc3339(), "2026-11-05T10:15:00+00:00");
+        assert_eq!(key.provider.as_deref(), Some("openrouter"));
+        assert_eq!(key.api_key_id, Some(Uuid::from_u128(7)));
+        assert_eq!(
+            (first.requests, first.total_tokens, first.cost_micros),
+            (2, 30, 60)
+        );
+        assert_eq!(first.failovers, 1);
+        assert_eq!(first.latency_ms.count(), 2);
+        assert_eq!(first.ttft_ms.as_ref().map(Sketch::count), Some(2));
+        for step in [3_600, 86_400] {
+            let cell: Vec<&Cell> = cells
+                .iter()
+                .filter(|(k, _)| k.step == step)
+                .map(|(_, c)| c)
+                .collect();
+            assert_eq!(cell.len(), 1);
+            assert_eq!(cell[0].requests, 3);
+            assert_eq!(cell[0].latency_ms.max(), Some(300.0));
+        }
+    }
+
+    #[test]
+    fn failures_count_as_errors_and_quota_refusals_by_their_code() {
+        let events = [
+            failed("2026-11-05T10:15:01Z", QUOTA_REFUSED, 0),
+            failed("2026-11-05T10:15:02Z", "upstream_unavailable", 2),
+        ];
+        let refs: Vec<&EventEnvelope> = events.iter().collect();
+        let cells = fold(&refs);
+        let minutes: Vec<(&Key, &Cell)> = cells.iter().filter(|(k, _)| k.step == 60).collect();
+        // The refused call reached no provider: its own row.
+        assert_eq!(minutes.len(), 2);
+        let refused = minutes
+            .iter()
+            .find(|(k, _)| k.provider.is_none())
+            .unwrap()
+            .1;
+        assert_eq!((refused.errors, refused.quota_refusals), (1, 1));
+        let tried = minutes
+            .iter()
+            .find(|(k, _)| k.provider.as_deref() == Some("gemini"))
+            .unwrap()
+            .1;
+        assert_eq!(
+            (tried.errors, tried.quota_refusals, tried.failovers),
+            (1, 0, 1)
+        );
+        assert!(tried.ttft_ms.is_none());
+        assert_eq!(tried.total_tokens, 0);
+    }
+
+    #[test]
+    fn other_events_are_not_counted() {
+        let e = event(
+            "2026-11-05T10:15:01Z",
+            EventPayload::ChatCompletionFailed(ChatCompletionFailed {
+                call: call("gpt-4o", 1, 1),
+                status: 502,
+                error_code: "x".into(),
+            }),
+        );
+        let mut platform_event = e.clone();
+        platform_event.org_id = None;
+        assert!(fold(&[&platform_event]).is_empty());
+    }
+
+    #[test]
+    fn buckets_start_at_the_minute_hour_and_midnight() {
+        let at = DateTime::parse_from_rfc3339("2026-11-05T23:59:59.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(bucket_of(at, 60).to_rfc3339(), "2026-11-05T23:59:00+00:00");
+        assert_eq!(
+            bucket_of(at, 3600).to_rfc3339(),
+            "2026-11-05T23:00:00+00:00"
+        );
+        assert_eq!(
+            bucket_of(at, 86400).to_rfc3339(),
+            "2026-11-05T00:00:00+00:00"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! The built-in metrics over `read.chat_metrics` (the metrics projection's buckets): which
+//! there are, and their values for an organization over a range, per bucket or over the whole
+//! window. An alert evaluator asks [`evaluate`]; the HTTP route asks [`series`].
+
+use std::collections::BTreeMap;
+
+use api::monitoring::{Dimension, Step};
+use chrono::{DateTime, Utc};
+use platform::sketch::Sketch;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+/// How a metric is computed from a bucket's rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Measure {
+    /// The sum of a counter column.
+    Sum(&'static str),
+    /// `errors / requests`.
+    ErrorRate,
+    /// A quantile of the merged sketches of a column.
+    Quantile(&'static str, f64),
+}
+
+/// A metric the platform computes from every chat call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BuiltinMetric {
+    pub id: &'static str,
+    pub description: &'static str,
+    pub unit: &'static str,
+    pub measure: Measure,
+}
+
+const fn builtin(
+    id: &'static str,
+    unit: &'static str,
+    measure: Measure,
+    description: &'static str,
+) -> BuiltinMetric {
+    BuiltinMetric {
+        id,
+        description,
+        unit,
+        measure,
+    }
+}
+
+/// Every built-in metric, in id order.
+pub const BUILTIN: &[BuiltinMetric] = &[
+    builtin(
+        "chat.completion_tokens",
+        "tokens",
+        Measure::Sum("completion_tokens"),
+        "Completion tokens billed.",
+    ),
+    builtin(
+        "chat.cost_micros",
+        "usd_micros",
+        Measure::Sum("cost_micros"),
+        "Cost of the calls in millionths of a US dollar.",
+    ),
+    builtin(
+        "chat.error_rate",
+        "ratio",
+        Measure::ErrorRate,
+        "Failed calls divided by calls (0 to 1).",
+    ),
+    builtin(
+        "chat.errors",
+        "requests",
+        Measure::Sum("errors"),
+        "Chat calls that failed (any chat.completion.failed, quota refusals included).",
+    ),
+    builtin(
+        "chat.failovers",
+        "requests",
+        Measure::Sum("failovers"),
+        "Times a call moved on to another deployment.",
+    ),
+    builtin(
+        "chat.latency_ms.p50",
+        "ms",
+        Measure::Quantile("latency_ms", 0.5),
+        "Median latency of a call, from request to its end (within 1 %).",
+    ),
+    builtin(
+        "chat.latency_ms.p95",
+        "ms",
+        Measure::Quantile("latency_ms", 0.95),
+        "95th percentile of call latency (within 1 %).",
+    ),
+    builtin(
+        "chat.latency_ms.p99",
+        "ms",
+        Measure::Quantile("latency_ms", 0.99),
+        "99th percentile of call latency (within 1 %).",
+    ),
+    builtin(
+        "chat.prompt_tokens",
+        "tokens",
+        Measure::Sum("prompt_tokens"),
+        "Prompt tokens billed.",
+    ),
+    builtin(
+        "chat.quota_refusals",
+        "requests",
+        Measure::Sum("quota_refusals"),
+        "Calls refused because the monthly token quota was used up.",
+    ),
+    builtin(
+        "chat.requests",
+        "requests",
+        Measure::Sum("requests"),
+        "Chat calls, answered or failed.",
+    ),
+    builtin(
+        "chat.total_tokens",
+        "tokens",
+        Measure::Sum("total_tokens"),
+        "Prompt and completion tokens billed.",
+    ),
+    builtin(
+        "chat.ttft_ms.p50",
+        "ms",
+        Measure::Quantile("ttft_ms", 0.5),
+        "Median time to the first token of answered calls (within 1 %).",
+    ),
+    builtin(
+        "chat.ttft_ms.p95",
+        "ms",
+        Measure::Quantile("ttft_ms", 0.95),
+        "95th percentile of time to first token (within 1 %).",
+    ),
+    builtin(
+        "chat.ttft_ms.p99",
+        "ms",
+        Measure::Quantile("ttft_ms", 0.99),
+        "99th percentile of time to first token (within 1 %).",
+    ),
+];
+
+pub fn builtin_metric(id: &str) -> Option<&'static BuiltinMetric> {
+    BUILTIN.iter().find(|m| m.id == id)
+}
+
+fn column(d: Dimension) -> &'static str {
+    match d {
+        Dimension::Model => "model",
+        Dimension::Provider => "provider",
+        Dimension::ApiKey => "api_key_id",
+        Dimension::Team => "team_id",
+        Dimension::User => "user_id",
+    }
+}
+
+/// A condition on one dimension: the calls whose value is exactly this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub dimension: Dimension,
+    pub value: String,
+}
+
+/// One group's values: bucket start → value.
+pub type Values = BTreeMap<DateTime<Utc>, f64>;
+
+/// What a query asks for.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub org_id: Uuid,
+    pub metric: &'a BuiltinMetric,
+    pub step: Step,
+    /// Aligned to `step`.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub group_by: &'a [Dimension],
+    pub filter: &'a [Match],
+}
+
+/// The key of a group: each `group_by` dimension's value, in `group_by`'s order.
+pub type Group = Vec<Option<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("filter {0:?} is not a UUID")]
+    NotAnId(String),
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Sketch(#[from] platform::sketch::SketchError),
+}
+
+/// The metric's value in every bucket of `[from, to)` for each group; with `whole` one value per
+/// group over the whole range, keyed by `from`.
+async fn values(
+    client: &tokio_postgres::Client,
+    query: &Query<'_>,
+    whole: bool,
+) -> Result<BTreeMap<Group, Values>, QueryError> {
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
+        Box::new(query.org_id),
+        Box::new(query.step.seconds()),
+        Box::new(query.from),
+        Box::new(query.to),
+    ];
+    let mut conditions = String::new();
+    for m in query.filter {
+        let col = column(m.dimension);
+        match m.dimension {
+            Dimension::Model | Dimension::Provider => params.push(Box::new(m.value.clone())),
+            _ => params.push(Box::new(
+                m.value
+                    .parse::<Uuid>()
+                    .map_err(|_| QueryError::NotAnId(m.value.clone()))?,
+            )),
+        }
+        conditions.push_str(&format!(" AND {col} = ${}", params.len()));
+    }
+    let groups: Vec<String> = query
+        .group_by
+        .iter()
+        .map(|d| format!("{}::text", column(*d)))
+        .collect();
+    let bucket = if whole { "$3::timestamptz" } else { "bucket" };
+    let mut select = vec![bucket.to_string()];
+    select.extend(groups.iter().cloned());
+    let value_columns = match query.metric.measure {
+        Measure::Sum(col) => format!("sum({col})::float8"),
+        Measure::ErrorRate => "sum(errors)::float8 / sum(requests)::float8".into(),
+        Measure::Quantile(col, _) => col.to_string(),
+    };
+    let grouped = !matches!(query.metric.measure, Measure::Quantile(..));
+    let sql = if grouped {
+        let group_cols: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
+        format!(
+            "SELECT {}, {value_columns} FROM read.chat_metrics
+             WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4{conditions}
+             GROUP BY {}",
+            select.join(", "),
+            group_cols.join(", ")
+        )
+    } else {
+        format!(
+            "SELECT {}, {value_columns} FROM read.chat_metrics
+             WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4{conditions}
+               AND {value_columns} IS NOT NULL",
+            select.join(", ")
+        )
+    };
+    let refs: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let rows = client.query(&sql, &refs).await?;
+    let n = query.group_by.len();
+    let mut out: BTreeMap<Group, Values> = BTreeMap::new();
+    match query.metric.measure {
+        Measure::Quantile(_, q) => {
+            let mut sketches: BTreeMap<Group, BTreeMap<DateTime<Utc>, Sketch>> = BTreeMap::new();
+            for row in &rows {
+                let at: DateTime<Utc> = row.get(0);
+                let group: Group = (1..=n).map(|i| row.get(i)).collect();
+                let bytes: &[u8] = row.get(n + 1);
+                let sketch = Sketch::decode(bytes)?;
+                sketches
+                    .entry(group)
+                    .or_default()
+                    .entry(at)
+                    .and_modify(|s| s.merge(&sketch))
+                    .or_insert(sketch);
+            }
+            for (group, buckets) in sketches {
+                let values = buckets
+                    .into_iter()
+                    .filter_map(|(at, s)| s.quantile(q).map(|v| (at, v)))
+                    .collect();
+                out.insert(group, values);
+            }
+        }
+        _ => {
+            for row in &rows {
+                let at: DateTime<Utc> = row.get(0);
+                let group: Group = (1..=n).map(|i| row.get(i)).collect();
+                let value: Option<f64> = row.get(n + 1);
+                if let Some(value) = value {
+                    out.entry(group).or_default().insert(at, value);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The metric per bucket of `query.step`, one series per group.
+pub async fn series(
+    client: &tokio_postgres::Client,
+    query: &Query<'_>,
+) -> Result<BTreeMap<Group, Values>, QueryError> {
+    values(client, query, false).await
+}
+
+/// The metric's one value for an organization over `[from, to)` (calls matching `filter`),
+/// `None` when no call counts: what an alert rule compares with its threshold. Reads the
+/// one-minute buckets, so `from` and `to` are rounded down to the minute.
+pub async fn evaluate(
+    client: &tokio_postgres::Client,
+    org_id: Uuid,
+    metric: &BuiltinMetric,
+    filter: &[Match],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<f64>, QueryError> {
+    let floor = |at: DateTime<Utc>| {
+        DateTime::from_timestamp(at.timestamp() - at.timestamp().rem_euclid(60), 0).unwrap_or(at)
+    };
+    let query = Query {
+        org_id,
+        metric,
+        step: Step::Minute,
+        from: floor(from),
+        to: floor(to),
+        group_by: &[],
+        filter,
+    };
+    let values = values(client, &query, true).await?;
+    Ok(values
+        .into_values()
+        .next()
+        .and_then(|v| v.into_values().next()))
+}
