@@ -283,3 +283,26 @@ fn the_image_runs_as_non_root_with_a_health_check_on_readyz() {
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).expect(".dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target"));
 }
+
+/// Every shell script of the repository parses (`bash -n`): a script that cannot start stops the
+/// whole suite, or the platform's start, before any test says why.
+#[test]
+fn every_shell_script_parses() {
+    let mut scripts = vec![root().join(".ci/run")];
+    let mut dirs = vec![root().join("infra")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("infra") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "sh") {
+                scripts.push(path);
+            }
+        }
+    }
+    assert!(scripts.len() >= 8, "{scripts:?}");
+    for script in scripts {
+        let (ok, _, err) = run(Command::new("bash").arg("-n").arg(&script));
+        assert!(ok, "{} does not parse:\n{err}", script.display());
+    }
+}
