@@ -152,7 +152,9 @@ async fn main() {
         env.count("SELECT count(*) FROM read.chat_metrics").await
     );
 
-    // A month of minutes for one organization, then its series through HTTP.
+    // A month of minutes for one organization, then its series through HTTP: a platform of its
+    // own, whose projectors need not read the topic above first.
+    let env = Env::new().await;
     let (app, admin) = env.app().await;
     let tenant = Tenant::create_on(&admin, "bench", "pro").await;
     let org: Uuid = tenant.org_id.parse().expect("org id");
