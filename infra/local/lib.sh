@@ -146,6 +146,14 @@ ensure_npm() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
 }
 
+# Python 3 with its venv module (Debian splits it out).
+ensure_python_venv() {
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null && return
+  say "installing Python 3 venv (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+}
+
 # schemathesis (PyPI), pinned, in a virtualenv of its own under the cache: its many dependencies
 # stay out of the system Python. The contract test finds it through SCHEMATHESIS.
 SCHEMATHESIS_VERSION=4.32.5
@@ -155,11 +163,7 @@ ensure_schemathesis() {
   # A virtualenv cannot be moved (its scripts name their interpreter by path): a stamp marks
   # a finished install, and an unfinished one is made again.
   [ -f "$venv/installed" ] && return
-  if ! python3 -m venv --help >/dev/null 2>&1; then
-    say "installing Python 3 venv (apt-get)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-  fi
+  ensure_python_venv
   say "installing schemathesis $SCHEMATHESIS_VERSION into $venv (pip)"
   rm -rf "$venv"
   python3 -m venv "$venv"
@@ -264,6 +268,41 @@ ensure_dex() {
   mkdir -p "$dir"
   mv "$build/dex" "$DEX"
   rm -rf "$build"
+}
+
+# The Python SDK's test tools (sdks/python/requirements-dev.txt: httpx, pytest, build, hatchling)
+# in a virtualenv under the cache, named by the file's hash so a change makes a new one, and
+# their wheels beside it: tests/tests/sdks.rs installs the SDK into a clean virtualenv and builds
+# its wheel from those, offline. Exports AIHUB_SDK_PYTHON and AIHUB_SDK_WHEELHOUSE.
+ensure_sdk_python() {
+  local reqs="$ROOT/sdks/python/requirements-dev.txt" venv
+  venv="${AIHUB_CACHE:-$HOME/.cache/aihub}/sdk-python-$(sha256sum "$reqs" | cut -c1-12)"
+  export AIHUB_SDK_PYTHON="$venv/bin/python" AIHUB_SDK_WHEELHOUSE="$venv/wheelhouse"
+  [ -f "$venv/installed" ] && return
+  ensure_python_venv
+  say "installing the Python SDK's test tools into $venv (pip)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
+  "$venv/bin/python" -m pip download -q --disable-pip-version-check -d "$venv/wheelhouse" -r "$reqs"
+  touch "$venv/installed"
+}
+
+# The JavaScript SDK's development packages (sdks/javascript/package-lock.json: typescript,
+# @types/node, and the official `openai` package its tests also drive) installed with `npm ci`
+# under the cache, named by the lock file's hash. Exports AIHUB_SDK_NODE_MODULES.
+ensure_sdk_node() {
+  ensure_npm
+  local js="$ROOT/sdks/javascript" dir
+  dir="${AIHUB_CACHE:-$HOME/.cache/aihub}/sdk-node-$(cat "$js/package.json" "$js/package-lock.json" | sha256sum | cut -c1-12)"
+  export AIHUB_SDK_NODE_MODULES="$dir/node_modules"
+  [ -f "$dir/installed" ] && return
+  say "installing the JavaScript SDK's development packages into $dir (npm ci)"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cp "$js/package.json" "$js/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  touch "$dir/installed"
 }
 
 # The build links the system OpenSSL into librdkafka (Kafka over TLS, with SASL): its headers,

@@ -39,6 +39,11 @@ ensure_dex
 # The contract test fuzzes every operation of /openapi.json with schemathesis (sets SCHEMATHESIS).
 ensure_schemathesis
 ensure_deploy_tools
+# The SDK test (tests/tests/sdks.rs) runs the Python SDK's suite with pytest and the JavaScript
+# SDK's with node --test, and builds both packages (sets AIHUB_SDK_PYTHON, AIHUB_SDK_WHEELHOUSE
+# and AIHUB_SDK_NODE_MODULES).
+ensure_sdk_python
+ensure_sdk_node
 
 cd "$ROOT"
 say "building the workspace"

@@ -137,8 +137,9 @@ pub struct ChatMessage {
 }
 
 /// The roles of OpenAI's Chat Completions; the gateway refuses any other (400, `param`
-/// `messages`).
+/// `messages`). Named `ChatRole` in the OpenAPI document, apart from the access roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ChatRole)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
