@@ -266,7 +266,10 @@ async fn the_python_sdk_passes_its_suite_against_the_platform() {
             .envs(platform.vars()),
     )
     .await;
-    let summary = output.lines().last().unwrap_or_default();
+    let summary = output
+        .lines()
+        .rfind(|l| l.contains(" passed"))
+        .unwrap_or_default();
     assert!(
         summary.contains(" passed") && !summary.contains("skipped"),
         "every test ran: {summary}"

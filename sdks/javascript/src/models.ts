@@ -234,7 +234,7 @@ export interface ChatCompletionRequest {
  * One message of the conversation.
  */
 export interface ChatMessage {
-  role: Role;
+  role: ChatRole;
   content?: null | MessageContent;
   /**
    * A name telling apart participants of the same role.
@@ -285,6 +285,12 @@ export interface ChatModelList {
    */
   next_cursor?: string | null;
 }
+
+/**
+ * The roles of OpenAI's Chat Completions; the gateway refuses any other (400, `param`
+ * `messages`). Named `ChatRole` in the OpenAPI document, apart from the access roles.
+ */
+export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool" | "function";
 
 export interface Choice {
   index: number;

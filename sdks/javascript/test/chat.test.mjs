@@ -59,7 +59,7 @@ test('an AbortSignal cancels a stream midway, and the call is still billed in fu
   assert.equal(usage.totals.failed_requests, 0);
 });
 
-test('leaving the loop closes the stream', live, async () => {
+test('a stream left by break is closed and cannot be read again', live, async () => {
   const { client } = await makeTenant();
   const stream = await client.chat.completions.stream({ model: 'gpt-4o', messages: HELLO });
   for await (const chunk of stream) {
@@ -69,7 +69,7 @@ test('leaving the loop closes the stream', live, async () => {
   // The connection is closed: reading again is refused rather than hanging.
   await assert.rejects(async () => {
     for await (const _ of stream) void _;
-  });
+  }, /read once/);
 });
 
 test('models list what the plan serves, with prices', live, async () => {

@@ -131,7 +131,7 @@ class ChatCompletionRequest(Model):
 class ChatMessage(Model):
     """One message of the conversation."""
     __required__: ClassVar[Tuple[str, ...]] = ('role',)
-    role: Role
+    role: ChatRole
     content: Optional[MessageContent]
     name: Optional[str]
     tool_call_id: Optional[str]
@@ -550,6 +550,8 @@ ApiKeyObject = Literal["api_key"]
 ApiKeyPermissionsObject = Literal["api_key.permissions"]
 ApiKeyStatus = Literal["active", "disabled", "expired", "revoked"]
 """Where a key stands now."""
+ChatRole = Literal["system", "developer", "user", "assistant", "tool", "function"]
+"""The roles of OpenAI's Chat Completions; the gateway refuses any other (400, `param`"""
 InvoiceId = str
 """An invoice."""
 InvoiceObject = Literal["invoice"]
@@ -600,6 +602,7 @@ __all__ = [
     "ChatMessage",
     "ChatModel",
     "ChatModelList",
+    "ChatRole",
     "Choice",
     "ChoosePlan",
     "ChunkChoice",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import (
     IO,
     Any,
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -167,14 +168,30 @@ def _timeout(value: Timeout) -> Any:
 # Streams
 
 
-def _chunks(events, cls: Type[T]) -> Iterator[T]:
-    for event in events:
-        if event.data == "[DONE]":
-            return
-        payload = json.loads(event.data)
-        if isinstance(payload, dict) and "error" in payload:
-            raise make_error(None, payload)
-        yield cls(payload)
+def _chunks(response: httpx.Response, cls: Type[T]) -> Generator[T, None, None]:
+    # A function of its own, not a method: a generator holding the Stream would make a cycle,
+    # and a loop left by `break` would close the connection only when the cycle is collected.
+    decoder = SSEDecoder()
+
+    def events():
+        for raw in response.iter_bytes():
+            yield from decoder.feed(raw)
+        yield from decoder.close()
+
+    try:
+        for event in events():
+            if event.data == "[DONE]":
+                return
+            payload = json.loads(event.data)
+            if isinstance(payload, dict) and "error" in payload:
+                raise make_error(None, payload)
+            yield cls(payload)
+    except httpx.TimeoutException as e:
+        raise APITimeoutError(f"the stream stalled: {e}") from e
+    except httpx.TransportError as e:
+        raise APIConnectionError(f"the stream broke off: {e}") from e
+    finally:
+        response.close()
 
 
 class Stream(Generic[T]):
@@ -184,24 +201,7 @@ class Stream(Generic[T]):
     def __init__(self, response: httpx.Response, cls: Type[T]) -> None:
         self.response = response
         self.request_id: Optional[str] = response.headers.get("x-request-id")
-        self._iterator = self._iterate(cls)
-
-    def _iterate(self, cls: Type[T]) -> Generator[T, None, None]:
-        decoder = SSEDecoder()
-
-        def events():
-            for raw in self.response.iter_bytes():
-                yield from decoder.feed(raw)
-            yield from decoder.close()
-
-        try:
-            yield from _chunks(events(), cls)
-        except httpx.TimeoutException as e:
-            raise APITimeoutError(f"the stream stalled: {e}") from e
-        except httpx.TransportError as e:
-            raise APIConnectionError(f"the stream broke off: {e}") from e
-        finally:
-            self.response.close()
+        self._iterator = _chunks(response, cls)
 
     def __iter__(self) -> Iterator[T]:
         return self._iterator
@@ -220,31 +220,32 @@ class Stream(Generic[T]):
         self.close()
 
 
+async def _async_chunks(response: httpx.Response, cls: Type[T]) -> AsyncGenerator[T, None]:
+    decoder = SSEDecoder()
+    try:
+        async for raw in response.aiter_bytes():
+            for event in decoder.feed(raw):
+                if event.data == "[DONE]":
+                    return
+                payload = json.loads(event.data)
+                if isinstance(payload, dict) and "error" in payload:
+                    raise make_error(None, payload)
+                yield cls(payload)
+    except httpx.TimeoutException as e:
+        raise APITimeoutError(f"the stream stalled: {e}") from e
+    except httpx.TransportError as e:
+        raise APIConnectionError(f"the stream broke off: {e}") from e
+    finally:
+        await response.aclose()
+
+
 class AsyncStream(Generic[T]):
     """The async form of :class:`Stream`: ``async for chunk in stream``."""
 
     def __init__(self, response: httpx.Response, cls: Type[T]) -> None:
         self.response = response
         self.request_id: Optional[str] = response.headers.get("x-request-id")
-        self._iterator = self._iterate(cls)
-
-    async def _iterate(self, cls: Type[T]) -> AsyncIterator[T]:
-        decoder = SSEDecoder()
-        try:
-            async for raw in self.response.aiter_bytes():
-                for event in decoder.feed(raw):
-                    if event.data == "[DONE]":
-                        return
-                    payload = json.loads(event.data)
-                    if isinstance(payload, dict) and "error" in payload:
-                        raise make_error(None, payload)
-                    yield cls(payload)
-        except httpx.TimeoutException as e:
-            raise APITimeoutError(f"the stream stalled: {e}") from e
-        except httpx.TransportError as e:
-            raise APIConnectionError(f"the stream broke off: {e}") from e
-        finally:
-            await self.response.aclose()
+        self._iterator = _async_chunks(response, cls)
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterator
@@ -253,7 +254,7 @@ class AsyncStream(Generic[T]):
         return await self._iterator.__anext__()
 
     async def close(self) -> None:
-        await self._iterator.aclose()  # type: ignore[attr-defined]
+        await self._iterator.aclose()
         await self.response.aclose()
 
     async def __aenter__(self) -> "AsyncStream[T]":
