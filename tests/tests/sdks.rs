@@ -104,7 +104,11 @@ async fn run(what: &str, command: &mut tokio::process::Command) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{what} failed:\n{}", tail(&printed));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}",
+        tail(&printed)
+    );
     printed
 }
 
@@ -137,10 +141,13 @@ impl Platform {
         let file = std::env::temp_dir().join(format!("aihub-models-{}.json", Uuid::now_v7()));
         std::fs::write(&file, catalog.to_string()).expect("catalog");
         let port = free_port();
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("aihub-sdk-serve-{port}.log")))
-            .expect("log file");
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("aihub-sdk-serve-{port}.log")))
+                .expect("log file");
         let serve = env
             .serve_command(port, &file, &upstream.openai_base_url())
+            // A loaded machine may take more than the default 2 s to project a write.
+            .env("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000")
             .env("OPENAI_API_KEY", "oa-test")
             .env(
                 "OPENAI_BASE_URL",
@@ -214,12 +221,12 @@ fn product_snippet(readme: &Path) -> String {
         .split_once("<!-- product-snippet -->")
         .unwrap_or_else(|| panic!("{} has no <!-- product-snippet --> block", readme.display()))
         .1;
-    let body = after
-        .trim_start()
-        .split_once('\n')
-        .expect("a fence")
-        .1;
-    body.split_once("\n```").expect("a closing fence").0.to_string() + "\n"
+    let body = after.trim_start().split_once('\n').expect("a fence").1;
+    body.split_once("\n```")
+        .expect("a closing fence")
+        .0
+        .to_string()
+        + "\n"
 }
 
 /// PRODUCT.md, when the project's shared documents sit beside the repository (as on the
@@ -288,7 +295,11 @@ async fn the_javascript_sdk_and_the_openai_package_pass_their_suite_against_the_
     .await;
     run(
         "tsc (a typed caller, against the declarations)",
-        command("node", &js).args(["node_modules/typescript/bin/tsc", "-p", "test/tsconfig.json"]),
+        command("node", &js).args([
+            "node_modules/typescript/bin/tsc",
+            "-p",
+            "test/tsconfig.json",
+        ]),
     )
     .await;
     let mut files: Vec<String> = std::fs::read_dir(js.join("test"))
@@ -302,13 +313,17 @@ async fn the_javascript_sdk_and_the_openai_package_pass_their_suite_against_the_
     let output = run(
         "node --test",
         command("node", &js)
-            .arg("--test")
+            .args(["--test", "--test-reporter=spec"])
             .args(&files)
             .envs(platform.vars()),
     )
     .await;
-    assert!(output.contains("# fail 0"), "{}", tail(&output));
-    assert!(output.contains("# skipped 0"), "every test ran:\n{}", tail(&output));
+    assert!(output.contains("ℹ fail 0"), "{}", tail(&output));
+    assert!(
+        output.contains("ℹ skipped 0"),
+        "every test ran:\n{}",
+        tail(&output)
+    );
     let _ = std::fs::remove_dir_all(scratch);
 }
 
@@ -330,7 +345,15 @@ async fn the_packages_install_and_run_product_md_as_written() {
     run(
         "pip install ./sdks/python",
         command(venv.join("bin/python"), &scratch)
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index", "--find-links"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-index",
+                "--find-links",
+            ])
             .arg(&wheelhouse)
             .arg(&sdk),
     )
@@ -371,8 +394,15 @@ async fn the_packages_install_and_run_product_md_as_written() {
         ]),
     )
     .await;
-    for expected in ["ai_hub/py.typed", "ai_hub/_models.py", "Name: ai-hub-python"] {
-        assert!(listing.contains(expected), "{expected} not in the wheel:\n{listing}");
+    for expected in [
+        "ai_hub/py.typed",
+        "ai_hub/_models.py",
+        "Name: ai-hub-python",
+    ] {
+        assert!(
+            listing.contains(expected),
+            "{expected} not in the wheel:\n{listing}"
+        );
     }
     assert!(std::fs::read_dir(&dist)
         .expect("dist")
@@ -398,22 +428,44 @@ async fn the_packages_install_and_run_product_md_as_written() {
     run(
         "npm install the tarball",
         command("npm", &project)
-            .args(["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args([
+                "install",
+                "--offline",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
             .arg(&tarball),
     )
     .await;
     let installed = project.join("node_modules/@ai-hub/javascript");
-    for file in ["dist/index.js", "dist/index.d.ts", "dist/models.d.ts", "package.json"] {
-        assert!(installed.join(file).is_file(), "{file} is not in the package");
+    for file in [
+        "dist/index.js",
+        "dist/index.d.ts",
+        "dist/models.d.ts",
+        "package.json",
+    ] {
+        assert!(
+            installed.join(file).is_file(),
+            "{file} is not in the package"
+        );
     }
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(installed.join("package.json")).expect("manifest"))
-            .expect("json");
-    assert_eq!(manifest.get("dependencies"), None, "no runtime dependencies");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(installed.join("package.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(
+        manifest.get("dependencies"),
+        None,
+        "no runtime dependencies"
+    );
     let snippet = product_snippet(&repo().join("sdks/javascript/README.md"));
     assert_as_in_product_md(&snippet);
-    std::fs::write(project.join("snippet.mjs"), snippet.replace("YOUR_API_KEY", &key))
-        .expect("snippet");
+    std::fs::write(
+        project.join("snippet.mjs"),
+        snippet.replace("YOUR_API_KEY", &key),
+    )
+    .expect("snippet");
     let printed = run(
         "PRODUCT.md's JavaScript snippet",
         command("node", &project)

@@ -424,26 +424,24 @@ export class Page<T> implements AsyncIterable<T> {
   }
 }
 
-/** What a list call returns: `await` it for the first page, or `for await` over every item. */
-export class PagePromise<T> implements PromiseLike<Page<T>>, AsyncIterable<T> {
-  private first: Promise<Page<T>> | undefined;
-
-  constructor(private readonly load: () => Promise<Page<T>>) {}
-
-  private page(): Promise<Page<T>> {
-    this.first ??= this.load();
-    return this.first;
+/**
+ * What a list call returns: a Promise of the first page (`await` it), which is also an async
+ * iterable of every item of every page (`for await` over it).
+ */
+export class PagePromise<T> extends Promise<Page<T>> implements AsyncIterable<T> {
+  constructor(load: () => Promise<Page<T>>) {
+    super((resolve, reject) => {
+      load().then(resolve, reject);
+    });
   }
 
-  then<A = Page<T>, B = never>(
-    onfulfilled?: ((value: Page<T>) => A | PromiseLike<A>) | null,
-    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<A | B> {
-    return this.page().then(onfulfilled, onrejected);
+  // `then` and `catch` give plain Promises, not more PagePromises.
+  static override get [Symbol.species](): PromiseConstructor {
+    return Promise;
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    yield* await this.page();
+    yield* await this;
   }
 }
 

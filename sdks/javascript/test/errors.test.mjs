@@ -75,7 +75,7 @@ test('429 rate limited with retry-after, and a POST is not retried', live, async
 
 test('429 quota exceeded on the Free plan', live, async () => {
   const free = await makeTenant('free');
-  await assert.rejects(free.client.chat.completions.create({ model: 'gpt-4o', messages: HELLO }), check(QuotaExceededError, 429, 'insufficient_quota'));
+  await assert.rejects(free.client.chat.completions.create({ model: 'gpt-4o', messages: HELLO, max_tokens: 2000 }), check(QuotaExceededError, 429, 'insufficient_quota'));
 });
 
 test('502 when every provider fails', live, async () => {

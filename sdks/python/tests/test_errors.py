@@ -87,7 +87,8 @@ def test_429_rate_limited_with_retry_after_and_a_post_is_not_retried(owner: AIHu
 def test_429_quota_exceeded_on_the_free_plan(new_tenant, base_url):
     free = new_tenant("free")
     with pytest.raises(ai_hub.QuotaExceededError) as raised:
-        free.client(base_url).chat.completions.create(model="gpt-4o", messages=HELLO)
+        # Free's month is 1,000 tokens: a budget past it is refused before the call.
+        free.client(base_url).chat.completions.create(model="gpt-4o", messages=HELLO, max_tokens=2000)
     check(raised.value, 429, "insufficient_quota")
     assert isinstance(raised.value, ai_hub.RateLimitError)
 
