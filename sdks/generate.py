@@ -72,6 +72,17 @@ METHODS: Dict[str, str] = {
     "post_billing_invoices_id_pay": "invoices.pay",
     "get_billing_usage": "usage.retrieve",
     "get_billing_usage_export": "usage.export",
+    "get_organizations_id_sso": "organizations.get_sso",
+    "put_organizations_id_sso": "organizations.set_sso",
+    "delete_organizations_id_sso": "organizations.delete_sso",
+    "get_audit_logs": "audit.logs.list",
+    "get_audit_logs_id": "audit.logs.retrieve",
+    "post_audit_logs_export": "audit.logs.export",
+    "get_audit_exports_id": "audit.exports.retrieve",
+    "get_audit_exports_id_download": "audit.exports.download",
+    "get_audit_public_key": "audit.get_public_key",
+    "get_audit_verify": "audit.verify",
+    "get_monitoring_health": "monitoring.health",
 }
 
 # Operations that are not the API an SDK user calls, and why.
@@ -206,7 +217,7 @@ class Document:
         if content:
             body_ref = ref_name(content["application/json"]["schema"])
         result, response, item = None, "empty", None
-        for status in ("200", "201"):
+        for status in ("200", "201", "202"):
             content = op["responses"].get(status, {}).get("content")
             if not content:
                 continue
@@ -362,7 +373,7 @@ def py_signature(doc: Document, op: Dict[str, Any], overload: Optional[str] = No
     for h in op["headers"]:
         params.append(f"{py_name(h['name'])}: Optional[str] = None")
     if op["response"] == "download":
-        params.insert(0, "file: FileTarget")
+        params.insert(len(op["path_params"]), "file: FileTarget")
     params += ["extra_headers: Optional[Mapping[str, str]] = None", "timeout: Timeout = None"]
     return params, body_fields
 
@@ -620,10 +631,10 @@ def ts_method(doc: Document, op: Dict[str, Any]) -> List[str]:
         out.append(f"  {name}({signature}): Promise<ReadableStream<Uint8Array>> {{")
         out.append(f"    return this.client.download('{m}', {path}, {init}, options);")
         out.append("  }")
-        out += ts_doc(f"Streams {op['method']} {op['path']} into the file at `path` (Node), returning the bytes written.", "  ")
-        file_params = ["path: string"] + params
+        out += ts_doc(f"Streams {op['method']} {op['path']} into the file at `file` (Node), returning the bytes written.", "  ")
+        file_params = params[: len(op["path_params"])] + ["file: string"] + params[len(op["path_params"]) :]
         out.append(f"  async {name}ToFile({', '.join(file_params)}): Promise<number> {{")
-        out.append(f"    return this.client.downloadToFile(path, '{m}', {path}, {init}, options);")
+        out.append(f"    return this.client.downloadToFile(file, '{m}', {path}, {init}, options);")
         out.append("  }")
     else:
         result = op["result"] or "void"

@@ -3,6 +3,11 @@
 /* The platform's resources and request bodies, as docs/openapi.json defines them. */
 
 /**
+ * Who caused an event.
+ */
+export type ActorKind = "api_key" | "user" | "platform_admin" | "system";
+
+/**
  * `POST /teams/{id}/members`: a user of the organization, by id or by email.
  */
 export interface AddMember {
@@ -79,6 +84,230 @@ export interface AssistantMessage {
   role: string;
   content?: string | null;
 }
+
+export interface AuditActor {
+  type: ActorKind;
+  /**
+   * `api_key:<id>`, `platform-admin:<name>`, `aihub` …
+   */
+  id: string;
+  ip?: string | null;
+}
+
+/**
+ * Where a chain first breaks.
+ */
+export interface AuditBreak {
+  /**
+   * `topic`, `journal` or `read_model`.
+   */
+  source: string;
+  /**
+   * The first event that does not verify (null when it has no readable id).
+   */
+  event_id?: string | null;
+  seq?: number | null;
+  reason: string;
+}
+
+/**
+ * An event's link in its organization's audit chain.
+ */
+export interface AuditChainLink {
+  seq: number;
+  /**
+   * The previous event's hash, hex (64 zeros for the first event).
+   */
+  prev: string;
+  /**
+   * SHA-256 of `prev` and of the canonical envelope without `chain`, hex.
+   */
+  hash: string;
+}
+
+/**
+ * One chain's verification.
+ */
+export interface AuditChainReport {
+  /**
+   * The organization id, or `platform`.
+   */
+  chain: string;
+  /**
+   * Events linked on the topic.
+   */
+  events: number;
+  head_seq: number;
+  /**
+   * The head's hash, hex.
+   */
+  head_hash?: string | null;
+  /**
+   * Signed checkpoints verified.
+   */
+  checkpoints: number;
+  /**
+   * The seq the last verified checkpoint signed.
+   */
+  last_checkpoint_seq?: number | null;
+  broken?: null | AuditBreak;
+}
+
+/**
+ * One field an update changed.
+ */
+export interface AuditChange {
+  field: string;
+  before: Record<string, unknown>;
+  after: Record<string, unknown>;
+}
+
+/**
+ * An export of the audit log: the events that matched its filters before it was asked for, in
+ * chain order, with every signed checkpoint of the chain among them.
+ */
+export interface AuditExport {
+  id: string;
+  object: AuditExportObject;
+  org_id: OrgId;
+  status: ExportStatus;
+  format: ExportFormat;
+  filters: AuditFilters;
+  created_at: Timestamp;
+  /**
+   * Streams the file.
+   */
+  download_url: string;
+}
+
+export type AuditExportObject = "audit.export";
+
+/**
+ * `POST /audit/logs/export`: the filters of `GET /audit/logs` and a format.
+ */
+export interface AuditExportRequest extends AuditFilters {
+  org_id?: null | OrgId;
+  format?: null | ExportFormat;
+}
+
+/**
+ * The filters the log and its exports share, as given.
+ */
+export interface AuditFilters {
+  /**
+   * `api_key`, `user`, `platform_admin` or `system`.
+   */
+  actor_type?: string | null;
+  /**
+   * The actor's id as events carry it (`api_key:<id>`).
+   */
+  actor_id?: string | null;
+  /**
+   * One event type, such as `api_key.revoked`.
+   */
+  event_type?: string | null;
+  /**
+   * A resource's stream id, such as `api_key:<id>`.
+   */
+  resource?: string | null;
+  /**
+   * The `x-request-id` of a request.
+   */
+  correlation_id?: string | null;
+  /**
+   * From this instant (inclusive): a date (`2026-11-01`) or an RFC 3339 time.
+   */
+  from?: string | null;
+  /**
+   * Until this instant (exclusive).
+   */
+  to?: string | null;
+}
+
+/**
+ * One event of the organization, as the audit log holds it.
+ */
+export interface AuditLog {
+  /**
+   * The event's id.
+   */
+  id: string;
+  object: AuditLogObject;
+  /**
+   * `api_key.created`, `user.role_assigned` … (see `schemas/events/`).
+   */
+  event_type: string;
+  org_id?: null | OrgId;
+  /**
+   * The resource the event changed: `api_key:<id>`, `team:<id>` …
+   */
+  stream_id: string;
+  stream_version: number;
+  actor: AuditActor;
+  /**
+   * The `x-request-id` of the request that caused it.
+   */
+  correlation_id: string;
+  causation_id?: string | null;
+  occurred_at: Timestamp;
+  /**
+   * The event's type-specific data.
+   */
+  data: Record<string, unknown>;
+  chain?: null | AuditChainLink;
+}
+
+/**
+ * One event with its whole envelope and, for an update, what it changed.
+ */
+export interface AuditLogDetail extends AuditLog {
+  /**
+   * The event exactly as it travelled on the topic.
+   */
+  envelope: Record<string, unknown>;
+  /**
+   * For updates (`*.updated`, `api_key.permissions_changed`, subscription plan changes):
+   * each field's value before and after, from the resource's earlier events; null otherwise.
+   */
+  changes?: Array<AuditChange> | null;
+}
+
+export type AuditLogObject = "audit_log";
+
+/**
+ * The key that signs audit checkpoints.
+ */
+export interface AuditPublicKey {
+  object: AuditPublicKeyObject;
+  /**
+   * Always `ed25519`.
+   */
+  algorithm: string;
+  /**
+   * The 32-byte public key, hex.
+   */
+  public_key: string;
+  /**
+   * The first 8 bytes of its SHA-256, hex: checkpoints name it.
+   */
+  key_id: string;
+}
+
+export type AuditPublicKeyObject = "audit.public_key";
+
+/**
+ * `GET /audit/verify` and `aihub audit verify`.
+ */
+export interface AuditVerification {
+  object: AuditVerificationObject;
+  /**
+   * True when every chain verifies in the topic, the journal and the audit read model.
+   */
+  ok: boolean;
+  chains: Array<AuditChainReport>;
+}
+
+export type AuditVerificationObject = "audit.verification";
 
 /**
  * A whole answer (`"stream"` absent or false), in OpenAI's format whichever provider served
@@ -325,6 +554,46 @@ export interface CompletionUsage {
 }
 
 /**
+ * One component and the figures its status was decided on.
+ */
+export interface Component {
+  /**
+   * `postgres`, `kafka:<host:port>`, `relay`, `projection:<name>`, `provider:<deployment>`.
+   */
+  name: string;
+  status: Status;
+  /**
+   * Why it is not `ok`, in words.
+   */
+  reason?: string | null;
+  /**
+   * The figures: latency, lag in events and seconds, circuit and last error.
+   */
+  figures: Record<string, unknown>;
+}
+
+/**
+ * `PUT /organizations/{id}/sso`: the whole configuration, replacing any before it.
+ */
+export interface ConfigureSso {
+  /**
+   * https (http only to a loopback address, when the operator allows it).
+   */
+  issuer: string;
+  client_id: string;
+  /**
+   * At least one; a person's email must end in one of them.
+   */
+  allowed_domains: Array<string>;
+  /**
+   * Default `groups`.
+   */
+  groups_claim?: string | null;
+  role_mappings?: Array<RoleMapping>;
+  default_role?: null | Role;
+}
+
+/**
  * A part of a message's content: `{"type": "text", "text": "…"}`; other part types
  * (`image_url`, `input_audio`, `file`) are forwarded to the providers that take them.
  */
@@ -413,6 +682,26 @@ export interface ErrorDetail {
  */
 export interface ErrorResponse {
   error: ErrorDetail;
+}
+
+/**
+ * The format of an audit export.
+ */
+export type ExportFormat = "jsonl" | "csv";
+
+export type ExportStatus = "pending" | "ready";
+
+/**
+ * The platform's health: the worst of its components.
+ */
+export interface Health {
+  /**
+   * Always `monitoring.health`.
+   */
+  object: string;
+  status: Status;
+  checked_at: string;
+  components: Array<Component>;
 }
 
 /**
@@ -579,7 +868,7 @@ export interface PendingDowngrade {
   effective_at: Timestamp;
 }
 
-export type Permission = "organizations:read" | "organizations:write" | "users:read" | "users:write" | "roles:read" | "roles:assign" | "teams:read" | "teams:write" | "members:write" | "api_keys:read" | "api_keys:write" | "api_keys:manage" | "chat:write" | "models:read" | "billing:read" | "billing:write" | "usage:read" | "monitoring:read" | "monitoring:write" | "audit:read" | "compliance:write";
+export type Permission = "organizations:read" | "organizations:write" | "users:read" | "users:write" | "roles:read" | "roles:assign" | "teams:read" | "teams:write" | "members:write" | "api_keys:read" | "api_keys:write" | "api_keys:manage" | "chat:write" | "models:read" | "billing:read" | "billing:write" | "usage:read" | "monitoring:read" | "monitoring:write" | "audit:read" | "compliance:write" | "sso:read" | "sso:write";
 
 /**
  * One permission and what it allows.
@@ -690,6 +979,20 @@ export interface RoleInfo {
   permissions: Array<Permission>;
 }
 
+/**
+ * One group of the identity provider and the organization-wide role its members get.
+ */
+export interface RoleMapping {
+  /**
+   * A value of the groups claim, compared exactly.
+   */
+  group: string;
+  /**
+   * Any built-in role but `owner`.
+   */
+  role: Role;
+}
+
 export type RoleObject = "role";
 
 /**
@@ -737,6 +1040,42 @@ export interface SetRateLimits {
    */
   concurrent_streams?: number | null;
 }
+
+/**
+ * An organization's single sign-on (Enterprise): people of its OpenID Connect provider call
+ * the API with the provider's ID or access token as bearer.
+ */
+export interface SsoConfig {
+  object: SsoConfigObject;
+  org_id: OrgId;
+  /**
+   * The provider's issuer URL, exactly as its tokens' `iss` spells it.
+   */
+  issuer: string;
+  /**
+   * The client id registered at the provider; tokens must name it in `aud`.
+   */
+  client_id: string;
+  /**
+   * Email domains whose people may sign in (lower case).
+   */
+  allowed_domains: Array<string>;
+  /**
+   * The claim holding the person's groups.
+   */
+  groups_claim: string;
+  role_mappings: Array<RoleMapping>;
+  default_role?: null | Role;
+  version: number;
+  updated_at?: null | Timestamp;
+}
+
+export type SsoConfigObject = "sso_configuration";
+
+/**
+ * `ok`: working; `degraded`: working, with a part down or behind; `down`: not working.
+ */
+export type Status = "ok" | "degraded" | "down";
 
 export type Stop = string | Array<string>;
 

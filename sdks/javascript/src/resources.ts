@@ -2,7 +2,7 @@
 
 /* One class per resource, one method per operation of docs/openapi.json. */
 
-import type { AddMember, ApiKey, ApiKeyPermissions, AssignRole, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Invoice, InvoicePayment, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, Subscription, Team, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
+import type { AddMember, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
 import { segment, type PagePromise, type RequestOptions, type Stream, type Transport } from './core.js';
 
 export class ChatCompletionsResource {
@@ -42,6 +42,66 @@ export class ChatModelsResource {
    */
   list(options: RequestOptions = {}): Promise<ChatModelList> {
     return this.client.request<ChatModelList>('GET', '/chat/models', {}, options);
+  }
+}
+
+export class AuditLogsResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * GET /audit/logs: The organization's events, newest first, filtered by actor, event type, resource, request
+   * and time.
+   */
+  list(query: { limit?: number; org_id?: string; actor_type?: string; actor_id?: string; event_type?: string; resource?: string; correlation_id?: string; from?: string; to?: string } = {}, options: RequestOptions = {}): PagePromise<AuditLog> {
+    return this.client.page<AuditLog>('/audit/logs', { query }, options);
+  }
+
+  /**
+   * GET /audit/logs/{id}: One event: its whole envelope and, for an update, each field before and after.
+   */
+  retrieve(id: string, options: RequestOptions = {}): Promise<AuditLogDetail> {
+    return this.client.request<AuditLogDetail>('GET', `/audit/logs/${segment(id)}`, {}, options);
+  }
+
+  /**
+   * POST /audit/logs/export: Asks for an export of the audit log. The export is the `audit.exported` event itself (the
+   * auditors are audited too): it fixes the filters and the instant, and
+   * `GET /audit/exports/{id}/download` streams the events before it that match, the same file
+   * every time. Answers 202 with `Location` of the export.
+   */
+  export(body: AuditExportRequest = {}, options: RequestOptions = {}): Promise<AuditExport> {
+    return this.client.request<AuditExport>('POST', '/audit/logs/export', { body }, options);
+  }
+}
+
+export class AuditExportsResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * GET /audit/exports/{id}: An export's status and where to download it.
+   */
+  retrieve(id: string, options: RequestOptions = {}): Promise<AuditExport> {
+    return this.client.request<AuditExport>('GET', `/audit/exports/${segment(id)}`, {}, options);
+  }
+
+  /**
+   * GET /audit/exports/{id}/download: The export's file, streamed: JSON Lines (one envelope per line) or CSV (the link, the columns
+   * an auditor sorts by, and the canonical envelope). One export streams at a time per
+   * organization (429 `export_in_progress`), from the export pool (503 `exports_busy`).
+   * The body as it arrives (a web ReadableStream); see also `downloadToFile`.
+   */
+  download(id: string, options: RequestOptions = {}): Promise<ReadableStream<Uint8Array>> {
+    return this.client.download('GET', `/audit/exports/${segment(id)}/download`, {}, options);
+  }
+  /**
+   * Streams GET /audit/exports/{id}/download into the file at `file` (Node), returning the bytes written.
+   */
+  async downloadToFile(id: string, file: string, options: RequestOptions = {}): Promise<number> {
+    return this.client.downloadToFile(file, 'GET', `/audit/exports/${segment(id)}/download`, {}, options);
   }
 }
 
@@ -122,6 +182,28 @@ export class OrganizationsResource {
    */
   setLimits(id: string, body: SetRateLimits = {}, options: RequestOptions = {}): Promise<RateLimits> {
     return this.client.request<RateLimits>('PUT', `/organizations/${segment(id)}/limits`, { body }, options);
+  }
+
+  /**
+   * GET /organizations/{id}/sso: The organization's single sign-on configuration; 404 when it has none.
+   */
+  getSso(id: string, options: RequestOptions = {}): Promise<SsoConfig> {
+    return this.client.request<SsoConfig>('GET', `/organizations/${segment(id)}/sso`, {}, options);
+  }
+
+  /**
+   * PUT /organizations/{id}/sso: Configures the organization's OpenID Connect single sign-on (Enterprise), replacing any
+   * configuration before it. Mapping a group to a role takes every permission of that role.
+   */
+  setSso(id: string, body: ConfigureSso, options: RequestOptions = {}): Promise<SsoConfig> {
+    return this.client.request<SsoConfig>('PUT', `/organizations/${segment(id)}/sso`, { body }, options);
+  }
+
+  /**
+   * DELETE /organizations/{id}/sso: Removes single sign-on: its people can no longer sign in (their users and API keys stay).
+   */
+  deleteSso(id: string, options: RequestOptions = {}): Promise<void> {
+    return this.client.request<void>('DELETE', `/organizations/${segment(id)}/sso`, {}, options);
   }
 }
 
@@ -423,10 +505,51 @@ export class UsageResource {
     return this.client.download('GET', '/billing/usage/export', { query }, options);
   }
   /**
-   * Streams GET /billing/usage/export into the file at `path` (Node), returning the bytes written.
+   * Streams GET /billing/usage/export into the file at `file` (Node), returning the bytes written.
    */
-  async exportToFile(path: string, query: { org_id?: string; from?: string; to?: string; group_by?: string; format?: string } = {}, options: RequestOptions = {}): Promise<number> {
-    return this.client.downloadToFile(path, 'GET', '/billing/usage/export', { query }, options);
+  async exportToFile(file: string, query: { org_id?: string; from?: string; to?: string; group_by?: string; format?: string } = {}, options: RequestOptions = {}): Promise<number> {
+    return this.client.downloadToFile(file, 'GET', '/billing/usage/export', { query }, options);
+  }
+}
+
+export class AuditResource {
+  readonly logs: AuditLogsResource;
+  readonly exports: AuditExportsResource;
+
+  constructor(protected readonly client: Transport) {
+    this.logs = new AuditLogsResource(client);
+    this.exports = new AuditExportsResource(client);
+  }
+
+  /**
+   * GET /audit/public-key: The Ed25519 key whose signatures the `audit.checkpoint` events carry; 404
+   * `audit_signing_not_configured` when the platform has none.
+   */
+  getPublicKey(options: RequestOptions = {}): Promise<AuditPublicKey> {
+    return this.client.request<AuditPublicKey>('GET', '/audit/public-key', {}, options);
+  }
+
+  /**
+   * GET /audit/verify: The organization's audit chain checked end to end: every link and signed checkpoint on the
+   * topic, in the journal and in the audit read model, and the three compared. `ok` is false, with
+   * the first event that does not verify named, when any event was altered, inserted, removed or
+   * reordered. It reads the whole topic: one at a time per organization (429 `export_in_progress`).
+   */
+  verify(query: { org_id?: string } = {}, options: RequestOptions = {}): Promise<AuditVerification> {
+    return this.client.request<AuditVerification>('GET', '/audit/verify', { query }, options);
+  }
+}
+
+export class MonitoringResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * GET /monitoring/health: The health of the platform's components, as this process sees them.
+   */
+  health(options: RequestOptions = {}): Promise<Health> {
+    return this.client.request<Health>('GET', '/monitoring/health', {}, options);
   }
 }
 
@@ -444,6 +567,8 @@ export class Resources {
   readonly subscriptions: SubscriptionsResource;
   readonly invoices: InvoicesResource;
   readonly usage: UsageResource;
+  readonly audit: AuditResource;
+  readonly monitoring: MonitoringResource;
 
   constructor(protected readonly client: Transport) {
     this.chat = new ChatResource(client);
@@ -458,5 +583,7 @@ export class Resources {
     this.subscriptions = new SubscriptionsResource(client);
     this.invoices = new InvoicesResource(client);
     this.usage = new UsageResource(client);
+    this.audit = new AuditResource(client);
+    this.monitoring = new MonitoringResource(client);
   }
 }

@@ -62,6 +62,125 @@ class AssistantMessage(Model):
     content: Optional[str]
 
 
+class AuditActor(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('type', 'id')
+    type: ActorKind
+    id: str
+    ip: Optional[str]
+
+
+class AuditBreak(Model):
+    """Where a chain first breaks."""
+    __required__: ClassVar[Tuple[str, ...]] = ('source', 'reason')
+    source: str
+    event_id: Optional[str]
+    seq: Optional[int]
+    reason: str
+
+
+class AuditChainLink(Model):
+    """An event's link in its organization's audit chain."""
+    __required__: ClassVar[Tuple[str, ...]] = ('seq', 'prev', 'hash')
+    seq: int
+    prev: str
+    hash: str
+
+
+class AuditChainReport(Model):
+    """One chain's verification."""
+    __required__: ClassVar[Tuple[str, ...]] = ('chain', 'events', 'head_seq', 'checkpoints')
+    chain: str
+    events: int
+    head_seq: int
+    head_hash: Optional[str]
+    checkpoints: int
+    last_checkpoint_seq: Optional[int]
+    broken: Optional[AuditBreak]
+
+
+class AuditChange(Model):
+    """One field an update changed."""
+    __required__: ClassVar[Tuple[str, ...]] = ('field', 'before', 'after')
+    field: str
+    before: Dict[str, Any]
+    after: Dict[str, Any]
+
+
+class AuditExport(Model):
+    """An export of the audit log: the events that matched its filters before it was asked for, in
+    chain order, with every signed checkpoint of the chain among them.
+    """
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'org_id', 'status', 'format', 'filters', 'created_at', 'download_url')
+    id: str
+    object: AuditExportObject
+    org_id: OrgId
+    status: ExportStatus
+    format: ExportFormat
+    filters: AuditFilters
+    created_at: Timestamp
+    download_url: str
+
+
+class AuditFilters(Model):
+    """The filters the log and its exports share, as given."""
+    __required__: ClassVar[Tuple[str, ...]] = ()
+    actor_type: Optional[str]
+    actor_id: Optional[str]
+    event_type: Optional[str]
+    resource: Optional[str]
+    correlation_id: Optional[str]
+    from_: Optional[str]
+    to: Optional[str]
+
+
+class AuditExportRequest(AuditFilters):
+    """`POST /audit/logs/export`: the filters of `GET /audit/logs` and a format."""
+    __required__: ClassVar[Tuple[str, ...]] = ()
+    org_id: Optional[OrgId]
+    format: Optional[ExportFormat]
+
+
+class AuditLog(Model):
+    """One event of the organization, as the audit log holds it."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'event_type', 'stream_id', 'stream_version', 'actor', 'correlation_id', 'occurred_at', 'data')
+    id: str
+    object: AuditLogObject
+    event_type: str
+    org_id: Optional[OrgId]
+    stream_id: str
+    stream_version: int
+    actor: AuditActor
+    correlation_id: str
+    causation_id: Optional[str]
+    occurred_at: Timestamp
+    data: Dict[str, Any]
+    chain: Optional[AuditChainLink]
+
+
+class AuditLogDetail(AuditLog):
+    """One event with its whole envelope and, for an update, what it changed."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'event_type', 'stream_id', 'stream_version', 'actor', 'correlation_id', 'occurred_at', 'data', 'envelope')
+    envelope: Dict[str, Any]
+    changes: Optional[List[AuditChange]]
+
+
+class AuditPublicKey(Model):
+    """The key that signs audit checkpoints."""
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'algorithm', 'public_key', 'key_id')
+    object: AuditPublicKeyObject
+    algorithm: str
+    public_key: str
+    key_id: str
+
+
+class AuditVerification(Model):
+    """`GET /audit/verify` and `aihub audit verify`."""
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'ok', 'chains')
+    object: AuditVerificationObject
+    ok: bool
+    chains: List[AuditChainReport]
+
+
 class ChatCompletion(Model):
     """A whole answer (`"stream"` absent or false), in OpenAI's format whichever provider served
     it; `model` is the public model name asked for.
@@ -185,6 +304,26 @@ class CompletionUsage(Model):
     total_tokens: int
 
 
+class Component(Model):
+    """One component and the figures its status was decided on."""
+    __required__: ClassVar[Tuple[str, ...]] = ('name', 'status', 'figures')
+    name: str
+    status: Status
+    reason: Optional[str]
+    figures: Dict[str, Any]
+
+
+class ConfigureSso(Model):
+    """`PUT /organizations/{id}/sso`: the whole configuration, replacing any before it."""
+    __required__: ClassVar[Tuple[str, ...]] = ('issuer', 'client_id', 'allowed_domains')
+    issuer: str
+    client_id: str
+    allowed_domains: List[str]
+    groups_claim: Optional[str]
+    role_mappings: Optional[List[RoleMapping]]
+    default_role: Optional[Role]
+
+
 class ContentPart(Model):
     """A part of a message's content: `{"type": "text", "text": "…"}`; other part types
     (`image_url`, `input_audio`, `file`) are forwarded to the providers that take them.
@@ -249,6 +388,15 @@ class ErrorResponse(Model):
     """The body of every error response, as OpenAPI documents it."""
     __required__: ClassVar[Tuple[str, ...]] = ('error',)
     error: ErrorDetail
+
+
+class Health(Model):
+    """The platform's health: the worst of its components."""
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'status', 'checked_at', 'components')
+    object: str
+    status: Status
+    checked_at: str
+    components: List[Component]
 
 
 class Invoice(Model):
@@ -419,6 +567,13 @@ class RoleInfo(Model):
     permissions: List[Permission]
 
 
+class RoleMapping(Model):
+    """One group of the identity provider and the organization-wide role its members get."""
+    __required__: ClassVar[Tuple[str, ...]] = ('group', 'role')
+    group: str
+    role: Role
+
+
 class ServerSentEvent(Model):
     """One server-sent event of a stream, as a client's SSE parser hands it over. Its `data` is a
     `ChatCompletionChunk` as JSON, an `ErrorResponse` as JSON when a stream breaks off, or the
@@ -446,6 +601,23 @@ class SetRateLimits(Model):
     requests_per_minute: Optional[int]
     tokens_per_minute: Optional[int]
     concurrent_streams: Optional[int]
+
+
+class SsoConfig(Model):
+    """An organization's single sign-on (Enterprise): people of its OpenID Connect provider call
+    the API with the provider's ID or access token as bearer.
+    """
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'org_id', 'issuer', 'client_id', 'allowed_domains', 'groups_claim', 'role_mappings', 'version')
+    object: SsoConfigObject
+    org_id: OrgId
+    issuer: str
+    client_id: str
+    allowed_domains: List[str]
+    groups_claim: str
+    role_mappings: List[RoleMapping]
+    default_role: Optional[Role]
+    version: int
+    updated_at: Optional[Timestamp]
 
 
 class StreamOptions(Model):
@@ -544,14 +716,23 @@ class User(Model):
 
 
 # Ids, enums and unions.
+ActorKind = Literal["api_key", "user", "platform_admin", "system"]
+"""Who caused an event."""
 ApiKeyId = str
 """An API key."""
 ApiKeyObject = Literal["api_key"]
 ApiKeyPermissionsObject = Literal["api_key.permissions"]
 ApiKeyStatus = Literal["active", "disabled", "expired", "revoked"]
 """Where a key stands now."""
+AuditExportObject = Literal["audit.export"]
+AuditLogObject = Literal["audit_log"]
+AuditPublicKeyObject = Literal["audit.public_key"]
+AuditVerificationObject = Literal["audit.verification"]
 ChatRole = Literal["system", "developer", "user", "assistant", "tool", "function"]
 """The roles of OpenAI's Chat Completions; the gateway refuses any other (400, `param`"""
+ExportFormat = Literal["jsonl", "csv"]
+"""The format of an audit export."""
+ExportStatus = Literal["pending", "ready"]
 InvoiceId = str
 """An invoice."""
 InvoiceObject = Literal["invoice"]
@@ -564,7 +745,7 @@ ModelTier = Literal["basic", "advanced", "premium"]
 OrgId = str
 """An organization, the tenant."""
 OrganizationObject = Literal["organization"]
-Permission = Literal["organizations:read", "organizations:write", "users:read", "users:write", "roles:read", "roles:assign", "teams:read", "teams:write", "members:write", "api_keys:read", "api_keys:write", "api_keys:manage", "chat:write", "models:read", "billing:read", "billing:write", "usage:read", "monitoring:read", "monitoring:write", "audit:read", "compliance:write"]
+Permission = Literal["organizations:read", "organizations:write", "users:read", "users:write", "roles:read", "roles:assign", "teams:read", "teams:write", "members:write", "api_keys:read", "api_keys:write", "api_keys:manage", "chat:write", "models:read", "billing:read", "billing:write", "usage:read", "monitoring:read", "monitoring:write", "audit:read", "compliance:write", "sso:read", "sso:write"]
 PermissionObject = Literal["permission"]
 PlanId = Literal["free", "developer", "pro", "enterprise"]
 """The plans of PRODUCT.md, by the id written in events and on the wire."""
@@ -574,6 +755,9 @@ RateLimitSubject = Literal["organization", "api_key"]
 RateLimitsObject = Literal["rate_limits"]
 Role = Literal["owner", "admin", "developer", "billing_manager", "auditor", "viewer"]
 RoleObject = Literal["role"]
+SsoConfigObject = Literal["sso_configuration"]
+Status = Literal["ok", "degraded", "down"]
+"""`ok`: working; `degraded`: working, with a part down or behind; `down`: not working."""
 Stop = Union[str, List[str]]
 SubscriptionObject = Literal["subscription"]
 TeamId = str
@@ -587,6 +771,7 @@ UserId = str
 UserObject = Literal["user"]
 
 __all__ = [
+    "ActorKind",
     "AddMember",
     "ApiKey",
     "ApiKeyId",
@@ -596,6 +781,22 @@ __all__ = [
     "ApiKeyStatus",
     "AssignRole",
     "AssistantMessage",
+    "AuditActor",
+    "AuditBreak",
+    "AuditChainLink",
+    "AuditChainReport",
+    "AuditChange",
+    "AuditExport",
+    "AuditExportObject",
+    "AuditExportRequest",
+    "AuditFilters",
+    "AuditLog",
+    "AuditLogDetail",
+    "AuditLogObject",
+    "AuditPublicKey",
+    "AuditPublicKeyObject",
+    "AuditVerification",
+    "AuditVerificationObject",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
@@ -607,6 +808,8 @@ __all__ = [
     "ChoosePlan",
     "ChunkChoice",
     "CompletionUsage",
+    "Component",
+    "ConfigureSso",
     "ContentPart",
     "CreateApiKey",
     "CreateOrganization",
@@ -615,6 +818,9 @@ __all__ = [
     "Delta",
     "ErrorDetail",
     "ErrorResponse",
+    "ExportFormat",
+    "ExportStatus",
+    "Health",
     "Invoice",
     "InvoiceId",
     "InvoiceObject",
@@ -647,10 +853,14 @@ __all__ = [
     "Role",
     "RoleAssignment",
     "RoleInfo",
+    "RoleMapping",
     "RoleObject",
     "ServerSentEvent",
     "SetApiKeyPermissions",
     "SetRateLimits",
+    "SsoConfig",
+    "SsoConfigObject",
+    "Status",
     "Stop",
     "StreamOptions",
     "Subscription",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._models import *  # noqa: F403
-from ._models import ApiKey, ApiKeyPermissions, ChatCompletion, ChatCompletionChunk, ChatModelList, Invoice, InvoicePayment, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, Subscription, Team, Usage, User
+from ._models import ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
 from ._transport import (
     AsyncPager,
     AsyncStream,
@@ -192,6 +192,95 @@ class ChatModelsResource:
         return self._t.request("GET", "/chat/models", headers=extra_headers, timeout=timeout, cast=ChatModelList)
 
 
+class AuditLogsResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        actor_type: Optional[str] = None,
+        actor_id: Optional[str] = None,
+        event_type: Optional[str] = None,
+        resource: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        from_: Optional[str] = None,
+        to: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SyncPage[AuditLog]:
+        """GET /audit/logs: The organization's events, newest first, filtered by actor, event type, resource, request
+        and time.
+        """
+        return self._t.page("/audit/logs", query={"limit": limit, "org_id": org_id, "actor_type": actor_type, "actor_id": actor_id, "event_type": event_type, "resource": resource, "correlation_id": correlation_id, "from": from_, "to": to}, headers=extra_headers, timeout=timeout, cast=AuditLog)
+
+    def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditLogDetail:
+        """GET /audit/logs/{id}: One event: its whole envelope and, for an update, each field before and after."""
+        return self._t.request("GET", f"/audit/logs/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=AuditLogDetail)
+
+    def export(
+        self,
+        *,
+        actor_type: Optional[str] = NOT_GIVEN,
+        actor_id: Optional[str] = NOT_GIVEN,
+        event_type: Optional[str] = NOT_GIVEN,
+        resource: Optional[str] = NOT_GIVEN,
+        correlation_id: Optional[str] = NOT_GIVEN,
+        from_: Optional[str] = NOT_GIVEN,
+        to: Optional[str] = NOT_GIVEN,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        format: Optional[ExportFormat] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditExport:
+        """POST /audit/logs/export: Asks for an export of the audit log. The export is the `audit.exported` event itself (the
+        auditors are audited too): it fixes the filters and the instant, and
+        `GET /audit/exports/{id}/download` streams the events before it that match, the same file
+        every time. Answers 202 with `Location` of the export.
+        """
+        return self._t.request("POST", "/audit/logs/export", body=body({"actor_type": actor_type, "actor_id": actor_id, "event_type": event_type, "resource": resource, "correlation_id": correlation_id, "from": from_, "to": to, "org_id": org_id, "format": format}), headers=extra_headers, timeout=timeout, cast=AuditExport)
+
+
+class AuditExportsResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditExport:
+        """GET /audit/exports/{id}: An export's status and where to download it."""
+        return self._t.request("GET", f"/audit/exports/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=AuditExport)
+
+    def download(
+        self,
+        id: str,
+        file: FileTarget,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> int:
+        """GET /audit/exports/{id}/download: The export's file, streamed: JSON Lines (one envelope per line) or CSV (the link, the columns
+        an auditor sorts by, and the canonical envelope). One export streams at a time per
+        organization (429 `export_in_progress`), from the export pool (503 `exports_busy`).
+        Streams the body into ``file`` (a path or a binary file); returns the bytes written.
+        """
+        return self._t.download(f"/audit/exports/{path_segment(id)}/download", headers=extra_headers, timeout=timeout, file=file)
+
+
 class ChatResource:
 
     def __init__(self, transport: SyncTransport) -> None:
@@ -304,6 +393,44 @@ class OrganizationsResource:
         tenant cannot raise its own). Fields left out go back to the plan's.
         """
         return self._t.request("PUT", f"/organizations/{path_segment(id)}/limits", body=body({"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute, "concurrent_streams": concurrent_streams}), headers={"If-Match": if_match, **(extra_headers or {})}, timeout=timeout, cast=RateLimits)
+
+    def get_sso(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SsoConfig:
+        """GET /organizations/{id}/sso: The organization's single sign-on configuration; 404 when it has none."""
+        return self._t.request("GET", f"/organizations/{path_segment(id)}/sso", headers=extra_headers, timeout=timeout, cast=SsoConfig)
+
+    def set_sso(
+        self,
+        id: str,
+        *,
+        issuer: str,
+        client_id: str,
+        allowed_domains: List[str],
+        groups_claim: Optional[str] = NOT_GIVEN,
+        role_mappings: Optional[List[Mapping[str, Any]]] = NOT_GIVEN,
+        default_role: Optional[Role] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SsoConfig:
+        """PUT /organizations/{id}/sso: Configures the organization's OpenID Connect single sign-on (Enterprise), replacing any
+        configuration before it. Mapping a group to a role takes every permission of that role.
+        """
+        return self._t.request("PUT", f"/organizations/{path_segment(id)}/sso", body=body({"issuer": issuer, "client_id": client_id, "allowed_domains": allowed_domains, "groups_claim": groups_claim, "role_mappings": role_mappings, "default_role": default_role}), headers=extra_headers, timeout=timeout, cast=SsoConfig)
+
+    def delete_sso(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /organizations/{id}/sso: Removes single sign-on: its people can no longer sign in (their users and API keys stay)."""
+        return self._t.request("DELETE", f"/organizations/{path_segment(id)}/sso", headers=extra_headers, timeout=timeout)
 
 
 class UsersResource:
@@ -767,6 +894,54 @@ class UsageResource:
         return self._t.download("/billing/usage/export", query={"org_id": org_id, "from": from_, "to": to, "group_by": group_by, "format": format}, headers=extra_headers, timeout=timeout, file=file)
 
 
+class AuditResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+        self.logs = AuditLogsResource(transport)
+        self.exports = AuditExportsResource(transport)
+
+    def get_public_key(
+        self,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditPublicKey:
+        """GET /audit/public-key: The Ed25519 key whose signatures the `audit.checkpoint` events carry; 404
+        `audit_signing_not_configured` when the platform has none.
+        """
+        return self._t.request("GET", "/audit/public-key", headers=extra_headers, timeout=timeout, cast=AuditPublicKey)
+
+    def verify(
+        self,
+        *,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditVerification:
+        """GET /audit/verify: The organization's audit chain checked end to end: every link and signed checkpoint on the
+        topic, in the journal and in the audit read model, and the three compared. `ok` is false, with
+        the first event that does not verify named, when any event was altered, inserted, removed or
+        reordered. It reads the whole topic: one at a time per organization (429 `export_in_progress`).
+        """
+        return self._t.request("GET", "/audit/verify", query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AuditVerification)
+
+
+class MonitoringResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def health(
+        self,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Health:
+        """GET /monitoring/health: The health of the platform's components, as this process sees them."""
+        return self._t.request("GET", "/monitoring/health", headers=extra_headers, timeout=timeout, cast=Health)
+
+
 class Resources:
     """The resources of the API, as attributes of the client."""
 
@@ -784,6 +959,8 @@ class Resources:
         self.subscriptions = SubscriptionsResource(transport)
         self.invoices = InvoicesResource(transport)
         self.usage = UsageResource(transport)
+        self.audit = AuditResource(transport)
+        self.monitoring = MonitoringResource(transport)
 
 
 class AsyncChatCompletionsResource:
@@ -954,6 +1131,95 @@ class AsyncChatModelsResource:
         return await self._t.request("GET", "/chat/models", headers=extra_headers, timeout=timeout, cast=ChatModelList)
 
 
+class AsyncAuditLogsResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        actor_type: Optional[str] = None,
+        actor_id: Optional[str] = None,
+        event_type: Optional[str] = None,
+        resource: Optional[str] = None,
+        correlation_id: Optional[str] = None,
+        from_: Optional[str] = None,
+        to: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AsyncPager[AuditLog]:
+        """GET /audit/logs: The organization's events, newest first, filtered by actor, event type, resource, request
+        and time.
+        """
+        return self._t.page("/audit/logs", query={"limit": limit, "org_id": org_id, "actor_type": actor_type, "actor_id": actor_id, "event_type": event_type, "resource": resource, "correlation_id": correlation_id, "from": from_, "to": to}, headers=extra_headers, timeout=timeout, cast=AuditLog)
+
+    async def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditLogDetail:
+        """GET /audit/logs/{id}: One event: its whole envelope and, for an update, each field before and after."""
+        return await self._t.request("GET", f"/audit/logs/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=AuditLogDetail)
+
+    async def export(
+        self,
+        *,
+        actor_type: Optional[str] = NOT_GIVEN,
+        actor_id: Optional[str] = NOT_GIVEN,
+        event_type: Optional[str] = NOT_GIVEN,
+        resource: Optional[str] = NOT_GIVEN,
+        correlation_id: Optional[str] = NOT_GIVEN,
+        from_: Optional[str] = NOT_GIVEN,
+        to: Optional[str] = NOT_GIVEN,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        format: Optional[ExportFormat] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditExport:
+        """POST /audit/logs/export: Asks for an export of the audit log. The export is the `audit.exported` event itself (the
+        auditors are audited too): it fixes the filters and the instant, and
+        `GET /audit/exports/{id}/download` streams the events before it that match, the same file
+        every time. Answers 202 with `Location` of the export.
+        """
+        return await self._t.request("POST", "/audit/logs/export", body=body({"actor_type": actor_type, "actor_id": actor_id, "event_type": event_type, "resource": resource, "correlation_id": correlation_id, "from": from_, "to": to, "org_id": org_id, "format": format}), headers=extra_headers, timeout=timeout, cast=AuditExport)
+
+
+class AsyncAuditExportsResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditExport:
+        """GET /audit/exports/{id}: An export's status and where to download it."""
+        return await self._t.request("GET", f"/audit/exports/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=AuditExport)
+
+    async def download(
+        self,
+        id: str,
+        file: FileTarget,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> int:
+        """GET /audit/exports/{id}/download: The export's file, streamed: JSON Lines (one envelope per line) or CSV (the link, the columns
+        an auditor sorts by, and the canonical envelope). One export streams at a time per
+        organization (429 `export_in_progress`), from the export pool (503 `exports_busy`).
+        Streams the body into ``file`` (a path or a binary file); returns the bytes written.
+        """
+        return await self._t.download(f"/audit/exports/{path_segment(id)}/download", headers=extra_headers, timeout=timeout, file=file)
+
+
 class AsyncChatResource:
 
     def __init__(self, transport: AsyncTransport) -> None:
@@ -1066,6 +1332,44 @@ class AsyncOrganizationsResource:
         tenant cannot raise its own). Fields left out go back to the plan's.
         """
         return await self._t.request("PUT", f"/organizations/{path_segment(id)}/limits", body=body({"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute, "concurrent_streams": concurrent_streams}), headers={"If-Match": if_match, **(extra_headers or {})}, timeout=timeout, cast=RateLimits)
+
+    async def get_sso(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SsoConfig:
+        """GET /organizations/{id}/sso: The organization's single sign-on configuration; 404 when it has none."""
+        return await self._t.request("GET", f"/organizations/{path_segment(id)}/sso", headers=extra_headers, timeout=timeout, cast=SsoConfig)
+
+    async def set_sso(
+        self,
+        id: str,
+        *,
+        issuer: str,
+        client_id: str,
+        allowed_domains: List[str],
+        groups_claim: Optional[str] = NOT_GIVEN,
+        role_mappings: Optional[List[Mapping[str, Any]]] = NOT_GIVEN,
+        default_role: Optional[Role] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SsoConfig:
+        """PUT /organizations/{id}/sso: Configures the organization's OpenID Connect single sign-on (Enterprise), replacing any
+        configuration before it. Mapping a group to a role takes every permission of that role.
+        """
+        return await self._t.request("PUT", f"/organizations/{path_segment(id)}/sso", body=body({"issuer": issuer, "client_id": client_id, "allowed_domains": allowed_domains, "groups_claim": groups_claim, "role_mappings": role_mappings, "default_role": default_role}), headers=extra_headers, timeout=timeout, cast=SsoConfig)
+
+    async def delete_sso(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /organizations/{id}/sso: Removes single sign-on: its people can no longer sign in (their users and API keys stay)."""
+        return await self._t.request("DELETE", f"/organizations/{path_segment(id)}/sso", headers=extra_headers, timeout=timeout)
 
 
 class AsyncUsersResource:
@@ -1529,6 +1833,54 @@ class AsyncUsageResource:
         return await self._t.download("/billing/usage/export", query={"org_id": org_id, "from": from_, "to": to, "group_by": group_by, "format": format}, headers=extra_headers, timeout=timeout, file=file)
 
 
+class AsyncAuditResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+        self.logs = AsyncAuditLogsResource(transport)
+        self.exports = AsyncAuditExportsResource(transport)
+
+    async def get_public_key(
+        self,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditPublicKey:
+        """GET /audit/public-key: The Ed25519 key whose signatures the `audit.checkpoint` events carry; 404
+        `audit_signing_not_configured` when the platform has none.
+        """
+        return await self._t.request("GET", "/audit/public-key", headers=extra_headers, timeout=timeout, cast=AuditPublicKey)
+
+    async def verify(
+        self,
+        *,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditVerification:
+        """GET /audit/verify: The organization's audit chain checked end to end: every link and signed checkpoint on the
+        topic, in the journal and in the audit read model, and the three compared. `ok` is false, with
+        the first event that does not verify named, when any event was altered, inserted, removed or
+        reordered. It reads the whole topic: one at a time per organization (429 `export_in_progress`).
+        """
+        return await self._t.request("GET", "/audit/verify", query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AuditVerification)
+
+
+class AsyncMonitoringResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def health(
+        self,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Health:
+        """GET /monitoring/health: The health of the platform's components, as this process sees them."""
+        return await self._t.request("GET", "/monitoring/health", headers=extra_headers, timeout=timeout, cast=Health)
+
+
 class AsyncResources:
     """The resources of the API, as attributes of the client."""
 
@@ -1546,4 +1898,6 @@ class AsyncResources:
         self.subscriptions = AsyncSubscriptionsResource(transport)
         self.invoices = AsyncInvoicesResource(transport)
         self.usage = AsyncUsageResource(transport)
+        self.audit = AsyncAuditResource(transport)
+        self.monitoring = AsyncMonitoringResource(transport)
 
