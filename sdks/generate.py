@@ -83,6 +83,8 @@ METHODS: Dict[str, str] = {
     "get_audit_public_key": "audit.get_public_key",
     "get_audit_verify": "audit.verify",
     "get_monitoring_health": "monitoring.health",
+    "get_monitoring_metrics": "monitoring.metrics.list",
+    "get_monitoring_metrics_id_data": "monitoring.metrics.data",
 }
 
 # Operations that are not the API an SDK user calls, and why.

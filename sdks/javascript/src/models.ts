@@ -668,6 +668,11 @@ export interface Delta {
 }
 
 /**
+ * What a series can be grouped and filtered by.
+ */
+export type Dimension = "model" | "provider" | "api_key" | "team" | "user";
+
+/**
  * OpenAI's error object: SDKs read `type` and `code`; `param` names the offending field.
  */
 export interface ErrorDetail {
@@ -764,6 +769,60 @@ export type InvoiceStatus = "open" | "paid";
 export type ListObject = "list";
 
 export type MessageContent = string | Array<ContentPart>;
+
+/**
+ * A metric the organization can chart.
+ */
+export interface Metric {
+  /**
+   * `chat.requests`, `chat.latency_ms.p95`, …
+   */
+  id: string;
+  object: MetricObject;
+  kind: MetricKind;
+  description: string;
+  /**
+   * `requests`, `tokens`, `usd_micros`, `ms` or `ratio`.
+   */
+  unit: string;
+  /**
+   * What its series can be grouped and filtered by.
+   */
+  dimensions: Array<Dimension>;
+}
+
+/**
+ * Where a metric's values come from.
+ */
+export type MetricKind = "builtin";
+
+export type MetricObject = "metric";
+
+/**
+ * `GET /monitoring/metrics/{id}/data`: a metric's values, one series per group.
+ */
+export interface MetricSeries {
+  object: MetricSeriesObject;
+  metric: string;
+  org_id: OrgId;
+  /**
+   * The first bucket's start: `from` rounded down to the step.
+   */
+  from: Timestamp;
+  /**
+   * Exclusive.
+   */
+  to: Timestamp;
+  step: Step;
+  group_by: Array<Dimension>;
+  /**
+   * One series per group, ordered by group; a single series with an empty group when not
+   * grouped. Groups with no call in the range are absent.
+   */
+  series: Array<Series>;
+}
+
+export type MetricSeriesObject = "metric.series";
 
 /**
  * OpenAI's model list.
@@ -905,6 +964,14 @@ export type PlanId = "free" | "developer" | "pro" | "enterprise";
 
 export type PlanObject = "plan";
 
+export interface Point {
+  /**
+   * The bucket's start.
+   */
+  t: Timestamp;
+  value: number;
+}
+
 /**
  * Prices in US dollars per million tokens.
  */
@@ -995,6 +1062,19 @@ export interface RoleMapping {
 
 export type RoleObject = "role";
 
+export interface Series {
+  /**
+   * The group's value of each `group_by` dimension (null: the calls had none, such as a key
+   * without a team).
+   */
+  group: Record<string, unknown>;
+  /**
+   * Buckets in time order; a bucket without calls (or, for a percentile, without values) is
+   * absent.
+   */
+  points: Array<Point>;
+}
+
 /**
  * One server-sent event of a stream, as a client's SSE parser hands it over. Its `data` is a
  * `ChatCompletionChunk` as JSON, an `ErrorResponse` as JSON when a stream breaks off, or the
@@ -1076,6 +1156,11 @@ export type SsoConfigObject = "sso_configuration";
  * `ok`: working; `degraded`: working, with a part down or behind; `down`: not working.
  */
 export type Status = "ok" | "degraded" | "down";
+
+/**
+ * The width of a series' buckets.
+ */
+export type Step = "1m" | "1h" | "1d";
 
 export type Stop = string | Array<string>;
 

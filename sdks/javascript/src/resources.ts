@@ -2,7 +2,7 @@
 
 /* One class per resource, one method per operation of docs/openapi.json. */
 
-import type { AddMember, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
+import type { AddMember, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
 import { segment, type PagePromise, type RequestOptions, type Stream, type Transport } from './core.js';
 
 export class ChatCompletionsResource {
@@ -102,6 +102,26 @@ export class AuditExportsResource {
    */
   async downloadToFile(id: string, file: string, options: RequestOptions = {}): Promise<number> {
     return this.client.downloadToFile(file, 'GET', `/audit/exports/${segment(id)}/download`, {}, options);
+  }
+}
+
+export class MonitoringMetricsResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * GET /monitoring/metrics: The metrics the organization can chart, in id order.
+   */
+  list(query: { limit?: number; org_id?: string } = {}, options: RequestOptions = {}): PagePromise<Metric> {
+    return this.client.page<Metric>('/monitoring/metrics', { query }, options);
+  }
+
+  /**
+   * GET /monitoring/metrics/{id}/data: A metric's values in `[from, to)`, per bucket of `step`, one series per group.
+   */
+  data(id: string, query: { org_id?: string; from?: string; to?: string; step?: string; group_by?: string; filter?: string } = {}, options: RequestOptions = {}): Promise<MetricSeries> {
+    return this.client.request<MetricSeries>('GET', `/monitoring/metrics/${segment(id)}/data`, { query }, options);
   }
 }
 
@@ -541,8 +561,10 @@ export class AuditResource {
 }
 
 export class MonitoringResource {
+  readonly metrics: MonitoringMetricsResource;
 
   constructor(protected readonly client: Transport) {
+    this.metrics = new MonitoringMetricsResource(client);
   }
 
   /**

@@ -433,6 +433,30 @@ class InvoicePayment(Model):
     version: int
 
 
+class Metric(Model):
+    """A metric the organization can chart."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'kind', 'description', 'unit', 'dimensions')
+    id: str
+    object: MetricObject
+    kind: MetricKind
+    description: str
+    unit: str
+    dimensions: List[Dimension]
+
+
+class MetricSeries(Model):
+    """`GET /monitoring/metrics/{id}/data`: a metric's values, one series per group."""
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'metric', 'org_id', 'from', 'to', 'step', 'group_by', 'series')
+    object: MetricSeriesObject
+    metric: str
+    org_id: OrgId
+    from_: Timestamp
+    to: Timestamp
+    step: Step
+    group_by: List[Dimension]
+    series: List[Series]
+
+
 class ModelList(Model):
     """OpenAI's model list."""
     __required__: ClassVar[Tuple[str, ...]] = ('object', 'data')
@@ -514,6 +538,12 @@ class Plan(Model):
     features: List[str]
 
 
+class Point(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('t', 'value')
+    t: Timestamp
+    value: float
+
+
 class Pricing(Model):
     """Prices in US dollars per million tokens."""
     __required__: ClassVar[Tuple[str, ...]] = ('input_usd_per_million_tokens', 'output_usd_per_million_tokens')
@@ -572,6 +602,12 @@ class RoleMapping(Model):
     __required__: ClassVar[Tuple[str, ...]] = ('group', 'role')
     group: str
     role: Role
+
+
+class Series(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('group', 'points')
+    group: Dict[str, Any]
+    points: List[Point]
 
 
 class ServerSentEvent(Model):
@@ -730,6 +766,8 @@ AuditPublicKeyObject = Literal["audit.public_key"]
 AuditVerificationObject = Literal["audit.verification"]
 ChatRole = Literal["system", "developer", "user", "assistant", "tool", "function"]
 """The roles of OpenAI's Chat Completions; the gateway refuses any other (400, `param`"""
+Dimension = Literal["model", "provider", "api_key", "team", "user"]
+"""What a series can be grouped and filtered by."""
 ExportFormat = Literal["jsonl", "csv"]
 """The format of an audit export."""
 ExportStatus = Literal["pending", "ready"]
@@ -740,6 +778,10 @@ InvoiceStatus = Literal["open", "paid"]
 ListObject = Literal["list"]
 """Always `list`."""
 MessageContent = Union[str, List[ContentPart]]
+MetricKind = Literal["builtin"]
+"""Where a metric's values come from."""
+MetricObject = Literal["metric"]
+MetricSeriesObject = Literal["metric.series"]
 ModelTier = Literal["basic", "advanced", "premium"]
 """How capable (and costly) a model is; a plan serves models up to its tier."""
 OrgId = str
@@ -758,6 +800,8 @@ RoleObject = Literal["role"]
 SsoConfigObject = Literal["sso_configuration"]
 Status = Literal["ok", "degraded", "down"]
 """`ok`: working; `degraded`: working, with a part down or behind; `down`: not working."""
+Step = Literal["1m", "1h", "1d"]
+"""The width of a series' buckets."""
 Stop = Union[str, List[str]]
 SubscriptionObject = Literal["subscription"]
 TeamId = str
@@ -816,6 +860,7 @@ __all__ = [
     "CreateTeam",
     "CreateUser",
     "Delta",
+    "Dimension",
     "ErrorDetail",
     "ErrorResponse",
     "ExportFormat",
@@ -828,6 +873,11 @@ __all__ = [
     "InvoiceStatus",
     "ListObject",
     "MessageContent",
+    "Metric",
+    "MetricKind",
+    "MetricObject",
+    "MetricSeries",
+    "MetricSeriesObject",
     "ModelList",
     "ModelObject",
     "ModelTier",
@@ -844,6 +894,7 @@ __all__ = [
     "Plan",
     "PlanId",
     "PlanObject",
+    "Point",
     "Pricing",
     "RateLimitOverrides",
     "RateLimitSubject",
@@ -855,12 +906,14 @@ __all__ = [
     "RoleInfo",
     "RoleMapping",
     "RoleObject",
+    "Series",
     "ServerSentEvent",
     "SetApiKeyPermissions",
     "SetRateLimits",
     "SsoConfig",
     "SsoConfigObject",
     "Status",
+    "Step",
     "Stop",
     "StreamOptions",
     "Subscription",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._models import *  # noqa: F403
-from ._models import ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
+from ._models import ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
 from ._transport import (
     AsyncPager,
     AsyncStream,
@@ -279,6 +279,39 @@ class AuditExportsResource:
         Streams the body into ``file`` (a path or a binary file); returns the bytes written.
         """
         return self._t.download(f"/audit/exports/{path_segment(id)}/download", headers=extra_headers, timeout=timeout, file=file)
+
+
+class MonitoringMetricsResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SyncPage[Metric]:
+        """GET /monitoring/metrics: The metrics the organization can chart, in id order."""
+        return self._t.page("/monitoring/metrics", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=Metric)
+
+    def data(
+        self,
+        id: str,
+        *,
+        org_id: Optional[str] = None,
+        from_: Optional[str] = None,
+        to: Optional[str] = None,
+        step: Optional[str] = None,
+        group_by: Optional[str] = None,
+        filter: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> MetricSeries:
+        """GET /monitoring/metrics/{id}/data: A metric's values in `[from, to)`, per bucket of `step`, one series per group."""
+        return self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}/data", query={"org_id": org_id, "from": from_, "to": to, "step": step, "group_by": group_by, "filter": filter}, headers=extra_headers, timeout=timeout, cast=MetricSeries)
 
 
 class ChatResource:
@@ -931,6 +964,7 @@ class MonitoringResource:
 
     def __init__(self, transport: SyncTransport) -> None:
         self._t = transport
+        self.metrics = MonitoringMetricsResource(transport)
 
     def health(
         self,
@@ -1218,6 +1252,39 @@ class AsyncAuditExportsResource:
         Streams the body into ``file`` (a path or a binary file); returns the bytes written.
         """
         return await self._t.download(f"/audit/exports/{path_segment(id)}/download", headers=extra_headers, timeout=timeout, file=file)
+
+
+class AsyncMonitoringMetricsResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AsyncPager[Metric]:
+        """GET /monitoring/metrics: The metrics the organization can chart, in id order."""
+        return self._t.page("/monitoring/metrics", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=Metric)
+
+    async def data(
+        self,
+        id: str,
+        *,
+        org_id: Optional[str] = None,
+        from_: Optional[str] = None,
+        to: Optional[str] = None,
+        step: Optional[str] = None,
+        group_by: Optional[str] = None,
+        filter: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> MetricSeries:
+        """GET /monitoring/metrics/{id}/data: A metric's values in `[from, to)`, per bucket of `step`, one series per group."""
+        return await self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}/data", query={"org_id": org_id, "from": from_, "to": to, "step": step, "group_by": group_by, "filter": filter}, headers=extra_headers, timeout=timeout, cast=MetricSeries)
 
 
 class AsyncChatResource:
@@ -1870,6 +1937,7 @@ class AsyncMonitoringResource:
 
     def __init__(self, transport: AsyncTransport) -> None:
         self._t = transport
+        self.metrics = AsyncMonitoringMetricsResource(transport)
 
     async def health(
         self,
