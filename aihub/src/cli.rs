@@ -35,14 +35,27 @@ enum Command {
     Migrate,
     /// Create the database, apply migrations and create the event topic.
     Bootstrap,
-    /// Rebuild read models from the beginning of the event topic.
+    /// Rebuild read models from the beginning of the event topic; or, with `--org`, write one
+    /// organization's state at an instant into a schema of its own.
     Replay {
         /// The projection to rebuild (tenancy, audit, usage, catalog).
-        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        #[arg(long, required_unless_present_any = ["all", "org"], conflicts_with_all = ["all", "org"])]
         projection: Option<String>,
         /// Rebuild every projection.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "org")]
         all: bool,
+        /// Point-in-time replay for audits: the organization whose users, roles, teams, API keys
+        /// and subscription are written as they were at `--as-of`.
+        #[arg(long, requires_all = ["as_of", "schema"])]
+        org: Option<uuid::Uuid>,
+        /// The instant (RFC 3339): the organization's events that occurred at or before it are
+        /// replayed.
+        #[arg(long, requires = "org")]
+        as_of: Option<String>,
+        /// The schema to write the tenancy tables into (created, or replaced when it holds only
+        /// a previous replay's tables).
+        #[arg(long, requires = "org")]
+        schema: Option<String>,
     },
     /// Write a consistent dump of the journal and the write-side tables into a new directory,
     /// with a manifest of its journal position and checksums.
@@ -209,7 +222,23 @@ where
             println!("database migrated; topic {} ready", config.topic);
             Ok(())
         }
-        Command::Replay { projection, all } => replay(config, projection, all).await,
+        Command::Replay {
+            org: Some(org),
+            as_of,
+            schema,
+            ..
+        } => {
+            replay_org(
+                config,
+                org,
+                as_of.as_deref().unwrap_or_default(),
+                schema.as_deref().unwrap_or_default(),
+            )
+            .await
+        }
+        Command::Replay {
+            projection, all, ..
+        } => replay(config, projection, all).await,
         Command::Backup { to, into, keep } => {
             match (to, into) {
                 (Some(dir), _) => {
@@ -378,6 +407,92 @@ async fn terminate() {
 #[cfg(not(unix))]
 async fn terminate() {
     std::future::pending().await
+}
+
+/// `aihub replay --org --as-of --schema`: the organization's state at the instant, replayed from
+/// the topic through the tenancy projection into `schema`, committed.
+async fn replay_org(
+    config: Config,
+    org: uuid::Uuid,
+    as_of: &str,
+    schema: &str,
+) -> anyhow::Result<()> {
+    use projectors::audit::state;
+    let at = chrono::DateTime::parse_from_rfc3339(as_of)
+        .with_context(|| format!("--as-of {as_of:?} is not an RFC 3339 instant"))?
+        .with_timezone(&chrono::Utc);
+    anyhow::ensure!(
+        at <= chrono::Utc::now() + chrono::Duration::seconds(5),
+        "--as-of {as_of} is in the future"
+    );
+    anyhow::ensure!(
+        state::valid_schema(schema),
+        "--schema {schema:?}: use a lower-case identifier that is not public, read, information_schema or pg_*"
+    );
+    let pool = config.database.pool(2)?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // Replace only a schema that holds nothing but a previous replay's tables.
+    let held: Vec<String> = tx
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f')",
+            &[&schema],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let ours = state::tables();
+    let foreign: Vec<&String> = held.iter().filter(|t| !ours.contains(&t.as_str())).collect();
+    anyhow::ensure!(
+        foreign.is_empty(),
+        "schema {schema} holds tables a replay did not write ({}); not replacing it",
+        foreign.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    if exists {
+        println!("replay: replacing schema {schema}");
+        tx.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await?;
+    }
+    state::create_tables(&tx, schema).await?;
+    println!(
+        "replay: organization {org} as of {} from topic {} into schema {schema}",
+        at.to_rfc3339(),
+        config.topic
+    );
+    let started = std::time::Instant::now();
+    let replayed = state::replay_into(&tx, &config.kafka, &config.topic, schema, org, at, |c| {
+        println!(
+            "replay: {} messages read, {} events of the organization applied",
+            c.read, c.applied
+        )
+    })
+    .await?;
+    let mut written = Vec::new();
+    for table in &ours {
+        let rows: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {schema}.{table}"), &[])
+            .await?
+            .get(0);
+        written.push(format!("{table} {rows}"));
+    }
+    tx.commit().await?;
+    println!(
+        "replay: {} events applied ({} later ones left out) in {:.1}s; wrote {schema}: {}",
+        replayed.applied,
+        replayed.later,
+        started.elapsed().as_secs_f64(),
+        written.join(", ")
+    );
+    Ok(())
 }
 
 async fn replay(config: Config, projection: Option<String>, all: bool) -> anyhow::Result<()> {

@@ -383,3 +383,111 @@ pub struct AuditExport {
     /// Streams the file.
     pub download_url: String,
 }
+
+/// `GET /audit/state`: the instant asked about.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditStateQuery {
+    /// The instant, RFC 3339 (`2026-11-27T16:30:00Z`); not in the future.
+    pub as_of: Option<String>,
+    /// The organization (platform admin only; a key acts in its own).
+    pub org_id: Option<String>,
+}
+
+/// How an API key stood at the instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKeyStatus {
+    Active,
+    Disabled,
+    Expired,
+    Revoked,
+}
+
+/// A role held by a user: in the whole organization (`team_id` null) or in one team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditStateRole {
+    pub role: String,
+    pub team_id: Option<uuid::Uuid>,
+    pub assigned_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditStateUser {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub created_at: Timestamp,
+    pub roles: Vec<AuditStateRole>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditStateMember {
+    pub user_id: uuid::Uuid,
+    pub added_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditStateTeam {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: Timestamp,
+    pub members: Vec<AuditStateMember>,
+}
+
+/// An API key at the instant (never its secret or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditStateKey {
+    pub id: uuid::Uuid,
+    pub public_id: String,
+    pub prefix: String,
+    pub name: String,
+    pub owner_user_id: Option<uuid::Uuid>,
+    pub team_id: Option<uuid::Uuid>,
+    pub permissions: Vec<String>,
+    /// Revoked before disabled before expired (at the instant) before active.
+    pub status: AuditKeyStatus,
+    pub enabled: bool,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditStateOrganization {
+    pub id: OrgId,
+    pub name: String,
+    pub slug: String,
+    pub owner_email: Option<String>,
+    pub created_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditStateSubscription {
+    /// The plan in force at the instant (a scheduled downgrade counts once its date has come).
+    pub plan: String,
+    pub pending_plan: Option<String>,
+    pub pending_effective_at: Option<Timestamp>,
+    pub started_at: Timestamp,
+}
+
+/// `GET /audit/state` and `aihub replay --org --as-of`: who could do what at an instant, rebuilt
+/// from the organization's events on the topic up to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditState {
+    pub object: AuditStateObject,
+    pub org_id: OrgId,
+    pub as_of: Timestamp,
+    /// The organization's events on the topic at or before `as_of` that were replayed.
+    pub events_replayed: u64,
+    /// Null when the organization did not exist yet.
+    pub organization: Option<AuditStateOrganization>,
+    /// Users with the roles they held, by id.
+    pub users: Vec<AuditStateUser>,
+    pub teams: Vec<AuditStateTeam>,
+    pub api_keys: Vec<AuditStateKey>,
+    pub subscription: Option<AuditStateSubscription>,
+}

@@ -1,6 +1,7 @@
 //! Audit tools that read the topic rather than trust a read model (issue 12): verifying the
 //! tamper-evident chains, and rebuilding an organization's state at an instant.
 
+pub mod state;
 pub mod verify;
 
 use std::collections::HashMap;

@@ -3,7 +3,8 @@
 
 use api::audit::{
     ActorKind, AuditActor, AuditChainLink, AuditChange, AuditLog, AuditLogDetail, AuditLogObject,
-    AuditLogQuery, AuditPublicKey, AuditPublicKeyObject, AuditVerification,
+    AuditLogQuery, AuditPublicKey, AuditPublicKeyObject, AuditState, AuditStateQuery,
+    AuditVerification,
 };
 use api::{List, OrgQuery};
 use axum::extract::{Query, State};
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .routes(routes!(show))
         .routes(routes!(public_key))
         .routes(routes!(verify))
+        .routes(routes!(state_at))
 }
 
 const SELECT: &str =
@@ -265,6 +267,64 @@ async fn verify(
     Ok(Json(report))
 }
 
+/// How far ahead of this server's clock `as_of` may be (clocks of callers drift).
+const AS_OF_SKEW: chrono::Duration = chrono::Duration::seconds(5);
+
+/// `as_of`: required, RFC 3339, not in the future beyond a small skew.
+fn as_of(raw: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    let raw = raw.filter(|r| !r.is_empty()).ok_or_else(|| {
+        ApiError::invalid_param("as_of", "as_of is required: an RFC 3339 instant.")
+    })?;
+    let at = DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| {
+            ApiError::invalid_param(
+                "as_of",
+                "as_of must be an RFC 3339 instant, like 2026-11-27T16:30:00Z.",
+            )
+        })?
+        .with_timezone(&Utc);
+    if at > now + AS_OF_SKEW {
+        return Err(ApiError::invalid_param(
+            "as_of",
+            "as_of is in the future: the state of an instant to come is not known.",
+        ));
+    }
+    Ok(at)
+}
+
+/// Who could do what at an instant: the organization, its users and their roles, its teams and
+/// their members, its API keys with their permissions and status, and its subscription, as they
+/// were at `as_of`. Rebuilt by replaying the organization's events on the topic up to that
+/// instant through the tenancy projection into a scratch schema that is rolled back; no current
+/// read model is consulted. It reads the whole topic: one at a time per organization (429
+/// `export_in_progress`).
+#[utoipa::path(get, path = "/audit/state", tag = "audit", params(AuditStateQuery),
+    responses((status = 200, body = AuditState)))]
+async fn state_at(
+    State(state): State<ReadState>,
+    principal: Principal,
+    Query(query): Query<AuditStateQuery>,
+) -> Result<Json<AuditState>, ApiError> {
+    let org_id = scope::org(&principal, query.org_id.as_deref())?;
+    principal.require(Permission::AuditRead)?;
+    let at = as_of(query.as_of.as_deref(), Utc::now())?;
+    let _slot = state.exports.slot(org_id)?;
+    let answer = projectors::audit::state::state_at(
+        &state.pool,
+        &state.audit.kafka,
+        &state.audit.topic,
+        org_id,
+        at,
+    )
+    .await
+    .map_err(|e| {
+        let mut error = ApiError::unavailable("The event topic could not be replayed; retry shortly.");
+        error.cause = Some(e);
+        error
+    })?;
+    Ok(Json(answer))
+}
+
 /// What an update changed: the resource's fields folded from its earlier events' data (a
 /// field's last non-null value), against the same with this event's data.
 fn changes(event_type: &str, history: &[Value], data: &Value) -> Vec<AuditChange> {
@@ -312,6 +372,22 @@ fn fold(state: &mut Map<String, Value>, data: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn as_of_is_rfc3339_and_not_in_the_future() {
+        let now = Utc::now();
+        assert!(as_of(None, now).is_err());
+        assert!(as_of(Some("yesterday"), now).is_err());
+        assert!(as_of(Some("2026-11-27"), now).is_err());
+        let future = (now + chrono::Duration::minutes(5)).to_rfc3339();
+        assert!(as_of(Some(&future), now).is_err());
+        let skewed = (now + chrono::Duration::seconds(2)).to_rfc3339();
+        assert!(as_of(Some(&skewed), now).is_ok());
+        assert_eq!(
+            as_of(Some("2026-01-02T03:04:05+01:00"), now).ok(),
+            DateTime::parse_from_rfc3339("2026-01-02T02:04:05Z").ok().map(|t| t.with_timezone(&Utc))
+        );
+    }
 
     #[test]
     fn an_update_shows_each_changed_field_before_and_after() {
