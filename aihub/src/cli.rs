@@ -444,11 +444,18 @@ async fn replay_org(
         .map(|r| r.get(0))
         .collect();
     let ours = state::tables();
-    let foreign: Vec<&String> = held.iter().filter(|t| !ours.contains(&t.as_str())).collect();
+    let foreign: Vec<&String> = held
+        .iter()
+        .filter(|t| !ours.contains(&t.as_str()))
+        .collect();
     anyhow::ensure!(
         foreign.is_empty(),
         "schema {schema} holds tables a replay did not write ({}); not replacing it",
-        foreign.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+        foreign
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let exists: bool = tx
         .query_one(

@@ -137,7 +137,9 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
     let revoked_at = occurred(&auditor, "api_key.revoked", &format!("api_key:{key_id}")).await;
     let role_removed = occurred(&auditor, "user.role_removed", &format!("user:{member}")).await;
     let assigned_events = auditor
-        .get(&format!("/api/v1/audit/logs?event_type=user.role_assigned&resource=user:{member}"))
+        .get(&format!(
+            "/api/v1/audit/logs?event_type=user.role_assigned&resource=user:{member}"
+        ))
         .await;
     assert_eq!(assigned_events.status, 200, "{}", assigned_events.body);
     // The newest first: the viewer role, after the developer role it replaced.
@@ -192,7 +194,9 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
 
     // Before the organization existed: nothing.
     let created_at = DateTime::parse_from_rfc3339(
-        before["organization"]["created_at"].as_str().expect("created_at"),
+        before["organization"]["created_at"]
+            .as_str()
+            .expect("created_at"),
     )
     .expect("time")
     .with_timezone(&Utc);
@@ -210,8 +214,13 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
     assert_eq!(replayed, before);
 
     // The CLI writes the same state into a schema, and its rows are the API's answer.
-    let (ok, output) =
-        replay_binary(&env, &tenant.org_id, &rfc3339(role_assigned), "audit_snapshot").await;
+    let (ok, output) = replay_binary(
+        &env,
+        &tenant.org_id,
+        &rfc3339(role_assigned),
+        "audit_snapshot",
+    )
+    .await;
     assert!(ok, "{output}");
     assert!(output.contains("audit_snapshot"), "{output}");
     assert!(output.contains("events applied"), "{output}");
@@ -266,10 +275,18 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
     assert!(from_sql.contains(&(member.clone(), "viewer".to_string())));
 
     // Run again at an earlier instant: the schema is replaced, and the key is not revoked there.
-    let (ok, output) =
-        replay_binary(&env, &tenant.org_id, &rfc3339(revoked_at - ms), "audit_snapshot").await;
+    let (ok, output) = replay_binary(
+        &env,
+        &tenant.org_id,
+        &rfc3339(revoked_at - ms),
+        "audit_snapshot",
+    )
+    .await;
     assert!(ok, "{output}");
-    assert!(output.contains("replacing schema audit_snapshot"), "{output}");
+    assert!(
+        output.contains("replacing schema audit_snapshot"),
+        "{output}"
+    );
     let revoked: bool = db
         .query_one(
             "SELECT revoked_at IS NOT NULL FROM audit_snapshot.api_keys WHERE id = $1::text::uuid",
@@ -281,9 +298,11 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
     assert!(!revoked);
 
     // It does not replace a schema of someone else's, nor write into the platform's.
-    db.batch_execute("CREATE SCHEMA notes; CREATE TABLE notes.mine (x int); INSERT INTO notes.mine VALUES (1)")
-        .await
-        .expect("a schema of someone else's");
+    db.batch_execute(
+        "CREATE SCHEMA notes; CREATE TABLE notes.mine (x int); INSERT INTO notes.mine VALUES (1)",
+    )
+    .await
+    .expect("a schema of someone else's");
     let (ok, output) = replay_binary(&env, &tenant.org_id, &rfc3339(revoked_at), "notes").await;
     assert!(!ok, "{output}");
     assert!(output.contains("mine"), "{output}");
@@ -351,7 +370,10 @@ async fn weak_roles_other_organizations_and_bad_instants_are_refused() {
 
     // The platform admin names the organization; its answer is that organization's only.
     let reply = admin
-        .get(&format!("/api/v1/audit/state?as_of={now}&org_id={}", b.org_id))
+        .get(&format!(
+            "/api/v1/audit/state?as_of={now}&org_id={}",
+            b.org_id
+        ))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["org_id"], b.org_id.as_str());

@@ -10,8 +10,7 @@ use std::collections::HashSet;
 use anyhow::Context;
 use api::audit::{
     AuditKeyStatus, AuditState, AuditStateKey, AuditStateMember, AuditStateObject,
-    AuditStateOrganization, AuditStateRole, AuditStateSubscription, AuditStateTeam,
-    AuditStateUser,
+    AuditStateOrganization, AuditStateRole, AuditStateSubscription, AuditStateTeam, AuditStateUser,
 };
 use api::Timestamp;
 use chrono::{DateTime, Utc};
@@ -42,9 +41,7 @@ pub fn valid_schema(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && name.len() <= 63;
-    plain
-        && !matches!(name, "public" | "read" | "information_schema")
-        && !name.starts_with("pg_")
+    plain && !matches!(name, "public" | "read" | "information_schema") && !name.starts_with("pg_")
 }
 
 /// A statement of the projection with its `read.` qualifiers pointed at `schema`.
@@ -66,7 +63,10 @@ pub fn requalify(text: &str, schema: &str) -> String {
 /// Creates `schema` with an empty copy of every tenancy table (columns, defaults, keys and
 /// indexes; no foreign keys or triggers).
 pub async fn create_tables(client: &impl GenericClient, schema: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(valid_schema(schema), "not a schema name the replay may use: {schema:?}");
+    anyhow::ensure!(
+        valid_schema(schema),
+        "not a schema name the replay may use: {schema:?}"
+    );
     let mut ddl = format!("CREATE SCHEMA {schema};");
     for table in tables() {
         ddl.push_str(&format!(
@@ -103,7 +103,10 @@ pub async fn replay_into(
     as_of: DateTime<Utc>,
     mut progress: impl FnMut(&Replayed),
 ) -> anyhow::Result<Replayed> {
-    anyhow::ensure!(valid_schema(schema), "not a schema name the replay may use: {schema:?}");
+    anyhow::ensure!(
+        valid_schema(schema),
+        "not a schema name the replay may use: {schema:?}"
+    );
     let chain = events::audit::chain_of(Some(org));
     let mut seen: HashSet<Uuid> = HashSet::new();
     let mut counts = Replayed::default();
@@ -148,9 +151,7 @@ pub async fn replay_into(
             client
                 .execute(&requalify(sql.text, schema), &params)
                 .await
-                .with_context(|| {
-                    format!("applying {} {}", event.event_type(), event.event_id)
-                })?;
+                .with_context(|| format!("applying {} {}", event.event_type(), event.event_id))?;
         }
         counts.applied += 1;
     }
@@ -170,7 +171,10 @@ pub async fn read_state(
     as_of: DateTime<Utc>,
     replayed: &Replayed,
 ) -> anyhow::Result<AuditState> {
-    anyhow::ensure!(valid_schema(schema), "not a schema name the replay may use: {schema:?}");
+    anyhow::ensure!(
+        valid_schema(schema),
+        "not a schema name the replay may use: {schema:?}"
+    );
     let organization = client
         .query_opt(
             &format!(
@@ -377,7 +381,17 @@ mod tests {
 
     #[test]
     fn platform_schemas_and_odd_names_are_refused() {
-        for bad in ["", "public", "read", "pg_temp", "information_schema", "A", "x;drop", "1a", "a-b"] {
+        for bad in [
+            "",
+            "public",
+            "read",
+            "pg_temp",
+            "information_schema",
+            "A",
+            "x;drop",
+            "1a",
+            "a-b",
+        ] {
             assert!(!valid_schema(bad), "{bad}");
         }
         for good in ["audit_snapshot", "_x1"] {

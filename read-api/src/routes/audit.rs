@@ -318,7 +318,8 @@ async fn state_at(
     )
     .await
     .map_err(|e| {
-        let mut error = ApiError::unavailable("The event topic could not be replayed; retry shortly.");
+        let mut error =
+            ApiError::unavailable("The event topic could not be replayed; retry shortly.");
         error.cause = Some(e);
         error
     })?;
@@ -385,7 +386,9 @@ mod tests {
         assert!(as_of(Some(&skewed), now).is_ok());
         assert_eq!(
             as_of(Some("2026-01-02T03:04:05+01:00"), now).ok(),
-            DateTime::parse_from_rfc3339("2026-01-02T02:04:05Z").ok().map(|t| t.with_timezone(&Utc))
+            DateTime::parse_from_rfc3339("2026-01-02T02:04:05Z")
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
         );
     }
 
