@@ -469,14 +469,14 @@ async fn replay_org(
         tx.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await?;
     }
-    state::create_tables(&tx, schema).await?;
+    state::create_tables(&*tx, schema).await?;
     println!(
         "replay: organization {org} as of {} from topic {} into schema {schema}",
         at.to_rfc3339(),
         config.topic
     );
     let started = std::time::Instant::now();
-    let replayed = state::replay_into(&tx, &config.kafka, &config.topic, schema, org, at, |c| {
+    let replayed = state::replay_into(&*tx, &config.kafka, &config.topic, schema, org, at, |c| {
         println!(
             "replay: {} messages read, {} events of the organization applied",
             c.read, c.applied

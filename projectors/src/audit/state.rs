@@ -356,9 +356,9 @@ pub async fn state_at(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let schema = format!("aihub_asof_{}", Uuid::now_v7().simple());
-    create_tables(&tx, &schema).await?;
-    let replayed = replay_into(&tx, kafka, topic, &schema, org, as_of, |_| {}).await?;
-    let state = read_state(&tx, &schema, org, as_of, &replayed).await?;
+    create_tables(&*tx, &schema).await?;
+    let replayed = replay_into(&*tx, kafka, topic, &schema, org, as_of, |_| {}).await?;
+    let state = read_state(&*tx, &schema, org, as_of, &replayed).await?;
     tx.rollback().await?;
     Ok(state)
 }
