@@ -104,7 +104,7 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
         .post(
             "/api/v1/api-keys",
             &json!({"org_id": tenant.org_id, "user_id": member, "name": "to revoke",
-                    "permissions": ["chat:completions", "models:read"]}),
+                    "permissions": ["chat:write", "models:read"]}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -159,7 +159,7 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
     assert!(key(&before, &key_id)["revoked_at"].is_null());
     assert_eq!(
         key(&before, &key_id)["permissions"],
-        json!(["chat:completions", "models:read"])
+        json!(["chat:write", "models:read"])
     );
     assert_eq!(roles(&before, &member), vec!["developer"]);
     assert_eq!(before["organization"]["id"], tenant.org_id.as_str());
