@@ -82,6 +82,7 @@ METHODS: Dict[str, str] = {
     "get_audit_exports_id_download": "audit.exports.download",
     "get_audit_public_key": "audit.get_public_key",
     "get_audit_verify": "audit.verify",
+    "get_audit_state": "audit.get_state",
     "get_monitoring_health": "monitoring.health",
     "get_monitoring_metrics": "monitoring.metrics.list",
     "get_monitoring_metrics_id_data": "monitoring.metrics.data",

@@ -225,6 +225,11 @@ export interface AuditFilters {
 }
 
 /**
+ * How an API key stood at the instant.
+ */
+export type AuditKeyStatus = "active" | "disabled" | "expired" | "revoked";
+
+/**
  * One event of the organization, as the audit log holds it.
  */
 export interface AuditLog {
@@ -294,6 +299,101 @@ export interface AuditPublicKey {
 }
 
 export type AuditPublicKeyObject = "audit.public_key";
+
+/**
+ * `GET /audit/state` and `aihub replay --org --as-of`: who could do what at an instant, rebuilt
+ * from the organization's events on the topic up to it.
+ */
+export interface AuditState {
+  object: AuditStateObject;
+  org_id: OrgId;
+  as_of: Timestamp;
+  /**
+   * The organization's events on the topic at or before `as_of` that were replayed.
+   */
+  events_replayed: number;
+  organization?: null | AuditStateOrganization;
+  /**
+   * Users with the roles they held, by id.
+   */
+  users: Array<AuditStateUser>;
+  teams: Array<AuditStateTeam>;
+  api_keys: Array<AuditStateKey>;
+  subscription?: null | AuditStateSubscription;
+}
+
+/**
+ * An API key at the instant (never its secret or its hash).
+ */
+export interface AuditStateKey {
+  id: string;
+  public_id: string;
+  prefix: string;
+  name: string;
+  owner_user_id?: string | null;
+  team_id?: string | null;
+  permissions: Array<string>;
+  /**
+   * Revoked before disabled before expired (at the instant) before active.
+   */
+  status: AuditKeyStatus;
+  enabled: boolean;
+  expires_at?: null | Timestamp;
+  revoked_at?: null | Timestamp;
+  last_used_at?: null | Timestamp;
+  created_at: Timestamp;
+}
+
+export interface AuditStateMember {
+  user_id: string;
+  added_at: Timestamp;
+}
+
+export type AuditStateObject = "audit.state";
+
+export interface AuditStateOrganization {
+  id: OrgId;
+  name: string;
+  slug: string;
+  owner_email?: string | null;
+  created_at: Timestamp;
+  deleted_at?: null | Timestamp;
+}
+
+/**
+ * A role held by a user: in the whole organization (`team_id` null) or in one team.
+ */
+export interface AuditStateRole {
+  role: string;
+  team_id?: string | null;
+  assigned_at: Timestamp;
+}
+
+export interface AuditStateSubscription {
+  /**
+   * The plan in force at the instant (a scheduled downgrade counts once its date has come).
+   */
+  plan: string;
+  pending_plan?: string | null;
+  pending_effective_at?: null | Timestamp;
+  started_at: Timestamp;
+}
+
+export interface AuditStateTeam {
+  id: string;
+  name: string;
+  description?: string | null;
+  created_at: Timestamp;
+  members: Array<AuditStateMember>;
+}
+
+export interface AuditStateUser {
+  id: string;
+  email: string;
+  name?: string | null;
+  created_at: Timestamp;
+  roles: Array<AuditStateRole>;
+}
 
 /**
  * `GET /audit/verify` and `aihub audit verify`.

@@ -2,7 +2,7 @@
 
 /* One class per resource, one method per operation of docs/openapi.json. */
 
-import type { AddMember, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
+import type { AddMember, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
 import { segment, type PagePromise, type RequestOptions, type Stream, type Transport } from './core.js';
 
 export class ChatCompletionsResource {
@@ -557,6 +557,18 @@ export class AuditResource {
    */
   verify(query: { org_id?: string } = {}, options: RequestOptions = {}): Promise<AuditVerification> {
     return this.client.request<AuditVerification>('GET', '/audit/verify', { query }, options);
+  }
+
+  /**
+   * GET /audit/state: Who could do what at an instant: the organization, its users and their roles, its teams and
+   * their members, its API keys with their permissions and status, and its subscription, as they
+   * were at `as_of`. Rebuilt by replaying the organization's events on the topic up to that
+   * instant through the tenancy projection into a scratch schema that is rolled back; no current
+   * read model is consulted. It reads the whole topic: one at a time per organization (429
+   * `export_in_progress`).
+   */
+  getState(query: { as_of?: string; org_id?: string } = {}, options: RequestOptions = {}): Promise<AuditState> {
+    return this.client.request<AuditState>('GET', '/audit/state', { query }, options);
   }
 }
 

@@ -173,6 +173,90 @@ class AuditPublicKey(Model):
     key_id: str
 
 
+class AuditState(Model):
+    """`GET /audit/state` and `aihub replay --org --as-of`: who could do what at an instant, rebuilt
+    from the organization's events on the topic up to it.
+    """
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'org_id', 'as_of', 'events_replayed', 'users', 'teams', 'api_keys')
+    object: AuditStateObject
+    org_id: OrgId
+    as_of: Timestamp
+    events_replayed: int
+    organization: Optional[AuditStateOrganization]
+    users: List[AuditStateUser]
+    teams: List[AuditStateTeam]
+    api_keys: List[AuditStateKey]
+    subscription: Optional[AuditStateSubscription]
+
+
+class AuditStateKey(Model):
+    """An API key at the instant (never its secret or its hash)."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'public_id', 'prefix', 'name', 'permissions', 'status', 'enabled', 'created_at')
+    id: str
+    public_id: str
+    prefix: str
+    name: str
+    owner_user_id: Optional[str]
+    team_id: Optional[str]
+    permissions: List[str]
+    status: AuditKeyStatus
+    enabled: bool
+    expires_at: Optional[Timestamp]
+    revoked_at: Optional[Timestamp]
+    last_used_at: Optional[Timestamp]
+    created_at: Timestamp
+
+
+class AuditStateMember(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('user_id', 'added_at')
+    user_id: str
+    added_at: Timestamp
+
+
+class AuditStateOrganization(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'name', 'slug', 'created_at')
+    id: OrgId
+    name: str
+    slug: str
+    owner_email: Optional[str]
+    created_at: Timestamp
+    deleted_at: Optional[Timestamp]
+
+
+class AuditStateRole(Model):
+    """A role held by a user: in the whole organization (`team_id` null) or in one team."""
+    __required__: ClassVar[Tuple[str, ...]] = ('role', 'assigned_at')
+    role: str
+    team_id: Optional[str]
+    assigned_at: Timestamp
+
+
+class AuditStateSubscription(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('plan', 'started_at')
+    plan: str
+    pending_plan: Optional[str]
+    pending_effective_at: Optional[Timestamp]
+    started_at: Timestamp
+
+
+class AuditStateTeam(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'name', 'created_at', 'members')
+    id: str
+    name: str
+    description: Optional[str]
+    created_at: Timestamp
+    members: List[AuditStateMember]
+
+
+class AuditStateUser(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'email', 'created_at', 'roles')
+    id: str
+    email: str
+    name: Optional[str]
+    created_at: Timestamp
+    roles: List[AuditStateRole]
+
+
 class AuditVerification(Model):
     """`GET /audit/verify` and `aihub audit verify`."""
     __required__: ClassVar[Tuple[str, ...]] = ('object', 'ok', 'chains')
@@ -761,8 +845,11 @@ ApiKeyPermissionsObject = Literal["api_key.permissions"]
 ApiKeyStatus = Literal["active", "disabled", "expired", "revoked"]
 """Where a key stands now."""
 AuditExportObject = Literal["audit.export"]
+AuditKeyStatus = Literal["active", "disabled", "expired", "revoked"]
+"""How an API key stood at the instant."""
 AuditLogObject = Literal["audit_log"]
 AuditPublicKeyObject = Literal["audit.public_key"]
+AuditStateObject = Literal["audit.state"]
 AuditVerificationObject = Literal["audit.verification"]
 ChatRole = Literal["system", "developer", "user", "assistant", "tool", "function"]
 """The roles of OpenAI's Chat Completions; the gateway refuses any other (400, `param`"""
@@ -834,11 +921,21 @@ __all__ = [
     "AuditExportObject",
     "AuditExportRequest",
     "AuditFilters",
+    "AuditKeyStatus",
     "AuditLog",
     "AuditLogDetail",
     "AuditLogObject",
     "AuditPublicKey",
     "AuditPublicKeyObject",
+    "AuditState",
+    "AuditStateKey",
+    "AuditStateMember",
+    "AuditStateObject",
+    "AuditStateOrganization",
+    "AuditStateRole",
+    "AuditStateSubscription",
+    "AuditStateTeam",
+    "AuditStateUser",
     "AuditVerification",
     "AuditVerificationObject",
     "ChatCompletion",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._models import *  # noqa: F403
-from ._models import ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
+from ._models import ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
 from ._transport import (
     AsyncPager,
     AsyncStream,
@@ -958,6 +958,23 @@ class AuditResource:
         reordered. It reads the whole topic: one at a time per organization (429 `export_in_progress`).
         """
         return self._t.request("GET", "/audit/verify", query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AuditVerification)
+
+    def get_state(
+        self,
+        *,
+        as_of: Optional[str] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditState:
+        """GET /audit/state: Who could do what at an instant: the organization, its users and their roles, its teams and
+        their members, its API keys with their permissions and status, and its subscription, as they
+        were at `as_of`. Rebuilt by replaying the organization's events on the topic up to that
+        instant through the tenancy projection into a scratch schema that is rolled back; no current
+        read model is consulted. It reads the whole topic: one at a time per organization (429
+        `export_in_progress`).
+        """
+        return self._t.request("GET", "/audit/state", query={"as_of": as_of, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AuditState)
 
 
 class MonitoringResource:
@@ -1931,6 +1948,23 @@ class AsyncAuditResource:
         reordered. It reads the whole topic: one at a time per organization (429 `export_in_progress`).
         """
         return await self._t.request("GET", "/audit/verify", query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AuditVerification)
+
+    async def get_state(
+        self,
+        *,
+        as_of: Optional[str] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AuditState:
+        """GET /audit/state: Who could do what at an instant: the organization, its users and their roles, its teams and
+        their members, its API keys with their permissions and status, and its subscription, as they
+        were at `as_of`. Rebuilt by replaying the organization's events on the topic up to that
+        instant through the tenancy projection into a scratch schema that is rolled back; no current
+        read model is consulted. It reads the whole topic: one at a time per organization (429
+        `export_in_progress`).
+        """
+        return await self._t.request("GET", "/audit/state", query={"as_of": as_of, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AuditState)
 
 
 class AsyncMonitoringResource:
