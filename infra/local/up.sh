@@ -13,9 +13,17 @@ ensure_kafka
 ensure_npm
 start_kafka
 
-say "building aihub (release)"
-(cd "$ROOT" && cargo build --release -q -p aihub)
-AIHUB="$ROOT/target/release/aihub"
+# AIHUB_BIN runs a binary built already (the tests point it at their debug build, to spare a
+# release build); by default up.sh builds the release binary.
+if [ -n "${AIHUB_BIN:-}" ]; then
+  AIHUB="$AIHUB_BIN"
+  [ -x "$AIHUB" ] || { echo "AIHUB_BIN=$AIHUB is not an executable" >&2; exit 1; }
+  say "running $AIHUB (AIHUB_BIN)"
+else
+  say "building aihub (release)"
+  (cd "$ROOT" && cargo build --release -q -p aihub)
+  AIHUB="$ROOT/target/release/aihub"
+fi
 
 if [ -z "${AIHUB_ADMIN_TOKEN:-}" ]; then
   if [ ! -s "$AIHUB_HOME/admin-token" ]; then

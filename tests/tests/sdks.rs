@@ -175,17 +175,107 @@ impl Platform {
             ("AIHUB_ADMIN_TOKEN", self.admin.token.clone()),
         ]
     }
+}
 
-    /// An organization on Pro and a key of its owner that may chat, as a user would hold.
-    async fn chat_key(&self) -> String {
-        let tenant = Tenant::create_on(&self.admin, "sdk-snippet", "pro").await;
-        admin_key(
-            &self.admin,
-            &tenant.org_id,
-            Some(&tenant.owner_id),
-            &["chat:write".into(), "models:read".into()],
+/// An organization on Pro and a key of its owner that may chat, as a user would hold.
+async fn chat_key(admin: &Api) -> String {
+    let tenant = Tenant::create_on(admin, "sdk-snippet", "pro").await;
+    admin_key(
+        admin,
+        &tenant.org_id,
+        Some(&tenant.owner_id),
+        &["chat:write".into(), "models:read".into()],
+    )
+    .await
+}
+
+/// The platform as a user starts it: `infra/local/up.sh` (PostgreSQL, a Kafka broker of its own,
+/// `aihub bootstrap`, `aihub serve`), in a scratch home with its own broker port, database and
+/// listen address so it never meets the platform a developer runs, and with OpenRouter's base URL
+/// pointed at the local fake (there is no internet). `AIHUB_BIN` runs the debug build beside the
+/// test rather than a release build. `infra/local/down.sh` stops it when dropped.
+struct UpSh {
+    vars: Vec<(&'static str, String)>,
+    home: PathBuf,
+    database: String,
+    _upstream: Upstream,
+    admin: Api,
+    base_url: String,
+}
+
+impl UpSh {
+    async fn start() -> UpSh {
+        let upstream = Upstream::start().await;
+        let home = scratch("up-sh");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let kafka_port = free_port();
+        let database = format!("aihub_up_sh_{}", Uuid::now_v7().simple());
+        let vars = vec![
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("HOME", std::env::var("HOME").unwrap_or_default()),
+            ("AIHUB_HOME", home.display().to_string()),
+            ("AIHUB_BIN", e2e::aihub_binary().display().to_string()),
+            ("AIHUB_LISTEN", listen.clone()),
+            ("KAFKA_PORT", kafka_port.to_string()),
+            ("KAFKA_CONTROLLER_PORT", free_port().to_string()),
+            ("KAFKA_BROKERS", format!("127.0.0.1:{kafka_port}")),
+            (
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            ),
+            ("OPENROUTER_API_KEY", "sk-or-up-sh".into()),
+            ("OPENROUTER_BASE_URL", upstream.openai_base_url()),
+            // A loaded machine may take more than the default 2 s to project a write.
+            ("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000".into()),
+        ];
+        let mut up = UpSh {
+            vars,
+            home,
+            database,
+            _upstream: upstream,
+            admin: Api {
+                base: format!("http://{listen}"),
+                token: String::new(),
+                http: reqwest::Client::new(),
+            },
+            base_url: format!("http://{listen}/api/v1"),
+        };
+        let printed = run(
+            "infra/local/up.sh",
+            command("bash", &repo())
+                .arg("infra/local/up.sh")
+                .env_clear()
+                .envs(up.vars.iter().cloned()),
         )
-        .await
+        .await;
+        assert!(printed.contains("AI Hub is up."), "{}", tail(&printed));
+        let token =
+            std::fs::read_to_string(up.home.join("admin-token")).expect("up.sh's admin token");
+        up.admin.token = token.trim().to_string();
+        up
+    }
+}
+
+impl Drop for UpSh {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg("infra/local/down.sh")
+            .current_dir(repo())
+            .env_clear()
+            .envs(self.vars.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::process::Command::new("psql")
+            .args(["postgres://postgres@127.0.0.1:5432/postgres", "-qc"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.home);
     }
 }
 
@@ -328,10 +418,10 @@ async fn the_javascript_sdk_and_the_openai_package_pass_their_suite_against_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_packages_install_and_run_product_md_as_written() {
+async fn the_packages_install_and_run_product_md_as_written_against_up_sh() {
     let (python, wheelhouse) = python_tools();
-    let platform = Platform::start().await;
-    let key = platform.chat_key().await;
+    let platform = UpSh::start().await;
+    let key = chat_key(&platform.admin).await;
     let scratch = scratch("packages");
     let sdk = repo().join("sdks/python");
 
