@@ -67,3 +67,32 @@ pub struct RateLimits {
     pub concurrent_streams: u32,
     pub overrides: RateLimitOverrides,
 }
+
+impl RateLimits {
+    /// The answer for a subject: the limits in force (`limits`) and what it overrides itself
+    /// (`own`). The read side and the write side's `PUT` answer both build it here.
+    pub fn new(
+        subject: RateLimitSubject,
+        id: uuid::Uuid,
+        org_id: uuid::Uuid,
+        plan: PlanId,
+        limits: platform::ratelimit::Limits,
+        own: platform::ratelimit::Overrides,
+    ) -> RateLimits {
+        RateLimits {
+            object: RateLimitsObject::Value,
+            subject,
+            id,
+            org_id: org_id.into(),
+            plan,
+            requests_per_minute: limits.requests_per_minute,
+            tokens_per_minute: limits.tokens_per_minute,
+            concurrent_streams: limits.concurrent_streams,
+            overrides: RateLimitOverrides {
+                requests_per_minute: own.requests_per_minute,
+                tokens_per_minute: own.tokens_per_minute,
+                concurrent_streams: own.concurrent_streams,
+            },
+        }
+    }
+}

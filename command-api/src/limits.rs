@@ -3,12 +3,11 @@
 //! (`api_keys:manage`), beside their resources.
 
 use api::limits::{
-    RateLimitOverrides, RateLimitSubject, RateLimits, RateLimitsObject, SetRateLimits,
-    MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE,
+    SetRateLimits, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE,
 };
 use events::limits::LimitsSet;
 use platform::plans::PlanId;
-use platform::ratelimit::{Limits, Overrides};
+use platform::ratelimit::Overrides;
 use platform::ApiError;
 use uuid::Uuid;
 
@@ -69,30 +68,4 @@ pub async fn plan_of(ctx: &Ctx, org_id: Uuid) -> Result<PlanId, ApiError> {
             .unwrap_or(platform::plans::DEFAULT_PLAN),
         false => platform::plans::DEFAULT_PLAN,
     })
-}
-
-/// The limits in force for a subject (`limits`), and what it overrides itself (`own`).
-pub fn resource(
-    subject: RateLimitSubject,
-    id: Uuid,
-    org_id: Uuid,
-    plan: PlanId,
-    limits: Limits,
-    own: &LimitsSet,
-) -> RateLimits {
-    RateLimits {
-        object: RateLimitsObject::Value,
-        subject,
-        id,
-        org_id: org_id.into(),
-        plan,
-        requests_per_minute: limits.requests_per_minute,
-        tokens_per_minute: limits.tokens_per_minute,
-        concurrent_streams: limits.concurrent_streams,
-        overrides: RateLimitOverrides {
-            requests_per_minute: own.requests_per_minute,
-            tokens_per_minute: own.tokens_per_minute,
-            concurrent_streams: own.concurrent_streams,
-        },
-    }
 }

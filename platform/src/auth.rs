@@ -572,8 +572,8 @@ impl KeyRecord {
             plan: row.get("plan"),
             pending_plan: row.get("pending_plan"),
             pending_effective_at: row.get("pending_effective_at"),
-            org_limits: overrides(&row, "org"),
-            key_limits: overrides(&row, "key"),
+            org_limits: crate::ratelimit::Overrides::from_row(&row, "org"),
+            key_limits: crate::ratelimit::Overrides::from_row(&row, "key"),
         }))
     }
 
@@ -623,21 +623,9 @@ impl KeyRecord {
     }
 }
 
-/// The overrides of one subject in the key's row: `<prefix>_rpm`, `_tpm` and `_streams`.
-pub(crate) fn overrides(row: &tokio_postgres::Row, prefix: &str) -> Overrides {
-    let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-    Overrides {
-        requests_per_minute: positive(row.get(format!("{prefix}_rpm").as_str())),
-        tokens_per_minute: positive(row.get(format!("{prefix}_tpm").as_str())),
-        concurrent_streams: row
-            .get::<_, Option<i32>>(format!("{prefix}_streams").as_str())
-            .and_then(|v| u32::try_from(v).ok()),
-    }
-}
-
 /// The plan in force at `now` from a subscription's row: a scheduled downgrade counts from its
 /// date.
-pub(crate) fn plan_at(
+pub fn plan_at(
     org_id: Uuid,
     plan: Option<&str>,
     pending_plan: Option<&str>,

@@ -67,6 +67,19 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// One subject's overrides from a row that names them `<prefix>_rpm`, `<prefix>_tpm` and
+    /// `<prefix>_streams` (`read.rate_limits` joined under an alias); a missing row reads as none.
+    pub fn from_row(row: &tokio_postgres::Row, prefix: &str) -> Overrides {
+        let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        Overrides {
+            requests_per_minute: positive(row.get(format!("{prefix}_rpm").as_str())),
+            tokens_per_minute: positive(row.get(format!("{prefix}_tpm").as_str())),
+            concurrent_streams: row
+                .get::<_, Option<i32>>(format!("{prefix}_streams").as_str())
+                .and_then(|v| u32::try_from(v).ok()),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }

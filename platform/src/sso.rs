@@ -455,7 +455,7 @@ impl Sso {
                 .into_iter()
                 .filter_map(|r| r.parse().ok())
                 .collect(),
-            org_limits: crate::auth::overrides(row, "org"),
+            org_limits: crate::ratelimit::Overrides::from_row(row, "org"),
         }))
     }
 

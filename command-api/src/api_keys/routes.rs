@@ -63,14 +63,14 @@ async fn set_limits(
     let projected = batch.commit().await?;
     let org_limits = crate::limits::overrides(&org.limits)
         .over(platform::ratelimit::Limits::of_plan(plan.plan()));
-    let body = crate::limits::resource(
+    let body = api::limits::RateLimits::new(
         api::limits::RateLimitSubject::ApiKey,
         id,
         key.org_id,
         plan,
         platform::ratelimit::KeyLimits::new(org_limits, crate::limits::overrides(&limits))
             .effective(),
-        &limits,
+        crate::limits::overrides(&limits),
     );
     Ok(accepted_or(
         StatusCode::OK,

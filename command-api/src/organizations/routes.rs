@@ -55,13 +55,13 @@ async fn set_limits(
         );
     }
     let projected = batch.commit().await?;
-    let body = crate::limits::resource(
+    let body = api::limits::RateLimits::new(
         api::limits::RateLimitSubject::Organization,
         id,
         id,
         plan,
         crate::limits::overrides(&limits).over(platform::ratelimit::Limits::of_plan(plan.plan())),
-        &limits,
+        crate::limits::overrides(&limits),
     );
     Ok(accepted_or(
         StatusCode::OK,

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use api::audit::{AuditExport, AuditExportObject, AuditFilters, ExportFormat, ExportStatus};
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -148,19 +147,7 @@ async fn download(
         org_id: export.org_id,
         checked: export.filters.check()?,
     };
-    let slot = state.exports.slot(export.org_id)?;
-    let client = state.exports.pool.get().await.map_err(|e| {
-        let mut error = ApiError::unavailable("Every export connection is busy; retry shortly.")
-            .with_code("exports_busy");
-        error.cause = Some(e.into());
-        error
-    })?;
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = {}",
-            state.exports.statement_timeout.as_millis()
-        ))
-        .await?;
+    let lease = state.exports.lease(export.org_id).await?;
     let sql = format!(
         "SELECT a.envelope FROM read.audit_log a
          WHERE (({}) OR (a.org_id = $1 AND a.event_type = 'audit.checkpoint'))
@@ -170,7 +157,7 @@ async fn download(
     );
     let mut params = filters.params();
     params.push(&export.seq);
-    let rows = client.query_raw(&sql, params).await?;
+    let rows = lease.client.query_raw(&sql, params).await?;
     let csv = export.format == ExportFormat::Csv;
     let header_line = csv.then(|| format!("{}\n", CSV_COLUMNS.join(",")));
     let lines = rows.map(move |row| match row {
@@ -184,30 +171,7 @@ async fn download(
         }
         Err(e) => Err(std::io::Error::other(e.to_string())),
     });
-    let keep = futures::stream::once(async move {
-        drop(client);
-        drop(slot);
-        Ok::<_, std::io::Error>(bytes::Bytes::new())
-    });
-    let head =
-        futures::stream::iter(header_line.map(|h| Ok::<_, std::io::Error>(bytes::Bytes::from(h))));
-    let mut response = Body::from_stream(head.chain(lines).chain(keep)).into_response();
-    let (content_type, extension) = if csv {
-        ("text/csv; charset=utf-8", "csv")
-    } else {
-        ("application/x-ndjson", "jsonl")
-    };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) =
-        HeaderValue::from_str(&format!("attachment; filename=\"audit-{id}.{extension}\""))
-    {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(lease.respond(header_line, lines, csv, &format!("audit-{id}")))
 }
 
 fn csv_row(envelope: &Value) -> String {

@@ -1,10 +1,9 @@
 //! `GET /organizations/{id}/limits`, `GET /api-keys/{id}/limits`: the rate limits in force, from
 //! the plan and the overrides (the same rows authentication reads).
 
-use api::limits::{RateLimitOverrides, RateLimitSubject, RateLimits, RateLimitsObject};
+use api::limits::{RateLimitSubject, RateLimits};
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use platform::access::Permission;
 use platform::http::PathId;
 use platform::plans::PlanId;
@@ -29,7 +28,8 @@ async fn org_row(state: &ReadState, org_id: Uuid) -> Result<Option<(PlanId, Over
     let row = client
         .query_opt(
             "SELECT s.plan, s.pending_plan, s.pending_effective_at,
-                    l.requests_per_minute, l.tokens_per_minute, l.concurrent_streams
+                    l.requests_per_minute AS own_rpm, l.tokens_per_minute AS own_tpm,
+                    l.concurrent_streams AS own_streams
              FROM read.organizations o
              LEFT JOIN read.subscriptions s ON s.org_id = o.id
              LEFT JOIN read.rate_limits l ON l.subject_id = o.id
@@ -38,54 +38,14 @@ async fn org_row(state: &ReadState, org_id: Uuid) -> Result<Option<(PlanId, Over
         )
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let pending_at: Option<DateTime<Utc>> = row.get("pending_effective_at");
-    let plan: Option<String> = match pending_at {
-        Some(at) if at <= state.clock.now() => row.get("pending_plan"),
-        _ => row.get("plan"),
-    };
-    let plan = plan
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(platform::plans::DEFAULT_PLAN);
-    Ok(Some((plan, overrides(&row))))
-}
-
-fn overrides(row: &tokio_postgres::Row) -> Overrides {
-    Overrides {
-        requests_per_minute: row
-            .get::<_, Option<i64>>("requests_per_minute")
-            .and_then(|v| u64::try_from(v).ok()),
-        tokens_per_minute: row
-            .get::<_, Option<i64>>("tokens_per_minute")
-            .and_then(|v| u64::try_from(v).ok()),
-        concurrent_streams: row
-            .get::<_, Option<i32>>("concurrent_streams")
-            .and_then(|v| u32::try_from(v).ok()),
-    }
-}
-
-fn resource(
-    subject: RateLimitSubject,
-    id: Uuid,
-    org_id: Uuid,
-    plan: PlanId,
-    limits: Limits,
-    own: Overrides,
-) -> RateLimits {
-    RateLimits {
-        object: RateLimitsObject::Value,
-        subject,
-        id,
-        org_id: org_id.into(),
-        plan,
-        requests_per_minute: limits.requests_per_minute,
-        tokens_per_minute: limits.tokens_per_minute,
-        concurrent_streams: limits.concurrent_streams,
-        overrides: RateLimitOverrides {
-            requests_per_minute: own.requests_per_minute,
-            tokens_per_minute: own.tokens_per_minute,
-            concurrent_streams: own.concurrent_streams,
-        },
-    }
+    let plan = platform::auth::plan_at(
+        org_id,
+        row.get("plan"),
+        row.get("pending_plan"),
+        row.get("pending_effective_at"),
+        state.clock.now(),
+    );
+    Ok(Some((plan, Overrides::from_row(&row, "own"))))
 }
 
 /// The organization's rate limits: its plan's, or the platform admin's overrides.
@@ -103,7 +63,7 @@ async fn organization(
     principal.require(Permission::OrganizationsRead)?;
     let (plan, own) = org_row(&state, id).await?.ok_or_else(not_found)?;
     let limits = own.over(Limits::of_plan(plan.plan()));
-    Ok(Json(resource(
+    Ok(Json(RateLimits::new(
         RateLimitSubject::Organization,
         id,
         id,
@@ -126,7 +86,8 @@ async fn api_key(
         let client = state.pool.get().await?;
         client
             .query_opt(
-                "SELECT k.org_id, l.requests_per_minute, l.tokens_per_minute, l.concurrent_streams
+                "SELECT k.org_id, l.requests_per_minute AS own_rpm, l.tokens_per_minute AS own_tpm,
+                        l.concurrent_streams AS own_streams
                  FROM read.api_keys k LEFT JOIN read.rate_limits l ON l.subject_id = k.id
                  WHERE k.id = $1",
                 &[&id],
@@ -139,10 +100,10 @@ async fn api_key(
         return Err(not_found());
     }
     principal.require(Permission::ApiKeysRead)?;
-    let own = overrides(&row);
+    let own = Overrides::from_row(&row, "own");
     let (plan, org) = org_row(&state, org_id).await?.ok_or_else(not_found)?;
     let limits = KeyLimits::new(org.over(Limits::of_plan(plan.plan())), own).effective();
-    Ok(Json(resource(
+    Ok(Json(RateLimits::new(
         RateLimitSubject::ApiKey,
         id,
         org_id,

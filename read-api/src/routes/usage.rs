@@ -62,6 +62,75 @@ pub(crate) struct ExportSlot {
     org_id: Uuid,
 }
 
+/// A running export's hold: the organization's slot and a connection of the export pool whose
+/// statements are bounded by the pool's `statement_timeout`.
+pub(crate) struct ExportLease {
+    _slot: ExportSlot,
+    pub(crate) client: platform::db::Connection,
+}
+
+impl Exports {
+    /// Takes the organization's slot (429 `export_in_progress` when taken) and a connection
+    /// (503 `exports_busy` when every one is streaming).
+    pub(crate) async fn lease(&self, org_id: Uuid) -> Result<ExportLease, ApiError> {
+        let slot = self.slot(org_id)?;
+        let client = self.pool.get().await.map_err(|e| {
+            let mut error =
+                ApiError::unavailable("Every export connection is busy; retry shortly.")
+                    .with_code("exports_busy");
+            error.cause = Some(e.into());
+            error
+        })?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                self.statement_timeout.as_millis()
+            ))
+            .await?;
+        Ok(ExportLease {
+            _slot: slot,
+            client,
+        })
+    }
+}
+
+impl ExportLease {
+    /// The download: `header` then `lines`, as CSV or JSON Lines, named `<name>.csv|jsonl`. The
+    /// connection goes back to the export pool, and the organization's slot is freed, only when
+    /// the stream is done (or dropped with the client's connection); nothing is held in memory.
+    pub(crate) fn respond(
+        self,
+        header: Option<String>,
+        lines: impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+        csv: bool,
+        name: &str,
+    ) -> Response {
+        let keep = futures::stream::once(async move {
+            drop(self);
+            Ok::<_, std::io::Error>(bytes::Bytes::new())
+        });
+        let head =
+            futures::stream::iter(header.map(|h| Ok::<_, std::io::Error>(bytes::Bytes::from(h))));
+        let mut response = Body::from_stream(head.chain(lines).chain(keep)).into_response();
+        let (content_type, extension) = if csv {
+            ("text/csv; charset=utf-8", "csv")
+        } else {
+            ("application/x-ndjson", "jsonl")
+        };
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Ok(value) =
+            HeaderValue::from_str(&format!("attachment; filename=\"{name}.{extension}\""))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+        response
+    }
+}
+
 impl Drop for ExportSlot {
     fn drop(&mut self) {
         self.running
@@ -242,19 +311,7 @@ async fn export(
             ))
         }
     };
-    let slot = state.exports.slot(filter.org_id)?;
-    let client = state.exports.pool.get().await.map_err(|e| {
-        let mut error = ApiError::unavailable("Every export connection is busy; retry shortly.")
-            .with_code("exports_busy");
-        error.cause = Some(e.into());
-        error
-    })?;
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = {}",
-            state.exports.statement_timeout.as_millis()
-        ))
-        .await?;
+    let lease = state.exports.lease(filter.org_id).await?;
     let sql = "SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), request_id, model,
                       COALESCE(provider, ''), COALESCE(api_key_id::text, ''), COALESCE(team_id::text, ''),
                       COALESCE(user_id::text, ''), outcome, status::text, prompt_tokens::text, completion_tokens::text,
@@ -263,7 +320,7 @@ async fn export(
                ORDER BY occurred_at, event_id";
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         vec![&filter.org_id, &filter.from, &filter.to];
-    let rows = client.query_raw(sql, params).await?;
+    let rows = lease.client.query_raw(sql, params).await?;
     let header_line = csv.then(|| format!("{}\n", EXPORT_COLUMNS.join(",")));
     let lines = rows.map(move |row| match row {
         Ok(row) => {
@@ -278,34 +335,7 @@ async fn export(
         }
         Err(e) => Err(std::io::Error::other(e.to_string())),
     });
-    // The connection goes back to the export pool, and the organization's slot is freed, only
-    // when the stream is done (or dropped with the client's connection).
-    let keep = futures::stream::once(async move {
-        drop(client);
-        drop(slot);
-        Ok::<_, std::io::Error>(bytes::Bytes::new())
-    });
-    let head =
-        futures::stream::iter(header_line.map(|h| Ok::<_, std::io::Error>(bytes::Bytes::from(h))));
-    let body = Body::from_stream(head.chain(lines).chain(keep));
-    let (content_type, extension) = if csv {
-        ("text/csv; charset=utf-8", "csv")
-    } else {
-        ("application/x-ndjson", "jsonl")
-    };
-    let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"usage-{}.{extension}\"",
-        filter.org_id
-    )) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(lease.respond(header_line, lines, csv, &format!("usage-{}", filter.org_id)))
 }
 
 pub(crate) fn csv_line(fields: &[String]) -> String {
