@@ -86,6 +86,14 @@ METHODS: Dict[str, str] = {
     "get_monitoring_health": "monitoring.health",
     "get_monitoring_metrics": "monitoring.metrics.list",
     "get_monitoring_metrics_id_data": "monitoring.metrics.data",
+    "get_monitoring_alert_rules": "monitoring.alert_rules.list",
+    "post_monitoring_alert_rules": "monitoring.alert_rules.create",
+    "get_monitoring_alert_rules_id": "monitoring.alert_rules.retrieve",
+    "put_monitoring_alert_rules_id": "monitoring.alert_rules.update",
+    "delete_monitoring_alert_rules_id": "monitoring.alert_rules.delete",
+    "get_monitoring_alerts": "monitoring.alerts.list",
+    "get_monitoring_alerts_id": "monitoring.alerts.retrieve",
+    "put_monitoring_alerts_id_acknowledge": "monitoring.alerts.acknowledge",
 }
 
 # Operations that are not the API an SDK user calls, and why.

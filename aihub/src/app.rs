@@ -349,6 +349,27 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             topic: config.topic.clone(),
             group_prefix: config.consumer_group_prefix.clone(),
         };
+        // The alert evaluator and notifier: one leader across processes, as the relay.
+        tasks.push(tokio::spawn(command_api::alerts::run(
+            command_api::alerts::AlertsConfig {
+                database: config.database.clone(),
+                pool: pool.clone(),
+                eval_every: config.alert_eval,
+                notify: command_api::alerts::notify::NotifyConfig {
+                    smtp_url: config.smtp_url.clone(),
+                    smtp_from: config.smtp_from.clone(),
+                    allow_networks: config
+                        .webhook_allow_networks
+                        .clone()
+                        .map(|n| n.0)
+                        .unwrap_or_default(),
+                    backoff: config.notify_backoff,
+                    ..Default::default()
+                },
+            },
+            Arc::new(command_api::alerts::AlertsStatus::default()),
+            shutdown.clone(),
+        )));
         for projection in projectors::all() {
             tasks.push(tokio::spawn(projectors::runner::run(
                 projection,

@@ -3,6 +3,7 @@
 //! from them, so the three cannot disagree.
 
 pub mod access;
+pub mod alerting;
 pub mod api_keys;
 pub mod audit;
 pub mod billing;

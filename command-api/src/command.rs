@@ -200,6 +200,12 @@ impl Batch<'_> {
 
     /// Appends and waits for the tenancy projection; true when readable in time.
     pub async fn commit(self) -> Result<bool, ApiError> {
+        self.commit_to(TENANCY).await
+    }
+
+    /// Appends and waits for `projection`, the one serving the resource; true when readable in
+    /// time.
+    pub async fn commit_to(self, projection: &str) -> Result<bool, ApiError> {
         if self.events.is_empty() {
             return Ok(true);
         }
@@ -208,7 +214,7 @@ impl Batch<'_> {
             &self.ctx.headers,
             &self.events,
             &self.claims,
-            TENANCY,
+            projection,
         )
         .await
     }

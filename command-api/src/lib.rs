@@ -2,6 +2,7 @@
 //! wait → respond. Aggregates are pure `decide`/`apply` functions; the journal is the outbox the
 //! relay publishes to Kafka.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod auth_failures;
@@ -85,6 +86,7 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .merge(billing::routes::router())
         .merge(audit::routes::router())
         .merge(sso::routes::router())
+        .merge(alerts::routes::router())
 }
 
 /// The `{id}` of a resource path.

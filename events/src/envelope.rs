@@ -3,6 +3,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::*;
+use crate::alerting::{
+    AlertAcknowledged, AlertResolved, AlertRuleDefined, AlertRuleDeleted, AlertTriggered,
+    NotificationDelivered, NotificationFailed,
+};
 use crate::audit::{AuditCheckpoint, AuditExported, ChainLink};
 use crate::billing::{
     BillingPeriodClosed, DowngradeCancelled, DowngradeScheduled, InvoiceIssued, InvoicePaid,
@@ -82,6 +86,14 @@ event_types! {
     AuditExported => "audit.exported", version 1, AuditExported;
     SsoConfigured => "organization.sso_configured", version 1, SsoConfigured;
     SsoRemoved => "organization.sso_removed", version 1, SsoRemoved;
+    AlertRuleCreated => "alert_rule.created", version 1, AlertRuleDefined;
+    AlertRuleUpdated => "alert_rule.updated", version 1, AlertRuleDefined;
+    AlertRuleDeleted => "alert_rule.deleted", version 1, AlertRuleDeleted;
+    AlertTriggered => "alert.triggered", version 1, AlertTriggered;
+    AlertAcknowledged => "alert.acknowledged", version 1, AlertAcknowledged;
+    AlertResolved => "alert.resolved", version 1, AlertResolved;
+    NotificationDelivered => "notification.delivered", version 1, NotificationDelivered;
+    NotificationFailed => "notification.failed", version 1, NotificationFailed;
 }
 
 /// Who caused an event.

@@ -95,10 +95,16 @@ pub enum StreamKind {
     AuditExport,
     /// An organization's single sign-on configuration; keyed by the organization's id.
     Sso,
+    /// An alert rule.
+    AlertRule,
+    /// One alert raised by a rule.
+    Alert,
+    /// The deliveries of one alert event to one channel.
+    Notification,
 }
 
 impl StreamKind {
-    const ALL: [StreamKind; 13] = [
+    const ALL: [StreamKind; 16] = [
         StreamKind::Organization,
         StreamKind::User,
         StreamKind::Team,
@@ -112,6 +118,9 @@ impl StreamKind {
         StreamKind::AuditChain,
         StreamKind::AuditExport,
         StreamKind::Sso,
+        StreamKind::AlertRule,
+        StreamKind::Alert,
+        StreamKind::Notification,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -129,6 +138,9 @@ impl StreamKind {
             StreamKind::AuditChain => "audit",
             StreamKind::AuditExport => "audit_export",
             StreamKind::Sso => "sso",
+            StreamKind::AlertRule => "alert_rule",
+            StreamKind::Alert => "alert",
+            StreamKind::Notification => "notification",
         }
     }
 }
@@ -198,6 +210,18 @@ impl StreamId {
 
     pub fn sso(org: OrgId) -> Self {
         Self::of(StreamKind::Sso, org)
+    }
+
+    pub fn alert_rule(id: Uuid) -> Self {
+        Self::of(StreamKind::AlertRule, id)
+    }
+
+    pub fn alert(id: Uuid) -> Self {
+        Self::of(StreamKind::Alert, id)
+    }
+
+    pub fn notification(id: Uuid) -> Self {
+        Self::of(StreamKind::Notification, id)
     }
 
     pub fn as_str(&self) -> &str {

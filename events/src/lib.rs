@@ -3,6 +3,7 @@
 //! and consumer of the platform uses. No HTTP and no SQL live here.
 
 pub mod access;
+pub mod alerting;
 pub mod audit;
 pub mod billing;
 pub mod catalog;

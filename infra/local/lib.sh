@@ -171,6 +171,21 @@ ensure_schemathesis() {
   touch "$venv/installed"
 }
 
+# aiosmtpd (PyPI), pinned, in a virtualenv of its own: the real SMTP server the alerting test
+# sends its notification emails to (tests/tests/alerts.rs finds it through AIOSMTPD).
+AIOSMTPD_VERSION=1.4.6
+ensure_aiosmtpd() {
+  local venv="${AIHUB_CACHE:-$HOME/.cache/aihub}/aiosmtpd-$AIOSMTPD_VERSION"
+  export AIOSMTPD="$venv/bin/python"
+  [ -f "$venv/installed" ] && return
+  ensure_python_venv
+  say "installing aiosmtpd $AIOSMTPD_VERSION into $venv (pip)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+  touch "$venv/installed"
+}
+
 # --- What tests/tests/deploy.rs checks the deployment artifacts with ------------------------------
 #
 # Debian's docker-compose (validates infra/docker/compose.yaml without an engine) and promtool

@@ -38,6 +38,8 @@ ensure_jq
 ensure_dex
 # The contract test fuzzes every operation of /openapi.json with schemathesis (sets SCHEMATHESIS).
 ensure_schemathesis
+# The alerting test sends its emails to a real SMTP server, aiosmtpd (sets AIOSMTPD).
+ensure_aiosmtpd
 ensure_deploy_tools
 # The SDK test (tests/tests/sdks.rs) runs the Python SDK's suite with pytest and the JavaScript
 # SDK's with node --test, and builds both packages (sets AIHUB_SDK_PYTHON, AIHUB_SDK_WHEELHOUSE

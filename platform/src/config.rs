@@ -160,6 +160,72 @@ pub struct Config {
     #[arg(long = "audit-checkpoint-every-ms", env = "AIHUB_AUDIT_CHECKPOINT_MS",
           default_value = "60000", value_parser = millis)]
     pub audit_checkpoint_every: Duration,
+    /// How often the alert evaluator (projectors role, one leader) checks every alert rule.
+    #[arg(long = "alert-eval-ms", env = "AIHUB_ALERT_EVAL_MS", default_value = "10000",
+          value_parser = positive_millis)]
+    pub alert_eval: Duration,
+    /// The first retry of a failed alert notification comes after this long; each next one
+    /// after twice the last, up to an hour.
+    #[arg(long = "notify-backoff-ms", env = "AIHUB_NOTIFY_BACKOFF_MS", default_value = "1000",
+          value_parser = positive_millis)]
+    pub notify_backoff: Duration,
+    /// The SMTP server alert emails go through: `smtp://host:port` (plain, a local relay),
+    /// `smtp://user:password@host:587?tls=required` (STARTTLS) or `smtps://…:465`. Unset, email
+    /// channels fail and are retried.
+    #[arg(long, env = "AIHUB_SMTP_URL", hide_env_values = true, value_parser = smtp_url)]
+    pub smtp_url: Option<String>,
+    /// The sender of alert emails, `Name <address>` or an address.
+    #[arg(long, env = "AIHUB_SMTP_FROM", default_value = "AI Hub <alerts@aihub.invalid>",
+          value_parser = mailbox)]
+    pub smtp_from: String,
+    /// Networks tenants' webhooks may reach although they are not public, comma-separated CIDRs
+    /// (`10.0.0.0/8,127.0.0.1/32`). Unset, a webhook whose host resolves to a loopback, private,
+    /// link-local (the cloud metadata address), shared or unique-local address is refused.
+    #[arg(long, env = "AIHUB_WEBHOOK_ALLOW_NETWORKS", value_parser = networks)]
+    pub webhook_allow_networks: Option<Networks>,
+}
+
+/// Networks, as CIDRs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Networks(pub Vec<ipnet::IpNet>);
+
+fn networks(value: &str) -> Result<Networks, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|raw| {
+            raw.parse::<ipnet::IpNet>()
+                .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{raw:?}: expected CIDRs such as 10.0.0.0/8, comma-separated"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Networks)
+}
+
+fn smtp_url(value: &str) -> Result<String, String> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "smtp" | "smtps") && url.host().is_some() => {
+            Ok(value.to_string())
+        }
+        _ => Err("expected smtp://host:port or smtps://host:port".into()),
+    }
+}
+
+fn mailbox(value: &str) -> Result<String, String> {
+    let address = value
+        .rsplit_once('<')
+        .map_or(value, |(_, rest)| rest.trim_end_matches('>'));
+    match address.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !value.chars().any(char::is_control)
+                && !address.contains(char::is_whitespace) =>
+        {
+            Ok(value.to_string())
+        }
+        _ => Err("expected an email address, or Name <address>".into()),
+    }
 }
 
 /// The database's variables as set; [`Config::database`] is built from them.

@@ -74,6 +74,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0017_rate_limits",
         include_str!("../../schemas/sql/0017_rate_limits.sql"),
     ),
+    (
+        "0018_alerting",
+        include_str!("../../schemas/sql/0018_alerting.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

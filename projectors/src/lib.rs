@@ -69,6 +69,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::usage::Usage),
         Arc::new(projections::catalog::Catalog),
         Arc::new(projections::metrics::Metrics),
+        Arc::new(projections::alerting::Alerting),
     ]
 }
 

@@ -51,4 +51,5 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .merge(routes::audit_exports::router())
         .merge(routes::sso::router())
         .merge(routes::monitoring::router())
+        .merge(routes::alerts::router())
 }

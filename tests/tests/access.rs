@@ -236,6 +236,26 @@ fn endpoints(f: &Fixture) -> Vec<(Method, String, Option<Value>, Option<&'static
             None,
             Some("monitoring:read"),
         ),
+        (
+            Method::GET,
+            "/api/v1/monitoring/alert-rules".into(),
+            None,
+            Some("monitoring:read"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/monitoring/alert-rules".into(),
+            Some(
+                json!({"name": "Matrix rule", "metric": "chat.errors", "condition": ">", "threshold": 100, "window_seconds": 60}),
+            ),
+            Some("monitoring:write"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/monitoring/alerts?status=firing".into(),
+            None,
+            Some("monitoring:read"),
+        ),
         // No model of that name: 404 for those allowed to call, 403 before that for the others.
         (
             Method::POST,

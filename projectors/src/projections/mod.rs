@@ -1,3 +1,4 @@
+pub mod alerting;
 pub mod audit;
 pub mod catalog;
 pub mod invoices;

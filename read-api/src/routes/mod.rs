@@ -1,4 +1,5 @@
 pub mod access;
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod audit_exports;

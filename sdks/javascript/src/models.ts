@@ -3,6 +3,16 @@
 /* The platform's resources and request bodies, as docs/openapi.json defines them. */
 
 /**
+ * `PUT /monitoring/alerts/{id}/acknowledge`.
+ */
+export interface AcknowledgeAlert {
+  /**
+   * Up to 2,000 characters.
+   */
+  note?: string | null;
+}
+
+/**
  * Who caused an event.
  */
 export type ActorKind = "api_key" | "user" | "platform_admin" | "system";
@@ -14,6 +24,113 @@ export interface AddMember {
   user_id?: null | UserId;
   email?: string | null;
 }
+
+/**
+ * An alert raised by a rule.
+ */
+export interface Alert {
+  id: string;
+  object: AlertObject;
+  org_id: OrgId;
+  rule_id: string;
+  rule_name: string;
+  status: AlertStatus;
+  severity: AlertSeverity;
+  metric: string;
+  filter: Record<string, unknown>;
+  condition: AlertCondition;
+  threshold: number;
+  /**
+   * The value that breached (none for `no_data`).
+   */
+  value?: number | null;
+  breached_since: Timestamp;
+  triggered_at: Timestamp;
+  acknowledged_at?: null | Timestamp;
+  acknowledged_by?: null | HistoryActor;
+  note?: string | null;
+  resolved_at?: null | Timestamp;
+  resolved_value?: number | null;
+  version: number;
+  /**
+   * Every event of the alert, oldest first: only in `GET /monitoring/alerts/{id}`.
+   */
+  history?: Array<AlertHistoryEntry> | null;
+}
+
+/**
+ * How a rule compares the metric's value with its threshold.
+ */
+export type AlertCondition = ">" | ">=" | "<" | "<=" | "no_data";
+
+/**
+ * One event of an alert's life: triggered, acknowledged, resolved, or a notification's outcome.
+ */
+export interface AlertHistoryEntry {
+  event_id: string;
+  event_type: string;
+  occurred_at: Timestamp;
+  actor: HistoryActor;
+  correlation_id: string;
+  /**
+   * The event's `data`, as its JSON schema under `schemas/events` says.
+   */
+  data: Record<string, unknown>;
+}
+
+export type AlertObject = "alert";
+
+/**
+ * A rule the evaluator checks periodically (Pro and Enterprise).
+ */
+export interface AlertRule {
+  id: string;
+  object: AlertRuleObject;
+  org_id: OrgId;
+  name: string;
+  /**
+   * A metric id `GET /monitoring/metrics` lists.
+   */
+  metric: string;
+  /**
+   * Dimension (`model`, `provider`, `api_key`, `team`, `user`) → value: only calls matching
+   * all of them count.
+   */
+  filter: Record<string, unknown>;
+  condition: AlertCondition;
+  threshold: number;
+  /**
+   * The metric is computed over the last `window_seconds`, in whole minutes, the current
+   * minute included.
+   */
+  window_seconds: number;
+  /**
+   * How long the condition must hold before the alert fires, and be clear before it resolves.
+   */
+  for_seconds: number;
+  severity: AlertSeverity;
+  channels: Array<NotificationChannel>;
+  /**
+   * The last characters of the webhook signing secret.
+   */
+  secret_hint: string;
+  /**
+   * The whole signing secret: only in the answer to `POST /monitoring/alert-rules`.
+   */
+  signing_secret?: string | null;
+  version: number;
+  created_at?: null | Timestamp;
+  updated_at?: null | Timestamp;
+}
+
+export type AlertRuleObject = "alert_rule";
+
+export type AlertSeverity = "info" | "warning" | "critical";
+
+/**
+ * Where an alert is in its life.
+ */
+export type AlertStatus = "firing" | "acknowledged" | "resolved";
 
 /**
  * An API key. The secret is shown once, when the key is created, and never stored.
@@ -703,6 +820,28 @@ export interface ContentPart {
 }
 
 /**
+ * `POST /monitoring/alert-rules`.
+ */
+export interface CreateAlertRule {
+  name: string;
+  metric: string;
+  filter?: Record<string, unknown>;
+  condition: AlertCondition;
+  /**
+   * Compared with the metric's value (not used by `no_data`, default 0).
+   */
+  threshold?: number;
+  window_seconds: number;
+  /**
+   * Default 0: fires at the first evaluation that sees the condition.
+   */
+  for_seconds?: number;
+  severity?: null | AlertSeverity;
+  channels?: Array<NotificationChannel>;
+  org_id?: null | OrgId;
+}
+
+/**
  * `POST /api-keys`.
  */
 export interface CreateApiKey {
@@ -807,6 +946,17 @@ export interface Health {
   status: Status;
   checked_at: string;
   components: Array<Component>;
+}
+
+/**
+ * Who caused an event of an alert's history.
+ */
+export interface HistoryActor {
+  /**
+   * `api_key`, `user`, `platform_admin` or `system`.
+   */
+  type: string;
+  id: string;
 }
 
 /**
@@ -971,6 +1121,11 @@ export interface NewApiKey extends ApiKey {
    */
   key: string;
 }
+
+/**
+ * Where an alert is sent.
+ */
+export type NotificationChannel = Record<string, unknown> | Record<string, unknown> | Record<string, unknown>;
 
 /**
  * An organization, the tenant.
@@ -1318,6 +1473,21 @@ export type TeamObject = "team";
  * An instant, written RFC 3339 in UTC with milliseconds (`2026-11-27T09:30:00.000Z`).
  */
 export type Timestamp = string;
+
+/**
+ * `PUT /monitoring/alert-rules/{id}`: only the fields given change.
+ */
+export interface UpdateAlertRule {
+  name?: string | null;
+  metric?: string | null;
+  filter?: Record<string, unknown> | null;
+  condition?: null | AlertCondition;
+  threshold?: number | null;
+  window_seconds?: number | null;
+  for_seconds?: number | null;
+  severity?: null | AlertSeverity;
+  channels?: Array<NotificationChannel> | null;
+}
 
 /**
  * `PUT /api-keys/{id}`: only the fields given change.

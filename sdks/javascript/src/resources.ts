@@ -2,7 +2,7 @@
 
 /* One class per resource, one method per operation of docs/openapi.json. */
 
-import type { AddMember, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
+import type { AcknowledgeAlert, AddMember, Alert, AlertRule, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateAlertRule, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateAlertRule, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
 import { segment, type PagePromise, type RequestOptions, type Stream, type Transport } from './core.js';
 
 export class ChatCompletionsResource {
@@ -122,6 +122,78 @@ export class MonitoringMetricsResource {
    */
   data(id: string, query: { org_id?: string; from?: string; to?: string; step?: string; group_by?: string; filter?: string } = {}, options: RequestOptions = {}): Promise<MetricSeries> {
     return this.client.request<MetricSeries>('GET', `/monitoring/metrics/${segment(id)}/data`, { query }, options);
+  }
+}
+
+export class MonitoringAlertRulesResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * GET /monitoring/alert-rules: The organization's alert rules, in id order (Pro and Enterprise). The signing secret shows
+   * only as its last characters.
+   */
+  list(query: { limit?: number; org_id?: string } = {}, options: RequestOptions = {}): PagePromise<AlertRule> {
+    return this.client.page<AlertRule>('/monitoring/alert-rules', { query }, options);
+  }
+
+  /**
+   * POST /monitoring/alert-rules: Creates an alert rule (Pro and Enterprise). The answer holds the webhook signing secret in
+   * full, once: store it now.
+   */
+  create(body: CreateAlertRule, options: RequestOptions = {}): Promise<AlertRule> {
+    return this.client.request<AlertRule>('POST', '/monitoring/alert-rules', { body }, options);
+  }
+
+  /**
+   * GET /monitoring/alert-rules/{id}: One alert rule.
+   */
+  retrieve(id: string, options: RequestOptions = {}): Promise<AlertRule> {
+    return this.client.request<AlertRule>('GET', `/monitoring/alert-rules/${segment(id)}`, {}, options);
+  }
+
+  /**
+   * PUT /monitoring/alert-rules/{id}: Changes the fields given; the signing secret stays.
+   */
+  update(id: string, body: UpdateAlertRule = {}, options: RequestOptions = {}): Promise<AlertRule> {
+    return this.client.request<AlertRule>('PUT', `/monitoring/alert-rules/${segment(id)}`, { body }, options);
+  }
+
+  /**
+   * DELETE /monitoring/alert-rules/{id}: Deletes the rule: it is no longer evaluated, and an alert of it that is open resolves.
+   */
+  delete(id: string, options: RequestOptions = {}): Promise<void> {
+    return this.client.request<void>('DELETE', `/monitoring/alert-rules/${segment(id)}`, {}, options);
+  }
+}
+
+export class MonitoringAlertsResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * GET /monitoring/alerts: The organization's alerts, newest first within each page's id order (ids are UUIDv7, so id
+   * order is the order they fired in), optionally of one status (Pro and Enterprise).
+   */
+  list(query: { status?: string; org_id?: string; limit?: number } = {}, options: RequestOptions = {}): PagePromise<Alert> {
+    return this.client.page<Alert>('/monitoring/alerts', { query }, options);
+  }
+
+  /**
+   * GET /monitoring/alerts/{id}: One alert with its history: triggered, acknowledged, resolved, and every notification
+   * attempt, oldest first.
+   */
+  retrieve(id: string, options: RequestOptions = {}): Promise<Alert> {
+    return this.client.request<Alert>('GET', `/monitoring/alerts/${segment(id)}`, {}, options);
+  }
+
+  /**
+   * PUT /monitoring/alerts/{id}/acknowledge: Acknowledges a firing alert: someone is on it. The event names who, with the note.
+   */
+  acknowledge(id: string, body: AcknowledgeAlert = {}, options: RequestOptions = {}): Promise<Alert> {
+    return this.client.request<Alert>('PUT', `/monitoring/alerts/${segment(id)}/acknowledge`, { body }, options);
   }
 }
 
@@ -574,9 +646,13 @@ export class AuditResource {
 
 export class MonitoringResource {
   readonly metrics: MonitoringMetricsResource;
+  readonly alertRules: MonitoringAlertRulesResource;
+  readonly alerts: MonitoringAlertsResource;
 
   constructor(protected readonly client: Transport) {
     this.metrics = new MonitoringMetricsResource(client);
+    this.alertRules = new MonitoringAlertRulesResource(client);
+    this.alerts = new MonitoringAlertsResource(client);
   }
 
   /**

@@ -10,11 +10,76 @@ from typing import Any, ClassVar, Dict, List, Literal, Optional, Tuple, Union
 from ._base import Model
 
 
+class AcknowledgeAlert(Model):
+    """`PUT /monitoring/alerts/{id}/acknowledge`."""
+    __required__: ClassVar[Tuple[str, ...]] = ()
+    note: Optional[str]
+
+
 class AddMember(Model):
     """`POST /teams/{id}/members`: a user of the organization, by id or by email."""
     __required__: ClassVar[Tuple[str, ...]] = ()
     user_id: Optional[UserId]
     email: Optional[str]
+
+
+class Alert(Model):
+    """An alert raised by a rule."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'org_id', 'rule_id', 'rule_name', 'status', 'severity', 'metric', 'filter', 'condition', 'threshold', 'breached_since', 'triggered_at', 'version')
+    id: str
+    object: AlertObject
+    org_id: OrgId
+    rule_id: str
+    rule_name: str
+    status: AlertStatus
+    severity: AlertSeverity
+    metric: str
+    filter: Dict[str, Any]
+    condition: AlertCondition
+    threshold: float
+    value: Optional[float]
+    breached_since: Timestamp
+    triggered_at: Timestamp
+    acknowledged_at: Optional[Timestamp]
+    acknowledged_by: Optional[HistoryActor]
+    note: Optional[str]
+    resolved_at: Optional[Timestamp]
+    resolved_value: Optional[float]
+    version: int
+    history: Optional[List[AlertHistoryEntry]]
+
+
+class AlertHistoryEntry(Model):
+    """One event of an alert's life: triggered, acknowledged, resolved, or a notification's outcome."""
+    __required__: ClassVar[Tuple[str, ...]] = ('event_id', 'event_type', 'occurred_at', 'actor', 'correlation_id', 'data')
+    event_id: str
+    event_type: str
+    occurred_at: Timestamp
+    actor: HistoryActor
+    correlation_id: str
+    data: Dict[str, Any]
+
+
+class AlertRule(Model):
+    """A rule the evaluator checks periodically (Pro and Enterprise)."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'org_id', 'name', 'metric', 'filter', 'condition', 'threshold', 'window_seconds', 'for_seconds', 'severity', 'channels', 'secret_hint', 'version')
+    id: str
+    object: AlertRuleObject
+    org_id: OrgId
+    name: str
+    metric: str
+    filter: Dict[str, Any]
+    condition: AlertCondition
+    threshold: float
+    window_seconds: int
+    for_seconds: int
+    severity: AlertSeverity
+    channels: List[NotificationChannel]
+    secret_hint: str
+    signing_secret: Optional[str]
+    version: int
+    created_at: Optional[Timestamp]
+    updated_at: Optional[Timestamp]
 
 
 class ApiKey(Model):
@@ -417,6 +482,21 @@ class ContentPart(Model):
     text: Optional[str]
 
 
+class CreateAlertRule(Model):
+    """`POST /monitoring/alert-rules`."""
+    __required__: ClassVar[Tuple[str, ...]] = ('name', 'metric', 'condition', 'window_seconds')
+    name: str
+    metric: str
+    filter: Optional[Dict[str, Any]]
+    condition: AlertCondition
+    threshold: Optional[float]
+    window_seconds: int
+    for_seconds: Optional[int]
+    severity: Optional[AlertSeverity]
+    channels: Optional[List[NotificationChannel]]
+    org_id: Optional[OrgId]
+
+
 class CreateApiKey(Model):
     """`POST /api-keys`."""
     __required__: ClassVar[Tuple[str, ...]] = ('name', 'permissions')
@@ -481,6 +561,13 @@ class Health(Model):
     status: Status
     checked_at: str
     components: List[Component]
+
+
+class HistoryActor(Model):
+    """Who caused an event of an alert's history."""
+    __required__: ClassVar[Tuple[str, ...]] = ('type', 'id')
+    type: str
+    id: str
 
 
 class Invoice(Model):
@@ -771,6 +858,20 @@ class Team(Model):
     updated_at: Optional[Timestamp]
 
 
+class UpdateAlertRule(Model):
+    """`PUT /monitoring/alert-rules/{id}`: only the fields given change."""
+    __required__: ClassVar[Tuple[str, ...]] = ()
+    name: Optional[str]
+    metric: Optional[str]
+    filter: Optional[Dict[str, Any]]
+    condition: Optional[AlertCondition]
+    threshold: Optional[float]
+    window_seconds: Optional[int]
+    for_seconds: Optional[int]
+    severity: Optional[AlertSeverity]
+    channels: Optional[List[NotificationChannel]]
+
+
 class UpdateApiKey(Model):
     """`PUT /api-keys/{id}`: only the fields given change."""
     __required__: ClassVar[Tuple[str, ...]] = ()
@@ -838,6 +939,13 @@ class User(Model):
 # Ids, enums and unions.
 ActorKind = Literal["api_key", "user", "platform_admin", "system"]
 """Who caused an event."""
+AlertCondition = Literal[">", ">=", "<", "<=", "no_data"]
+"""How a rule compares the metric's value with its threshold."""
+AlertObject = Literal["alert"]
+AlertRuleObject = Literal["alert_rule"]
+AlertSeverity = Literal["info", "warning", "critical"]
+AlertStatus = Literal["firing", "acknowledged", "resolved"]
+"""Where an alert is in its life."""
 ApiKeyId = str
 """An API key."""
 ApiKeyObject = Literal["api_key"]
@@ -871,6 +979,8 @@ MetricObject = Literal["metric"]
 MetricSeriesObject = Literal["metric.series"]
 ModelTier = Literal["basic", "advanced", "premium"]
 """How capable (and costly) a model is; a plan serves models up to its tier."""
+NotificationChannel = Union[Dict[str, Any], Dict[str, Any], Dict[str, Any]]
+"""Where an alert is sent."""
 OrgId = str
 """An organization, the tenant."""
 OrganizationObject = Literal["organization"]
@@ -902,8 +1012,17 @@ UserId = str
 UserObject = Literal["user"]
 
 __all__ = [
+    "AcknowledgeAlert",
     "ActorKind",
     "AddMember",
+    "Alert",
+    "AlertCondition",
+    "AlertHistoryEntry",
+    "AlertObject",
+    "AlertRule",
+    "AlertRuleObject",
+    "AlertSeverity",
+    "AlertStatus",
     "ApiKey",
     "ApiKeyId",
     "ApiKeyObject",
@@ -952,6 +1071,7 @@ __all__ = [
     "Component",
     "ConfigureSso",
     "ContentPart",
+    "CreateAlertRule",
     "CreateApiKey",
     "CreateOrganization",
     "CreateTeam",
@@ -963,6 +1083,7 @@ __all__ = [
     "ExportFormat",
     "ExportStatus",
     "Health",
+    "HistoryActor",
     "Invoice",
     "InvoiceId",
     "InvoiceObject",
@@ -979,6 +1100,7 @@ __all__ = [
     "ModelObject",
     "ModelTier",
     "NewApiKey",
+    "NotificationChannel",
     "OrgId",
     "Organization",
     "OrganizationObject",
@@ -1019,6 +1141,7 @@ __all__ = [
     "TeamId",
     "TeamObject",
     "Timestamp",
+    "UpdateAlertRule",
     "UpdateApiKey",
     "UpdateOrganization",
     "UpdateTeam",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._models import *  # noqa: F403
-from ._models import ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
+from ._models import Alert, AlertRule, ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
 from ._transport import (
     AsyncPager,
     AsyncStream,
@@ -312,6 +312,130 @@ class MonitoringMetricsResource:
     ) -> MetricSeries:
         """GET /monitoring/metrics/{id}/data: A metric's values in `[from, to)`, per bucket of `step`, one series per group."""
         return self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}/data", query={"org_id": org_id, "from": from_, "to": to, "step": step, "group_by": group_by, "filter": filter}, headers=extra_headers, timeout=timeout, cast=MetricSeries)
+
+
+class MonitoringAlertRulesResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SyncPage[AlertRule]:
+        """GET /monitoring/alert-rules: The organization's alert rules, in id order (Pro and Enterprise). The signing secret shows
+        only as its last characters.
+        """
+        return self._t.page("/monitoring/alert-rules", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AlertRule)
+
+    def create(
+        self,
+        *,
+        name: str,
+        metric: str,
+        filter: Optional[Dict[str, Any]] = NOT_GIVEN,
+        condition: AlertCondition,
+        threshold: Optional[float] = NOT_GIVEN,
+        window_seconds: int,
+        for_seconds: Optional[int] = NOT_GIVEN,
+        severity: Optional[AlertSeverity] = NOT_GIVEN,
+        channels: Optional[List[NotificationChannel]] = NOT_GIVEN,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AlertRule:
+        """POST /monitoring/alert-rules: Creates an alert rule (Pro and Enterprise). The answer holds the webhook signing secret in
+        full, once: store it now.
+        """
+        return self._t.request("POST", "/monitoring/alert-rules", body=body({"name": name, "metric": metric, "filter": filter, "condition": condition, "threshold": threshold, "window_seconds": window_seconds, "for_seconds": for_seconds, "severity": severity, "channels": channels, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=AlertRule)
+
+    def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AlertRule:
+        """GET /monitoring/alert-rules/{id}: One alert rule."""
+        return self._t.request("GET", f"/monitoring/alert-rules/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=AlertRule)
+
+    def update(
+        self,
+        id: str,
+        *,
+        name: Optional[str] = NOT_GIVEN,
+        metric: Optional[str] = NOT_GIVEN,
+        filter: Optional[Dict[str, Any]] = NOT_GIVEN,
+        condition: Optional[AlertCondition] = NOT_GIVEN,
+        threshold: Optional[float] = NOT_GIVEN,
+        window_seconds: Optional[int] = NOT_GIVEN,
+        for_seconds: Optional[int] = NOT_GIVEN,
+        severity: Optional[AlertSeverity] = NOT_GIVEN,
+        channels: Optional[List[NotificationChannel]] = NOT_GIVEN,
+        if_match: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AlertRule:
+        """PUT /monitoring/alert-rules/{id}: Changes the fields given; the signing secret stays."""
+        return self._t.request("PUT", f"/monitoring/alert-rules/{path_segment(id)}", body=body({"name": name, "metric": metric, "filter": filter, "condition": condition, "threshold": threshold, "window_seconds": window_seconds, "for_seconds": for_seconds, "severity": severity, "channels": channels}), headers={"If-Match": if_match, **(extra_headers or {})}, timeout=timeout, cast=AlertRule)
+
+    def delete(
+        self,
+        id: str,
+        *,
+        if_match: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /monitoring/alert-rules/{id}: Deletes the rule: it is no longer evaluated, and an alert of it that is open resolves."""
+        return self._t.request("DELETE", f"/monitoring/alert-rules/{path_segment(id)}", headers={"If-Match": if_match, **(extra_headers or {})}, timeout=timeout)
+
+
+class MonitoringAlertsResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        status: Optional[str] = None,
+        org_id: Optional[str] = None,
+        limit: Optional[int] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SyncPage[Alert]:
+        """GET /monitoring/alerts: The organization's alerts, newest first within each page's id order (ids are UUIDv7, so id
+        order is the order they fired in), optionally of one status (Pro and Enterprise).
+        """
+        return self._t.page("/monitoring/alerts", query={"status": status, "org_id": org_id, "limit": limit}, headers=extra_headers, timeout=timeout, cast=Alert)
+
+    def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Alert:
+        """GET /monitoring/alerts/{id}: One alert with its history: triggered, acknowledged, resolved, and every notification
+        attempt, oldest first.
+        """
+        return self._t.request("GET", f"/monitoring/alerts/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=Alert)
+
+    def acknowledge(
+        self,
+        id: str,
+        *,
+        note: Optional[str] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Alert:
+        """PUT /monitoring/alerts/{id}/acknowledge: Acknowledges a firing alert: someone is on it. The event names who, with the note."""
+        return self._t.request("PUT", f"/monitoring/alerts/{path_segment(id)}/acknowledge", body=body({"note": note}), headers=extra_headers, timeout=timeout, cast=Alert)
 
 
 class ChatResource:
@@ -982,6 +1106,8 @@ class MonitoringResource:
     def __init__(self, transport: SyncTransport) -> None:
         self._t = transport
         self.metrics = MonitoringMetricsResource(transport)
+        self.alert_rules = MonitoringAlertRulesResource(transport)
+        self.alerts = MonitoringAlertsResource(transport)
 
     def health(
         self,
@@ -1302,6 +1428,130 @@ class AsyncMonitoringMetricsResource:
     ) -> MetricSeries:
         """GET /monitoring/metrics/{id}/data: A metric's values in `[from, to)`, per bucket of `step`, one series per group."""
         return await self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}/data", query={"org_id": org_id, "from": from_, "to": to, "step": step, "group_by": group_by, "filter": filter}, headers=extra_headers, timeout=timeout, cast=MetricSeries)
+
+
+class AsyncMonitoringAlertRulesResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AsyncPager[AlertRule]:
+        """GET /monitoring/alert-rules: The organization's alert rules, in id order (Pro and Enterprise). The signing secret shows
+        only as its last characters.
+        """
+        return self._t.page("/monitoring/alert-rules", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=AlertRule)
+
+    async def create(
+        self,
+        *,
+        name: str,
+        metric: str,
+        filter: Optional[Dict[str, Any]] = NOT_GIVEN,
+        condition: AlertCondition,
+        threshold: Optional[float] = NOT_GIVEN,
+        window_seconds: int,
+        for_seconds: Optional[int] = NOT_GIVEN,
+        severity: Optional[AlertSeverity] = NOT_GIVEN,
+        channels: Optional[List[NotificationChannel]] = NOT_GIVEN,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AlertRule:
+        """POST /monitoring/alert-rules: Creates an alert rule (Pro and Enterprise). The answer holds the webhook signing secret in
+        full, once: store it now.
+        """
+        return await self._t.request("POST", "/monitoring/alert-rules", body=body({"name": name, "metric": metric, "filter": filter, "condition": condition, "threshold": threshold, "window_seconds": window_seconds, "for_seconds": for_seconds, "severity": severity, "channels": channels, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=AlertRule)
+
+    async def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AlertRule:
+        """GET /monitoring/alert-rules/{id}: One alert rule."""
+        return await self._t.request("GET", f"/monitoring/alert-rules/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=AlertRule)
+
+    async def update(
+        self,
+        id: str,
+        *,
+        name: Optional[str] = NOT_GIVEN,
+        metric: Optional[str] = NOT_GIVEN,
+        filter: Optional[Dict[str, Any]] = NOT_GIVEN,
+        condition: Optional[AlertCondition] = NOT_GIVEN,
+        threshold: Optional[float] = NOT_GIVEN,
+        window_seconds: Optional[int] = NOT_GIVEN,
+        for_seconds: Optional[int] = NOT_GIVEN,
+        severity: Optional[AlertSeverity] = NOT_GIVEN,
+        channels: Optional[List[NotificationChannel]] = NOT_GIVEN,
+        if_match: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AlertRule:
+        """PUT /monitoring/alert-rules/{id}: Changes the fields given; the signing secret stays."""
+        return await self._t.request("PUT", f"/monitoring/alert-rules/{path_segment(id)}", body=body({"name": name, "metric": metric, "filter": filter, "condition": condition, "threshold": threshold, "window_seconds": window_seconds, "for_seconds": for_seconds, "severity": severity, "channels": channels}), headers={"If-Match": if_match, **(extra_headers or {})}, timeout=timeout, cast=AlertRule)
+
+    async def delete(
+        self,
+        id: str,
+        *,
+        if_match: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /monitoring/alert-rules/{id}: Deletes the rule: it is no longer evaluated, and an alert of it that is open resolves."""
+        return await self._t.request("DELETE", f"/monitoring/alert-rules/{path_segment(id)}", headers={"If-Match": if_match, **(extra_headers or {})}, timeout=timeout)
+
+
+class AsyncMonitoringAlertsResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        status: Optional[str] = None,
+        org_id: Optional[str] = None,
+        limit: Optional[int] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AsyncPager[Alert]:
+        """GET /monitoring/alerts: The organization's alerts, newest first within each page's id order (ids are UUIDv7, so id
+        order is the order they fired in), optionally of one status (Pro and Enterprise).
+        """
+        return self._t.page("/monitoring/alerts", query={"status": status, "org_id": org_id, "limit": limit}, headers=extra_headers, timeout=timeout, cast=Alert)
+
+    async def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Alert:
+        """GET /monitoring/alerts/{id}: One alert with its history: triggered, acknowledged, resolved, and every notification
+        attempt, oldest first.
+        """
+        return await self._t.request("GET", f"/monitoring/alerts/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=Alert)
+
+    async def acknowledge(
+        self,
+        id: str,
+        *,
+        note: Optional[str] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Alert:
+        """PUT /monitoring/alerts/{id}/acknowledge: Acknowledges a firing alert: someone is on it. The event names who, with the note."""
+        return await self._t.request("PUT", f"/monitoring/alerts/{path_segment(id)}/acknowledge", body=body({"note": note}), headers=extra_headers, timeout=timeout, cast=Alert)
 
 
 class AsyncChatResource:
@@ -1972,6 +2222,8 @@ class AsyncMonitoringResource:
     def __init__(self, transport: AsyncTransport) -> None:
         self._t = transport
         self.metrics = AsyncMonitoringMetricsResource(transport)
+        self.alert_rules = AsyncMonitoringAlertRulesResource(transport)
+        self.alerts = AsyncMonitoringAlertsResource(transport)
 
     async def health(
         self,
