@@ -161,7 +161,7 @@ pub struct Config {
           default_value = "60000", value_parser = millis)]
     pub audit_checkpoint_every: Duration,
     /// How often the alert evaluator (projectors role, one leader) checks every alert rule.
-    #[arg(long = "alert-eval-ms", env = "AIHUB_ALERT_EVAL_MS", default_value = "10000",
+    #[arg(long = "alert-eval-ms", env = "AIHUB_ALERT_EVAL_MS", default_value = "2000",
           value_parser = positive_millis)]
     pub alert_eval: Duration,
     /// The first retry of a failed alert notification comes after this long; each next one

@@ -707,3 +707,73 @@ async fn weak_roles_plans_and_bad_input_get_4xx_in_the_openai_shape() {
         .iter()
         .all(|e| e.actor.kind == ActorType::ApiKey && !e.correlation_id.is_empty()));
 }
+
+#[tokio::test]
+async fn two_processes_raise_one_alert_and_a_pending_notification_survives_a_restart() {
+    let a = alerting_env(None, true).await;
+    // A second process of the same platform: both run the projectors role, one leads alerting.
+    let second = a.env.start(aihub::Roles::all()).await;
+    let tenant = tenant_on(&a.admin, "pro").await;
+    let hits: Received = Arc::default();
+    let port = e2e::free_port();
+    let created = tenant
+        .owner
+        .post(
+            "/api/v1/monitoring/alert-rules",
+            &json!({"name": "quiet", "metric": "chat.requests", "condition": "no_data",
+                    "window_seconds": 60,
+                    "channels": [{"type": "slack", "url": format!("http://127.0.0.1:{port}/quiet")}]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // The receiver is down: attempts fail and are retried.
+    let failed = alert_events(&a.env, |events| {
+        events
+            .iter()
+            .filter(|e| e.event_type() == "notification.failed")
+            .count()
+            >= 2
+    })
+    .await;
+    let EventPayload::NotificationFailed(first) = &failed
+        .iter()
+        .find(|e| e.event_type() == "notification.failed")
+        .expect("failed")
+        .payload
+    else {
+        unreachable!()
+    };
+    assert!(
+        first.next_attempt_at.is_some(),
+        "a receiver that is down is retried"
+    );
+    // Both processes stop; the notification is still owed.
+    let Alerting { env, _app: app, .. } = a;
+    app.stop().await;
+    second.stop().await;
+    let _receiver = receiver(port, hits.clone()).await;
+    let restarted = env.start(aihub::Roles::all()).await;
+    wait_for(
+        Duration::from_secs(60),
+        "the owed notification arrives after the restart",
+        || async { !got(&hits).is_empty() },
+    )
+    .await;
+    let events = alert_events(&env, |events| {
+        events
+            .iter()
+            .any(|e| e.event_type() == "notification.delivered")
+    })
+    .await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type() == "alert.triggered")
+            .count(),
+        1,
+        "two processes, one leader, one alert"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(got(&hits).len(), 1, "delivered once");
+    restarted.stop().await;
+}
