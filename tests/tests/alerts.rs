@@ -777,3 +777,49 @@ async fn two_processes_raise_one_alert_and_a_pending_notification_survives_a_res
     assert_eq!(got(&hits).len(), 1, "delivered once");
     restarted.stop().await;
 }
+
+#[tokio::test]
+async fn a_rule_of_an_organization_without_alerting_is_not_evaluated_until_it_upgrades() {
+    let a = alerting_env(None, true).await;
+    let tenant = tenant_on(&a.admin, "free").await;
+    // The platform admin may define a rule for any organization; a Free one's stays paused.
+    let created = a
+        .admin
+        .post(
+            "/api/v1/monitoring/alert-rules",
+            &json!({"org_id": tenant.org_id, "name": "quiet", "metric": "chat.requests",
+                    "condition": "no_data", "window_seconds": 60}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let firing = format!(
+        "/api/v1/monitoring/alerts?status=firing&org_id={}",
+        tenant.org_id
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let none = a.admin.get(&firing).await;
+    assert_eq!(none.status, 200, "{}", none.body);
+    assert_eq!(
+        none.body["data"],
+        json!([]),
+        "a Free organization's rule fired"
+    );
+    let upgraded = a
+        .admin
+        .put(
+            &format!("/api/v1/subscriptions/{}/upgrade", tenant.org_id),
+            &json!({"plan": "pro"}),
+        )
+        .await;
+    assert_eq!(upgraded.status, 200, "{}", upgraded.body);
+    wait_for(
+        Duration::from_secs(30),
+        "the rule fires once the plan has alerting",
+        || async {
+            a.admin.get(&firing).await.body["data"]
+                .as_array()
+                .is_some_and(|d| d.len() == 1)
+        },
+    )
+    .await;
+}

@@ -131,9 +131,13 @@ impl Evaluator {
         let rows = client
             .query(
                 "SELECT r.id, r.org_id, r.name, r.metric, r.filter, r.condition, r.threshold, r.window_seconds,
-                        r.for_seconds, r.severity, r.channels, r.deleted, s.breached_since, s.clear_since
+                        r.for_seconds, r.severity, r.channels, r.deleted, s.breached_since, s.clear_since,
+                        sub.plan, sub.pending_plan, sub.pending_effective_at
                  FROM read.alert_rules r LEFT JOIN alert_evaluator_state s ON s.rule_id = r.id
-                 WHERE NOT r.deleted OR s.rule_id IS NOT NULL
+                 LEFT JOIN read.subscriptions sub ON sub.org_id = r.org_id
+                 WHERE (NOT r.deleted OR s.rule_id IS NOT NULL)
+                   AND NOT EXISTS (SELECT 1 FROM read.organizations o
+                                   WHERE o.id = r.org_id AND o.deleted_at IS NOT NULL)
                  ORDER BY r.id",
                 &[],
             )
@@ -162,6 +166,19 @@ impl Evaluator {
                     clear_since: row.get("clear_since"),
                 })
             })();
+            let plan = platform::auth::plan_at(
+                row.get("org_id"),
+                row.get("plan"),
+                row.get("pending_plan"),
+                row.get("pending_effective_at"),
+                Utc::now(),
+            );
+            let deleted: bool = row.get("deleted");
+            // An organization whose plan no longer has alerting keeps its rules, paused; a
+            // deleted rule is still visited, to resolve its open alert.
+            if !deleted && !plan.plan().features.contains(&"alerts") {
+                continue;
+            }
             match parsed {
                 Ok(rule) => out.push(rule),
                 Err(e) => {
