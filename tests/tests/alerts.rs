@@ -709,7 +709,8 @@ async fn weak_roles_plans_and_bad_input_get_4xx_in_the_openai_shape() {
 }
 
 #[tokio::test]
-async fn two_processes_raise_one_alert_and_a_pending_notification_survives_a_restart() {
+async fn two_processes_raise_one_alert_a_pending_notification_survives_a_restart_and_a_replay_resends_nothing(
+) {
     let a = alerting_env(None, true).await;
     // A second process of the same platform: both run the projectors role, one leads alerting.
     let second = a.env.start(aihub::Roles::all()).await;
@@ -775,7 +776,43 @@ async fn two_processes_raise_one_alert_and_a_pending_notification_survives_a_res
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(got(&hits).len(), 1, "delivered once");
+
+    // A rebuild of the alerting projection gives the same rows and sends nothing again.
+    env.wait_until_projected(Duration::from_secs(60)).await;
     restarted.stop().await;
+    let tables = [
+        ("read.alert_rules", "id"),
+        ("read.alerts", "id"),
+        ("read.alert_history", "event_id"),
+        ("alert_notifications", "id"),
+    ];
+    let mut live = Vec::new();
+    for (table, order) in tables {
+        live.push(env.dump(table, order).await);
+    }
+    assert!(live.iter().all(|rows| !rows.is_empty()));
+    let output = env
+        .aihub_command(e2e::aihub_binary())
+        .args(["replay", "--projection", "alerting"])
+        .output()
+        .await
+        .expect("aihub replay runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for ((table, order), rows) in tables.into_iter().zip(&live) {
+        assert_eq!(
+            &env.dump(table, order).await,
+            rows,
+            "{table} after the replay"
+        );
+    }
+    let again = env.start(aihub::Roles::all()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(got(&hits).len(), 1, "nothing sent again after the replay");
+    again.stop().await;
 }
 
 #[tokio::test]
