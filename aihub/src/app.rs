@@ -252,7 +252,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             config.clock,
         )
         .with_payment_webhook_secret(config.payment_webhook_secret.clone())
-        .with_sso_loopback_http(config.sso_allow_loopback_http);
+        .with_sso_loopback_http(config.sso_allow_loopback_http)
+        .with_audit_public_key(config.audit_signing_key.as_ref().map(|k| k.public_hex()));
         provisioner = Some(Arc::new(
             command_api::sso::provision::JournalProvisioner::new(state.clone()),
         ));

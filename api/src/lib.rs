@@ -7,6 +7,7 @@ pub mod alerting;
 pub mod api_keys;
 pub mod audit;
 pub mod billing;
+pub mod compliance;
 pub mod limits;
 pub mod monitoring;
 pub mod organizations;

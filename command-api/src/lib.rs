@@ -10,6 +10,7 @@ pub mod billing;
 pub mod catalog;
 pub mod command;
 pub mod commit;
+pub mod compliance;
 pub mod consistency;
 pub mod journal;
 pub mod limits;
@@ -39,6 +40,8 @@ pub struct CommandState {
     pub payment_webhook_secret: Option<std::sync::Arc<str>>,
     /// `AIHUB_SSO_ALLOW_LOOPBACK_HTTP`: single sign-on issuers may be `http://` on loopback.
     pub sso_allow_loopback_http: bool,
+    /// The audit checkpoints' Ed25519 public key (hex), which compliance reports verify with.
+    pub audit_public_key: Option<String>,
 }
 
 impl CommandState {
@@ -55,12 +58,19 @@ impl CommandState {
             clock,
             payment_webhook_secret: None,
             sso_allow_loopback_http: false,
+            audit_public_key: None,
         }
     }
 
     /// Accepts `http://` single sign-on issuers on loopback addresses (tests).
     pub fn with_sso_loopback_http(mut self, allow: bool) -> Self {
         self.sso_allow_loopback_http = allow;
+        self
+    }
+
+    /// Verifies audit checkpoints with this key (hex) in compliance reports.
+    pub fn with_audit_public_key(mut self, key: Option<String>) -> Self {
+        self.audit_public_key = key;
         self
     }
 
@@ -85,6 +95,7 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .merge(api_keys::routes::router())
         .merge(billing::routes::router())
         .merge(audit::routes::router())
+        .merge(compliance::router())
         .merge(sso::routes::router())
         .merge(alerts::routes::router())
 }

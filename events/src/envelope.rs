@@ -94,6 +94,9 @@ event_types! {
     AlertResolved => "alert.resolved", version 1, AlertResolved;
     NotificationDelivered => "notification.delivered", version 1, NotificationDelivered;
     NotificationFailed => "notification.failed", version 1, NotificationFailed;
+    ComplianceReportRequested => "compliance.report_requested", version 1, crate::compliance::ComplianceReportRequested;
+    ComplianceReportGenerated => "compliance.report_generated", version 1, crate::compliance::ComplianceReportGenerated;
+    ComplianceReportFailed => "compliance.report_failed", version 1, crate::compliance::ComplianceReportFailed;
 }
 
 /// Who caused an event.

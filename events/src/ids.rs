@@ -101,10 +101,12 @@ pub enum StreamKind {
     Alert,
     /// The deliveries of one alert event to one channel.
     Notification,
+    /// One compliance report.
+    ComplianceReport,
 }
 
 impl StreamKind {
-    const ALL: [StreamKind; 16] = [
+    const ALL: [StreamKind; 17] = [
         StreamKind::Organization,
         StreamKind::User,
         StreamKind::Team,
@@ -121,6 +123,7 @@ impl StreamKind {
         StreamKind::AlertRule,
         StreamKind::Alert,
         StreamKind::Notification,
+        StreamKind::ComplianceReport,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -141,6 +144,7 @@ impl StreamKind {
             StreamKind::AlertRule => "alert_rule",
             StreamKind::Alert => "alert",
             StreamKind::Notification => "notification",
+            StreamKind::ComplianceReport => "compliance_report",
         }
     }
 }
@@ -222,6 +226,10 @@ impl StreamId {
 
     pub fn notification(id: Uuid) -> Self {
         Self::of(StreamKind::Notification, id)
+    }
+
+    pub fn compliance_report(id: Uuid) -> Self {
+        Self::of(StreamKind::ComplianceReport, id)
     }
 
     pub fn as_str(&self) -> &str {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod billing;
 pub mod catalog;
 pub mod chat;
+pub mod compliance;
 mod envelope;
 pub mod ids;
 pub mod kafka;

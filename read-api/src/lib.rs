@@ -49,6 +49,7 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .merge(routes::limits::router())
         .merge(routes::audit::router())
         .merge(routes::audit_exports::router())
+        .merge(routes::compliance::router())
         .merge(routes::sso::router())
         .merge(routes::monitoring::router())
         .merge(routes::alerts::router())

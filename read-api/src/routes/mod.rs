@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod audit_exports;
 pub mod billing;
+pub mod compliance;
 pub mod invoices;
 pub mod limits;
 pub mod monitoring;
