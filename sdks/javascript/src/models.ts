@@ -771,6 +771,152 @@ export interface CompletionUsage {
 }
 
 /**
+ * One control of the framework, as it applies to this platform.
+ */
+export interface ComplianceControl {
+  /**
+   * The platform's check: `access_review`, `key_expiry`, `stale_keys`, `departed_user_keys`,
+   * `failed_auth_bursts`, `alert_acknowledgement`, `audit_chain`, `data_subject_requests`.
+   */
+  id: string;
+  /**
+   * The framework's own reference (`CC6.1`, `Art. 32`, `A.5.17`, `§164.312(b)`).
+   */
+  reference: string;
+  title: string;
+  /**
+   * What is checked, and how the result is decided.
+   */
+  description: string;
+  result: ControlResult;
+  /**
+   * Why this result.
+   */
+  reason: string;
+  /**
+   * At most 100; `findings_total` counts them all.
+   */
+  findings: Array<ComplianceFinding>;
+  findings_total: number;
+  /**
+   * Every event the result rests on (ids of `/audit/logs`), at most 200; `evidence_total`
+   * counts them all.
+   */
+  evidence: Array<string>;
+  evidence_total: number;
+}
+
+/**
+ * One thing a control found: a key, a user, a burst of failures, an alert, a request.
+ */
+export interface ComplianceFinding {
+  /**
+   * What it is about: `api_key:<id>`, `user:<id>`, `alert:<id>`, `auth_failures`, …
+   */
+  subject: string;
+  detail: string;
+  /**
+   * The events that show it (ids of `/audit/logs`), at most 20.
+   */
+  evidence: Array<string>;
+}
+
+/**
+ * The frameworks a report can be asked for.
+ */
+export type ComplianceFramework = "soc2" | "gdpr" | "iso27001" | "hipaa";
+
+/**
+ * The period a report covers.
+ */
+export interface CompliancePeriod {
+  /**
+   * As asked.
+   */
+  label: string;
+  from: Timestamp;
+  /**
+   * Exclusive.
+   */
+  to: Timestamp;
+}
+
+/**
+ * A compliance report and where it stands.
+ */
+export interface ComplianceReport {
+  id: string;
+  object: ComplianceReportObject;
+  org_id: OrgId;
+  framework: ComplianceFramework;
+  /**
+   * As asked.
+   */
+  period: string;
+  status: ComplianceReportStatus;
+  /**
+   * The `compliance.report_requested` event.
+   */
+  requested_at: Timestamp;
+  completed_at?: null | Timestamp;
+  /**
+   * Hex SHA-256 of `report`'s canonical JSON, as `compliance.report_generated` records it.
+   */
+  content_hash?: string | null;
+  /**
+   * The id of the `compliance.report_generated` event (in `/audit/logs`).
+   */
+  event_id?: string | null;
+  summary?: null | ComplianceSummary;
+  report?: null | ComplianceReportContent;
+  /**
+   * Why it failed.
+   */
+  error?: string | null;
+}
+
+/**
+ * The report itself: what its `content_hash` is the SHA-256 of (canonical JSON: keys sorted,
+ * no whitespace), and what `compliance.report_generated` carries.
+ */
+export interface ComplianceReportContent {
+  report_id: string;
+  org_id: OrgId;
+  framework: ComplianceFramework;
+  period: CompliancePeriod;
+  /**
+   * When it was asked for: the state of keys and roles is judged at this instant.
+   */
+  as_of: Timestamp;
+  /**
+   * The organization's chain was read up to this seq (the event before the request).
+   */
+  through_seq: number;
+  /**
+   * How many events of the chain were read.
+   */
+  events_read: number;
+  summary: ComplianceSummary;
+  controls: Array<ComplianceControl>;
+}
+
+export type ComplianceReportObject = "compliance.report";
+
+/**
+ * Whether a report is computed yet.
+ */
+export type ComplianceReportStatus = "pending" | "ready" | "failed";
+
+/**
+ * Counts of results.
+ */
+export interface ComplianceSummary {
+  pass: number;
+  fail: number;
+  not_applicable: number;
+}
+
+/**
  * One component and the figures its status was decided on.
  */
 export interface Component {
@@ -818,6 +964,11 @@ export interface ContentPart {
   type: string;
   text?: string | null;
 }
+
+/**
+ * A control's outcome.
+ */
+export type ControlResult = "pass" | "fail" | "not_applicable";
 
 /**
  * `POST /monitoring/alert-rules`.
@@ -934,6 +1085,20 @@ export interface ErrorResponse {
 export type ExportFormat = "jsonl" | "csv";
 
 export type ExportStatus = "pending" | "ready";
+
+/**
+ * `POST /audit/compliance/generate`.
+ */
+export interface GenerateComplianceReport {
+  org_id?: null | OrgId;
+  framework: ComplianceFramework;
+  /**
+   * `2026` (a year), `2026-Q4` (a quarter), `2026-11` (a month), or an interval
+   * `<start>/<end>` of dates (`2026-01-01`) or RFC 3339 instants, end exclusive. It may not
+   * start in the future; one that ends in the future covers the events until the request.
+   */
+  period: string;
+}
 
 /**
  * The platform's health: the worst of its components.

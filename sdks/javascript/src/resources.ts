@@ -2,7 +2,7 @@
 
 /* One class per resource, one method per operation of docs/openapi.json. */
 
-import type { AcknowledgeAlert, AddMember, Alert, AlertRule, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ConfigureSso, CreateAlertRule, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateAlertRule, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
+import type { AcknowledgeAlert, AddMember, Alert, AlertRule, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ComplianceReport, ConfigureSso, CreateAlertRule, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, GenerateComplianceReport, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateAlertRule, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
 import { segment, type PagePromise, type RequestOptions, type Stream, type Transport } from './core.js';
 
 export class ChatCompletionsResource {
@@ -102,6 +102,40 @@ export class AuditExportsResource {
    */
   async downloadToFile(id: string, file: string, options: RequestOptions = {}): Promise<number> {
     return this.client.downloadToFile(file, 'GET', `/audit/exports/${segment(id)}/download`, {}, options);
+  }
+}
+
+export class AuditComplianceResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * POST /audit/compliance/generate: Asks for a compliance report of the organization: `framework`'s controls over `period`,
+   * each passed, failed or not applicable as computed from the organization's events, with the
+   * event ids that show it. Answers 202 with the report pending and `Location`; `GET
+   * /audit/compliance/{id}` has it once computed. HIPAA needs the Enterprise plan.
+   */
+  generate(body: GenerateComplianceReport, options: RequestOptions = {}): Promise<ComplianceReport> {
+    return this.client.request<ComplianceReport>('POST', '/audit/compliance/generate', { body }, options);
+  }
+
+  /**
+   * GET /audit/compliance: The organization's compliance reports, newest first, without their content (`summary` says
+   * how they came out).
+   */
+  list(query: { limit?: number; org_id?: string } = {}, options: RequestOptions = {}): PagePromise<ComplianceReport> {
+    return this.client.page<ComplianceReport>('/audit/compliance', { query }, options);
+  }
+
+  /**
+   * GET /audit/compliance/{id}: One compliance report: its status and, once computed, the report with every control's
+   * result and evidence (event ids of `/audit/logs`) and the content hash its
+   * `compliance.report_generated` event records. `?format=html` (or `Accept: text/html`) gives
+   * a printable page.
+   */
+  retrieve(id: string, query: { format?: string } = {}, options: RequestOptions = {}): Promise<ComplianceReport> {
+    return this.client.request<ComplianceReport>('GET', `/audit/compliance/${segment(id)}`, { query }, options);
   }
 }
 
@@ -607,10 +641,12 @@ export class UsageResource {
 export class AuditResource {
   readonly logs: AuditLogsResource;
   readonly exports: AuditExportsResource;
+  readonly compliance: AuditComplianceResource;
 
   constructor(protected readonly client: Transport) {
     this.logs = new AuditLogsResource(client);
     this.exports = new AuditExportsResource(client);
+    this.compliance = new AuditComplianceResource(client);
   }
 
   /**

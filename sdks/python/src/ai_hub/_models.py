@@ -453,6 +453,79 @@ class CompletionUsage(Model):
     total_tokens: int
 
 
+class ComplianceControl(Model):
+    """One control of the framework, as it applies to this platform."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'reference', 'title', 'description', 'result', 'reason', 'findings', 'findings_total', 'evidence', 'evidence_total')
+    id: str
+    reference: str
+    title: str
+    description: str
+    result: ControlResult
+    reason: str
+    findings: List[ComplianceFinding]
+    findings_total: int
+    evidence: List[str]
+    evidence_total: int
+
+
+class ComplianceFinding(Model):
+    """One thing a control found: a key, a user, a burst of failures, an alert, a request."""
+    __required__: ClassVar[Tuple[str, ...]] = ('subject', 'detail', 'evidence')
+    subject: str
+    detail: str
+    evidence: List[str]
+
+
+class CompliancePeriod(Model):
+    """The period a report covers."""
+    __required__: ClassVar[Tuple[str, ...]] = ('label', 'from', 'to')
+    label: str
+    from_: Timestamp
+    to: Timestamp
+
+
+class ComplianceReport(Model):
+    """A compliance report and where it stands."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'org_id', 'framework', 'period', 'status', 'requested_at')
+    id: str
+    object: ComplianceReportObject
+    org_id: OrgId
+    framework: ComplianceFramework
+    period: str
+    status: ComplianceReportStatus
+    requested_at: Timestamp
+    completed_at: Optional[Timestamp]
+    content_hash: Optional[str]
+    event_id: Optional[str]
+    summary: Optional[ComplianceSummary]
+    report: Optional[ComplianceReportContent]
+    error: Optional[str]
+
+
+class ComplianceReportContent(Model):
+    """The report itself: what its `content_hash` is the SHA-256 of (canonical JSON: keys sorted,
+    no whitespace), and what `compliance.report_generated` carries.
+    """
+    __required__: ClassVar[Tuple[str, ...]] = ('report_id', 'org_id', 'framework', 'period', 'as_of', 'through_seq', 'events_read', 'summary', 'controls')
+    report_id: str
+    org_id: OrgId
+    framework: ComplianceFramework
+    period: CompliancePeriod
+    as_of: Timestamp
+    through_seq: int
+    events_read: int
+    summary: ComplianceSummary
+    controls: List[ComplianceControl]
+
+
+class ComplianceSummary(Model):
+    """Counts of results."""
+    __required__: ClassVar[Tuple[str, ...]] = ('pass', 'fail', 'not_applicable')
+    pass_: int
+    fail: int
+    not_applicable: int
+
+
 class Component(Model):
     """One component and the figures its status was decided on."""
     __required__: ClassVar[Tuple[str, ...]] = ('name', 'status', 'figures')
@@ -552,6 +625,14 @@ class ErrorResponse(Model):
     """The body of every error response, as OpenAPI documents it."""
     __required__: ClassVar[Tuple[str, ...]] = ('error',)
     error: ErrorDetail
+
+
+class GenerateComplianceReport(Model):
+    """`POST /audit/compliance/generate`."""
+    __required__: ClassVar[Tuple[str, ...]] = ('framework', 'period')
+    org_id: Optional[OrgId]
+    framework: ComplianceFramework
+    period: str
 
 
 class Health(Model):
@@ -961,6 +1042,13 @@ AuditStateObject = Literal["audit.state"]
 AuditVerificationObject = Literal["audit.verification"]
 ChatRole = Literal["system", "developer", "user", "assistant", "tool", "function"]
 """The roles of OpenAI's Chat Completions; the gateway refuses any other (400, `param`"""
+ComplianceFramework = Literal["soc2", "gdpr", "iso27001", "hipaa"]
+"""The frameworks a report can be asked for."""
+ComplianceReportObject = Literal["compliance.report"]
+ComplianceReportStatus = Literal["pending", "ready", "failed"]
+"""Whether a report is computed yet."""
+ControlResult = Literal["pass", "fail", "not_applicable"]
+"""A control's outcome."""
 Dimension = Literal["model", "provider", "api_key", "team", "user"]
 """What a series can be grouped and filtered by."""
 ExportFormat = Literal["jsonl", "csv"]
@@ -1068,9 +1156,19 @@ __all__ = [
     "ChoosePlan",
     "ChunkChoice",
     "CompletionUsage",
+    "ComplianceControl",
+    "ComplianceFinding",
+    "ComplianceFramework",
+    "CompliancePeriod",
+    "ComplianceReport",
+    "ComplianceReportContent",
+    "ComplianceReportObject",
+    "ComplianceReportStatus",
+    "ComplianceSummary",
     "Component",
     "ConfigureSso",
     "ContentPart",
+    "ControlResult",
     "CreateAlertRule",
     "CreateApiKey",
     "CreateOrganization",
@@ -1082,6 +1180,7 @@ __all__ = [
     "ErrorResponse",
     "ExportFormat",
     "ExportStatus",
+    "GenerateComplianceReport",
     "Health",
     "HistoryActor",
     "Invoice",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._models import *  # noqa: F403
-from ._models import Alert, AlertRule, ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
+from ._models import Alert, AlertRule, ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, ComplianceReport, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
 from ._transport import (
     AsyncPager,
     AsyncStream,
@@ -279,6 +279,56 @@ class AuditExportsResource:
         Streams the body into ``file`` (a path or a binary file); returns the bytes written.
         """
         return self._t.download(f"/audit/exports/{path_segment(id)}/download", headers=extra_headers, timeout=timeout, file=file)
+
+
+class AuditComplianceResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def generate(
+        self,
+        *,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        framework: ComplianceFramework,
+        period: str,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> ComplianceReport:
+        """POST /audit/compliance/generate: Asks for a compliance report of the organization: `framework`'s controls over `period`,
+        each passed, failed or not applicable as computed from the organization's events, with the
+        event ids that show it. Answers 202 with the report pending and `Location`; `GET
+        /audit/compliance/{id}` has it once computed. HIPAA needs the Enterprise plan.
+        """
+        return self._t.request("POST", "/audit/compliance/generate", body=body({"org_id": org_id, "framework": framework, "period": period}), headers=extra_headers, timeout=timeout, cast=ComplianceReport)
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SyncPage[ComplianceReport]:
+        """GET /audit/compliance: The organization's compliance reports, newest first, without their content (`summary` says
+        how they came out).
+        """
+        return self._t.page("/audit/compliance", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=ComplianceReport)
+
+    def retrieve(
+        self,
+        id: str,
+        *,
+        format: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> ComplianceReport:
+        """GET /audit/compliance/{id}: One compliance report: its status and, once computed, the report with every control's
+        result and evidence (event ids of `/audit/logs`) and the content hash its
+        `compliance.report_generated` event records. `?format=html` (or `Accept: text/html`) gives
+        a printable page.
+        """
+        return self._t.request("GET", f"/audit/compliance/{path_segment(id)}", query={"format": format}, headers=extra_headers, timeout=timeout, cast=ComplianceReport)
 
 
 class MonitoringMetricsResource:
@@ -1057,6 +1107,7 @@ class AuditResource:
         self._t = transport
         self.logs = AuditLogsResource(transport)
         self.exports = AuditExportsResource(transport)
+        self.compliance = AuditComplianceResource(transport)
 
     def get_public_key(
         self,
@@ -1395,6 +1446,56 @@ class AsyncAuditExportsResource:
         Streams the body into ``file`` (a path or a binary file); returns the bytes written.
         """
         return await self._t.download(f"/audit/exports/{path_segment(id)}/download", headers=extra_headers, timeout=timeout, file=file)
+
+
+class AsyncAuditComplianceResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def generate(
+        self,
+        *,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        framework: ComplianceFramework,
+        period: str,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> ComplianceReport:
+        """POST /audit/compliance/generate: Asks for a compliance report of the organization: `framework`'s controls over `period`,
+        each passed, failed or not applicable as computed from the organization's events, with the
+        event ids that show it. Answers 202 with the report pending and `Location`; `GET
+        /audit/compliance/{id}` has it once computed. HIPAA needs the Enterprise plan.
+        """
+        return await self._t.request("POST", "/audit/compliance/generate", body=body({"org_id": org_id, "framework": framework, "period": period}), headers=extra_headers, timeout=timeout, cast=ComplianceReport)
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AsyncPager[ComplianceReport]:
+        """GET /audit/compliance: The organization's compliance reports, newest first, without their content (`summary` says
+        how they came out).
+        """
+        return self._t.page("/audit/compliance", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=ComplianceReport)
+
+    async def retrieve(
+        self,
+        id: str,
+        *,
+        format: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> ComplianceReport:
+        """GET /audit/compliance/{id}: One compliance report: its status and, once computed, the report with every control's
+        result and evidence (event ids of `/audit/logs`) and the content hash its
+        `compliance.report_generated` event records. `?format=html` (or `Accept: text/html`) gives
+        a printable page.
+        """
+        return await self._t.request("GET", f"/audit/compliance/{path_segment(id)}", query={"format": format}, headers=extra_headers, timeout=timeout, cast=ComplianceReport)
 
 
 class AsyncMonitoringMetricsResource:
@@ -2173,6 +2274,7 @@ class AsyncAuditResource:
         self._t = transport
         self.logs = AsyncAuditLogsResource(transport)
         self.exports = AsyncAuditExportsResource(transport)
+        self.compliance = AsyncAuditComplianceResource(transport)
 
     async def get_public_key(
         self,
