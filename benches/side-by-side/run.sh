@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# AI Hub's gateway and TensorZero's, side by side on this machine, against the same canned
+# upstream: nginx answering every chat completion with one fixed body. Prints one table.
+#
+#   closed loop (saturation): wrk, 2 threads, at 4 and at 32 connections, BENCH_SECONDS each;
+#   open loop (offered rate): vegeta at BENCH_RATE req/s (default 1000) for BENCH_SECONDS,
+#                             the added p99 being the gateway's p99 minus the upstream's.
+#
+# AI Hub runs as `aihub serve` (every role in one process: authentication, rate limits, quota,
+# the billing event appended to the journal, the relay to Kafka, the projectors), release build,
+# on a broker and a database of the bench's own. TensorZero 2025.12.0 runs with observability
+# off (its load-test configuration), built by tensorzero.sh. The load generators share the two
+# cores with the gateways, the same way for both.
+#
+# Run: benches/side-by-side/run.sh   (BENCH_SECONDS=15 BENCH_RATE=1000; TENSORZERO_BIN to skip
+# the build; BENCH_ONLY=aihub to measure our gateway alone while profiling).
+source "$(dirname "${BASH_SOURCE[0]}")/../../infra/local/lib.sh"
+
+SECONDS_EACH="${BENCH_SECONDS:-15}"
+RATE="${BENCH_RATE:-1000}"
+ONLY="${BENCH_ONLY:-}"
+DIR="$AIHUB_HOME/bench-side-by-side"
+mkdir -p "$DIR"
+export AIHUB_HOME="$DIR"   # the bench's broker lives under here, not beside up.sh's
+
+for tool in wrk nginx jq; do
+  command -v "$tool" >/dev/null 2>&1 && continue
+  say "installing $tool (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$([ "$tool" = nginx ] && echo nginx-light || echo "$tool")" >/dev/null
+done
+VEGETA="$HOME/.cache/aihub/go-bin/vegeta"
+if [ ! -x "$VEGETA" ]; then
+  say "building vegeta v12.13.0 (go install, once)"
+  GOBIN="$(dirname "$VEGETA")" go install github.com/tsenart/vegeta/v12@v12.13.0
+fi
+ensure_build_deps
+ensure_postgres
+ensure_kafka
+
+if [ "$ONLY" != "aihub" ]; then
+  TENSORZERO_BIN="${TENSORZERO_BIN:-$("$ROOT/benches/side-by-side/tensorzero.sh")}"
+fi
+say "building aihub (release)"
+(cd "$ROOT" && cargo build --release -q -p aihub)
+AIHUB="${CARGO_TARGET_DIR:-$ROOT/target}/release/aihub"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP_PORT=$(free_port); HUB_PORT=$(free_port); TZ_PORT=$(free_port)
+KPORT="${BENCH_KAFKA_PORT:-19500}"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$DIR/nginx/nginx.pid" ] && kill "$(cat "$DIR/nginx/nginx.pid")" 2>/dev/null || true
+  "$KAFKA" stop "$DIR/test-kafka" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# --- the canned upstream --------------------------------------------------------------------
+COMPLETION='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench/model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the bench upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}}'
+mkdir -p "$DIR/nginx/logs"
+cat >"$DIR/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $DIR/nginx/nginx.pid;
+error_log $DIR/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP_PORT;
+    location ~ /chat/completions\$ {
+      default_type application/json;
+      return 200 '$COMPLETION';
+    }
+  }
+}
+CONF
+say "starting nginx on 127.0.0.1:$UP_PORT"
+nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf"
+
+# --- AI Hub ----------------------------------------------------------------------------------
+start_test_kafka "$KPORT" >/dev/null
+export KAFKA_BROKERS="127.0.0.1:$KPORT"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/aihub_bench_side_by_side"
+psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS aihub_bench_side_by_side WITH (FORCE)"
+export AIHUB_ADMIN_TOKEN="bench-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+cat >"$DIR/models.json" <<JSON
+[{"name": "bench", "tier": "basic", "context_length": 8192, "input_micros_per_mtok": 1,
+  "output_micros_per_mtok": 1, "deployments": [{"provider": "openrouter", "upstream_model": "bench/model"}]}]
+JSON
+"$AIHUB" bootstrap >"$DIR/bootstrap.log" 2>&1
+say "starting aihub serve on 127.0.0.1:$HUB_PORT (log: $DIR/aihub.log)"
+AIHUB_LISTEN="127.0.0.1:$HUB_PORT" OPENROUTER_API_KEY=bench OPENROUTER_BASE_URL="http://127.0.0.1:$UP_PORT/api/v1" \
+  AIHUB_MODELS_FILE="$DIR/models.json" \
+  "$AIHUB" serve >"$DIR/aihub.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$HUB_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+API="http://127.0.0.1:$HUB_PORT/api/v1"
+admin() { curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" -H 'Content-Type: application/json' "$@"; }
+ORG=$(admin -X POST "$API/organizations" -d '{"name": "Bench", "slug": "bench", "owner_email": "bench@bench.example"}' | jq -r .id)
+admin -X PUT "$API/subscriptions/$ORG/upgrade" -d '{"plan": "enterprise"}' >/dev/null
+# Limits far above the offered load: the limiter stays on the measured path, and admits.
+admin -X PUT "$API/organizations/$ORG/limits" \
+  -d '{"requests_per_minute": 1000000000, "tokens_per_minute": 1000000000000, "concurrent_streams": 1000000}' >/dev/null
+KEY=$(admin -X POST "$API/api-keys" -d "{\"org_id\": \"$ORG\", \"name\": \"bench\", \"permissions\": [\"chat:write\"]}" | jq -r .key)
+HUB_BODY='{"model": "bench", "messages": [{"role": "user", "content": "Hello benchmark"}]}'
+curl -fsS "$API/chat/completions" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  -d "$HUB_BODY" | jq -e '.choices[0].message.content' >/dev/null
+
+# --- TensorZero ------------------------------------------------------------------------------
+TZ_BODY='{"model": "tensorzero::model_name::bench", "messages": [{"role": "user", "content": "Hello benchmark"}]}'
+if [ "$ONLY" != "aihub" ]; then
+  cat >"$DIR/tensorzero.toml" <<TOML
+[gateway]
+observability.enabled = false
+bind_address = "127.0.0.1:$TZ_PORT"
+
+[models.bench]
+routing = ["upstream"]
+
+[models.bench.providers.upstream]
+type = "openai"
+model_name = "bench/model"
+api_base = "http://127.0.0.1:$UP_PORT/v1/"
+api_key_location = "none"
+TOML
+  say "starting TensorZero's gateway on 127.0.0.1:$TZ_PORT (log: $DIR/tensorzero.log)"
+  "$TENSORZERO_BIN" --config-file "$DIR/tensorzero.toml" >"$DIR/tensorzero.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$TZ_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+  curl -fsS "http://127.0.0.1:$TZ_PORT/openai/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "$TZ_BODY" | jq -e '.choices[0].message.content' >/dev/null
+fi
+
+# --- measuring -------------------------------------------------------------------------------
+# name url token body
+TARGETS=("upstream|http://127.0.0.1:$UP_PORT/v1/chat/completions|none|$HUB_BODY"
+         "aihub|$API/chat/completions|$KEY|$HUB_BODY")
+[ "$ONLY" != "aihub" ] && TARGETS+=("tensorzero|http://127.0.0.1:$TZ_PORT/openai/v1/chat/completions|none|$TZ_BODY")
+
+# wrk's latency figure in ms.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'; }
+
+closed() {  # name url token body connections -> "req/s p50 p99 errors"
+  local name=$1 url=$2 token=$3 body=$4 conns=$5 lua="$DIR/$1.lua" out
+  cat >"$lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+LUA
+  out=$(wrk -t2 -c"$conns" -d"${SECONDS_EACH}s" --latency -s "$lua" "$url")
+  echo "$out" >"$DIR/wrk-$name-c$conns.txt"
+  local rps p50 p99 errs
+  rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+  errs=$(echo "$out" | awk '/Non-2xx/ {print $NF} /Socket errors/ {print "socket"}' | tr '\n' ' ')
+  echo "$rps $p50 $p99 ${errs:-0}"
+}
+
+open_loop() {  # name url token body -> "p50 p99 success"
+  local name=$1 url=$2 token=$3 body=$4
+  printf '%s' "$body" >"$DIR/$name.json"
+  echo "POST $url" | "$VEGETA" attack -rate="$RATE" -duration="${SECONDS_EACH}s" -body="$DIR/$name.json" \
+    -header "Content-Type: application/json" -header "Authorization: Bearer $token" -timeout=10s \
+    | "$VEGETA" report -type=json >"$DIR/vegeta-$name.json"
+  jq -r '"\(.latencies["50th"]/1e6|.*100|round/100) \(.latencies["99th"]/1e6|.*100|round/100) \(.success)"' "$DIR/vegeta-$name.json"
+}
+
+echo
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "aihub $(git -C "$ROOT" rev-parse --short HEAD); TensorZero 2025.12.0 (observability off); upstream nginx $(nginx -v 2>&1 | cut -d/ -f2)"
+echo
+printf '%-11s | %-28s | %-28s | %-30s\n' gateway "c=4 req/s · p50 / p99 ms" "c=32 req/s · p50 / p99 ms" "open ${RATE}/s p50 / p99 ms (added p99)"
+printf -- '------------|------------------------------|------------------------------|-------------------------------\n'
+UP_P99=""
+for t in "${TARGETS[@]}"; do
+  IFS='|' read -r name url token body <<<"$t"
+  sleep 2
+  read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
+  sleep 2
+  read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
+  sleep 2
+  read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
+  [ "$name" = upstream ] && UP_P99=$o99
+  added=$(awk -v a="$o99" -v b="$UP_P99" 'BEGIN {printf "%+.2f", a-b}')
+  printf '%-11s | %6s · %6s / %7s     | %6s · %6s / %7s     | %6s / %7s (%s) ok=%s\n' \
+    "$name" "$r4" "$a4" "$b4" "$r32" "$a32" "$b32" "$o50" "$o99" "$added" "$ok"
+  [ "$e4 $e32" != "0 0" ] && echo "            errors: c=4 [$e4] c=32 [$e32]"
+done
+echo
+echo "raw outputs: $DIR/wrk-*.txt, $DIR/vegeta-*.json"
