@@ -163,6 +163,24 @@ async fn main() {
         .expect("public key")
         .to_string();
 
+    // The downloads are also served by a fresh `aihub read-api` process, whose memory is not
+    // what projecting the events left resident.
+    let read_port = benches::free_port();
+    let mut reader = benches::spawn_aihub(
+        "read-api",
+        &env.config,
+        Some(read_port),
+        &[("RUST_LOG", "warn".to_string())],
+        &std::env::temp_dir().join("aihub-bench-audit-export-read.log"),
+    );
+    let read_base = format!("http://127.0.0.1:{read_port}");
+    benches::wait_healthy(&read_base).await;
+    let read_pid = reader.id().expect("pid");
+    let fresh = Api {
+        base: read_base,
+        ..tenant.owner.clone()
+    };
+
     for format in ["jsonl", "csv"] {
         let asked = tenant
             .owner
@@ -183,6 +201,15 @@ async fn main() {
             lines as f64 / took,
             peak - before
         );
+        let before = rss_mib(read_pid);
+        let again =
+            std::env::temp_dir().join(format!("aihub-bench-export-{}.{format}", Uuid::now_v7()));
+        let (_, fresh_lines, took, peak) = download(&fresh, &path, &again, read_pid).await;
+        println!(
+            "{format} from a fresh read-api process: {fresh_lines} lines in {took:.1}s; its RSS {before:.1} MiB before, peak {peak:.1} MiB during (+{:.1} MiB)",
+            peak - before
+        );
+        let _ = std::fs::remove_file(&again);
         let (ok, seconds, said) = verify(&file, &public_key);
         println!(
             "{format}: verify_export.py {} in {seconds:.1}s: {said}",
@@ -191,5 +218,6 @@ async fn main() {
         let _ = std::fs::remove_file(&file);
     }
     println!("load average after: {}", load_average());
+    let _ = reader.kill().await;
     let _ = server.kill().await;
 }
