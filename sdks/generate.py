@@ -97,6 +97,14 @@ METHODS: Dict[str, str] = {
     "get_monitoring_alerts": "monitoring.alerts.list",
     "get_monitoring_alerts_id": "monitoring.alerts.retrieve",
     "put_monitoring_alerts_id_acknowledge": "monitoring.alerts.acknowledge",
+    "post_monitoring_metrics": "monitoring.metrics.create",
+    "get_monitoring_metrics_id": "monitoring.metrics.retrieve",
+    "delete_monitoring_metrics_id": "monitoring.metrics.delete",
+    "post_monitoring_metrics_id_data": "monitoring.metrics.record",
+    "get_monitoring_health_checks": "monitoring.checks.list",
+    "post_monitoring_health_checks": "monitoring.checks.create",
+    "get_monitoring_health_checks_id": "monitoring.checks.retrieve",
+    "delete_monitoring_health_checks_id": "monitoring.checks.delete",
 }
 
 # Operations that are not the API an SDK user calls, and why.

@@ -380,6 +380,16 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
                 shutdown.clone(),
             )));
         }
+        tasks.push(tokio::spawn(crate::monitors::run(
+            crate::monitors::Monitors {
+                database: config.database.clone(),
+                pool: pool.clone(),
+                projectors: projector_config.clone(),
+                gateway: data_gateway.clone(),
+                clock: config.clock,
+            },
+            shutdown.clone(),
+        )));
     }
 
     let health = Health {

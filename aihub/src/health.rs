@@ -58,6 +58,10 @@ pub struct Health {
     pub status: Status,
     pub checked_at: String,
     pub components: Vec<Component>,
+    /// The organization's synthetic checks with their latest outcomes (`status`: `ok`,
+    /// `failing` or `pending`); empty for the platform admin and for plans without them. They
+    /// do not count in the platform's `status`: they tell the organization's own view.
+    pub checks: Vec<api::monitoring::HealthCheck>,
 }
 
 /// The pipeline's lag: journal rows not yet on the topic, and each projection's distance from
@@ -316,10 +320,29 @@ pub async fn health(
     } else {
         Status::Ok
     };
+    let checks = match principal.key() {
+        Some(key) => {
+            let client = state.pool.get().await?;
+            client
+                .query(
+                    &format!(
+                        "{} WHERE c.org_id = $1 ORDER BY c.id LIMIT 100",
+                        read_api::routes::health_checks::SELECT
+                    ),
+                    &[&key.org_id],
+                )
+                .await?
+                .iter()
+                .map(read_api::routes::health_checks::from_row)
+                .collect()
+        }
+        None => vec![],
+    };
     Ok(Json(Health {
         object: "monitoring.health".into(),
         status,
         checked_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         components,
+        checks,
     }))
 }

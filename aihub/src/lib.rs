@@ -7,6 +7,7 @@ pub mod cli;
 pub mod docs;
 pub mod health;
 pub mod models;
+pub mod monitors;
 pub mod openapi;
 pub mod telemetry;
 

@@ -14,6 +14,7 @@ pub mod compliance;
 pub mod consistency;
 pub mod journal;
 pub mod limits;
+pub mod monitoring;
 pub mod organizations;
 pub mod relay;
 pub mod sso;
@@ -98,6 +99,8 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .merge(compliance::router())
         .merge(sso::routes::router())
         .merge(alerts::routes::router())
+        .merge(monitoring::metrics::router())
+        .merge(monitoring::checks::router())
 }
 
 /// The `{id}` of a resource path.

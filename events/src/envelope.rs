@@ -16,6 +16,10 @@ use crate::catalog::CatalogSynced;
 use crate::chat::{ChatCompletionFailed, ChatCompletionSucceeded};
 use crate::ids::{StreamId, Timestamp};
 use crate::limits::LimitsSet;
+use crate::monitoring::{
+    HealthCheckCompleted, HealthCheckDefined, HealthCheckDeleted, MetricDefined, MetricDeleted,
+    MetricRecorded,
+};
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 use crate::sso::{SsoConfigured, SsoRemoved};
 
@@ -97,6 +101,12 @@ event_types! {
     ComplianceReportRequested => "compliance.report_requested", version 1, crate::compliance::ComplianceReportRequested;
     ComplianceReportGenerated => "compliance.report_generated", version 1, crate::compliance::ComplianceReportGenerated;
     ComplianceReportFailed => "compliance.report_failed", version 1, crate::compliance::ComplianceReportFailed;
+    MetricDefined => "metric.defined", version 1, MetricDefined;
+    MetricDeleted => "metric.deleted", version 1, MetricDeleted;
+    MetricRecorded => "metric.recorded", version 1, MetricRecorded;
+    HealthCheckDefined => "health_check.defined", version 1, HealthCheckDefined;
+    HealthCheckDeleted => "health_check.deleted", version 1, HealthCheckDeleted;
+    HealthCheckCompleted => "health_check.completed", version 1, HealthCheckCompleted;
 }
 
 /// Who caused an event.

@@ -103,10 +103,18 @@ pub enum StreamKind {
     Notification,
     /// One compliance report.
     ComplianceReport,
+    /// A custom metric's definition.
+    Metric,
+    /// One pushed point of a custom metric; keyed by `<metric id>/<the client's point id>`.
+    MetricPoint,
+    /// A synthetic health check's definition.
+    HealthCheck,
+    /// One run of a health check.
+    HealthCheckRun,
 }
 
 impl StreamKind {
-    const ALL: [StreamKind; 17] = [
+    const ALL: [StreamKind; 21] = [
         StreamKind::Organization,
         StreamKind::User,
         StreamKind::Team,
@@ -124,6 +132,10 @@ impl StreamKind {
         StreamKind::Alert,
         StreamKind::Notification,
         StreamKind::ComplianceReport,
+        StreamKind::Metric,
+        StreamKind::MetricPoint,
+        StreamKind::HealthCheck,
+        StreamKind::HealthCheckRun,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -145,6 +157,10 @@ impl StreamKind {
             StreamKind::Alert => "alert",
             StreamKind::Notification => "notification",
             StreamKind::ComplianceReport => "compliance_report",
+            StreamKind::Metric => "metric",
+            StreamKind::MetricPoint => "metric_point",
+            StreamKind::HealthCheck => "health_check",
+            StreamKind::HealthCheckRun => "health_check_run",
         }
     }
 }
@@ -230,6 +246,22 @@ impl StreamId {
 
     pub fn compliance_report(id: Uuid) -> Self {
         Self::of(StreamKind::ComplianceReport, id)
+    }
+
+    pub fn metric(id: Uuid) -> Self {
+        Self::of(StreamKind::Metric, id)
+    }
+
+    pub fn metric_point(metric: Uuid, point_id: &str) -> Self {
+        Self::of(StreamKind::MetricPoint, format!("{metric}/{point_id}"))
+    }
+
+    pub fn health_check(id: Uuid) -> Self {
+        Self::of(StreamKind::HealthCheck, id)
+    }
+
+    pub fn health_check_run(id: Uuid) -> Self {
+        Self::of(StreamKind::HealthCheckRun, id)
     }
 
     pub fn as_str(&self) -> &str {

@@ -13,6 +13,7 @@ mod envelope;
 pub mod ids;
 pub mod kafka;
 pub mod limits;
+pub mod monitoring;
 pub mod organization;
 pub mod schema;
 pub mod sso;

@@ -78,6 +78,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0018_alerting",
         include_str!("../../schemas/sql/0018_alerting.sql"),
     ),
+    (
+        "0020_read_custom_metrics",
+        include_str!("../../schemas/sql/0020_read_custom_metrics.sql"),
+    ),
+    (
+        "0021_read_health_checks",
+        include_str!("../../schemas/sql/0021_read_health_checks.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod on_behalf;
 pub mod pagination;
 pub mod plans;
 pub mod ratelimit;

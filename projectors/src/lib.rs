@@ -3,6 +3,7 @@
 //! Postgres transaction, so a read model and its position never disagree.
 
 pub mod audit;
+pub mod backfill;
 pub mod projections;
 pub mod replay;
 pub mod runner;

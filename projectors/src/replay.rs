@@ -56,6 +56,11 @@ pub async fn rebuild(
         Some(&ends),
     )
     .await?;
+    if name == "metrics" {
+        // Meters count what came before their definition by a back-fill; the rebuild is whole
+        // only once those ran again.
+        crate::backfill::run_pending(pool, config, &CancellationToken::new()).await?;
+    }
     let client = pool.get().await?;
     let applied: i64 = client
         .query_one(

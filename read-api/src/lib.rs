@@ -2,6 +2,7 @@
 //! Nothing here touches the journal or Kafka, but the audit chain's verification and the
 //! audit state at an instant (`routes::audit`), which must not trust a read model.
 
+pub mod custom_metrics;
 pub mod monitoring;
 pub mod routes;
 

@@ -107,6 +107,18 @@ pub async fn stream(
     chat(gateway, principal, request_id, ip, slot, body, true).await
 }
 
+/// A call the platform makes on an organization's behalf (a synthetic health check): the same
+/// path as a client's call — plan gate, rate limits, quota, routing, failover, the one event that
+/// bills it — without an HTTP request around it.
+pub async fn on_behalf(
+    gateway: Arc<Gateway>,
+    principal: Principal,
+    request_id: String,
+    body: Value,
+) -> Result<Response, ApiError> {
+    chat(gateway, principal, request_id, None, None, body, false).await
+}
+
 /// What a stream looks like, for the document.
 const STREAM_EXAMPLE: &str = concat!(
     "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",

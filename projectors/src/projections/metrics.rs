@@ -285,7 +285,11 @@ impl Fold for Metrics {
         tx: &'a platform::db::Transaction<'a>,
         events: &'a [&'a EventEnvelope],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move { write(tx, fold(events)).await }.boxed()
+        async move {
+            write(tx, fold(events)).await?;
+            super::custom_metrics::apply_live(tx, events).await
+        }
+        .boxed()
     }
 }
 
@@ -295,11 +299,61 @@ impl Projection for Metrics {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["read.chat_metrics"]
+        &[
+            "read.chat_metrics",
+            "read.custom_metrics",
+            "read.custom_metric_values",
+            "read.custom_metric_distinct",
+            "read.meter_backfill_applied",
+            "read.health_checks",
+        ]
     }
 
-    fn statements(&self, _event: &EventEnvelope) -> Vec<Sql> {
-        vec![]
+    /// Health checks: their definitions and each one's latest outcome.
+    fn statements(&self, event: &EventEnvelope) -> Vec<Sql> {
+        let Some(org_id) = event.org_id else {
+            return vec![];
+        };
+        match &event.payload {
+            EventPayload::HealthCheckDefined(d) => vec![Sql::new(
+                "INSERT INTO read.health_checks (id, org_id, name, target, interval_seconds, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                vec![
+                    Box::new(d.check_id),
+                    Box::new(org_id),
+                    Box::new(d.name.clone()),
+                    Box::new(serde_json::to_value(&d.target).unwrap_or_default()),
+                    Box::new(i32::try_from(d.interval_seconds).unwrap_or(i32::MAX)),
+                    Box::new(*event.occurred_at),
+                ],
+            )],
+            EventPayload::HealthCheckDeleted(d) => vec![Sql::new(
+                "DELETE FROM read.health_checks WHERE id = $1 AND org_id = $2",
+                vec![Box::new(d.check_id), Box::new(org_id)],
+            )],
+            // Outcomes may arrive out of time order across processes: the latest run wins.
+            EventPayload::HealthCheckCompleted(c) => vec![Sql::new(
+                "UPDATE read.health_checks SET
+                    last_run_at = CASE WHEN last_run_at IS NULL OR last_run_at <= $3 THEN $3 ELSE last_run_at END,
+                    last_ok = CASE WHEN last_run_at IS NULL OR last_run_at <= $3 THEN $4 ELSE last_ok END,
+                    last_latency_ms = CASE WHEN last_run_at IS NULL OR last_run_at <= $3 THEN $5 ELSE last_latency_ms END,
+                    last_status = CASE WHEN last_run_at IS NULL OR last_run_at <= $3 THEN $6 ELSE last_status END,
+                    last_error = CASE WHEN last_run_at IS NULL OR last_run_at <= $3 THEN $7 ELSE last_error END,
+                    runs = runs + 1,
+                    failures = failures + CASE WHEN $4 THEN 0 ELSE 1 END
+                 WHERE id = $1 AND org_id = $2",
+                vec![
+                    Box::new(c.check_id),
+                    Box::new(org_id),
+                    Box::new(*event.occurred_at),
+                    Box::new(c.ok),
+                    Box::new(i64::try_from(c.latency_ms).unwrap_or(i64::MAX)),
+                    Box::new(c.status.map(i32::from)),
+                    Box::new(c.error.clone()),
+                ],
+            )],
+            _ => vec![],
+        }
     }
 
     fn fold(&self) -> Option<&dyn Fold> {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod audit_exports;
 pub mod billing;
 pub mod compliance;
+pub mod health_checks;
 pub mod invoices;
 pub mod limits;
 pub mod monitoring;

@@ -527,6 +527,14 @@ export interface AuditVerification {
 export type AuditVerificationObject = "audit.verification";
 
 /**
+ * A meter's back-fill: `pending`, `running` or `done`, and the events it counted so far.
+ */
+export interface Backfill {
+  status: string;
+  events_done: number;
+}
+
+/**
  * A whole answer (`"stream"` absent or false), in OpenAI's format whichever provider served
  * it; `model` is the public model name asked for.
  */
@@ -1050,17 +1058,76 @@ export interface CreateUser {
 }
 
 /**
+ * `POST /monitoring/health/checks`: a synthetic check.
+ */
+export interface DefineHealthCheck {
+  /**
+   * 1 to 200 characters.
+   */
+  name: string;
+  /**
+   * A model of the catalog to call with a tiny prompt (billed like any call).
+   */
+  model?: string | null;
+  /**
+   * An `http(s)` URL to `GET` instead: the platform admin only.
+   */
+  url?: string | null;
+  /**
+   * Seconds between runs: 30 to 86,400 (default 60).
+   */
+  interval_seconds?: number | null;
+  /**
+   * Platform admin only: the organization the check belongs to.
+   */
+  org_id?: string | null;
+}
+
+/**
+ * `POST /monitoring/metrics`: a custom metric.
+ */
+export interface DefineMetric {
+  /**
+   * 1 to 200 characters.
+   */
+  name: string;
+  description?: string | null;
+  /**
+   * `meter` (over the organization's events), `gauge` or `counter` (pushed).
+   */
+  kind: string;
+  /**
+   * `count`, `sum`, `avg`, `min`, `max`, `unique_count`, `p50`, `p95` or `p99`. A meter
+   * needs one; a gauge defaults to `avg`, a counter to `sum`.
+   */
+  aggregation?: string | null;
+  unit?: string | null;
+  /**
+   * A meter's event type.
+   */
+  event_type?: string | null;
+  /**
+   * A meter's filter: dot-separated paths into the event's `data` and the JSON value each
+   * must equal (`{"provider": "openrouter"}`).
+   */
+  filter?: Record<string, unknown> | null;
+  /**
+   * A meter's value path (`total_tokens`, `call.latency_ms`); required but for `count`.
+   */
+  value?: string | null;
+  /**
+   * A meter's group-by paths (at most 5).
+   */
+  group_by?: Array<string> | null;
+}
+
+/**
  * What a chunk adds to the message: the role on the first, text on the following ones.
  */
 export interface Delta {
   role?: string | null;
   content?: string | null;
 }
-
-/**
- * What a series can be grouped and filtered by.
- */
-export type Dimension = "model" | "provider" | "api_key" | "team" | "user";
 
 /**
  * OpenAI's error object: SDKs read `type` and `code`; `param` names the offending field.
@@ -1111,7 +1178,44 @@ export interface Health {
   status: Status;
   checked_at: string;
   components: Array<Component>;
+  /**
+   * The organization's synthetic checks with their latest outcomes (`status`: `ok`,
+   * `failing` or `pending`); empty for the platform admin and for plans without them. They
+   * do not count in the platform's `status`: they tell the organization's own view.
+   */
+  checks: Array<HealthCheck>;
 }
+
+/**
+ * A synthetic health check and its latest outcome.
+ */
+export interface HealthCheck {
+  id: string;
+  object: HealthCheckObject;
+  org_id: OrgId;
+  name: string;
+  /**
+   * The model it calls, for a model check.
+   */
+  model?: string | null;
+  /**
+   * The URL it fetches, for an HTTP check.
+   */
+  url?: string | null;
+  interval_seconds: number;
+  created_at: Timestamp;
+  /**
+   * `ok`, `failing`, or `pending` before its first run.
+   */
+  status: string;
+  last_run_at?: null | Timestamp;
+  last_latency_ms?: number | null;
+  last_error?: string | null;
+  runs: number;
+  failures: number;
+}
+
+export type HealthCheckObject = "health_check";
 
 /**
  * Who caused an event of an alert's history.
@@ -1186,30 +1290,66 @@ export type ListObject = "list";
 export type MessageContent = string | Array<ContentPart>;
 
 /**
+ * What a meter counts: the organization's events of one type that match a filter.
+ */
+export interface MeterDefinition {
+  /**
+   * An event type of the platform (`chat.completion.succeeded`); see `schemas/events`.
+   */
+  event_type: string;
+  /**
+   * Dot-separated paths into the event's `data` and the JSON value each must equal.
+   */
+  filter: Record<string, unknown>;
+  /**
+   * The path of the number aggregated (none for `count`).
+   */
+  value?: string | null;
+  /**
+   * Paths whose values split the series into groups.
+   */
+  group_by: Array<string>;
+}
+
+/**
  * A metric the organization can chart.
  */
 export interface Metric {
   /**
-   * `chat.requests`, `chat.latency_ms.p95`, …
+   * `chat.requests`, `chat.latency_ms.p95`, …; a custom metric's UUID.
    */
   id: string;
   object: MetricObject;
   kind: MetricKind;
   description: string;
   /**
-   * `requests`, `tokens`, `usd_micros`, `ms` or `ratio`.
+   * `requests`, `tokens`, `usd_micros`, `ms` or `ratio`; for a custom metric what it was
+   * given (empty when none).
    */
   unit: string;
   /**
-   * What its series can be grouped and filtered by.
+   * What its series can be grouped and filtered by: for a built-in metric `model`,
+   * `provider`, `api_key`, `team`, `user`; for a meter its `group_by` paths; for a pushed
+   * metric any label its points carry.
    */
-  dimensions: Array<Dimension>;
+  dimensions: Array<string>;
+  /**
+   * A custom metric's name.
+   */
+  name?: string | null;
+  /**
+   * A custom metric's aggregation.
+   */
+  aggregation?: string | null;
+  meter?: null | MeterDefinition;
+  backfill?: null | Backfill;
+  created_at?: null | Timestamp;
 }
 
 /**
  * Where a metric's values come from.
  */
-export type MetricKind = "builtin";
+export type MetricKind = "builtin" | "meter" | "gauge" | "counter";
 
 export type MetricObject = "metric";
 
@@ -1229,7 +1369,7 @@ export interface MetricSeries {
    */
   to: Timestamp;
   step: Step;
-  group_by: Array<Dimension>;
+  group_by: Array<string>;
   /**
    * One series per group, ordered by group; a single series with an empty group when not
    * grouped. Groups with no call in the range are absent.
@@ -1393,6 +1533,26 @@ export interface Point {
 }
 
 /**
+ * One point of a pushed gauge or counter.
+ */
+export interface PointInput {
+  /**
+   * The client's id of the point (1 to 128 letters, digits, `.`, `_`, `:`, `-`): a point sent
+   * again with the same id is recorded once.
+   */
+  id: string;
+  /**
+   * When the value was observed (RFC 3339).
+   */
+  t: string;
+  value: number;
+  /**
+   * Up to 10 labels to group and filter by.
+   */
+  labels?: Record<string, unknown>;
+}
+
+/**
  * Prices in US dollars per million tokens.
  */
 export interface Pricing {
@@ -1438,6 +1598,31 @@ export interface RateLimits {
 }
 
 export type RateLimitsObject = "rate_limits";
+
+/**
+ * `POST /monitoring/metrics/{id}/data`: up to 1,000 points.
+ */
+export interface RecordPoints {
+  points: Array<PointInput>;
+}
+
+/**
+ * What a push recorded.
+ */
+export interface RecordedPoints {
+  object: RecordedPointsObject;
+  metric: string;
+  /**
+   * New points, each now a `metric.recorded` event.
+   */
+  recorded: number;
+  /**
+   * Points whose id was recorded before: ignored.
+   */
+  duplicates: number;
+}
+
+export type RecordedPointsObject = "metric.points";
 
 export interface ResponseFormat {
   /**

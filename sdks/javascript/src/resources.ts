@@ -2,7 +2,7 @@
 
 /* One class per resource, one method per operation of docs/openapi.json. */
 
-import type { AcknowledgeAlert, AddMember, Alert, AlertRule, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ComplianceReport, ConfigureSso, CreateAlertRule, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, GenerateComplianceReport, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateAlertRule, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
+import type { AcknowledgeAlert, AddMember, Alert, AlertRule, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ComplianceReport, ConfigureSso, CreateAlertRule, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, DefineHealthCheck, DefineMetric, GenerateComplianceReport, Health, HealthCheck, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RecordPoints, RecordedPoints, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateAlertRule, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
 import { segment, type PagePromise, type RequestOptions, type Stream, type Transport } from './core.js';
 
 export class ChatCompletionsResource {
@@ -157,6 +157,37 @@ export class MonitoringMetricsResource {
   data(id: string, query: { org_id?: string; from?: string; to?: string; step?: string; group_by?: string; filter?: string } = {}, options: RequestOptions = {}): Promise<MetricSeries> {
     return this.client.request<MetricSeries>('GET', `/monitoring/metrics/${segment(id)}/data`, { query }, options);
   }
+
+  /**
+   * POST /monitoring/metrics: Defines a custom metric (Pro and Enterprise): a meter over the organization's own events,
+   * back-filled from the first one (`backfill` shows its progress), or a gauge or counter whose
+   * points the organization pushes.
+   */
+  create(body: DefineMetric, query: { org_id?: string } = {}, options: RequestOptions = {}): Promise<Metric> {
+    return this.client.request<Metric>('POST', '/monitoring/metrics', { body, query }, options);
+  }
+
+  /**
+   * GET /monitoring/metrics/{id}: One metric: a built-in one, or a custom one with its definition and back-fill.
+   */
+  retrieve(id: string, query: { org_id?: string } = {}, options: RequestOptions = {}): Promise<Metric> {
+    return this.client.request<Metric>('GET', `/monitoring/metrics/${segment(id)}`, { query }, options);
+  }
+
+  /**
+   * DELETE /monitoring/metrics/{id}: Deletes a custom metric and its values; a meter stops counting.
+   */
+  delete(id: string, options: RequestOptions = {}): Promise<void> {
+    return this.client.request<void>('DELETE', `/monitoring/metrics/${segment(id)}`, {}, options);
+  }
+
+  /**
+   * POST /monitoring/metrics/{id}/data: Records points of a pushed gauge or counter, each a `metric.recorded` event. A point whose
+   * id was recorded before (in this request or an earlier one) is counted once.
+   */
+  record(id: string, body: RecordPoints, options: RequestOptions = {}): Promise<RecordedPoints> {
+    return this.client.request<RecordedPoints>('POST', `/monitoring/metrics/${segment(id)}/data`, { body }, options);
+  }
 }
 
 export class MonitoringAlertRulesResource {
@@ -228,6 +259,42 @@ export class MonitoringAlertsResource {
    */
   acknowledge(id: string, body: AcknowledgeAlert = {}, options: RequestOptions = {}): Promise<Alert> {
     return this.client.request<Alert>('PUT', `/monitoring/alerts/${segment(id)}/acknowledge`, { body }, options);
+  }
+}
+
+export class MonitoringChecksResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * GET /monitoring/health/checks: The organization's synthetic checks, in id order, with their latest outcomes.
+   */
+  list(query: { limit?: number; org_id?: string } = {}, options: RequestOptions = {}): PagePromise<HealthCheck> {
+    return this.client.page<HealthCheck>('/monitoring/health/checks', { query }, options);
+  }
+
+  /**
+   * POST /monitoring/health/checks: Defines a synthetic check of the organization (Pro and Enterprise): a model called with a
+   * tiny prompt every `interval_seconds`, each call billed like any other, each outcome a
+   * `health_check.completed` event shown by `GET /monitoring/health`.
+   */
+  create(body: DefineHealthCheck, options: RequestOptions = {}): Promise<HealthCheck> {
+    return this.client.request<HealthCheck>('POST', '/monitoring/health/checks', { body }, options);
+  }
+
+  /**
+   * GET /monitoring/health/checks/{id}: One synthetic check and its latest outcome.
+   */
+  retrieve(id: string, options: RequestOptions = {}): Promise<HealthCheck> {
+    return this.client.request<HealthCheck>('GET', `/monitoring/health/checks/${segment(id)}`, {}, options);
+  }
+
+  /**
+   * DELETE /monitoring/health/checks/{id}: Deletes a check: it runs no more.
+   */
+  delete(id: string, options: RequestOptions = {}): Promise<void> {
+    return this.client.request<void>('DELETE', `/monitoring/health/checks/${segment(id)}`, {}, options);
   }
 }
 
@@ -684,11 +751,13 @@ export class MonitoringResource {
   readonly metrics: MonitoringMetricsResource;
   readonly alertRules: MonitoringAlertRulesResource;
   readonly alerts: MonitoringAlertsResource;
+  readonly checks: MonitoringChecksResource;
 
   constructor(protected readonly client: Transport) {
     this.metrics = new MonitoringMetricsResource(client);
     this.alertRules = new MonitoringAlertRulesResource(client);
     this.alerts = new MonitoringAlertsResource(client);
+    this.checks = new MonitoringChecksResource(client);
   }
 
   /**

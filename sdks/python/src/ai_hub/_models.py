@@ -330,6 +330,13 @@ class AuditVerification(Model):
     chains: List[AuditChainReport]
 
 
+class Backfill(Model):
+    """A meter's back-fill: `pending`, `running` or `done`, and the events it counted so far."""
+    __required__: ClassVar[Tuple[str, ...]] = ('status', 'events_done')
+    status: str
+    events_done: int
+
+
 class ChatCompletion(Model):
     """A whole answer (`"stream"` absent or false), in OpenAI's format whichever provider served
     it; `model` is the public model name asked for.
@@ -605,6 +612,30 @@ class CreateUser(Model):
     org_id: Optional[OrgId]
 
 
+class DefineHealthCheck(Model):
+    """`POST /monitoring/health/checks`: a synthetic check."""
+    __required__: ClassVar[Tuple[str, ...]] = ('name',)
+    name: str
+    model: Optional[str]
+    url: Optional[str]
+    interval_seconds: Optional[int]
+    org_id: Optional[str]
+
+
+class DefineMetric(Model):
+    """`POST /monitoring/metrics`: a custom metric."""
+    __required__: ClassVar[Tuple[str, ...]] = ('name', 'kind')
+    name: str
+    description: Optional[str]
+    kind: str
+    aggregation: Optional[str]
+    unit: Optional[str]
+    event_type: Optional[str]
+    filter: Optional[Dict[str, Any]]
+    value: Optional[str]
+    group_by: Optional[List[str]]
+
+
 class Delta(Model):
     """What a chunk adds to the message: the role on the first, text on the following ones."""
     __required__: ClassVar[Tuple[str, ...]] = ()
@@ -637,11 +668,31 @@ class GenerateComplianceReport(Model):
 
 class Health(Model):
     """The platform's health: the worst of its components."""
-    __required__: ClassVar[Tuple[str, ...]] = ('object', 'status', 'checked_at', 'components')
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'status', 'checked_at', 'components', 'checks')
     object: str
     status: Status
     checked_at: str
     components: List[Component]
+    checks: List[HealthCheck]
+
+
+class HealthCheck(Model):
+    """A synthetic health check and its latest outcome."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'org_id', 'name', 'interval_seconds', 'created_at', 'status', 'runs', 'failures')
+    id: str
+    object: HealthCheckObject
+    org_id: OrgId
+    name: str
+    model: Optional[str]
+    url: Optional[str]
+    interval_seconds: int
+    created_at: Timestamp
+    status: str
+    last_run_at: Optional[Timestamp]
+    last_latency_ms: Optional[int]
+    last_error: Optional[str]
+    runs: int
+    failures: int
 
 
 class HistoryActor(Model):
@@ -685,6 +736,15 @@ class InvoicePayment(Model):
     version: int
 
 
+class MeterDefinition(Model):
+    """What a meter counts: the organization's events of one type that match a filter."""
+    __required__: ClassVar[Tuple[str, ...]] = ('event_type', 'filter', 'group_by')
+    event_type: str
+    filter: Dict[str, Any]
+    value: Optional[str]
+    group_by: List[str]
+
+
 class Metric(Model):
     """A metric the organization can chart."""
     __required__: ClassVar[Tuple[str, ...]] = ('id', 'object', 'kind', 'description', 'unit', 'dimensions')
@@ -693,7 +753,12 @@ class Metric(Model):
     kind: MetricKind
     description: str
     unit: str
-    dimensions: List[Dimension]
+    dimensions: List[str]
+    name: Optional[str]
+    aggregation: Optional[str]
+    meter: Optional[MeterDefinition]
+    backfill: Optional[Backfill]
+    created_at: Optional[Timestamp]
 
 
 class MetricSeries(Model):
@@ -705,7 +770,7 @@ class MetricSeries(Model):
     from_: Timestamp
     to: Timestamp
     step: Step
-    group_by: List[Dimension]
+    group_by: List[str]
     series: List[Series]
 
 
@@ -796,6 +861,15 @@ class Point(Model):
     value: float
 
 
+class PointInput(Model):
+    """One point of a pushed gauge or counter."""
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 't', 'value')
+    id: str
+    t: str
+    value: float
+    labels: Optional[Dict[str, Any]]
+
+
 class Pricing(Model):
     """Prices in US dollars per million tokens."""
     __required__: ClassVar[Tuple[str, ...]] = ('input_usd_per_million_tokens', 'output_usd_per_million_tokens')
@@ -826,6 +900,21 @@ class RateLimits(Model):
     tokens_per_minute: int
     concurrent_streams: int
     overrides: RateLimitOverrides
+
+
+class RecordPoints(Model):
+    """`POST /monitoring/metrics/{id}/data`: up to 1,000 points."""
+    __required__: ClassVar[Tuple[str, ...]] = ('points',)
+    points: List[PointInput]
+
+
+class RecordedPoints(Model):
+    """What a push recorded."""
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'metric', 'recorded', 'duplicates')
+    object: RecordedPointsObject
+    metric: str
+    recorded: int
+    duplicates: int
 
 
 class ResponseFormat(Model):
@@ -1049,11 +1138,10 @@ ComplianceReportStatus = Literal["pending", "ready", "failed"]
 """Whether a report is computed yet."""
 ControlResult = Literal["pass", "fail", "not_applicable"]
 """A control's outcome."""
-Dimension = Literal["model", "provider", "api_key", "team", "user"]
-"""What a series can be grouped and filtered by."""
 ExportFormat = Literal["jsonl", "csv"]
 """The format of an audit export."""
 ExportStatus = Literal["pending", "ready"]
+HealthCheckObject = Literal["health_check"]
 InvoiceId = str
 """An invoice."""
 InvoiceObject = Literal["invoice"]
@@ -1061,7 +1149,7 @@ InvoiceStatus = Literal["open", "paid"]
 ListObject = Literal["list"]
 """Always `list`."""
 MessageContent = Union[str, List[ContentPart]]
-MetricKind = Literal["builtin"]
+MetricKind = Literal["builtin", "meter", "gauge", "counter"]
 """Where a metric's values come from."""
 MetricObject = Literal["metric"]
 MetricSeriesObject = Literal["metric.series"]
@@ -1080,6 +1168,7 @@ PlanObject = Literal["plan"]
 RateLimitSubject = Literal["organization", "api_key"]
 """Whose limits these are."""
 RateLimitsObject = Literal["rate_limits"]
+RecordedPointsObject = Literal["metric.points"]
 Role = Literal["owner", "admin", "developer", "billing_manager", "auditor", "viewer"]
 RoleObject = Literal["role"]
 SsoConfigObject = Literal["sso_configuration"]
@@ -1145,6 +1234,7 @@ __all__ = [
     "AuditStateUser",
     "AuditVerification",
     "AuditVerificationObject",
+    "Backfill",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
@@ -1174,14 +1264,17 @@ __all__ = [
     "CreateOrganization",
     "CreateTeam",
     "CreateUser",
+    "DefineHealthCheck",
+    "DefineMetric",
     "Delta",
-    "Dimension",
     "ErrorDetail",
     "ErrorResponse",
     "ExportFormat",
     "ExportStatus",
     "GenerateComplianceReport",
     "Health",
+    "HealthCheck",
+    "HealthCheckObject",
     "HistoryActor",
     "Invoice",
     "InvoiceId",
@@ -1190,6 +1283,7 @@ __all__ = [
     "InvoiceStatus",
     "ListObject",
     "MessageContent",
+    "MeterDefinition",
     "Metric",
     "MetricKind",
     "MetricObject",
@@ -1213,11 +1307,15 @@ __all__ = [
     "PlanId",
     "PlanObject",
     "Point",
+    "PointInput",
     "Pricing",
     "RateLimitOverrides",
     "RateLimitSubject",
     "RateLimits",
     "RateLimitsObject",
+    "RecordPoints",
+    "RecordedPoints",
+    "RecordedPointsObject",
     "ResponseFormat",
     "Role",
     "RoleAssignment",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._models import *  # noqa: F403
-from ._models import Alert, AlertRule, ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, ComplianceReport, Health, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RoleInfo, SsoConfig, Subscription, Team, Usage, User
+from ._models import Alert, AlertRule, ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, ComplianceReport, Health, HealthCheck, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RecordedPoints, RoleInfo, SsoConfig, Subscription, Team, Usage, User
 from ._transport import (
     AsyncPager,
     AsyncStream,
@@ -363,6 +363,62 @@ class MonitoringMetricsResource:
         """GET /monitoring/metrics/{id}/data: A metric's values in `[from, to)`, per bucket of `step`, one series per group."""
         return self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}/data", query={"org_id": org_id, "from": from_, "to": to, "step": step, "group_by": group_by, "filter": filter}, headers=extra_headers, timeout=timeout, cast=MetricSeries)
 
+    def create(
+        self,
+        *,
+        name: str,
+        description: Optional[str] = NOT_GIVEN,
+        kind: str,
+        aggregation: Optional[str] = NOT_GIVEN,
+        unit: Optional[str] = NOT_GIVEN,
+        event_type: Optional[str] = NOT_GIVEN,
+        filter: Optional[Dict[str, Any]] = NOT_GIVEN,
+        value: Optional[str] = NOT_GIVEN,
+        group_by: Optional[List[str]] = NOT_GIVEN,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Metric:
+        """POST /monitoring/metrics: Defines a custom metric (Pro and Enterprise): a meter over the organization's own events,
+        back-filled from the first one (`backfill` shows its progress), or a gauge or counter whose
+        points the organization pushes.
+        """
+        return self._t.request("POST", "/monitoring/metrics", body=body({"name": name, "description": description, "kind": kind, "aggregation": aggregation, "unit": unit, "event_type": event_type, "filter": filter, "value": value, "group_by": group_by}), query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=Metric)
+
+    def retrieve(
+        self,
+        id: str,
+        *,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Metric:
+        """GET /monitoring/metrics/{id}: One metric: a built-in one, or a custom one with its definition and back-fill."""
+        return self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}", query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=Metric)
+
+    def delete(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /monitoring/metrics/{id}: Deletes a custom metric and its values; a meter stops counting."""
+        return self._t.request("DELETE", f"/monitoring/metrics/{path_segment(id)}", headers=extra_headers, timeout=timeout)
+
+    def record(
+        self,
+        id: str,
+        *,
+        points: List[Mapping[str, Any]],
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> RecordedPoints:
+        """POST /monitoring/metrics/{id}/data: Records points of a pushed gauge or counter, each a `metric.recorded` event. A point whose
+        id was recorded before (in this request or an earlier one) is counted once.
+        """
+        return self._t.request("POST", f"/monitoring/metrics/{path_segment(id)}/data", body=body({"points": points}), headers=extra_headers, timeout=timeout, cast=RecordedPoints)
+
 
 class MonitoringAlertRulesResource:
 
@@ -486,6 +542,60 @@ class MonitoringAlertsResource:
     ) -> Alert:
         """PUT /monitoring/alerts/{id}/acknowledge: Acknowledges a firing alert: someone is on it. The event names who, with the note."""
         return self._t.request("PUT", f"/monitoring/alerts/{path_segment(id)}/acknowledge", body=body({"note": note}), headers=extra_headers, timeout=timeout, cast=Alert)
+
+
+class MonitoringChecksResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> SyncPage[HealthCheck]:
+        """GET /monitoring/health/checks: The organization's synthetic checks, in id order, with their latest outcomes."""
+        return self._t.page("/monitoring/health/checks", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=HealthCheck)
+
+    def create(
+        self,
+        *,
+        name: str,
+        model: Optional[str] = NOT_GIVEN,
+        url: Optional[str] = NOT_GIVEN,
+        interval_seconds: Optional[int] = NOT_GIVEN,
+        org_id: Optional[str] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> HealthCheck:
+        """POST /monitoring/health/checks: Defines a synthetic check of the organization (Pro and Enterprise): a model called with a
+        tiny prompt every `interval_seconds`, each call billed like any other, each outcome a
+        `health_check.completed` event shown by `GET /monitoring/health`.
+        """
+        return self._t.request("POST", "/monitoring/health/checks", body=body({"name": name, "model": model, "url": url, "interval_seconds": interval_seconds, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=HealthCheck)
+
+    def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> HealthCheck:
+        """GET /monitoring/health/checks/{id}: One synthetic check and its latest outcome."""
+        return self._t.request("GET", f"/monitoring/health/checks/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=HealthCheck)
+
+    def delete(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /monitoring/health/checks/{id}: Deletes a check: it runs no more."""
+        return self._t.request("DELETE", f"/monitoring/health/checks/{path_segment(id)}", headers=extra_headers, timeout=timeout)
 
 
 class ChatResource:
@@ -1159,6 +1269,7 @@ class MonitoringResource:
         self.metrics = MonitoringMetricsResource(transport)
         self.alert_rules = MonitoringAlertRulesResource(transport)
         self.alerts = MonitoringAlertsResource(transport)
+        self.checks = MonitoringChecksResource(transport)
 
     def health(
         self,
@@ -1530,6 +1641,62 @@ class AsyncMonitoringMetricsResource:
         """GET /monitoring/metrics/{id}/data: A metric's values in `[from, to)`, per bucket of `step`, one series per group."""
         return await self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}/data", query={"org_id": org_id, "from": from_, "to": to, "step": step, "group_by": group_by, "filter": filter}, headers=extra_headers, timeout=timeout, cast=MetricSeries)
 
+    async def create(
+        self,
+        *,
+        name: str,
+        description: Optional[str] = NOT_GIVEN,
+        kind: str,
+        aggregation: Optional[str] = NOT_GIVEN,
+        unit: Optional[str] = NOT_GIVEN,
+        event_type: Optional[str] = NOT_GIVEN,
+        filter: Optional[Dict[str, Any]] = NOT_GIVEN,
+        value: Optional[str] = NOT_GIVEN,
+        group_by: Optional[List[str]] = NOT_GIVEN,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Metric:
+        """POST /monitoring/metrics: Defines a custom metric (Pro and Enterprise): a meter over the organization's own events,
+        back-filled from the first one (`backfill` shows its progress), or a gauge or counter whose
+        points the organization pushes.
+        """
+        return await self._t.request("POST", "/monitoring/metrics", body=body({"name": name, "description": description, "kind": kind, "aggregation": aggregation, "unit": unit, "event_type": event_type, "filter": filter, "value": value, "group_by": group_by}), query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=Metric)
+
+    async def retrieve(
+        self,
+        id: str,
+        *,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Metric:
+        """GET /monitoring/metrics/{id}: One metric: a built-in one, or a custom one with its definition and back-fill."""
+        return await self._t.request("GET", f"/monitoring/metrics/{path_segment(id)}", query={"org_id": org_id}, headers=extra_headers, timeout=timeout, cast=Metric)
+
+    async def delete(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /monitoring/metrics/{id}: Deletes a custom metric and its values; a meter stops counting."""
+        return await self._t.request("DELETE", f"/monitoring/metrics/{path_segment(id)}", headers=extra_headers, timeout=timeout)
+
+    async def record(
+        self,
+        id: str,
+        *,
+        points: List[Mapping[str, Any]],
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> RecordedPoints:
+        """POST /monitoring/metrics/{id}/data: Records points of a pushed gauge or counter, each a `metric.recorded` event. A point whose
+        id was recorded before (in this request or an earlier one) is counted once.
+        """
+        return await self._t.request("POST", f"/monitoring/metrics/{path_segment(id)}/data", body=body({"points": points}), headers=extra_headers, timeout=timeout, cast=RecordedPoints)
+
 
 class AsyncMonitoringAlertRulesResource:
 
@@ -1653,6 +1820,60 @@ class AsyncMonitoringAlertsResource:
     ) -> Alert:
         """PUT /monitoring/alerts/{id}/acknowledge: Acknowledges a firing alert: someone is on it. The event names who, with the note."""
         return await self._t.request("PUT", f"/monitoring/alerts/{path_segment(id)}/acknowledge", body=body({"note": note}), headers=extra_headers, timeout=timeout, cast=Alert)
+
+
+class AsyncMonitoringChecksResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    def list(
+        self,
+        *,
+        limit: Optional[int] = None,
+        org_id: Optional[str] = None,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> AsyncPager[HealthCheck]:
+        """GET /monitoring/health/checks: The organization's synthetic checks, in id order, with their latest outcomes."""
+        return self._t.page("/monitoring/health/checks", query={"limit": limit, "org_id": org_id}, headers=extra_headers, timeout=timeout, cast=HealthCheck)
+
+    async def create(
+        self,
+        *,
+        name: str,
+        model: Optional[str] = NOT_GIVEN,
+        url: Optional[str] = NOT_GIVEN,
+        interval_seconds: Optional[int] = NOT_GIVEN,
+        org_id: Optional[str] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> HealthCheck:
+        """POST /monitoring/health/checks: Defines a synthetic check of the organization (Pro and Enterprise): a model called with a
+        tiny prompt every `interval_seconds`, each call billed like any other, each outcome a
+        `health_check.completed` event shown by `GET /monitoring/health`.
+        """
+        return await self._t.request("POST", "/monitoring/health/checks", body=body({"name": name, "model": model, "url": url, "interval_seconds": interval_seconds, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=HealthCheck)
+
+    async def retrieve(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> HealthCheck:
+        """GET /monitoring/health/checks/{id}: One synthetic check and its latest outcome."""
+        return await self._t.request("GET", f"/monitoring/health/checks/{path_segment(id)}", headers=extra_headers, timeout=timeout, cast=HealthCheck)
+
+    async def delete(
+        self,
+        id: str,
+        *,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> None:
+        """DELETE /monitoring/health/checks/{id}: Deletes a check: it runs no more."""
+        return await self._t.request("DELETE", f"/monitoring/health/checks/{path_segment(id)}", headers=extra_headers, timeout=timeout)
 
 
 class AsyncChatResource:
@@ -2326,6 +2547,7 @@ class AsyncMonitoringResource:
         self.metrics = AsyncMonitoringMetricsResource(transport)
         self.alert_rules = AsyncMonitoringAlertRulesResource(transport)
         self.alerts = AsyncMonitoringAlertsResource(transport)
+        self.checks = AsyncMonitoringChecksResource(transport)
 
     async def health(
         self,
