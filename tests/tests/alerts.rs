@@ -19,6 +19,7 @@ use platform::config::ProviderConfig;
 use rdkafka::message::Message;
 use serde_json::{json, Value};
 use sha2::Sha256;
+use uuid::Uuid;
 
 /// Requests an HTTP receiver got: headers and body.
 type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
@@ -859,4 +860,89 @@ async fn a_rule_of_an_organization_without_alerting_is_not_evaluated_until_it_up
         },
     )
     .await;
+}
+
+/// A rule may name a custom metric of the organization's own (here a gauge it pushes): it fires
+/// when its points cross the threshold, filtered by the metric's own labels. Another
+/// organization's metric id is unknown to a rule (400), and that organization's points never
+/// reach this rule.
+#[tokio::test]
+async fn a_rule_on_a_custom_metric_fires_on_the_organizations_own_points_only() {
+    let a = alerting_env(None, true).await;
+    let mine = tenant_on(&a.admin, "pro").await;
+    let other = tenant_on(&a.admin, "pro").await;
+    let gauge = |owner: &Api| {
+        let owner = owner.clone();
+        async move {
+            let reply = owner
+                .post(
+                    "/api/v1/monitoring/metrics",
+                    &json!({"name": "queue depth", "kind": "gauge"}),
+                )
+                .await;
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            reply.body["id"].as_str().expect("id").to_string()
+        }
+    };
+    let my_gauge = gauge(&mine.owner).await;
+    let their_gauge = gauge(&other.owner).await;
+    let rule = |metric: &str| {
+        json!({"name": "queue too deep", "metric": metric, "filter": {"queue": "jobs"},
+               "condition": ">", "threshold": 5, "window_seconds": 60})
+    };
+
+    // Another organization's metric, and an id that is no metric, are unknown.
+    for metric in [their_gauge.clone(), Uuid::now_v7().to_string()] {
+        let refused = mine
+            .owner
+            .post("/api/v1/monitoring/alert-rules", &rule(&metric))
+            .await;
+        let error = refused.assert_client_error(400);
+        assert_eq!(error["code"], "unknown_metric", "{}", refused.body);
+    }
+    let created = mine
+        .owner
+        .post("/api/v1/monitoring/alert-rules", &rule(&my_gauge))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let rule_id = created.body["id"].as_str().expect("id").to_string();
+
+    let push = |owner: &Api, metric: &str, id: &str, queue: &str, value: f64| {
+        let (owner, metric, id, queue) = (
+            owner.clone(),
+            metric.to_string(),
+            id.to_string(),
+            queue.to_string(),
+        );
+        async move {
+            let reply = owner
+                .post(
+                    &format!("/api/v1/monitoring/metrics/{metric}/data"),
+                    &json!({"points": [{"id": id, "t": chrono::Utc::now().to_rfc3339(),
+                                        "value": value, "labels": {"queue": queue}}]}),
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+    };
+    // Deep queues in the other organization's gauge, and in a queue the filter leaves out.
+    push(&other.owner, &their_gauge, "o-1", "jobs", 50.0).await;
+    push(&mine.owner, &my_gauge, "m-1", "mail", 50.0).await;
+    push(&mine.owner, &my_gauge, "m-2", "jobs", 1.0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        alerts(&mine.owner, "firing").await.is_empty(),
+        "fired on points the rule does not cover"
+    );
+    // Its own queue gets deep: the average of the minute crosses 5.
+    push(&mine.owner, &my_gauge, "m-3", "jobs", 100.0).await;
+    wait_for(
+        Duration::from_secs(30),
+        "the rule on the custom metric fires",
+        || async { alerts(&mine.owner, "firing").await.len() == 1 },
+    )
+    .await;
+    let firing = alerts(&mine.owner, "firing").await;
+    assert_eq!(firing[0]["rule_id"], rule_id.as_str(), "{firing:?}");
+    assert!(alerts(&other.owner, "firing").await.is_empty());
 }

@@ -216,24 +216,33 @@ impl Evaluator {
                 .await?;
             return Ok(());
         }
-        let Some(metric) = builtin_metric(&rule.metric) else {
-            return Ok(());
-        };
-        let filter: Vec<Match> = rule
-            .filter
-            .iter()
-            .filter_map(|(d, v)| {
-                api::monitoring::Dimension::parse(d).map(|dimension| Match {
-                    dimension,
-                    value: v.clone(),
-                })
-            })
-            .collect();
         let from = minute(now - Duration::seconds(i64::from(rule.window_seconds)));
         let to = minute(now) + Duration::seconds(60);
-        let value = {
+        let value = if let Some(metric) = builtin_metric(&rule.metric) {
+            let filter: Vec<Match> = rule
+                .filter
+                .iter()
+                .filter_map(|(d, v)| {
+                    api::monitoring::Dimension::parse(d).map(|dimension| Match {
+                        dimension,
+                        value: v.clone(),
+                    })
+                })
+                .collect();
             let client = self.pool.get().await?;
             evaluate(&client, rule.org_id, metric, &filter, from, to).await?
+        } else if let Ok(id) = rule.metric.parse::<Uuid>() {
+            // A custom metric of the organization's (a meter, or pushed points); one deleted
+            // since reads as no data.
+            let filter: Vec<(String, String)> = rule
+                .filter
+                .iter()
+                .map(|(d, v)| (d.clone(), v.clone()))
+                .collect();
+            let client = self.pool.get().await?;
+            read_api::custom_metrics::evaluate(&client, rule.org_id, id, &filter, from, to).await?
+        } else {
+            return Ok(());
         };
         let breached = rule.condition.breached(value, rule.threshold);
         let (breached_since, clear_since, decision) = decide(

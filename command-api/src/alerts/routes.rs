@@ -41,6 +41,27 @@ pub fn require_alerts(principal: &platform::Principal) -> Result<(), ApiError> {
     platform::plans::require_feature(principal, "alerts", "Alert rules and alerts")
 }
 
+fn unknown_metric(metric: &str) -> ApiError {
+    ApiError::invalid_param(
+        "metric",
+        format!("{metric:?} is not a metric GET /monitoring/metrics lists."),
+    )
+    .with_code("unknown_metric")
+}
+
+/// A rule on a custom metric names one of the organization's own: another organization's id,
+/// or one deleted, is unknown (400, as an unknown built-in is).
+async fn check_custom_metric(ctx: &Ctx, org_id: Uuid, metric: &str) -> Result<(), ApiError> {
+    let Ok(id) = metric.parse::<Uuid>() else {
+        return Ok(());
+    };
+    let client = ctx.state.journal.pool().get().await?;
+    match read_api::custom_metrics::find(&client, org_id, id).await? {
+        Some(_) => Ok(()),
+        None => Err(unknown_metric(metric)),
+    }
+}
+
 /// Checks a rule's fields; `secret_hint` is the rule's, kept.
 #[allow(clippy::too_many_arguments)]
 fn definition(
@@ -56,14 +77,25 @@ fn definition(
     secret_hint: String,
 ) -> Result<AlertRuleDefined, ApiError> {
     let name = short_text("name", name)?;
-    if read_api::monitoring::builtin_metric(metric).is_none() {
-        return Err(ApiError::invalid_param(
-            "metric",
-            format!("{metric:?} is not a metric GET /monitoring/metrics lists."),
-        )
-        .with_code("unknown_metric"));
+    let builtin = read_api::monitoring::builtin_metric(metric).is_some();
+    if !builtin && metric.parse::<Uuid>().is_err() {
+        return Err(unknown_metric(metric));
     }
-    for (dimension, value) in &filter {
+    // A custom metric's dimensions are its own (a meter's group-by fields, a pushed metric's
+    // labels): any short name; whether the metric exists is checked against the organization.
+    for (dimension, value) in filter.iter().filter(|_| !builtin) {
+        if dimension.is_empty()
+            || dimension.chars().count() > 200
+            || value.is_empty()
+            || value.chars().count() > 200
+        {
+            return Err(ApiError::invalid_param(
+                "filter",
+                "A custom metric's filter names a dimension and a value of 1 to 200 characters each.",
+            ));
+        }
+    }
+    for (dimension, value) in filter.iter().filter(|_| builtin) {
         let Some(d) = api::monitoring::Dimension::parse(dimension) else {
             return Err(ApiError::invalid_param(
                 "filter",
@@ -178,6 +210,7 @@ async fn create(ctx: Ctx, Json(body): Json<CreateAlertRule>) -> Result<Response,
         hint,
     )?;
     live_org(&ctx, org_id).await?;
+    check_custom_metric(&ctx, org_id, &rule.metric).await?;
     let id = Uuid::now_v7();
     // The secret first: a rule whose append fails leaves an orphan secret, never a rule
     // without one.
@@ -237,6 +270,9 @@ async fn update(
         body.channels.unwrap_or(current.channels),
         current.secret_hint,
     )?;
+    if Some(next.metric.as_str()) != rule.definition.as_ref().map(|d| d.metric.as_str()) {
+        check_custom_metric(&ctx, rule.org_id, &next.metric).await?;
+    }
     let payloads = rule.decide(RuleCommand::Define(next)).map_err(rule_error)?;
     let mut batch = ctx.batch();
     batch.push(&rule_stream(id), Some(rule.org_id), version, payloads);
