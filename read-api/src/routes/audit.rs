@@ -99,8 +99,10 @@ impl Filters {
     }
 }
 
-/// A page position: the last event's time (microseconds) and id.
-fn cursor(page: &platform::pagination::Page) -> Result<Option<(DateTime<Utc>, Uuid)>, ApiError> {
+/// A page position: the last row's time (microseconds) and id (audit logs, compliance reports).
+pub(super) fn cursor(
+    page: &platform::pagination::Page,
+) -> Result<Option<(DateTime<Utc>, Uuid)>, ApiError> {
     let Some(raw) = page.after.as_deref() else {
         return Ok(None);
     };

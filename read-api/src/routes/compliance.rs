@@ -97,21 +97,6 @@ fn from_row(row: &tokio_postgres::Row) -> Result<ComplianceReport, ApiError> {
     })
 }
 
-fn cursor(page: &platform::pagination::Page) -> Result<Option<(DateTime<Utc>, Uuid)>, ApiError> {
-    let Some(raw) = page.after.as_deref() else {
-        return Ok(None);
-    };
-    raw.split_once('_')
-        .and_then(|(micros, id)| {
-            Some((
-                DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-                id.parse().ok()?,
-            ))
-        })
-        .map(Some)
-        .ok_or_else(|| ApiError::invalid_param("cursor", "cursor is not one this API returned."))
-}
-
 /// The organization's compliance reports, newest first, without their content (`summary` says
 /// how they came out).
 #[utoipa::path(get, path = "/audit/compliance", tag = "audit", params(ComplianceListQuery),
@@ -128,7 +113,7 @@ async fn list(
         cursor: query.cursor.clone(),
     }
     .page()?;
-    let after = cursor(&page)?;
+    let after = super::audit::cursor(&page)?;
     let (after_at, after_id) = (after.map(|a| a.0), after.map(|a| a.1));
     let limit = page.limit + 1;
     let sql = format!(
