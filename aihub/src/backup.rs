@@ -36,6 +36,7 @@ pub const WRITE_SIDE: &[&str] = &[
     "journal_unique_claims",
     "api_key_blocks",
     "quota_usage",
+    "person_keys",
 ];
 
 const FORMAT: u32 = 1;
@@ -471,6 +472,7 @@ async fn derive_write_side(
     events: &[EventEnvelope],
 ) -> anyhow::Result<()> {
     command_api::journal::block_keys(tx, events).await?;
+    platform::personal::shred(tx, events).await?;
     for event in events {
         let stream = event.stream_id.to_string();
         match &event.payload {
@@ -486,15 +488,32 @@ async fn derive_write_side(
             EventPayload::OrganizationDeleted(_) => {
                 release(tx, "organization.slug", &stream).await?;
             }
-            EventPayload::UserCreated(e) => {
-                let org = event.org_id.unwrap_or_default();
-                claim(tx, "user.email", &format!("{org}/{}", e.email), &stream).await?;
+            EventPayload::UserCreated(_) => {
+                // The claim is the email's blind index; a person whose key is gone (erased, or
+                // not in the database restored into) has no claim any more.
+                let mut opened = [event.clone()];
+                let pg: &tokio_postgres::Transaction<'_> = tx;
+                platform::personal::open(pg, &mut opened).await?;
+                if let EventPayload::UserCreated(e) = &opened[0].payload {
+                    let email = e.email.shown();
+                    if email != events::personal::ERASED {
+                        let org = event.org_id.unwrap_or_default();
+                        let value = format!("{org}/{}", platform::personal::email_index(email));
+                        claim(tx, "user.email", &value, &stream).await?;
+                    }
+                }
             }
             EventPayload::SsoConfigured(e) => {
                 use command_api::sso::{client_claim, CLIENT_SCOPE};
                 release(tx, CLIENT_SCOPE, &stream).await?;
                 let value = client_claim(&e.issuer, &e.client_id);
                 claim(tx, CLIENT_SCOPE, &value, &stream).await?;
+            }
+            EventPayload::PersonErased(e) => {
+                for user in &e.user_ids {
+                    let user_stream = events::StreamId::user((*user).into()).to_string();
+                    release(tx, "user.email", &user_stream).await?;
+                }
             }
             EventPayload::SsoRemoved(_) => {
                 release(tx, command_api::sso::CLIENT_SCOPE, &stream).await?;

@@ -158,6 +158,7 @@ where
         return Ok(());
     }
     let config = Config::from_env()?;
+    platform::personal::install(config.personal_data_secret.clone());
     match cli.command {
         Command::Serve => serve(config, Roles::all()).await,
         Command::CommandApi => {

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod billing;
 pub mod compliance;
+pub mod gdpr;
 pub mod limits;
 pub mod monitoring;
 pub mod organizations;

@@ -18,6 +18,11 @@ impl From<JournalError> for ApiError {
                 "version_conflict",
                 "The resource was changed by another request; read it again and retry.",
             ),
+            JournalError::ClaimTaken { scope, .. } if scope == crate::users::EMAIL_SCOPE => {
+                // The claim holds the email's blind index, which means nothing to the caller.
+                ApiError::conflict("already_exists", "This email is already taken.")
+                    .with_param("email")
+            }
             JournalError::ClaimTaken { scope, value } => {
                 // Values scoped to an organization are stored as `<org id>/<value>`.
                 let field = scope.rsplit('.').next().unwrap_or(scope);

@@ -64,7 +64,8 @@ impl Journal {
         let rows = client
             .query(&statement, &[&stream_id.as_str(), &version])
             .await?;
-        rows.iter()
+        let mut events = rows
+            .iter()
             .map(|row| {
                 let text: &str = row.get(0);
                 EventEnvelope::decode(text.as_bytes()).map_err(|source| JournalError::Unreadable {
@@ -72,7 +73,11 @@ impl Journal {
                     source,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // Aggregates decide on personal data in clear, or on `[erased]` once it is shredded.
+        let pg: &tokio_postgres::Client = &client;
+        platform::personal::open(pg, &mut events).await?;
+        Ok(events)
     }
 
     /// The stream holding a unique value, if any (a user's email in an organization).
@@ -127,6 +132,7 @@ impl Journal {
             }
         }
         lock_chains(&tx, events).await?;
+        let events = &sealed(&tx, events).await?;
         let insert = tx.prepare_cached(INSERT).await?;
         let columns = Columns::of(events);
         let inserted = match tx.execute(&insert, &columns.params()).await {
@@ -148,6 +154,8 @@ impl Journal {
             return Err(JournalError::VersionConflict);
         }
         block_keys(&tx, events).await?;
+        let pg: &tokio_postgres::Transaction<'_> = &tx;
+        platform::personal::shred(pg, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -187,6 +195,19 @@ async fn lock_chains(
         .await?;
     tx.query(&statement, &[&chains]).await?;
     Ok(())
+}
+
+/// The events as the journal keeps them: personal fields sealed with their persons' keys (made
+/// in this transaction for a person seen first), before the content hash the chain links is
+/// computed, so the chain hashes the ciphertext and shredding a key never breaks it.
+async fn sealed(
+    tx: &platform::db::Transaction<'_>,
+    events: &[EventEnvelope],
+) -> Result<Vec<EventEnvelope>, JournalError> {
+    let mut events = events.to_vec();
+    let pg: &tokio_postgres::Transaction<'_> = tx;
+    platform::personal::seal(pg, &mut events).await?;
+    Ok(events)
 }
 
 /// A batch of events as the columns `INSERT` takes.
@@ -248,6 +269,7 @@ impl Journal {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         lock_chains(&tx, events).await?;
+        let events = &sealed(&tx, events).await?;
         let columns = Columns::of(events);
         // The chain trigger skips rows already in the journal (it holds the head, so it sees
         // them); ON CONFLICT stays for rows whose twin is being inserted by this same batch.

@@ -12,6 +12,7 @@ pub mod command;
 pub mod commit;
 pub mod compliance;
 pub mod consistency;
+pub mod gdpr;
 pub mod journal;
 pub mod limits;
 pub mod monitoring;
@@ -97,6 +98,7 @@ pub fn router() -> OpenApiRouter<CommandState> {
         .merge(billing::routes::router())
         .merge(audit::routes::router())
         .merge(compliance::router())
+        .merge(gdpr::router())
         .merge(sso::routes::router())
         .merge(alerts::routes::router())
         .merge(monitoring::metrics::router())

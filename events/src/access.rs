@@ -6,12 +6,16 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::personal::Personal;
+
 /// `user.created`: a person of an organization, known by email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserCreated {
-    pub email: String,
+    #[schemars(extend("x-personal" = true))]
+    pub email: Personal,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[schemars(extend("x-personal" = true))]
+    pub name: Option<Personal>,
 }
 
 /// `user.role_assigned`: a role in the organization, or in one team when `team_id` is set.

@@ -21,6 +21,7 @@ use crate::monitoring::{
     MetricRecorded,
 };
 use crate::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
+use crate::personal::{PersonErased, PersonExported};
 use crate::sso::{SsoConfigured, SsoRemoved};
 
 /// Declares the event types once: the enum variant, its wire name and its schema version.
@@ -107,6 +108,8 @@ event_types! {
     HealthCheckDefined => "health_check.defined", version 1, HealthCheckDefined;
     HealthCheckDeleted => "health_check.deleted", version 1, HealthCheckDeleted;
     HealthCheckCompleted => "health_check.completed", version 1, HealthCheckCompleted;
+    PersonErased => "person.erased", version 1, PersonErased;
+    PersonExported => "person.exported", version 1, PersonExported;
 }
 
 /// Who caused an event.

@@ -114,7 +114,13 @@ pub enum StreamKind {
 }
 
 impl StreamKind {
-    const ALL: [StreamKind; 21] = [
+    const ALL: [StreamKind; 22] = [
+    /// One data-subject request (GDPR access or erasure); keyed by the request's id.
+    Person,
+}
+
+impl StreamKind {
+    const ALL: [StreamKind; 14] = [
         StreamKind::Organization,
         StreamKind::User,
         StreamKind::Team,
@@ -136,6 +142,7 @@ impl StreamKind {
         StreamKind::MetricPoint,
         StreamKind::HealthCheck,
         StreamKind::HealthCheckRun,
+        StreamKind::Person,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -161,6 +168,7 @@ impl StreamKind {
             StreamKind::MetricPoint => "metric_point",
             StreamKind::HealthCheck => "health_check",
             StreamKind::HealthCheckRun => "health_check_run",
+            StreamKind::Person => "person",
         }
     }
 }
@@ -226,6 +234,10 @@ impl StreamId {
 
     pub fn audit_export(id: Uuid) -> Self {
         Self::of(StreamKind::AuditExport, id)
+    }
+
+    pub fn person_request(id: Uuid) -> Self {
+        Self::of(StreamKind::Person, id)
     }
 
     pub fn sso(org: OrgId) -> Self {

@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod limits;
 pub mod monitoring;
 pub mod organization;
+pub mod personal;
 pub mod schema;
 pub mod sso;
 

@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::personal::Personal;
+
 /// `organization.created`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrganizationCreated {
@@ -10,7 +12,8 @@ pub struct OrganizationCreated {
     /// Unique, URL-safe handle of the organization.
     pub slug: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner_email: Option<String>,
+    #[schemars(extend("x-personal" = true))]
+    pub owner_email: Option<Personal>,
 }
 
 /// `organization.updated`: only the fields that changed are present.
@@ -21,7 +24,8 @@ pub struct OrganizationUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner_email: Option<String>,
+    #[schemars(extend("x-personal" = true))]
+    pub owner_email: Option<Personal>,
 }
 
 /// `organization.deleted`

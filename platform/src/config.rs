@@ -156,6 +156,12 @@ pub struct Config {
     /// checkpoints are written and `GET /audit/public-key` is 404.
     #[arg(long, env = "AIHUB_AUDIT_SIGNING_KEY", hide_env_values = true, value_parser = signing_key)]
     pub audit_signing_key: Option<events::audit::CheckpointSigner>,
+    /// The key of the emails' blind index (HMAC-SHA256), 32 bytes as 64 hex digits: uniqueness
+    /// and lookups by email compare indexes, never addresses. Unset, a public development secret
+    /// is used (with a warning at start). Changing it orphans every index: set it once.
+    #[arg(long, env = "AIHUB_PERSONAL_DATA_SECRET", hide_env_values = true,
+          value_parser = crate::personal::IndexSecret::from_hex)]
+    pub personal_data_secret: Option<crate::personal::IndexSecret>,
     /// How often the command API signs the head of every audit chain that moved (`0`: never).
     #[arg(long = "audit-checkpoint-every-ms", env = "AIHUB_AUDIT_CHECKPOINT_MS",
           default_value = "60000", value_parser = millis)]

@@ -86,6 +86,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0021_read_health_checks",
         include_str!("../../schemas/sql/0021_read_health_checks.sql"),
     ),
+    (
+        "0023_person_keys",
+        include_str!("../../schemas/sql/0023_person_keys.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notify;
 pub mod on_behalf;
 pub mod pagination;
+pub mod personal;
 pub mod plans;
 pub mod ratelimit;
 pub mod sketch;

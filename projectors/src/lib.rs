@@ -49,6 +49,12 @@ pub trait Projection: Send + Sync + 'static {
     fn fold(&self) -> Option<&dyn Fold> {
         None
     }
+    /// Whether the runner opens the events' sealed personal fields before `statements` (with the
+    /// persons' keys that still exist; a destroyed key reads `[erased]`). The audit log keeps the
+    /// envelopes as the topic carried them, sealed, so it says no.
+    fn opens_personal_data(&self) -> bool {
+        true
+    }
 }
 
 /// Applies a batch at once, in the runner's transaction, after the batch's per-event

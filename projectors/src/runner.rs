@@ -301,6 +301,10 @@ impl Worker<'_> {
                 None => {}
             }
         }
+        if self.projection.opens_personal_data() {
+            let pg: &tokio_postgres::Transaction<'_> = &tx;
+            platform::personal::open(pg, &mut events).await?;
+        }
         let applied = self.apply_events(&tx, &events).await?;
         tx.execute(
             "INSERT INTO projector_offsets (projection, topic, partition, next_offset, updated_at)

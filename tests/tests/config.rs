@@ -39,6 +39,7 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_SSO_ALLOW_LOOPBACK_HTTP", "sometimes"),
     ("AIHUB_SHUTDOWN_TIMEOUT_MS", "30s"),
     ("AIHUB_AUDIT_SIGNING_KEY", "not-a-hex-seed"),
+    ("AIHUB_PERSONAL_DATA_SECRET", "0123"),
     ("AIHUB_AUDIT_CHECKPOINT_MS", "1min"),
     ("AIHUB_ALERT_EVAL_MS", "0"),
     ("AIHUB_NOTIFY_BACKOFF_MS", "1s"),

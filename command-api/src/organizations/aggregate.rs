@@ -185,7 +185,7 @@ impl Aggregate for Organization {
                     OrganizationCreated {
                         name: name.0,
                         slug: slug.0,
-                        owner_email: owner_email.map(|e| e.0),
+                        owner_email: owner_email.map(|e| e.0.into()),
                     },
                 )])
             }
@@ -201,7 +201,8 @@ impl Aggregate for Organization {
                     slug: slug.map(|s| s.0).filter(|s| *s != self.slug),
                     owner_email: owner_email
                         .map(|e| e.0)
-                        .filter(|e| Some(e) != self.owner_email.as_ref()),
+                        .filter(|e| Some(e) != self.owner_email.as_ref())
+                        .map(Into::into),
                 };
                 if changed == OrganizationUpdated::default() {
                     return Ok(vec![]);
@@ -243,7 +244,7 @@ impl Aggregate for Organization {
                 self.id = event.org_id.unwrap_or_default();
                 self.name = created.name.clone();
                 self.slug = created.slug.clone();
-                self.owner_email = created.owner_email.clone();
+                self.owner_email = created.owner_email.as_ref().map(|e| e.shown().to_string());
                 self.created_at = Some(*event.occurred_at);
             }
             EventPayload::OrganizationUpdated(updated) => {
@@ -254,7 +255,7 @@ impl Aggregate for Organization {
                     self.slug = slug.clone();
                 }
                 if let Some(email) = &updated.owner_email {
-                    self.owner_email = Some(email.clone());
+                    self.owner_email = Some(email.shown().to_string());
                 }
             }
             EventPayload::OrganizationDeleted(_) => self.deleted = true,

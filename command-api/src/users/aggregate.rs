@@ -71,8 +71,8 @@ impl Aggregate for User {
                     return Err(DomainError::AlreadyExists);
                 }
                 Ok(vec![EventPayload::UserCreated(UserCreated {
-                    email: email.as_str().to_string(),
-                    name,
+                    email: email.as_str().into(),
+                    name: name.map(Into::into),
                 })])
             }
             Command::AssignRole { role, team_id } => {
@@ -111,8 +111,8 @@ impl Aggregate for User {
                     .uuid_of(events::StreamKind::User)
                     .unwrap_or_default();
                 self.org_id = event.org_id.unwrap_or_default();
-                self.email = e.email.clone();
-                self.name = e.name.clone();
+                self.email = e.email.shown().to_string();
+                self.name = e.name.as_ref().map(|n| n.shown().to_string());
                 self.created_at = Some(*event.occurred_at);
             }
             EventPayload::RoleAssigned(e) => {

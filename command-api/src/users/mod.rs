@@ -12,8 +12,12 @@ use crate::organizations::aggregate::EmailAddress;
 /// A user's email is unique inside its organization.
 pub const EMAIL_SCOPE: &str = "user.email";
 
+/// The claim on an email: its keyed blind index, so the claims table holds no address.
 pub fn email_claim(org_id: Uuid, email: &EmailAddress) -> String {
-    format!("{org_id}/{}", email.as_str())
+    format!(
+        "{org_id}/{}",
+        platform::personal::email_index(email.as_str())
+    )
 }
 
 /// Adds a new user of `org_id` to `batch`: its `user.created`, decided by the user aggregate, and

@@ -15,6 +15,10 @@ impl Projection for Audit {
         &["read.audit_log"]
     }
 
+    fn opens_personal_data(&self) -> bool {
+        false
+    }
+
     fn statements(&self, event: &EventEnvelope) -> Vec<Sql> {
         let data = serde_json::to_value(&event.payload)
             .ok()

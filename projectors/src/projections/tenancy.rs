@@ -1,5 +1,6 @@
 //! Tenancy read model: organizations (teams, users and keys join it later).
 
+use events::personal::{Personal, ERASED};
 use events::{EventEnvelope, EventPayload};
 use uuid::Uuid;
 
@@ -72,7 +73,7 @@ impl Tenancy {
                     Box::new(org_id),
                     Box::new(e.name.clone()),
                     Box::new(e.slug.clone()),
-                    Box::new(e.owner_email.clone()),
+                    Box::new(shown(e.owner_email.as_ref())),
                     Box::new(version),
                     Box::new(at),
                 ],
@@ -86,11 +87,26 @@ impl Tenancy {
                     Box::new(org_id),
                     Box::new(e.name.clone()),
                     Box::new(e.slug.clone()),
-                    Box::new(e.owner_email.clone()),
+                    Box::new(shown(e.owner_email.as_ref())),
                     Box::new(version),
                     Box::new(at),
                 ],
             )],
+            // The person's keys are gone; what the rows hold in clear goes too. A rebuild opens
+            // the same events to `[erased]` and comes to the same rows. The owner's email first,
+            // found through the users' rows before they are scrubbed.
+            EventPayload::PersonErased(e) => vec![
+                Sql::new(
+                    "UPDATE read.organizations SET owner_email = $3
+                     WHERE id = $1 AND owner_email IN (SELECT email FROM read.users WHERE id = ANY($2))",
+                    vec![Box::new(org_id), Box::new(e.user_ids.clone()), Box::new(ERASED)],
+                ),
+                Sql::new(
+                    "UPDATE read.users SET email = $3, name = CASE WHEN name IS NULL THEN NULL ELSE $3 END
+                     WHERE org_id = $1 AND id = ANY($2)",
+                    vec![Box::new(org_id), Box::new(e.user_ids.clone()), Box::new(ERASED)],
+                ),
+            ],
             EventPayload::SsoConfigured(e) => vec![Sql::new(
                 "INSERT INTO read.sso_configs (org_id, issuer, client_id, allowed_domains, groups_claim,
                      role_mappings, default_role, version, updated_at, removed)
@@ -156,6 +172,12 @@ fn bump(table: &'static str, id: Uuid, event: &EventEnvelope) -> Sql {
     )
 }
 
+/// A personal field as a read model keeps it: in clear once the runner opened it, `[erased]`
+/// when its key is gone.
+fn shown(field: Option<&Personal>) -> Option<String> {
+    field.map(|f| f.shown().to_string())
+}
+
 pub(super) fn parse_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(raw)
         .ok()
@@ -194,7 +216,7 @@ fn access_statements(event: &EventEnvelope, org_id: Uuid) -> Option<Vec<Sql>> {
         EventPayload::UserCreated(e) => vec![Sql::new(
             "INSERT INTO read.users (id, org_id, email, name, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
-            vec![Box::new(id), Box::new(org_id), Box::new(e.email.clone()), Box::new(e.name.clone()), Box::new(version), Box::new(at)],
+            vec![Box::new(id), Box::new(org_id), Box::new(e.email.shown().to_string()), Box::new(shown(e.name.as_ref())), Box::new(version), Box::new(at)],
         )],
         EventPayload::RoleAssigned(e) => vec![
             bump("users", id, event),

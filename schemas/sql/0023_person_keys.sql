@@ -1,0 +1,18 @@
+-- GDPR crypto-shredding (issue 12): the key of each person of an organization. Personal fields of
+-- events (emails, names) are sealed with it before they reach the journal and the topic; erasing
+-- the person destroys it (key and subject set to NULL), which makes every copy of those fields
+-- unreadable without editing an event. `subject` is the keyed blind index of the person's email
+-- (HMAC-SHA256 under AIHUB_PERSONAL_DATA_SECRET), never the email. Written in the journal's
+-- transactions, so it is write-side data: backed up with the journal.
+CREATE TABLE person_keys (
+    key_id     uuid PRIMARY KEY,
+    org_id     uuid NOT NULL,
+    subject    text,
+    key        bytea,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    erased_at  timestamptz,
+    CHECK ((key IS NULL) = (erased_at IS NOT NULL)),
+    CHECK ((subject IS NULL) = (erased_at IS NOT NULL))
+);
+
+CREATE UNIQUE INDEX person_keys_by_subject ON person_keys (org_id, subject) WHERE subject IS NOT NULL;
