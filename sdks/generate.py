@@ -86,6 +86,8 @@ METHODS: Dict[str, str] = {
     "post_audit_compliance_generate": "audit.compliance.generate",
     "get_audit_compliance": "audit.compliance.list",
     "get_audit_compliance_id": "audit.compliance.retrieve",
+    "post_audit_gdpr_access": "audit.gdpr.access",
+    "post_audit_gdpr_erasure": "audit.gdpr.erasure",
     "get_monitoring_health": "monitoring.health",
     "get_monitoring_metrics": "monitoring.metrics.list",
     "get_monitoring_metrics_id_data": "monitoring.metrics.data",
