@@ -111,16 +111,12 @@ pub enum StreamKind {
     HealthCheck,
     /// One run of a health check.
     HealthCheckRun,
-}
-
-impl StreamKind {
-    const ALL: [StreamKind; 22] = [
     /// One data-subject request (GDPR access or erasure); keyed by the request's id.
     Person,
 }
 
 impl StreamKind {
-    const ALL: [StreamKind; 14] = [
+    const ALL: [StreamKind; 22] = [
         StreamKind::Organization,
         StreamKind::User,
         StreamKind::Team,

@@ -1058,6 +1058,15 @@ export interface CreateUser {
 }
 
 /**
+ * `POST /audit/gdpr/access` and `POST /audit/gdpr/erasure`: the person, by email, in the
+ * caller's organization.
+ */
+export interface DataSubjectRequest {
+  email: string;
+  org_id?: null | OrgId;
+}
+
+/**
  * `POST /monitoring/health/checks`: a synthetic check.
  */
 export interface DefineHealthCheck {
@@ -1128,6 +1137,29 @@ export interface Delta {
   role?: string | null;
   content?: string | null;
 }
+
+/**
+ * The outcome of an erasure: the `person.erased` event, which stays in the audit log.
+ */
+export interface Erasure {
+  object: ErasureObject;
+  org_id: OrgId;
+  /**
+   * The `person.erased` event's id.
+   */
+  event_id: string;
+  /**
+   * The users who were this person; they remain, with `[erased]` for email and name.
+   */
+  user_ids: Array<UserId>;
+  /**
+   * The keys destroyed.
+   */
+  key_ids: Array<string>;
+  erased_at: Timestamp;
+}
+
+export type ErasureObject = "gdpr.erasure";
 
 /**
  * OpenAI's error object: SDKs read `type` and `code`; `param` names the offending field.
@@ -1499,6 +1531,89 @@ export interface PermissionInfo {
 }
 
 export type PermissionObject = "permission";
+
+export interface PersonApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  owner_user_id?: string | null;
+  team_id?: string | null;
+  created_at: Timestamp;
+  revoked_at?: null | Timestamp;
+  last_used_at?: null | Timestamp;
+}
+
+export interface PersonAuditEvent {
+  event_id: string;
+  event_type: string;
+  occurred_at: Timestamp;
+  stream_id: string;
+  actor_type: string;
+  actor_id: string;
+  correlation_id: string;
+}
+
+export interface PersonMembership {
+  team_id: string;
+  team_name: string;
+  user_id: UserId;
+  added_at: Timestamp;
+}
+
+export interface PersonRole {
+  role: string;
+  /**
+   * Null: the whole organization.
+   */
+  team_id?: string | null;
+}
+
+export interface PersonUsage {
+  model: string;
+  calls: number;
+  total_tokens: number;
+  cost_micros: number;
+}
+
+export interface PersonUser {
+  id: UserId;
+  email: string;
+  name?: string | null;
+  roles: Array<PersonRole>;
+  created_at: Timestamp;
+}
+
+/**
+ * Everything the organization holds about one person.
+ */
+export interface PersonalData {
+  object: PersonalDataObject;
+  org_id: OrgId;
+  /**
+   * The email asked about, as the platform stores emails (lower case).
+   */
+  email: string;
+  /**
+   * The organization's users who are this person (emails are unique in an organization).
+   */
+  users: Array<PersonUser>;
+  team_memberships: Array<PersonMembership>;
+  /**
+   * Keys the person owns, and keys they created for others.
+   */
+  api_keys: Array<PersonApiKey>;
+  /**
+   * Audit events the person acted in (as the user, or through one of their keys) or that
+   * concern their user.
+   */
+  audit_events: Array<PersonAuditEvent>;
+  /**
+   * Chat usage attributable to them, per model.
+   */
+  usage: Array<PersonUsage>;
+}
+
+export type PersonalDataObject = "gdpr.personal_data";
 
 /**
  * A plan's terms. Prices are cents per month; null is custom (Enterprise) or unlimited.

@@ -2,7 +2,7 @@
 
 /* One class per resource, one method per operation of docs/openapi.json. */
 
-import type { AcknowledgeAlert, AddMember, Alert, AlertRule, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ComplianceReport, ConfigureSso, CreateAlertRule, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, DefineHealthCheck, DefineMetric, GenerateComplianceReport, Health, HealthCheck, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, Plan, RateLimits, RecordPoints, RecordedPoints, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateAlertRule, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
+import type { AcknowledgeAlert, AddMember, Alert, AlertRule, ApiKey, ApiKeyPermissions, AssignRole, AuditExport, AuditExportRequest, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatModelList, ChoosePlan, ComplianceReport, ConfigureSso, CreateAlertRule, CreateApiKey, CreateOrganization, CreateTeam, CreateUser, DataSubjectRequest, DefineHealthCheck, DefineMetric, Erasure, GenerateComplianceReport, Health, HealthCheck, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, Payment, PermissionInfo, PersonalData, Plan, RateLimits, RecordPoints, RecordedPoints, RoleInfo, SetApiKeyPermissions, SetRateLimits, SsoConfig, Subscription, Team, UpdateAlertRule, UpdateApiKey, UpdateOrganization, UpdateTeam, Usage, User } from './models.js';
 import { segment, type PagePromise, type RequestOptions, type Stream, type Transport } from './core.js';
 
 export class ChatCompletionsResource {
@@ -136,6 +136,35 @@ export class AuditComplianceResource {
    */
   retrieve(id: string, query: { format?: string } = {}, options: RequestOptions = {}): Promise<ComplianceReport> {
     return this.client.request<ComplianceReport>('GET', `/audit/compliance/${segment(id)}`, { query }, options);
+  }
+}
+
+export class AuditGdprResource {
+
+  constructor(protected readonly client: Transport) {
+  }
+
+  /**
+   * POST /audit/gdpr/access: Exports everything the organization holds about a person: their user with its roles, team
+   * memberships, the keys they own or created, the audit events they acted in or that concern
+   * them, and their chat usage. Needs `compliance:write`; the answer is the export (it is not
+   * stored anywhere), and the request is recorded as `person.exported`. 404 when the organization
+   * holds nothing under the email.
+   */
+  access(body: DataSubjectRequest, options: RequestOptions = {}): Promise<PersonalData> {
+    return this.client.request<PersonalData>('POST', '/audit/gdpr/access', { body }, options);
+  }
+
+  /**
+   * POST /audit/gdpr/erasure: Erases a person: destroys their keys, so every email and name of theirs sealed in events
+   * reads `[erased]` everywhere (journal, topic, audit log, exports, replays), releases their
+   * email, and scrubs the read models. Their user stays (its id, roles and keys), shown as
+   * `[erased]`. Recorded as `person.erased`, which names no personal data. Needs
+   * `compliance:write` and `users:write` (an auditor alone cannot erase). 404 when the
+   * organization holds nothing under the email.
+   */
+  erasure(body: DataSubjectRequest, options: RequestOptions = {}): Promise<Erasure> {
+    return this.client.request<Erasure>('POST', '/audit/gdpr/erasure', { body }, options);
   }
 }
 
@@ -709,11 +738,13 @@ export class AuditResource {
   readonly logs: AuditLogsResource;
   readonly exports: AuditExportsResource;
   readonly compliance: AuditComplianceResource;
+  readonly gdpr: AuditGdprResource;
 
   constructor(protected readonly client: Transport) {
     this.logs = new AuditLogsResource(client);
     this.exports = new AuditExportsResource(client);
     this.compliance = new AuditComplianceResource(client);
+    this.gdpr = new AuditGdprResource(client);
   }
 
   /**

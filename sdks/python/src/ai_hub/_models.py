@@ -612,6 +612,15 @@ class CreateUser(Model):
     org_id: Optional[OrgId]
 
 
+class DataSubjectRequest(Model):
+    """`POST /audit/gdpr/access` and `POST /audit/gdpr/erasure`: the person, by email, in the
+    caller's organization.
+    """
+    __required__: ClassVar[Tuple[str, ...]] = ('email',)
+    email: str
+    org_id: Optional[OrgId]
+
+
 class DefineHealthCheck(Model):
     """`POST /monitoring/health/checks`: a synthetic check."""
     __required__: ClassVar[Tuple[str, ...]] = ('name',)
@@ -641,6 +650,17 @@ class Delta(Model):
     __required__: ClassVar[Tuple[str, ...]] = ()
     role: Optional[str]
     content: Optional[str]
+
+
+class Erasure(Model):
+    """The outcome of an erasure: the `person.erased` event, which stays in the audit log."""
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'org_id', 'event_id', 'user_ids', 'key_ids', 'erased_at')
+    object: ErasureObject
+    org_id: OrgId
+    event_id: str
+    user_ids: List[UserId]
+    key_ids: List[str]
+    erased_at: Timestamp
 
 
 class ErrorDetail(Model):
@@ -840,6 +860,73 @@ class PermissionInfo(Model):
     object: PermissionObject
     name: Permission
     description: str
+
+
+class PersonApiKey(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'name', 'prefix', 'created_at')
+    id: str
+    name: str
+    prefix: str
+    owner_user_id: Optional[str]
+    team_id: Optional[str]
+    created_at: Timestamp
+    revoked_at: Optional[Timestamp]
+    last_used_at: Optional[Timestamp]
+
+
+class PersonAuditEvent(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('event_id', 'event_type', 'occurred_at', 'stream_id', 'actor_type', 'actor_id', 'correlation_id')
+    event_id: str
+    event_type: str
+    occurred_at: Timestamp
+    stream_id: str
+    actor_type: str
+    actor_id: str
+    correlation_id: str
+
+
+class PersonMembership(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('team_id', 'team_name', 'user_id', 'added_at')
+    team_id: str
+    team_name: str
+    user_id: UserId
+    added_at: Timestamp
+
+
+class PersonRole(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('role',)
+    role: str
+    team_id: Optional[str]
+
+
+class PersonUsage(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('model', 'calls', 'total_tokens', 'cost_micros')
+    model: str
+    calls: int
+    total_tokens: int
+    cost_micros: int
+
+
+class PersonUser(Model):
+    __required__: ClassVar[Tuple[str, ...]] = ('id', 'email', 'roles', 'created_at')
+    id: UserId
+    email: str
+    name: Optional[str]
+    roles: List[PersonRole]
+    created_at: Timestamp
+
+
+class PersonalData(Model):
+    """Everything the organization holds about one person."""
+    __required__: ClassVar[Tuple[str, ...]] = ('object', 'org_id', 'email', 'users', 'team_memberships', 'api_keys', 'audit_events', 'usage')
+    object: PersonalDataObject
+    org_id: OrgId
+    email: str
+    users: List[PersonUser]
+    team_memberships: List[PersonMembership]
+    api_keys: List[PersonApiKey]
+    audit_events: List[PersonAuditEvent]
+    usage: List[PersonUsage]
 
 
 class Plan(Model):
@@ -1138,6 +1225,7 @@ ComplianceReportStatus = Literal["pending", "ready", "failed"]
 """Whether a report is computed yet."""
 ControlResult = Literal["pass", "fail", "not_applicable"]
 """A control's outcome."""
+ErasureObject = Literal["gdpr.erasure"]
 ExportFormat = Literal["jsonl", "csv"]
 """The format of an audit export."""
 ExportStatus = Literal["pending", "ready"]
@@ -1162,6 +1250,7 @@ OrgId = str
 OrganizationObject = Literal["organization"]
 Permission = Literal["organizations:read", "organizations:write", "users:read", "users:write", "roles:read", "roles:assign", "teams:read", "teams:write", "members:write", "api_keys:read", "api_keys:write", "api_keys:manage", "chat:write", "models:read", "billing:read", "billing:write", "usage:read", "monitoring:read", "monitoring:write", "audit:read", "compliance:write", "sso:read", "sso:write"]
 PermissionObject = Literal["permission"]
+PersonalDataObject = Literal["gdpr.personal_data"]
 PlanId = Literal["free", "developer", "pro", "enterprise"]
 """The plans of PRODUCT.md, by the id written in events and on the wire."""
 PlanObject = Literal["plan"]
@@ -1264,9 +1353,12 @@ __all__ = [
     "CreateOrganization",
     "CreateTeam",
     "CreateUser",
+    "DataSubjectRequest",
     "DefineHealthCheck",
     "DefineMetric",
     "Delta",
+    "Erasure",
+    "ErasureObject",
     "ErrorDetail",
     "ErrorResponse",
     "ExportFormat",
@@ -1303,6 +1395,14 @@ __all__ = [
     "Permission",
     "PermissionInfo",
     "PermissionObject",
+    "PersonApiKey",
+    "PersonAuditEvent",
+    "PersonMembership",
+    "PersonRole",
+    "PersonUsage",
+    "PersonUser",
+    "PersonalData",
+    "PersonalDataObject",
     "Plan",
     "PlanId",
     "PlanObject",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union, overload
 
 from ._models import *  # noqa: F403
-from ._models import Alert, AlertRule, ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, ComplianceReport, Health, HealthCheck, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, Plan, RateLimits, RecordedPoints, RoleInfo, SsoConfig, Subscription, Team, Usage, User
+from ._models import Alert, AlertRule, ApiKey, ApiKeyPermissions, AuditExport, AuditLog, AuditLogDetail, AuditPublicKey, AuditState, AuditVerification, ChatCompletion, ChatCompletionChunk, ChatModelList, ComplianceReport, Erasure, Health, HealthCheck, Invoice, InvoicePayment, Metric, MetricSeries, ModelList, NewApiKey, Organization, PermissionInfo, PersonalData, Plan, RateLimits, RecordedPoints, RoleInfo, SsoConfig, Subscription, Team, Usage, User
 from ._transport import (
     AsyncPager,
     AsyncStream,
@@ -329,6 +329,45 @@ class AuditComplianceResource:
         a printable page.
         """
         return self._t.request("GET", f"/audit/compliance/{path_segment(id)}", query={"format": format}, headers=extra_headers, timeout=timeout, cast=ComplianceReport)
+
+
+class AuditGdprResource:
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def access(
+        self,
+        *,
+        email: str,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> PersonalData:
+        """POST /audit/gdpr/access: Exports everything the organization holds about a person: their user with its roles, team
+        memberships, the keys they own or created, the audit events they acted in or that concern
+        them, and their chat usage. Needs `compliance:write`; the answer is the export (it is not
+        stored anywhere), and the request is recorded as `person.exported`. 404 when the organization
+        holds nothing under the email.
+        """
+        return self._t.request("POST", "/audit/gdpr/access", body=body({"email": email, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=PersonalData)
+
+    def erasure(
+        self,
+        *,
+        email: str,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Erasure:
+        """POST /audit/gdpr/erasure: Erases a person: destroys their keys, so every email and name of theirs sealed in events
+        reads `[erased]` everywhere (journal, topic, audit log, exports, replays), releases their
+        email, and scrubs the read models. Their user stays (its id, roles and keys), shown as
+        `[erased]`. Recorded as `person.erased`, which names no personal data. Needs
+        `compliance:write` and `users:write` (an auditor alone cannot erase). 404 when the
+        organization holds nothing under the email.
+        """
+        return self._t.request("POST", "/audit/gdpr/erasure", body=body({"email": email, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=Erasure)
 
 
 class MonitoringMetricsResource:
@@ -1218,6 +1257,7 @@ class AuditResource:
         self.logs = AuditLogsResource(transport)
         self.exports = AuditExportsResource(transport)
         self.compliance = AuditComplianceResource(transport)
+        self.gdpr = AuditGdprResource(transport)
 
     def get_public_key(
         self,
@@ -1607,6 +1647,45 @@ class AsyncAuditComplianceResource:
         a printable page.
         """
         return await self._t.request("GET", f"/audit/compliance/{path_segment(id)}", query={"format": format}, headers=extra_headers, timeout=timeout, cast=ComplianceReport)
+
+
+class AsyncAuditGdprResource:
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def access(
+        self,
+        *,
+        email: str,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> PersonalData:
+        """POST /audit/gdpr/access: Exports everything the organization holds about a person: their user with its roles, team
+        memberships, the keys they own or created, the audit events they acted in or that concern
+        them, and their chat usage. Needs `compliance:write`; the answer is the export (it is not
+        stored anywhere), and the request is recorded as `person.exported`. 404 when the organization
+        holds nothing under the email.
+        """
+        return await self._t.request("POST", "/audit/gdpr/access", body=body({"email": email, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=PersonalData)
+
+    async def erasure(
+        self,
+        *,
+        email: str,
+        org_id: Optional[OrgId] = NOT_GIVEN,
+        extra_headers: Optional[Mapping[str, str]] = None,
+        timeout: Timeout = None,
+    ) -> Erasure:
+        """POST /audit/gdpr/erasure: Erases a person: destroys their keys, so every email and name of theirs sealed in events
+        reads `[erased]` everywhere (journal, topic, audit log, exports, replays), releases their
+        email, and scrubs the read models. Their user stays (its id, roles and keys), shown as
+        `[erased]`. Recorded as `person.erased`, which names no personal data. Needs
+        `compliance:write` and `users:write` (an auditor alone cannot erase). 404 when the
+        organization holds nothing under the email.
+        """
+        return await self._t.request("POST", "/audit/gdpr/erasure", body=body({"email": email, "org_id": org_id}), headers=extra_headers, timeout=timeout, cast=Erasure)
 
 
 class AsyncMonitoringMetricsResource:
@@ -2496,6 +2575,7 @@ class AsyncAuditResource:
         self.logs = AsyncAuditLogsResource(transport)
         self.exports = AsyncAuditExportsResource(transport)
         self.compliance = AsyncAuditComplianceResource(transport)
+        self.gdpr = AsyncAuditGdprResource(transport)
 
     async def get_public_key(
         self,
