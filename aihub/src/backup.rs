@@ -14,7 +14,7 @@
 //! log is the last backup. The tables written beside the journal are derived from its events,
 //! the way the commands wrote them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -329,7 +329,9 @@ async fn append_from_topic(
         "CREATE TEMP TABLE restore_staging (envelope jsonb NOT NULL, content_hash bytea) ON COMMIT DROP",
     )
     .await?;
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<String>>(4);
+    let keys = load_keys_from_topic(config, &tx).await?;
+    println!("restore: {keys} person keys from the keys topic");
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<TopicMessage>>(4);
     let kafka = config.kafka.clone();
     let topic = config.topic.clone();
     let ends = projectors::replay::end_offsets(&kafka, &topic).await?;
@@ -338,6 +340,11 @@ async fn append_from_topic(
     let mut read = 0usize;
     while let Some(batch) = receiver.recv().await {
         read += batch.len();
+        let batch: Vec<String> = batch
+            .into_iter()
+            .filter_map(|m| m.payload)
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .collect();
         // The journal's chain trigger takes each event's content hash from the writer, as
         // `Journal::append` gives it (docs/ARCHITECTURE.md, "Audit trail").
         let hashes: Vec<Vec<u8>> = batch
@@ -397,12 +404,54 @@ async fn append_from_topic(
     Ok(events.len() as u64)
 }
 
+/// The person keys the keys topic holds (the latest message of each key; a tombstone means
+/// destroyed), loaded beside those the database already has. A key that does not open under
+/// this platform's secret is an error: the events sealed under it would read as erased.
+async fn load_keys_from_topic(
+    config: &Config,
+    tx: &tokio_postgres::Transaction<'_>,
+) -> anyhow::Result<u64> {
+    let kafka = config.kafka.clone();
+    let topic = platform::personal::keys_topic(&config.topic);
+    let ends = projectors::replay::end_offsets(&kafka, &topic)
+        .await
+        .with_context(|| format!("reading the person keys' topic {topic}"))?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<TopicMessage>>(4);
+    let reader = tokio::task::spawn_blocking(move || read_topic(&kafka, &topic, &ends, sender));
+    let mut latest: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+    while let Some(batch) = receiver.recv().await {
+        for message in batch {
+            if let Some(key) = message.key {
+                latest.insert(key, message.payload);
+            }
+        }
+    }
+    reader.await??;
+    let mut records = Vec::new();
+    for (key, value) in latest {
+        let Some(value) = value else { continue };
+        let record = platform::personal::KeyRecord::unwrap(&value).with_context(|| {
+            format!("person key {key} does not open: is AIHUB_PERSONAL_DATA_SECRET the one that wrote it?")
+        })?;
+        records.push(record);
+    }
+    let pg: &tokio_postgres::Transaction<'_> = tx;
+    Ok(platform::personal::load_keys(pg, &records).await?)
+}
+
+/// One message read off a topic.
+struct TopicMessage {
+    key: Option<String>,
+    /// `None` for a tombstone.
+    payload: Option<Vec<u8>>,
+}
+
 /// Reads every partition from its beginning to `ends`, in batches.
 fn read_topic(
     kafka: &events::kafka::KafkaConnection,
     topic: &str,
     ends: &std::collections::HashMap<i32, i64>,
-    sender: tokio::sync::mpsc::Sender<Vec<String>>,
+    sender: tokio::sync::mpsc::Sender<Vec<TopicMessage>>,
 ) -> anyhow::Result<()> {
     let mut client = kafka.client_config();
     client
@@ -432,9 +481,12 @@ fn read_topic(
             Some(Ok(message)) => {
                 quiet = 0;
                 let partition = message.partition();
-                if let Some(payload) = message.payload() {
-                    batch.push(String::from_utf8_lossy(payload).into_owned());
-                }
+                batch.push(TopicMessage {
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                });
                 if open
                     .get(&partition)
                     .is_some_and(|end| message.offset() + 1 >= *end)

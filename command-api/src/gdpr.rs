@@ -76,6 +76,9 @@ async fn subject(ctx: &Ctx, body: &DataSubjectRequest) -> Result<Subject, ApiErr
     })
 }
 
+/// The projections `gather` reads.
+const GATHERED_FROM: [&str; 3] = [TENANCY, "audit", "usage"];
+
 /// Exports everything the organization holds about a person: their user with its roles, team
 /// memberships, the keys they own or created, the audit events they acted in or that concern
 /// them, and their chat usage. Needs `compliance:write`; the answer is the export (it is not
@@ -88,7 +91,6 @@ async fn access(
     Json(body): Json<DataSubjectRequest>,
 ) -> Result<axum::Json<PersonalData>, ApiError> {
     let subject = subject(&ctx, &body).await?;
-    let data = gather(&ctx.state, &subject).await?;
     let stream = Stream {
         id: StreamId::person_request(Uuid::now_v7()),
         org_id: Some(subject.org_id),
@@ -99,7 +101,28 @@ async fn access(
     let events = stream.envelopes(vec![EventPayload::PersonExported(PersonExported {
         user_ids: subject.user_id.into_iter().collect(),
     })]);
+    // The request is recorded first, and the answer waits until the read models it is gathered
+    // from have applied it: every event of the organization sits before it in the same
+    // partition, so nothing written before the request is missing from the answer.
+    let ids = [events[0].event_id];
+    let pending: Vec<_> = GATHERED_FROM
+        .iter()
+        .map(|projection| ctx.state.consistency.register(projection, &ids))
+        .collect();
     ctx.state.journal.append(&events, &[]).await?;
+    for wait in pending {
+        if !ctx
+            .state
+            .consistency
+            .wait(wait, ctx.state.consistency_timeout)
+            .await
+        {
+            return Err(ApiError::unavailable(
+                "The read models are behind; the request was recorded, try again shortly.",
+            ));
+        }
+    }
+    let data = gather(&ctx.state, &subject).await?;
     Ok(axum::Json(data))
 }
 

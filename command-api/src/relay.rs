@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::kafka::{cloudevents_headers, producer_config};
-use events::EventEnvelope;
+use events::{EventEnvelope, EventPayload};
 use futures::StreamExt;
 use platform::detached::Detached;
 use platform::metrics;
@@ -92,6 +92,10 @@ async fn lead(
         tracing::info!("relay is the leader");
         client.batch_execute("LISTEN aihub_journal").await?;
         let mut producer = Detached::new(new_producer(config)?);
+        // Keys left pending by a restore, or by a leader that died between its two steps.
+        if let Err(e) = publish_keys(&client, &producer, config).await {
+            tracing::warn!(error = %format!("{e:#}"), "relay could not publish person keys; will retry");
+        }
         loop {
             match publish_batch(&client, &producer, config).await {
                 Ok(n) if n as i64 == BATCH => continue,
@@ -141,18 +145,31 @@ async fn publish_batch(
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut positions = Vec::with_capacity(rows.len());
-    let mut deliveries = Vec::with_capacity(rows.len());
+    let mut decoded = Vec::with_capacity(rows.len());
+    let mut keys_first = false;
     for row in &rows {
         let position: i64 = row.get(0);
         let text: String = row.get(1);
-        let event = EventEnvelope::decode(text.as_bytes())?;
+        let mut event = EventEnvelope::decode(text.as_bytes())?;
+        keys_first |= needs_keys(&mut event);
+        decoded.push((position, event));
+    }
+    // A key reaches its topic before any event sealed under it, and a tombstone before the
+    // erasure that made it: a restore from the topics never meets a sealed field without its
+    // key, nor an erased person's key alive.
+    if keys_first {
+        publish_keys(client, producer, config).await?;
+    }
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for (position, event) in &decoded {
+        let position = *position;
         let payload = event.encode();
         let key = event.partition_key();
         let record = FutureRecord::to(&config.topic)
             .key(&key)
             .payload(&payload)
-            .headers(cloudevents_headers(&event))
+            .headers(cloudevents_headers(event))
             .timestamp(event.occurred_at.timestamp_millis());
         match producer.send_result(record) {
             Ok(delivery) => {
@@ -201,4 +218,49 @@ async fn publish_batch(
         );
     }
     Ok(delivered)
+}
+
+/// Whether the event carries a sealed personal field or destroys keys.
+fn needs_keys(event: &mut EventEnvelope) -> bool {
+    matches!(event.payload, EventPayload::PersonErased(_)) || !event.sealed_key_ids().is_empty()
+}
+
+/// Publishes every person key whose state the keys topic lacks (wrapped, or a tombstone), and
+/// marks them published once all were acknowledged.
+async fn publish_keys(
+    client: &tokio_postgres::Client,
+    producer: &FutureProducer,
+    config: &RelayConfig,
+) -> anyhow::Result<()> {
+    let topic = platform::personal::keys_topic(&config.topic);
+    loop {
+        let pending = platform::personal::pending_keys(client, BATCH).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut deliveries = Vec::with_capacity(pending.len());
+        for key in &pending {
+            let id = key.key_id.to_string();
+            let value = key.record.as_ref().map(|r| r.wrap());
+            let mut record = FutureRecord::<String, Vec<u8>>::to(&topic).key(&id);
+            if let Some(value) = &value {
+                record = record.payload(value);
+            }
+            match producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => anyhow::bail!("the producer refused a person key: {e}"),
+            }
+        }
+        for outcome in futures::future::join_all(deliveries).await {
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => anyhow::bail!("a person key was not acknowledged: {e}"),
+                Err(_) => anyhow::bail!("a person key was not acknowledged: producer dropped"),
+            }
+        }
+        platform::personal::mark_published(client, &pending).await?;
+        if (pending.len() as i64) < BATCH {
+            return Ok(());
+        }
+    }
 }

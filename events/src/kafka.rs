@@ -103,7 +103,11 @@ pub fn header_value<H: Headers>(headers: &H, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Creates the topic if it does not exist yet, with infinite retention. With three or more
+/// The suffix of the compacted topic that carries the person keys beside the events' topic.
+pub const KEYS_TOPIC_SUFFIX: &str = ".person-keys";
+
+/// Creates the topic if it does not exist yet, with infinite retention, and the person keys'
+/// compacted topic beside it. With three or more
 /// replicas a write needs two in sync (`min.insync.replicas=2`, with `acks=all`), so losing one
 /// broker loses no acknowledged event and stops no writes.
 pub async fn ensure_topic(
@@ -121,10 +125,23 @@ pub async fn ensure_topic(
         .set("retention.ms", "-1")
         .set("cleanup.policy", "delete")
         .set("min.insync.replicas", &min_insync);
+    // The person keys (GDPR crypto-shredding): compacted, so a destroyed key's tombstone removes
+    // every earlier copy of it within bounded time: a segment rolls within an hour, is compacted
+    // within another, and the tombstone itself goes an hour later.
+    let keys = format!("{topic}{KEYS_TOPIC_SUFFIX}");
+    let keys_topic = NewTopic::new(&keys, 1, TopicReplication::Fixed(replication))
+        .set("cleanup.policy", "compact")
+        .set("segment.ms", "3600000")
+        .set("max.compaction.lag.ms", "3600000")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("delete.retention.ms", "3600000")
+        .set("min.insync.replicas", &min_insync);
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(10)));
-    let outcome = admin.create_topics([&new_topic], &options).await;
+    let outcome = admin
+        .create_topics([&new_topic, &keys_topic], &options)
+        .await;
     // Destroying the client waits on the broker; keep that off async threads.
     std::thread::spawn(move || drop(admin));
     let results = outcome.map_err(|e| e.to_string())?;

@@ -143,7 +143,8 @@ pub async fn shred(
         if let events::EventPayload::PersonErased(erased) = &event.payload {
             client
                 .execute(
-                    "UPDATE person_keys SET key = NULL, subject = NULL, erased_at = $3
+                    "UPDATE person_keys
+                     SET key = NULL, subject = NULL, erased_at = $3, publish_pending = true
                      WHERE org_id = $1 AND key_id = ANY($2) AND key IS NOT NULL",
                     &[
                         &event.org_id.unwrap_or_default(),
@@ -155,4 +156,184 @@ pub async fn shred(
         }
     }
     Ok(())
+}
+
+/// The compacted topic beside the events' `topic` that carries every live person key, wrapped,
+/// and a tombstone for each destroyed one (created by `events::kafka::ensure_topic`).
+pub fn keys_topic(topic: &str) -> String {
+    format!("{topic}{}", events::kafka::KEYS_TOPIC_SUFFIX)
+}
+
+/// One person key as the keys topic carries it (its message key is `key_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: Uuid,
+    pub org_id: Uuid,
+    pub subject: String,
+    pub key: Vec<u8>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WrappedRecord {
+    key_id: Uuid,
+    org_id: Uuid,
+    created_at: chrono::DateTime<chrono::Utc>,
+    /// `{"subject", "key"}` sealed under the wrapping key, bound to `key_id`.
+    wrapped: events::personal::Sealed,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Secret {
+    subject: String,
+    key: String,
+}
+
+/// The key that wraps person keys on the topic, derived from the blind-index secret: a copy of
+/// the topic alone opens no personal field. Bound to each key's id by the cipher's associated
+/// data.
+fn wrapping_key(key_id: Uuid) -> PersonKey {
+    let derived = blind_index(secret(), "aihub-person-key-wrapping/v1");
+    let bytes = hex::decode(derived).unwrap_or_default();
+    PersonKey::from_bytes(key_id, &bytes).unwrap_or_else(PersonKey::generate)
+}
+
+impl KeyRecord {
+    /// The message value: the key and its subject wrapped, the rest in clear.
+    pub fn wrap(&self) -> Vec<u8> {
+        let secret = Secret {
+            subject: self.subject.clone(),
+            key: hex::encode(&self.key),
+        };
+        let text = serde_json::to_string(&secret).unwrap_or_default();
+        let record = WrappedRecord {
+            key_id: self.key_id,
+            org_id: self.org_id,
+            created_at: self.created_at,
+            wrapped: wrapping_key(self.key_id).seal(&text),
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
+    /// A message value back; `None` if it is not one, or does not open under this platform's
+    /// secret.
+    pub fn unwrap(value: &[u8]) -> Option<Self> {
+        let record: WrappedRecord = serde_json::from_slice(value).ok()?;
+        let text = wrapping_key(record.key_id).open(&record.wrapped)?;
+        let secret: Secret = serde_json::from_str(&text).ok()?;
+        Some(Self {
+            key_id: record.key_id,
+            org_id: record.org_id,
+            subject: secret.subject,
+            key: hex::decode(secret.key).ok()?,
+            created_at: record.created_at,
+        })
+    }
+}
+
+/// A key whose current state is not on the keys topic yet: live (publish it) or destroyed
+/// (publish a tombstone).
+pub struct PendingKey {
+    pub key_id: Uuid,
+    /// `None` once destroyed.
+    pub record: Option<KeyRecord>,
+}
+
+/// The keys to publish, at most `limit`.
+pub async fn pending_keys(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<PendingKey>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT key_id, org_id, subject, key, created_at FROM person_keys
+             WHERE publish_pending ORDER BY key_id LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let key_id: Uuid = row.get(0);
+            let subject: Option<String> = row.get(2);
+            let key: Option<Vec<u8>> = row.get(3);
+            let record = subject.zip(key).map(|(subject, key)| KeyRecord {
+                key_id,
+                org_id: row.get(1),
+                subject,
+                key,
+                created_at: row.get(4),
+            });
+            PendingKey { key_id, record }
+        })
+        .collect())
+}
+
+/// Marks keys published in the state they were read in: a key destroyed meanwhile stays
+/// pending, so its tombstone follows.
+pub async fn mark_published(
+    client: &impl GenericClient,
+    published: &[PendingKey],
+) -> Result<(), tokio_postgres::Error> {
+    let (live, gone): (Vec<&PendingKey>, Vec<&PendingKey>) =
+        published.iter().partition(|p| p.record.is_some());
+    let live: Vec<Uuid> = live.iter().map(|p| p.key_id).collect();
+    let gone: Vec<Uuid> = gone.iter().map(|p| p.key_id).collect();
+    client
+        .execute(
+            "UPDATE person_keys SET publish_pending = false
+             WHERE (key_id = ANY($1) AND key IS NOT NULL) OR (key_id = ANY($2) AND key IS NULL)",
+            &[&live, &gone],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Loads keys read back from the keys topic (a restore), keeping any the database already
+/// holds; they are on the topic, so not pending.
+pub async fn load_keys(
+    client: &impl GenericClient,
+    records: &[KeyRecord],
+) -> Result<u64, tokio_postgres::Error> {
+    let mut loaded = 0;
+    for record in records {
+        loaded += client
+            .execute(
+                "INSERT INTO person_keys (key_id, org_id, subject, key, created_at, publish_pending)
+                 VALUES ($1, $2, $3, $4, $5, false)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &record.key_id,
+                    &record.org_id,
+                    &record.subject,
+                    &record.key,
+                    &record.created_at,
+                ],
+            )
+            .await?;
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrapped_key_opens_only_as_itself() {
+        let record = KeyRecord {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            subject: "ab12".into(),
+            key: vec![7; 32],
+            created_at: chrono::Utc::now(),
+        };
+        let value = record.wrap();
+        assert_eq!(KeyRecord::unwrap(&value), Some(record.clone()));
+        let text = String::from_utf8(value.clone()).expect("json");
+        assert!(!text.contains("ab12"), "the subject is wrapped: {text}");
+        // Moved under another key id, it does not open.
+        let moved = text.replace(&record.key_id.to_string(), &Uuid::now_v7().to_string());
+        assert_eq!(KeyRecord::unwrap(moved.as_bytes()), None);
+    }
 }

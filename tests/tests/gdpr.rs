@@ -443,6 +443,55 @@ async fn an_erased_person_is_in_no_table_answer_export_or_topic_read_and_the_cha
     assert!(events.iter().any(|e| matches!(&e.payload,
         EventPayload::UserCreated(u) if u.email.shown() == other_email)));
 
+    // The keys topic: the person's key was published wrapped (never the email), and its last
+    // message is a tombstone, so compaction removes every copy; the other person's key is
+    // there, and opens to the key the database holds.
+    let erased_key = erased.body["key_ids"][0]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    let keys_topic = platform::personal::keys_topic(&env.config.topic);
+    let key_messages = read_until(
+        &env.config.kafka,
+        &keys_topic,
+        Duration::from_secs(60),
+        |seen| {
+            seen.iter()
+                .any(|m| m.key() == Some(erased_key.as_bytes()) && m.payload().is_none())
+        },
+    )
+    .await;
+    let of_erased: Vec<_> = key_messages
+        .iter()
+        .filter(|m| m.key() == Some(erased_key.as_bytes()))
+        .collect();
+    assert!(of_erased.len() >= 2, "published, then a tombstone");
+    assert!(of_erased.last().is_some_and(|m| m.payload().is_none()));
+    for message in &key_messages {
+        let text = String::from_utf8_lossy(message.payload().unwrap_or_default()).to_lowercase();
+        assert!(
+            !text.contains(&email.to_lowercase()) && !text.contains(&other_email.to_lowercase())
+        );
+    }
+    let db = env.db().await;
+    let other_key: (Uuid, Vec<u8>) = db
+        .query_one(
+            "SELECT key_id, key FROM person_keys WHERE org_id = $1 AND key IS NOT NULL
+             ORDER BY key_id LIMIT 1",
+            &[&Uuid::parse_str(&other.org_id).expect("org id")],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .expect("the other person's key");
+    let published = key_messages
+        .iter()
+        .rev()
+        .find(|m| m.key() == Some(other_key.0.to_string().as_bytes()))
+        .and_then(|m| m.payload())
+        .and_then(platform::personal::KeyRecord::unwrap)
+        .expect("the other person's key is on the keys topic and opens");
+    assert_eq!(published.key, other_key.1);
+
     // The chain hashed the ciphertext: the erasure broke nothing.
     let (ok, report) = verify_binary(&env, &tenant.org_id).await;
     assert!(ok, "aihub audit verify after the erasure: {report}");
