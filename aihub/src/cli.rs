@@ -379,6 +379,11 @@ async fn close_period(config: Config, raw: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
+    if config.personal_data_secret.is_none() {
+        tracing::warn!(
+            "AIHUB_PERSONAL_DATA_SECRET is not set: emails are indexed, and person keys wrapped, under the public development secret"
+        );
+    }
     for line in Config::describe(std::env::vars_os())? {
         tracing::info!(target: "aihub::config", "{line}");
     }

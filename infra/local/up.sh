@@ -32,6 +32,14 @@ if [ -z "${AIHUB_ADMIN_TOKEN:-}" ]; then
   AIHUB_ADMIN_TOKEN="$(cat "$AIHUB_HOME/admin-token")"
 fi
 export AIHUB_ADMIN_TOKEN
+# GDPR crypto-shredding's secret: made once and kept beside the admin token.
+if [ -z "${AIHUB_PERSONAL_DATA_SECRET:-}" ]; then
+  if [ ! -s "$AIHUB_HOME/personal-data-secret" ]; then
+    (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$AIHUB_HOME/personal-data-secret")
+  fi
+  AIHUB_PERSONAL_DATA_SECRET="$(cat "$AIHUB_HOME/personal-data-secret")"
+fi
+export AIHUB_PERSONAL_DATA_SECRET
 
 say "creating the database, migrating, creating the topic"
 "$AIHUB" bootstrap

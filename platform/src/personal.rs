@@ -37,15 +37,12 @@ const DEVELOPMENT_SECRET: [u8; 32] = *b"aihub-development-index-secret!!";
 
 static SECRET: OnceLock<IndexSecret> = OnceLock::new();
 
-/// Sets the process's blind-index secret, once, at start; later calls are ignored.
+/// Sets the process's blind-index secret, once, at start; later calls are ignored. Without one
+/// the development secret is used (`aihub serve` warns about it; the CLI's commands, whose
+/// output is data, do not).
 pub fn install(secret: Option<IndexSecret>) {
-    match secret {
-        Some(secret) => {
-            let _ = SECRET.set(secret);
-        }
-        None => tracing::warn!(
-            "AIHUB_PERSONAL_DATA_SECRET is not set: emails are indexed under the public development secret"
-        ),
+    if let Some(secret) = secret {
+        let _ = SECRET.set(secret);
     }
 }
 

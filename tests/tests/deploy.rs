@@ -32,6 +32,8 @@ fn run(command: &mut Command) -> (bool, String, String) {
     )
 }
 
+const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 fn compose() -> Command {
     let mut command = Command::new(tool("DOCKER_COMPOSE", "docker-compose"));
     command.args(["-f", "infra/docker/compose.yaml"]);
@@ -40,11 +42,21 @@ fn compose() -> Command {
 
 #[test]
 fn the_compose_file_validates_and_runs_every_role_the_issue_names() {
-    let (ok, out, err) = run(compose().arg("config").env("AIHUB_ADMIN_TOKEN", "t"));
+    // Without GDPR's secret the file refuses to start, naming it.
+    let (ok, _, err) = run(compose()
+        .arg("config")
+        .env("AIHUB_ADMIN_TOKEN", "t")
+        .env_remove("AIHUB_PERSONAL_DATA_SECRET"));
+    assert!(!ok && err.contains("AIHUB_PERSONAL_DATA_SECRET"), "{err}");
+    let (ok, out, err) = run(compose()
+        .arg("config")
+        .env("AIHUB_ADMIN_TOKEN", "t")
+        .env("AIHUB_PERSONAL_DATA_SECRET", SECRET));
     assert!(ok, "docker-compose config failed:\n{err}");
     let (ok, services, err) = run(compose()
         .args(["config", "--services"])
-        .env("AIHUB_ADMIN_TOKEN", "t"));
+        .env("AIHUB_ADMIN_TOKEN", "t")
+        .env("AIHUB_PERSONAL_DATA_SECRET", SECRET));
     assert!(ok, "{err}");
     let services: Vec<&str> = services.lines().collect();
     for wanted in [
@@ -79,7 +91,10 @@ fn the_compose_file_validates_and_runs_every_role_the_issue_names() {
     // Every AI Hub container has a read-only root filesystem.
     assert!(out.matches("read_only: true").count() >= 6, "{out}");
     // Without an admin token the file refuses to render: nobody runs it open by mistake.
-    let (ok, _, err) = run(compose().arg("config").env_remove("AIHUB_ADMIN_TOKEN"));
+    let (ok, _, err) = run(compose()
+        .arg("config")
+        .env("AIHUB_PERSONAL_DATA_SECRET", SECRET)
+        .env_remove("AIHUB_ADMIN_TOKEN"));
     assert!(!ok, "rendered without AIHUB_ADMIN_TOKEN");
     assert!(err.contains("AIHUB_ADMIN_TOKEN"), "{err}");
 }

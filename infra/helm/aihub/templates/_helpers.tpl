@@ -33,7 +33,7 @@ app.kubernetes.io/component: {{ .component }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef: {name: {{ include "aihub.databaseSecret" . }}, key: DATABASE_URL}
-{{- range $key := list "AIHUB_ADMIN_TOKENS" "OPENROUTER_API_KEY" "GEMINI_API_KEY" "OPENAI_API_KEY" "AIHUB_PAYMENT_WEBHOOK_SECRET" "KAFKA_SASL_PASSWORD" }}
+{{- range $key := list "AIHUB_ADMIN_TOKENS" "OPENROUTER_API_KEY" "GEMINI_API_KEY" "OPENAI_API_KEY" "AIHUB_PAYMENT_WEBHOOK_SECRET" "AIHUB_PERSONAL_DATA_SECRET" "AIHUB_AUDIT_SIGNING_KEY" "KAFKA_SASL_PASSWORD" }}
 - name: {{ $key }}
   valueFrom:
     secretKeyRef: {name: {{ include "aihub.secretName" $ }}, key: {{ $key }}, optional: true}
