@@ -90,6 +90,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0023_person_keys",
         include_str!("../../schemas/sql/0023_person_keys.sql"),
     ),
+    (
+        "0025_chain_head_per_statement",
+        include_str!("../../schemas/sql/0025_chain_head_per_statement.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

@@ -192,6 +192,16 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
         "{after}"
     );
 
+    // Personal fields are opened with the persons' keys, as the live read models show them.
+    let users = after["users"].as_array().expect("users");
+    assert!(
+        !users.is_empty()
+            && users
+                .iter()
+                .all(|u| u["email"].as_str().is_some_and(|e| e.contains('@'))),
+        "{after}"
+    );
+
     // Before the organization existed: nothing.
     let created_at = DateTime::parse_from_rfc3339(
         before["organization"]["created_at"]

@@ -122,7 +122,7 @@ pub async fn replay_into(
         }
         // A message that is not an event of this build (or not JSON) changes no read model: the
         // live projector skips it the same way.
-        let Some(event) = message
+        let Some(mut event) = message
             .envelope
             .and_then(|e| serde_json::from_value::<EventEnvelope>(e).ok())
         else {
@@ -138,6 +138,9 @@ pub async fn replay_into(
         if !seen.insert(event.event_id) {
             continue;
         }
+        // Personal fields as the live projection shows them: opened with the persons' keys, or
+        // `[erased]` for a person erased since.
+        platform::personal::open(client, std::slice::from_mut(&mut event)).await?;
         for sql in Tenancy.statements(&event) {
             // Cache evictions are for the live platform, not for a copy.
             if sql.text.contains("pg_notify") {
