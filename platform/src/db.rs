@@ -91,6 +91,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../schemas/sql/0023_person_keys.sql"),
     ),
     (
+        "0024_read_metrics_rollup",
+        include_str!("../../schemas/sql/0024_read_metrics_rollup.sql"),
+    ),
+    (
         "0025_chain_head_per_statement",
         include_str!("../../schemas/sql/0025_chain_head_per_statement.sql"),
     ),

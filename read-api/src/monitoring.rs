@@ -1,6 +1,10 @@
 //! The built-in metrics over `read.chat_metrics` (the metrics projection's buckets): which
 //! there are, and their values for an organization over a range, per bucket or over the whole
 //! window. An alert evaluator asks [`evaluate`]; the HTTP route asks [`series`].
+//!
+//! A query with neither a grouping nor a filter reads `read.chat_metrics_rollup` instead, the
+//! projection's one row per bucket with every dimension folded: a range of its primary key, with
+//! no `GROUP BY` for a series.
 
 use std::collections::BTreeMap;
 
@@ -219,6 +223,13 @@ async fn values(
         .iter()
         .map(|d| format!("{}::text", column(*d)))
         .collect();
+    // Every dimension folded, per bucket: the projection's rollup row answers as is.
+    let rollup = query.group_by.is_empty() && query.filter.is_empty();
+    let table = if rollup {
+        "read.chat_metrics_rollup"
+    } else {
+        "read.chat_metrics"
+    };
     let bucket = if whole { "$3::timestamptz" } else { "bucket" };
     let mut select = vec![bucket.to_string()];
     select.extend(groups.iter().cloned());
@@ -228,10 +239,20 @@ async fn values(
         Measure::Quantile(col, _) => col.to_string(),
     };
     let grouped = !matches!(query.metric.measure, Measure::Quantile(..));
-    let sql = if grouped {
+    let sql = if rollup && !whole && grouped {
+        // One rollup row per bucket: its value is the bucket's, nothing to sum.
+        let value = match query.metric.measure {
+            Measure::Sum(col) => format!("{col}::float8"),
+            _ => "errors::float8 / requests::float8".into(),
+        };
+        format!(
+            "SELECT bucket, {value} FROM {table}
+             WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4"
+        )
+    } else if grouped {
         let group_cols: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
         format!(
-            "SELECT {}, {value_columns} FROM read.chat_metrics
+            "SELECT {}, {value_columns} FROM {table}
              WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4{conditions}
              GROUP BY {}",
             select.join(", "),
@@ -239,7 +260,7 @@ async fn values(
         )
     } else {
         format!(
-            "SELECT {}, {value_columns} FROM read.chat_metrics
+            "SELECT {}, {value_columns} FROM {table}
              WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4{conditions}
                AND {value_columns} IS NOT NULL",
             select.join(", ")

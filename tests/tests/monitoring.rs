@@ -457,10 +457,78 @@ async fn builtin_series_equal_the_chat_events_for_every_grouping_and_step_and_su
         .sum();
     assert_eq!(total, 4.0);
 
+    // The ungrouped series above came from the rollup: each of its rows is the sum of the
+    // bucket's detailed rows, sketches merged byte for byte.
+    let db = m.env.db().await;
+    let rollup_rows = rollup_equals_the_detailed_rows(&db).await;
+    let buckets: usize = [60, 3_600, 86_400]
+        .iter()
+        .map(|step| {
+            calls
+                .iter()
+                .map(|c| bucket(c.at, *step))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        rollup_rows, buckets,
+        "a rollup row per minute, hour and day"
+    );
+    // And it is the rollup an unfiltered, ungrouped series reads: a change to it (undone
+    // below) shows there and nowhere else.
+    let busiest = calls
+        .iter()
+        .map(|c| bucket(c.at, 86_400))
+        .max()
+        .expect("calls");
+    let day = |body: &Value| -> f64 {
+        body["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .flat_map(|s| s["points"].as_array().cloned().unwrap_or_default())
+            .filter(|p| {
+                p["t"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    == Some(busiest.into())
+            })
+            .map(|p| p["value"].as_f64().expect("value"))
+            .sum()
+    };
+    let requests = |group_by: &str| {
+        format!("/api/v1/monitoring/metrics/chat.requests/data?from={from}&to={to}&step=1d&group_by={group_by}")
+    };
+    let (before, by_model) = (
+        day(&reader.get(&requests("")).await.body),
+        day(&reader.get(&requests("model")).await.body),
+    );
+    assert_eq!(before, by_model);
+    let shift = |delta: i64| {
+        let db = &db;
+        let org: uuid::Uuid = org.parse().expect("org");
+        async move {
+            db.execute(
+                "UPDATE read.chat_metrics_rollup SET requests = requests + $1 WHERE org_id = $2 AND step = 86400 AND bucket = $3",
+                &[&delta, &org, &busiest],
+            )
+            .await
+            .expect("shift")
+        }
+    };
+    assert_eq!(shift(1_000).await, 1);
+    assert_eq!(day(&reader.get(&requests("")).await.body), before + 1_000.0);
+    assert_eq!(day(&reader.get(&requests("model")).await.body), by_model);
+    assert_eq!(shift(-1_000).await, 1);
+
     // `aihub replay` of the metrics projection gives the same rows, sketches byte for byte.
     let order = "org_id, step, bucket, model, provider NULLS FIRST, api_key_id NULLS FIRST, team_id NULLS FIRST, user_id NULLS FIRST";
     let live = m.env.dump("read.chat_metrics", order).await;
     assert!(live.len() > 3, "{live:?}");
+    let rollup_order = "org_id, step, bucket";
+    let live_rollup = m.env.dump("read.chat_metrics_rollup", rollup_order).await;
+    assert_eq!(live_rollup.len(), rollup_rows);
     m.app.stop().await;
     let output = m
         .env
@@ -475,6 +543,59 @@ async fn builtin_series_equal_the_chat_events_for_every_grouping_and_step_and_su
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(m.env.dump("read.chat_metrics", order).await, live);
+    assert_eq!(
+        m.env.dump("read.chat_metrics_rollup", rollup_order).await,
+        live_rollup
+    );
+    assert_eq!(rollup_equals_the_detailed_rows(&db).await, rollup_rows);
+}
+
+/// Asserts that every row of `read.chat_metrics_rollup` holds the sums of its bucket's rows in
+/// `read.chat_metrics` and the merge of their sketches (and that no bucket lacks one); returns
+/// how many rollup rows there are.
+async fn rollup_equals_the_detailed_rows(db: &tokio_postgres::Client) -> usize {
+    type Bucket = (uuid::Uuid, i32, DateTime<Utc>);
+    type Sums = (Vec<i64>, Sketch, Option<Sketch>);
+    let counters = "requests, errors, prompt_tokens, completion_tokens, total_tokens, cost_micros, quota_refusals, failovers";
+    let read = |table: &'static str| {
+        let sql = format!(
+            "SELECT org_id, step, bucket, latency_ms, ttft_ms, ARRAY[{counters}] FROM {table}"
+        );
+        async move {
+            let mut sums: BTreeMap<Bucket, Sums> = BTreeMap::new();
+            for row in db.query(&sql, &[]).await.expect(table) {
+                let entry = sums
+                    .entry((row.get(0), row.get(1), row.get(2)))
+                    .or_insert_with(|| (vec![0; 8], Sketch::new(), None));
+                for (sum, value) in entry.0.iter_mut().zip(row.get::<_, Vec<i64>>(5)) {
+                    *sum += value;
+                }
+                entry
+                    .1
+                    .merge(&Sketch::decode(row.get::<_, &[u8]>(3)).expect("latency"));
+                if let Some(ttft) = row.get::<_, Option<&[u8]>>(4) {
+                    entry
+                        .2
+                        .get_or_insert_with(Sketch::new)
+                        .merge(&Sketch::decode(ttft).expect("ttft"));
+                }
+            }
+            sums.into_iter()
+                .map(|(k, (c, l, t))| (k, (c, l.encode(), t.map(|t| t.encode()))))
+                .collect::<BTreeMap<_, _>>()
+        }
+    };
+    let rollup = read("read.chat_metrics_rollup").await;
+    let detailed = read("read.chat_metrics").await;
+    assert!(!rollup.is_empty());
+    assert_eq!(
+        rollup.keys().collect::<Vec<_>>(),
+        detailed.keys().collect::<Vec<_>>()
+    );
+    for (bucket, sums) in &detailed {
+        assert_eq!(&rollup[bucket], sums, "rollup of {bucket:?}");
+    }
+    rollup.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

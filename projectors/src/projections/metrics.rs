@@ -3,9 +3,13 @@
 //! provider, API key, team, user), in `read.chat_metrics`. Counters add; latency and time to
 //! first token are sketches that merge exactly (`platform::sketch`).
 //!
+//! Beside each bucket's detailed rows, `read.chat_metrics_rollup` holds the bucket with every
+//! dimension folded ([`rollup`]), so an ungrouped series reads one row per bucket.
+//!
 //! A batch is folded in memory first ([`fold`], pure), so a busy minute costs one row update per
-//! batch rather than one per call; the sketches of the touched rows are then read, merged and
-//! written back in the runner's transaction (two statements for the whole batch).
+//! batch rather than one per call; the sketches of the touched rows of both tables are then read,
+//! merged and written back in the runner's transaction: four statements for the whole batch,
+//! pipelined in two round trips.
 
 use std::collections::BTreeMap;
 
@@ -140,6 +144,30 @@ pub fn fold(events: &[&EventEnvelope]) -> BTreeMap<Key, Cell> {
     cells
 }
 
+/// One row of `read.chat_metrics_rollup`: an organization's bucket, every dimension folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RollupKey {
+    pub org_id: Uuid,
+    pub step: i32,
+    pub bucket: DateTime<Utc>,
+}
+
+/// The folded cells summed over their dimensions: what the batch adds to each bucket's rollup.
+pub fn rollup(cells: &BTreeMap<Key, Cell>) -> BTreeMap<RollupKey, Cell> {
+    let mut rolled: BTreeMap<RollupKey, Cell> = BTreeMap::new();
+    for (key, cell) in cells {
+        rolled
+            .entry(RollupKey {
+                org_id: key.org_id,
+                step: key.step,
+                bucket: key.bucket,
+            })
+            .or_default()
+            .merge(cell);
+    }
+    rolled
+}
+
 /// The touched rows' stored sketches, locked for the rest of the transaction.
 const STORED: &str = "SELECT k.n, m.latency_ms, m.ttft_ms
     FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[])
@@ -166,6 +194,29 @@ const UPSERT: &str = "INSERT INTO read.chat_metrics (org_id, step, bucket, model
         cost_micros = chat_metrics.cost_micros + EXCLUDED.cost_micros,
         quota_refusals = chat_metrics.quota_refusals + EXCLUDED.quota_refusals,
         failovers = chat_metrics.failovers + EXCLUDED.failovers,
+        latency_ms = EXCLUDED.latency_ms,
+        ttft_ms = EXCLUDED.ttft_ms";
+
+/// `STORED` for the rollup rows.
+const STORED_ROLLUP: &str = "SELECT k.n, m.latency_ms, m.ttft_ms
+    FROM unnest($1::uuid[], $2::int[], $3::timestamptz[]) WITH ORDINALITY AS k(org_id, step, bucket, n)
+    JOIN read.chat_metrics_rollup m ON m.org_id = k.org_id AND m.step = k.step AND m.bucket = k.bucket
+    FOR UPDATE OF m";
+
+/// `UPSERT` for the rollup rows.
+const UPSERT_ROLLUP: &str = "INSERT INTO read.chat_metrics_rollup (org_id, step, bucket, requests, errors,
+        prompt_tokens, completion_tokens, total_tokens, cost_micros, quota_refusals, failovers, latency_ms, ttft_ms)
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[],
+        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bytea[], $13::bytea[])
+    ON CONFLICT (org_id, step, bucket) DO UPDATE SET
+        requests = chat_metrics_rollup.requests + EXCLUDED.requests,
+        errors = chat_metrics_rollup.errors + EXCLUDED.errors,
+        prompt_tokens = chat_metrics_rollup.prompt_tokens + EXCLUDED.prompt_tokens,
+        completion_tokens = chat_metrics_rollup.completion_tokens + EXCLUDED.completion_tokens,
+        total_tokens = chat_metrics_rollup.total_tokens + EXCLUDED.total_tokens,
+        cost_micros = chat_metrics_rollup.cost_micros + EXCLUDED.cost_micros,
+        quota_refusals = chat_metrics_rollup.quota_refusals + EXCLUDED.quota_refusals,
+        failovers = chat_metrics_rollup.failovers + EXCLUDED.failovers,
         latency_ms = EXCLUDED.latency_ms,
         ttft_ms = EXCLUDED.ttft_ms";
 
@@ -220,6 +271,92 @@ impl KeyColumns {
     }
 }
 
+/// The rollup keys' columns as arrays: `STORED_ROLLUP`'s and `UPSERT_ROLLUP`'s first three.
+struct RollupColumns {
+    org_id: Vec<Uuid>,
+    step: Vec<i32>,
+    bucket: Vec<DateTime<Utc>>,
+}
+
+impl RollupColumns {
+    fn of(keys: &[RollupKey]) -> Self {
+        RollupColumns {
+            org_id: keys.iter().map(|k| k.org_id).collect(),
+            step: keys.iter().map(|k| k.step).collect(),
+            bucket: keys.iter().map(|k| k.bucket).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
+        [&self.org_id, &self.step, &self.bucket]
+    }
+}
+
+/// The cells' value columns as arrays, in the order the upserts take them after the keys.
+struct CellColumns {
+    counters: [Vec<i64>; 8],
+    latency: Vec<Vec<u8>>,
+    ttft: Vec<Option<Vec<u8>>>,
+}
+
+impl CellColumns {
+    fn of(cells: &[Cell]) -> Self {
+        let column = |f: fn(&Cell) -> i64| cells.iter().map(f).collect::<Vec<i64>>();
+        CellColumns {
+            counters: [
+                column(|c| c.requests),
+                column(|c| c.errors),
+                column(|c| c.prompt_tokens),
+                column(|c| c.completion_tokens),
+                column(|c| c.total_tokens),
+                column(|c| c.cost_micros),
+                column(|c| c.quota_refusals),
+                column(|c| c.failovers),
+            ],
+            latency: cells.iter().map(|c| c.latency_ms.encode()).collect(),
+            ttft: cells
+                .iter()
+                .map(|c| c.ttft_ms.as_ref().map(Sketch::encode))
+                .collect(),
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = self
+            .counters
+            .iter()
+            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        params.push(&self.latency);
+        params.push(&self.ttft);
+        params
+    }
+}
+
+/// Merges the stored sketches (`n`, latency, ttft rows of a `STORED` query, `n` counting the
+/// cells from 1) into the batch's cells, which then hold what the rows will.
+fn merge_stored(rows: &[tokio_postgres::Row], cells: &mut [Cell]) -> anyhow::Result<()> {
+    for row in rows {
+        let n: i64 = row.get(0);
+        let Some(cell) = usize::try_from(n - 1).ok().and_then(|i| cells.get_mut(i)) else {
+            continue;
+        };
+        let mut merged = Sketch::decode(row.get::<_, &[u8]>(1))?;
+        merged.merge(&cell.latency_ms);
+        cell.latency_ms = merged;
+        if let Some(ttft) = row.get::<_, Option<&[u8]>>(2) {
+            let mut merged = Sketch::decode(ttft)?;
+            if let Some(mine) = &cell.ttft_ms {
+                merged.merge(mine);
+            }
+            cell.ttft_ms = Some(merged);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the batch's cells and their rollup: the stored sketches of both tables are read in one
+/// round trip (two statements pipelined), merged, and both upserts sent in another.
 async fn write(
     tx: &platform::db::Transaction<'_>,
     cells: BTreeMap<Key, Cell>,
@@ -227,55 +364,34 @@ async fn write(
     if cells.is_empty() {
         return Ok(());
     }
+    let (rollup_keys, mut rollup_cells): (Vec<RollupKey>, Vec<Cell>) =
+        rollup(&cells).into_iter().unzip();
     let (keys, mut cells): (Vec<Key>, Vec<Cell>) = cells.into_iter().unzip();
     let columns = KeyColumns::of(keys.iter());
-    let stored = tx.query(STORED, &columns.params()).await?;
-    for row in stored {
-        let n: i64 = row.get(0);
-        let Some(cell) = usize::try_from(n - 1).ok().and_then(|i| cells.get_mut(i)) else {
-            continue;
-        };
-        let latency: Vec<u8> = row.get(1);
-        let mut merged = Sketch::decode(&latency)?;
-        merged.merge(&cell.latency_ms);
-        cell.latency_ms = merged;
-        if let Some(ttft) = row.get::<_, Option<Vec<u8>>>(2) {
-            let mut merged = Sketch::decode(&ttft)?;
-            if let Some(mine) = &cell.ttft_ms {
-                merged.merge(mine);
-            }
-            cell.ttft_ms = Some(merged);
-        }
-    }
-    let column = |f: fn(&Cell) -> i64| cells.iter().map(f).collect::<Vec<i64>>();
-    let requests = column(|c| c.requests);
-    let errors = column(|c| c.errors);
-    let prompt = column(|c| c.prompt_tokens);
-    let completion = column(|c| c.completion_tokens);
-    let total = column(|c| c.total_tokens);
-    let cost = column(|c| c.cost_micros);
-    let refusals = column(|c| c.quota_refusals);
-    let failovers = column(|c| c.failovers);
-    let latency: Vec<Vec<u8>> = cells.iter().map(|c| c.latency_ms.encode()).collect();
-    let ttft: Vec<Option<Vec<u8>>> = cells
-        .iter()
-        .map(|c| c.ttft_ms.as_ref().map(Sketch::encode))
-        .collect();
-    let cells_columns: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-        &requests,
-        &errors,
-        &prompt,
-        &completion,
-        &total,
-        &cost,
-        &refusals,
-        &failovers,
-        &latency,
-        &ttft,
-    ];
+    let rollup_columns = RollupColumns::of(&rollup_keys);
+    let (stored, upsert, stored_rollup, upsert_rollup) = futures::try_join!(
+        tx.prepare_cached(STORED),
+        tx.prepare_cached(UPSERT),
+        tx.prepare_cached(STORED_ROLLUP),
+        tx.prepare_cached(UPSERT_ROLLUP),
+    )?;
+    let (key_params, rollup_key_params) = (columns.params(), rollup_columns.params());
+    let (rows, rollup_rows) = futures::try_join!(
+        tx.query(&stored, &key_params),
+        tx.query(&stored_rollup, &rollup_key_params),
+    )?;
+    merge_stored(&rows, &mut cells)?;
+    merge_stored(&rollup_rows, &mut rollup_cells)?;
+    let values = CellColumns::of(&cells);
+    let rollup_values = CellColumns::of(&rollup_cells);
     let mut params = columns.params().to_vec();
-    params.extend_from_slice(&cells_columns);
-    tx.execute(UPSERT, &params).await?;
+    params.extend(values.params());
+    let mut rollup_params = rollup_columns.params().to_vec();
+    rollup_params.extend(rollup_values.params());
+    futures::try_join!(
+        tx.execute(&upsert, &params),
+        tx.execute(&upsert_rollup, &rollup_params),
+    )?;
     Ok(())
 }
 
@@ -301,6 +417,7 @@ impl Projection for Metrics {
     fn tables(&self) -> &'static [&'static str] {
         &[
             "read.chat_metrics",
+            "read.chat_metrics_rollup",
             "read.custom_metrics",
             "read.custom_metric_values",
             "read.custom_metric_distinct",
@@ -496,6 +613,56 @@ mod tests {
         );
         assert!(tried.ttft_ms.is_none());
         assert_eq!(tried.total_tokens, 0);
+    }
+
+    #[test]
+    fn the_rollup_of_a_bucket_folds_every_grouping_of_it() {
+        let events = [
+            ok("2026-11-05T10:15:01Z", "gpt-4o", 1, 100),
+            ok("2026-11-05T10:15:02Z", "gpt-4o-mini", 2, 300),
+            failed("2026-11-05T10:15:03Z", QUOTA_REFUSED, 0),
+            failed("2026-11-05T10:16:00Z", "upstream_unavailable", 2),
+        ];
+        let refs: Vec<&EventEnvelope> = events.iter().collect();
+        let cells = fold(&refs);
+        let rolled = rollup(&cells);
+        // Two minutes, one hour, one day.
+        assert_eq!(rolled.len(), 4);
+        for (key, total) in &rolled {
+            let parts: Vec<&Cell> = cells
+                .iter()
+                .filter(|(k, _)| (k.org_id, k.step, k.bucket) == (key.org_id, key.step, key.bucket))
+                .map(|(_, c)| c)
+                .collect();
+            let sum = |f: fn(&Cell) -> i64| parts.iter().map(|c| f(c)).sum::<i64>();
+            assert_eq!(total.requests, sum(|c| c.requests));
+            assert_eq!(total.errors, sum(|c| c.errors));
+            assert_eq!(total.total_tokens, sum(|c| c.total_tokens));
+            assert_eq!(total.quota_refusals, sum(|c| c.quota_refusals));
+            assert_eq!(total.failovers, sum(|c| c.failovers));
+            assert_eq!(
+                total.latency_ms.count(),
+                sum(|c| c.latency_ms.count() as i64) as u64
+            );
+            let mut merged = Sketch::new();
+            for part in &parts {
+                merged.merge(&part.latency_ms);
+            }
+            assert_eq!(total.latency_ms.encode(), merged.encode());
+        }
+        let minute = rolled
+            .iter()
+            .find(|(k, _)| k.step == 60 && k.bucket.to_rfc3339() == "2026-11-05T10:15:00+00:00")
+            .unwrap()
+            .1;
+        assert_eq!(
+            (minute.requests, minute.errors, minute.quota_refusals),
+            (3, 1, 1)
+        );
+        assert_eq!(minute.ttft_ms.as_ref().map(Sketch::count), Some(2));
+        let day = rolled.iter().find(|(k, _)| k.step == 86_400).unwrap().1;
+        assert_eq!((day.requests, day.errors, day.failovers), (4, 2, 2));
+        assert_eq!(day.latency_ms.max(), Some(300.0));
     }
 
     #[test]
