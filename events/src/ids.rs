@@ -377,15 +377,48 @@ impl From<DateTime<Utc>> for Timestamp {
     }
 }
 
+/// `to_rfc3339_opts(SecondsFormat::Millis, true)` written into `buf` without chrono's formatting
+/// machinery (an answer may hold a month of minutes, 43,200 instants); `None` for what that
+/// format writes otherwise (a year outside 0..=9999, a leap second), which chrono then writes.
+fn rfc3339_millis<'b>(at: &DateTime<Utc>, buf: &'b mut [u8; 24]) -> Option<&'b str> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9_999)?;
+    let nanos = at.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    *buf = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |end: usize, mut value: u32, width: usize| {
+        for i in 0..width {
+            buf[end - i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(3, year, 4);
+    put(6, at.month(), 2);
+    put(9, at.day(), 2);
+    put(12, at.hour(), 2);
+    put(15, at.minute(), 2);
+    put(18, at.second(), 2);
+    put(22, nanos / 1_000_000, 3);
+    std::str::from_utf8(buf).ok()
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true))
+        match rfc3339_millis(&self.0, &mut [0; 24]) {
+            Some(written) => f.write_str(written),
+            None => f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        }
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match rfc3339_millis(&self.0, &mut [0; 24]) {
+            Some(written) => s.serialize_str(written),
+            None => s.collect_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        }
     }
 }
 
@@ -411,6 +444,39 @@ impl JsonSchema for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let chrono = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        // From year 0 to 9999 by an odd stride in milliseconds, so every field and fraction
+        // varies; then the edges and what the fast path leaves to chrono.
+        let (first, last) = (-62_167_219_200_000_i64, 253_402_300_799_999_i64);
+        let mut millis = first;
+        let mut checked = 0;
+        while millis <= last {
+            let at = DateTime::from_timestamp_millis(millis).expect("in range");
+            assert_eq!(Timestamp(at).to_string(), chrono(at), "{millis}");
+            millis += 7_777_777_123;
+            checked += 1;
+        }
+        assert!(checked > 40_000);
+        let mut edges: Vec<DateTime<Utc>> = [first, last, 0, -1, 1_795_000_000_000]
+            .iter()
+            .map(|m| DateTime::from_timestamp_millis(*m).expect("in range"))
+            .collect();
+        edges.push(DateTime::from_timestamp(1_795_000_000, 999_999_999).expect("ns"));
+        edges.push(DateTime::from_timestamp(-62_167_219_201, 0).expect("year -1"));
+        edges.push(DateTime::from_timestamp(253_402_300_800, 0).expect("year 10000"));
+        // A leap second: chrono writes second 60.
+        edges.push(DateTime::from_timestamp(1_483_228_799, 1_500_000_000).expect("leap"));
+        for at in edges {
+            assert_eq!(Timestamp(at).to_string(), chrono(at));
+            assert_eq!(
+                serde_json::to_string(&Timestamp(at)).expect("json"),
+                format!("\"{}\"", chrono(at))
+            );
+        }
+    }
 
     #[test]
     fn stream_ids_name_their_kind_and_key() {
