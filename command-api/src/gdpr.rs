@@ -12,7 +12,7 @@ use api::gdpr::{
     PersonRole, PersonUsage, PersonUser, PersonalData, PersonalDataObject,
 };
 use events::personal::{PersonErased, PersonExported};
-use events::{EventPayload, StreamId};
+use events::{EventEnvelope, EventPayload, StreamId};
 use platform::access::Permission;
 use platform::http::Json;
 use platform::ApiError;
@@ -76,6 +76,18 @@ async fn subject(ctx: &Ctx, body: &DataSubjectRequest) -> Result<Subject, ApiErr
     })
 }
 
+/// A data-subject request's event, on a stream of its own in the person's organization.
+fn request_events(ctx: &Ctx, subject: &Subject, payloads: Vec<EventPayload>) -> Vec<EventEnvelope> {
+    Stream {
+        id: StreamId::person_request(Uuid::now_v7()),
+        org_id: Some(subject.org_id),
+        version: 0,
+        actor: &ctx.actor,
+        correlation_id: &ctx.request_id,
+    }
+    .envelopes(payloads)
+}
+
 /// The projections `gather` reads.
 const GATHERED_FROM: [&str; 3] = [TENANCY, "audit", "usage"];
 
@@ -91,16 +103,13 @@ async fn access(
     Json(body): Json<DataSubjectRequest>,
 ) -> Result<axum::Json<PersonalData>, ApiError> {
     let subject = subject(&ctx, &body).await?;
-    let stream = Stream {
-        id: StreamId::person_request(Uuid::now_v7()),
-        org_id: Some(subject.org_id),
-        version: 0,
-        actor: &ctx.actor,
-        correlation_id: &ctx.request_id,
-    };
-    let events = stream.envelopes(vec![EventPayload::PersonExported(PersonExported {
-        user_ids: subject.user_id.into_iter().collect(),
-    })]);
+    let events = request_events(
+        &ctx,
+        &subject,
+        vec![EventPayload::PersonExported(PersonExported {
+            user_ids: subject.user_id.into_iter().collect(),
+        })],
+    );
     // The request is recorded first, and the answer waits until the read models it is gathered
     // from have applied it: every event of the organization sits before it in the same
     // partition, so nothing written before the request is missing from the answer.
@@ -140,17 +149,14 @@ async fn erasure(
 ) -> Result<axum::Json<Erasure>, ApiError> {
     ctx.principal.require(Permission::UsersWrite)?;
     let subject = subject(&ctx, &body).await?;
-    let stream = Stream {
-        id: StreamId::person_request(Uuid::now_v7()),
-        org_id: Some(subject.org_id),
-        version: 0,
-        actor: &ctx.actor,
-        correlation_id: &ctx.request_id,
-    };
-    let events = stream.envelopes(vec![EventPayload::PersonErased(PersonErased {
-        key_ids: subject.key_ids.clone(),
-        user_ids: subject.user_id.into_iter().collect(),
-    })]);
+    let events = request_events(
+        &ctx,
+        &subject,
+        vec![EventPayload::PersonErased(PersonErased {
+            key_ids: subject.key_ids.clone(),
+            user_ids: subject.user_id.into_iter().collect(),
+        })],
+    );
     let claims: Vec<(Claim, String)> = subject
         .user_id
         .map(|id| {

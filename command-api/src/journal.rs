@@ -132,7 +132,7 @@ impl Journal {
             }
         }
         lock_chains(&tx, events).await?;
-        let events = &sealed(&tx, events).await?;
+        let events = &*sealed(&tx, events).await?;
         let insert = tx.prepare_cached(INSERT).await?;
         let columns = Columns::of(events);
         let inserted = match tx.execute(&insert, &columns.params()).await {
@@ -200,14 +200,18 @@ async fn lock_chains(
 /// The events as the journal keeps them: personal fields sealed with their persons' keys (made
 /// in this transaction for a person seen first), before the content hash the chain links is
 /// computed, so the chain hashes the ciphertext and shredding a key never breaks it.
-async fn sealed(
+/// A batch without personal data (the gateway's chat events) is not copied.
+async fn sealed<'e>(
     tx: &platform::db::Transaction<'_>,
-    events: &[EventEnvelope],
-) -> Result<Vec<EventEnvelope>, JournalError> {
+    events: &'e [EventEnvelope],
+) -> Result<std::borrow::Cow<'e, [EventEnvelope]>, JournalError> {
+    if events.iter().all(|e| e.payload.subject_email().is_none()) {
+        return Ok(std::borrow::Cow::Borrowed(events));
+    }
     let mut events = events.to_vec();
     let pg: &tokio_postgres::Transaction<'_> = tx;
     platform::personal::seal(pg, &mut events).await?;
-    Ok(events)
+    Ok(std::borrow::Cow::Owned(events))
 }
 
 /// A batch of events as the columns `INSERT` takes.
@@ -269,7 +273,7 @@ impl Journal {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         lock_chains(&tx, events).await?;
-        let events = &sealed(&tx, events).await?;
+        let events = &*sealed(&tx, events).await?;
         let columns = Columns::of(events);
         // The chain trigger skips rows already in the journal (it holds the head, so it sees
         // them); ON CONFLICT stays for rows whose twin is being inserted by this same batch.
