@@ -44,6 +44,12 @@ pub trait Projection: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str];
     /// The statements that apply one event; none for event types it does not care about.
     fn statements(&self, event: &EventEnvelope) -> Vec<Sql>;
+    /// Whether events of this type (the message's `ce_type` header) can change this projection.
+    /// The runner neither decodes nor records the others: the gateway's chat events are most
+    /// of the topic, and a projection that never reads them should not pay for them.
+    fn handles(&self, _event_type: &str) -> bool {
+        true
+    }
     /// A projection that folds a whole batch in memory before it writes (the metrics' buckets:
     /// a thousand calls of one minute are one row, not a thousand updates of it) says so here.
     fn fold(&self) -> Option<&dyn Fold> {
@@ -82,4 +88,44 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
 
 pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
     all().into_iter().find(|p| p.name() == name)
+}
+
+#[cfg(test)]
+mod handled_types {
+    use events::EventPayload;
+
+    fn handled_by(name: &str) -> Vec<&'static str> {
+        let projection = crate::by_name(name).expect("projection");
+        EventPayload::TYPES
+            .iter()
+            .copied()
+            .filter(|t| projection.handles(t))
+            .collect()
+    }
+
+    #[test]
+    fn the_chat_calls_reach_exactly_the_projections_that_read_them() {
+        let readers: Vec<&str> = crate::all()
+            .iter()
+            .filter(|p| {
+                p.handles("chat.completion.succeeded") && p.handles("chat.completion.failed")
+            })
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(readers, ["tenancy", "audit", "usage", "metrics"]);
+        assert_eq!(handled_by("catalog"), ["catalog.synced"]);
+        assert_eq!(
+            handled_by("alerting"),
+            [
+                "alert_rule.created",
+                "alert_rule.updated",
+                "alert_rule.deleted",
+                "alert.triggered",
+                "alert.acknowledged",
+                "alert.resolved",
+                "notification.delivered",
+                "notification.failed",
+            ]
+        );
+    }
 }

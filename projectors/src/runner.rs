@@ -18,7 +18,7 @@ use platform::db::PgPool;
 use platform::detached::Detached;
 use platform::metrics;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
@@ -199,8 +199,8 @@ async fn consume_with(
                 .or_default()
                 .push(message);
         }
-        for (partition, messages) in by_partition {
-            worker.apply(partition, messages).await?;
+        if !by_partition.is_empty() {
+            worker.apply(by_partition).await?;
         }
         if let Some(until) = until {
             if worker.caught_up(until).await? {
@@ -237,83 +237,112 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    async fn apply(&mut self, partition: i32, messages: Vec<OwnedMessage>) -> anyhow::Result<()> {
+    /// Applies a batch, every partition of it in one transaction: the stored offsets of all its
+    /// partitions are read (and locked) in one statement, the fresh events of all of them
+    /// applied together, and every partition's next offset written in one statement. A
+    /// partition whose first message does not follow its stored offset takes no part: the
+    /// consumer seeks it instead. An unreadable event stops its own partition there (what came
+    /// before it is applied and committed) and is reported after the commit.
+    async fn apply(&mut self, by_partition: BTreeMap<i32, Vec<OwnedMessage>>) -> anyhow::Result<()> {
         let name = self.projection.name();
         let mut client = self.pool.get().await.context("connecting to Postgres")?;
         let tx = client.transaction().await?;
-        let stored: Option<i64> = tx
-            .query_opt(
-                "SELECT next_offset FROM projector_offsets WHERE projection = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-                &[&name, &self.topic, &partition],
+        let partitions: Vec<i32> = by_partition.keys().copied().collect();
+        let stored: HashMap<i32, i64> = tx
+            .query(
+                "SELECT partition, next_offset FROM projector_offsets
+                 WHERE projection = $1 AND topic = $2 AND partition = ANY($3) ORDER BY partition FOR UPDATE",
+                &[&name, &self.topic, &partitions],
             )
             .await?
-            .map(|row| row.get(0));
-        let first_offset = messages.first().map(Message::offset).unwrap_or_default();
-        let expected = match stored {
-            Some(next) => next,
-            None if self.rewound.contains(&partition) => first_offset,
-            None => 0,
-        };
-        let fresh: Vec<&OwnedMessage> =
-            messages.iter().filter(|m| m.offset() >= expected).collect();
-        match fresh.first() {
-            None => {
-                // Everything here was applied already; jump ahead rather than re-read the rest.
-                drop(tx);
-                self.seek(partition, expected);
-                return Ok(());
-            }
-            Some(m) if m.offset() != expected => {
-                drop(tx);
-                if stored.is_none() {
-                    self.rewound.insert(partition);
-                    self.seek_beginning(partition);
-                } else {
-                    self.seek(partition, expected);
-                }
-                return Ok(());
-            }
-            Some(_) => {}
-        }
-        self.rewound.remove(&partition);
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
 
-        let mut next = fresh.last().map_or(expected, |m| m.offset() + 1);
-        let mut events = Vec::with_capacity(fresh.len());
+        let mut events = Vec::new();
+        let mut next_offsets: Vec<(i32, i64)> = Vec::with_capacity(by_partition.len());
         let mut unreadable = None;
-        for message in fresh {
-            match message.payload().map(EventEnvelope::decode) {
-                Some(Ok(event)) => events.push(event),
-                Some(Err(e)) => {
-                    // Never skipped: what came before it is applied and committed, and the
-                    // projection stops here until a build that reads it is deployed.
-                    metrics::EVENTS_PROJECTED
-                        .with_label_values(&[name, "unreadable"])
-                        .inc();
-                    next = message.offset();
-                    unreadable = Some(Unreadable {
-                        partition,
-                        offset: message.offset(),
-                        error: e.to_string(),
-                    });
-                    break;
+        for (partition, messages) in &by_partition {
+            let partition = *partition;
+            let first_offset = messages.first().map(Message::offset).unwrap_or_default();
+            let expected = match stored.get(&partition) {
+                Some(next) => *next,
+                None if self.rewound.contains(&partition) => first_offset,
+                None => 0,
+            };
+            let fresh: Vec<&OwnedMessage> =
+                messages.iter().filter(|m| m.offset() >= expected).collect();
+            match fresh.first() {
+                None => {
+                    // Everything here was applied already; jump ahead rather than re-read the rest.
+                    self.seek(partition, expected);
+                    continue;
                 }
-                // A message without a payload carries no event (a tombstone): nothing to apply.
-                None => {}
+                Some(m) if m.offset() != expected => {
+                    if stored.contains_key(&partition) {
+                        self.seek(partition, expected);
+                    } else {
+                        self.rewound.insert(partition);
+                        self.seek_beginning(partition);
+                    }
+                    continue;
+                }
+                Some(_) => {}
             }
+            self.rewound.remove(&partition);
+            let mut next = fresh.last().map_or(expected, |m| m.offset() + 1);
+            for message in fresh {
+                if !self.handles(message) {
+                    continue;
+                }
+                match message.payload().map(EventEnvelope::decode) {
+                    Some(Ok(event)) => events.push(event),
+                    Some(Err(e)) => {
+                        // Never skipped: what came before it is applied and committed, and the
+                        // partition stops here until a build that reads it is deployed.
+                        metrics::EVENTS_PROJECTED
+                            .with_label_values(&[name, "unreadable"])
+                            .inc();
+                        next = message.offset();
+                        unreadable.get_or_insert(Unreadable {
+                            partition,
+                            offset: message.offset(),
+                            error: e.to_string(),
+                        });
+                        break;
+                    }
+                    // A message without a payload carries no event (a tombstone): nothing to apply.
+                    None => {}
+                }
+            }
+            next_offsets.push((partition, next));
+        }
+        if next_offsets.is_empty() {
+            return Ok(());
         }
         if self.projection.opens_personal_data() {
             let pg: &tokio_postgres::Transaction<'_> = &tx;
             platform::personal::open(pg, &mut events).await?;
         }
         let applied = self.apply_events(&tx, &events).await?;
+        let (written, offsets): (Vec<i32>, Vec<i64>) = next_offsets.iter().copied().unzip();
         tx.execute(
             "INSERT INTO projector_offsets (projection, topic, partition, next_offset, updated_at)
-             VALUES ($1, $2, $3, $4, now())
+             SELECT $1, $2, p, o, now() FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
              ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-            &[&name, &self.topic, &partition, &next],
+            &[&name, &self.topic, &written, &offsets],
         )
         .await?;
-        for chunk in applied.chunks(IDS_PER_NOTIFY) {
+        // Only what a command may wait for: the gateway's chat events are appended by the
+        // gateway, which never waits, and at its rate their ids would flood every process's
+        // listener (and serialize commits on the notification queue) for nothing.
+        let chat: HashSet<uuid::Uuid> = events
+            .iter()
+            .filter(|e| e.stream_id.kind() == Some(events::StreamKind::Chat))
+            .map(|e| e.event_id)
+            .collect();
+        let waited: Vec<&uuid::Uuid> = applied.iter().filter(|id| !chat.contains(id)).collect();
+        for chunk in waited.chunks(IDS_PER_NOTIFY) {
             let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
             let payload = format!("{name}:{}", ids.join(","));
             tx.execute("SELECT pg_notify('aihub_projected', $1)", &[&payload])
@@ -326,12 +355,10 @@ impl Worker<'_> {
 
         // A hint for the next start; Postgres stays the truth.
         let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(self.topic, partition, Offset::Offset(next))
-            .is_ok()
-        {
-            let _ = self.consumer.commit(&tpl, CommitMode::Async);
+        for (partition, next) in &next_offsets {
+            let _ = tpl.add_partition_offset(self.topic, *partition, Offset::Offset(*next));
         }
+        let _ = self.consumer.commit(&tpl, CommitMode::Async);
         match unreadable {
             Some(stop) => Err(stop.into()),
             None => Ok(()),
@@ -406,6 +433,20 @@ impl Worker<'_> {
                 .with_context(|| format!("{name} folding {} events", new_events.len()))?;
         }
         Ok(applied)
+    }
+
+    /// False only for a message whose `ce_type` header names a type the projection ignores; a
+    /// message without the header is decoded and offered as ever.
+    fn handles(&self, message: &OwnedMessage) -> bool {
+        let Some(headers) = message.headers() else {
+            return true;
+        };
+        headers
+            .iter()
+            .find(|h| h.key == "ce_type")
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .is_none_or(|event_type| self.projection.handles(event_type))
     }
 
     fn seek(&self, partition: i32, offset: i64) {

@@ -63,8 +63,11 @@ async fn main() {
             .db()
             .await
             .query(
-                "SELECT projection, count(*) FROM projector_applied GROUP BY projection",
-                &[],
+                // Offsets, not applied marks: a projection that does not read chat events
+                // skips them unread and marks none.
+                "SELECT projection, COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets
+                 WHERE topic = $1 GROUP BY projection",
+                &[&env.config.topic],
             )
             .await
             .expect("applied");
@@ -76,9 +79,11 @@ async fn main() {
         }
         if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
-            let applied = env.count("SELECT count(*) FROM projector_applied").await;
+            let applied = env
+                .count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
+                .await;
             println!(
-                "  {:.0}s: {applied} of {} applications",
+                "  {:.0}s: {applied} of {} events consumed",
                 started.elapsed().as_secs_f64(),
                 total * projections.len()
             );

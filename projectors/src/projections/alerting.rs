@@ -100,6 +100,13 @@ impl Projection for Alerting {
         &["read.alert_rules", "read.alerts", "read.alert_history"]
     }
 
+    /// Rules (`alert_rule.*`), alerts (`alert.*`) and their notifications (`notification.*`).
+    fn handles(&self, event_type: &str) -> bool {
+        event_type.starts_with("alert_rule.")
+            || event_type.starts_with("alert.")
+            || event_type.starts_with("notification.")
+    }
+
     fn statements(&self, event: &EventEnvelope) -> Vec<Sql> {
         let Some(org_id) = event.org_id else {
             return vec![];

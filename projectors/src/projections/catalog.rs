@@ -28,6 +28,10 @@ impl Projection for Catalog {
         &["read.catalog_models"]
     }
 
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == "catalog.synced"
+    }
+
     fn statements(&self, event: &EventEnvelope) -> Vec<Sql> {
         let EventPayload::CatalogSynced(synced) = &event.payload else {
             return vec![];
