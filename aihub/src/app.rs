@@ -200,6 +200,19 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     platform::db::migrate(&pool)
         .await
         .context("applying migrations")?;
+    // Bookkeeping runs on a runtime of its own at a lower CPU priority, with a pool of its own:
+    // a pooled connection's driver runs where it was made, so sharing the request pool would
+    // put requests' round trips behind the background's priority.
+    let background = platform::background::handle(platform::background::BackgroundSettings {
+        threads: config.background_threads,
+        nice: config.background_nice,
+    })
+    .context("starting the background runtime")?;
+    let background_pool = if config.background_threads == 0 {
+        pool.clone()
+    } else {
+        config.database.pool(8)?
+    };
     let shutdown = CancellationToken::new();
     let draining = CancellationToken::new();
     let cut_off = CancellationToken::new();
@@ -220,8 +233,8 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     if roles.command_api {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         failures = Some(tx);
-        let journal = command_api::Journal::new(pool.clone());
-        tasks.push(tokio::spawn(command_api::auth_failures::run(
+        let journal = command_api::Journal::new(background_pool.clone());
+        tasks.push(background.spawn(command_api::auth_failures::run(
             journal,
             rx,
             config.auth_failure_window,
@@ -240,7 +253,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             message_timeout: config.relay_message_timeout,
             sweep: config.relay_sweep,
         };
-        tasks.push(tokio::spawn(command_api::relay::run(
+        tasks.push(background.spawn(command_api::relay::run(
             relay_config,
             relay_status.clone(),
             shutdown.clone(),
@@ -288,17 +301,17 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             config.audit_signing_key.clone(),
             config.audit_checkpoint_every.is_zero(),
         ) {
-            tasks.push(tokio::spawn(command_api::audit::checkpoint_periodically(
-                command_api::Journal::new(pool.clone()),
+            tasks.push(background.spawn(command_api::audit::checkpoint_periodically(
+                command_api::Journal::new(background_pool.clone()),
                 signer,
                 config.audit_checkpoint_every,
                 shutdown.clone(),
             )));
         }
         if !config.billing_close_every.is_zero() {
-            tasks.push(tokio::spawn(
+            tasks.push(background.spawn(
                 command_api::billing::close::close_periods_when_due(
-                    command_api::Journal::new(pool.clone()),
+                    command_api::Journal::new(background_pool.clone()),
                     config.clock,
                     config.billing_close_every,
                     config.billing_close_grace,
@@ -351,10 +364,10 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             group_prefix: config.consumer_group_prefix.clone(),
         };
         // The alert evaluator and notifier: one leader across processes, as the relay.
-        tasks.push(tokio::spawn(command_api::alerts::run(
+        tasks.push(background.spawn(command_api::alerts::run(
             command_api::alerts::AlertsConfig {
                 database: config.database.clone(),
-                pool: pool.clone(),
+                pool: background_pool.clone(),
                 eval_every: config.alert_eval,
                 notify: command_api::alerts::notify::NotifyConfig {
                     smtp_url: config.smtp_url.clone(),
@@ -372,18 +385,18 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             shutdown.clone(),
         )));
         for projection in projectors::all() {
-            tasks.push(tokio::spawn(projectors::runner::run(
+            tasks.push(background.spawn(projectors::runner::run(
                 projection,
-                pool.clone(),
+                background_pool.clone(),
                 projector_config.clone(),
                 projector_status.clone(),
                 shutdown.clone(),
             )));
         }
-        tasks.push(tokio::spawn(crate::monitors::run(
+        tasks.push(background.spawn(crate::monitors::run(
             crate::monitors::Monitors {
                 database: config.database.clone(),
-                pool: pool.clone(),
+                pool: background_pool.clone(),
                 projectors: projector_config.clone(),
                 gateway: data_gateway.clone(),
                 clock: config.clock,

@@ -92,6 +92,17 @@ pub struct Config {
     #[arg(long = "relay-sweep-ms", env = "AIHUB_RELAY_SWEEP_MS", default_value = "1000",
           value_parser = positive_millis)]
     pub relay_sweep: Duration,
+    /// Worker threads of the background runtime (relay, projectors, alerts, monitors, audit
+    /// checkpoints, period closing), beside the request-serving runtime's. 0 runs the
+    /// bookkeeping on the request-serving runtime and pool, at its priority.
+    #[arg(long, env = "AIHUB_BACKGROUND_THREADS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(0..=64).map(|n| n as usize))]
+    pub background_threads: usize,
+    /// How much lower the background threads' CPU priority is: added to their nice value (0
+    /// runs them level with request handling; 19 is the lowest).
+    #[arg(long, env = "AIHUB_BACKGROUND_NICE", default_value_t = 10,
+          value_parser = clap::value_parser!(i64).range(0..=19).map(|n| n as i32))]
+    pub background_nice: i32,
     /// Connections of the usage exports' own pool: at most this many exports stream at once in a
     /// process, whatever their readers' speed, and never from the pool the rest uses.
     #[arg(long, env = "AIHUB_EXPORT_CONNECTIONS", default_value_t = 4,
