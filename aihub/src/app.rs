@@ -301,23 +301,25 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             config.audit_signing_key.clone(),
             config.audit_checkpoint_every.is_zero(),
         ) {
-            tasks.push(background.spawn(command_api::audit::checkpoint_periodically(
-                command_api::Journal::new(background_pool.clone()),
-                signer,
-                config.audit_checkpoint_every,
-                shutdown.clone(),
-            )));
+            tasks.push(
+                background.spawn(command_api::audit::checkpoint_periodically(
+                    command_api::Journal::new(background_pool.clone()),
+                    signer,
+                    config.audit_checkpoint_every,
+                    shutdown.clone(),
+                )),
+            );
         }
         if !config.billing_close_every.is_zero() {
-            tasks.push(background.spawn(
-                command_api::billing::close::close_periods_when_due(
+            tasks.push(
+                background.spawn(command_api::billing::close::close_periods_when_due(
                     command_api::Journal::new(background_pool.clone()),
                     config.clock,
                     config.billing_close_every,
                     config.billing_close_grace,
                     shutdown.clone(),
-                ),
-            ));
+                )),
+            );
         }
     }
     if roles.read_api && !roles.command_api {
@@ -364,26 +366,28 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             group_prefix: config.consumer_group_prefix.clone(),
         };
         // The alert evaluator and notifier: one leader across processes, as the relay.
-        tasks.push(background.spawn(command_api::alerts::run(
-            command_api::alerts::AlertsConfig {
-                database: config.database.clone(),
-                pool: background_pool.clone(),
-                eval_every: config.alert_eval,
-                notify: command_api::alerts::notify::NotifyConfig {
-                    smtp_url: config.smtp_url.clone(),
-                    smtp_from: config.smtp_from.clone(),
-                    allow_networks: config
-                        .webhook_allow_networks
-                        .clone()
-                        .map(|n| n.0)
-                        .unwrap_or_default(),
-                    backoff: config.notify_backoff,
-                    ..Default::default()
+        tasks.push(
+            background.spawn(command_api::alerts::run(
+                command_api::alerts::AlertsConfig {
+                    database: config.database.clone(),
+                    pool: background_pool.clone(),
+                    eval_every: config.alert_eval,
+                    notify: command_api::alerts::notify::NotifyConfig {
+                        smtp_url: config.smtp_url.clone(),
+                        smtp_from: config.smtp_from.clone(),
+                        allow_networks: config
+                            .webhook_allow_networks
+                            .clone()
+                            .map(|n| n.0)
+                            .unwrap_or_default(),
+                        backoff: config.notify_backoff,
+                        ..Default::default()
+                    },
                 },
-            },
-            Arc::new(command_api::alerts::AlertsStatus::default()),
-            shutdown.clone(),
-        )));
+                Arc::new(command_api::alerts::AlertsStatus::default()),
+                shutdown.clone(),
+            )),
+        );
         for projection in projectors::all() {
             tasks.push(background.spawn(projectors::runner::run(
                 projection,

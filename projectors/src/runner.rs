@@ -243,7 +243,10 @@ impl Worker<'_> {
     /// partition whose first message does not follow its stored offset takes no part: the
     /// consumer seeks it instead. An unreadable event stops its own partition there (what came
     /// before it is applied and committed) and is reported after the commit.
-    async fn apply(&mut self, by_partition: BTreeMap<i32, Vec<OwnedMessage>>) -> anyhow::Result<()> {
+    async fn apply(
+        &mut self,
+        by_partition: BTreeMap<i32, Vec<OwnedMessage>>,
+    ) -> anyhow::Result<()> {
         let name = self.projection.name();
         let mut client = self.pool.get().await.context("connecting to Postgres")?;
         let tx = client.transaction().await?;

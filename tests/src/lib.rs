@@ -226,7 +226,10 @@ impl Env {
     pub async fn journal_events_for(&self, projection: &dyn projectors::Projection) -> i64 {
         self.db()
             .await
-            .query("SELECT event_type, count(*) FROM journal GROUP BY event_type", &[])
+            .query(
+                "SELECT event_type, count(*) FROM journal GROUP BY event_type",
+                &[],
+            )
             .await
             .expect("journal types")
             .iter()
