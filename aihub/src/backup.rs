@@ -33,6 +33,9 @@ use tokio::io::AsyncWriteExt;
 /// `quota_reservations` (calls in flight) are not state worth keeping.
 pub const WRITE_SIDE: &[&str] = &[
     "journal",
+    // After the journal: the journal's rows enqueue themselves as they are loaded, and the
+    // dump's outbox then says which of them were still unpublished.
+    "journal_outbox",
     "journal_unique_claims",
     "api_key_blocks",
     "quota_usage",
@@ -123,7 +126,7 @@ pub async fn backup(config: &Config, dir: &Path) -> anyhow::Result<Manifest> {
             bail!("table {table} is missing: is the database migrated?");
         }
         let order = match *table {
-            "journal" => "global_position",
+            "journal" | "journal_outbox" => "global_position",
             _ => "1",
         };
         let sql = format!(
@@ -264,9 +267,22 @@ pub async fn restore(config: &Config, dir: &Path, dump_only: bool) -> anyhow::Re
         }
         let file = dir.join(format!("{}.csv", table.name));
         let bytes = tokio::fs::read(&file).await?;
+        // A backup made before the outbox was a table of its own (migration 0027) has the
+        // journal's `published_at` column: such a journal is staged and appended from there.
+        let old_journal =
+            table.name == "journal" && table.columns.iter().any(|c| c == "published_at");
+        let into = if old_journal {
+            tx.batch_execute(
+                "CREATE TEMP TABLE restore_journal (LIKE journal) ON COMMIT DROP;
+                 ALTER TABLE restore_journal ADD COLUMN published_at timestamptz",
+            )
+            .await?;
+            "restore_journal"
+        } else {
+            table.name.as_str()
+        };
         let sql = format!(
-            "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
-            table.name,
+            "COPY {into} ({}) FROM STDIN WITH (FORMAT csv)",
             table.columns.join(", ")
         );
         let sink = tx.copy_in(&sql).await?;
@@ -281,6 +297,24 @@ pub async fn restore(config: &Config, dir: &Path, dump_only: bool) -> anyhow::Re
                 table.name,
                 table.rows
             );
+        }
+        if old_journal {
+            let columns: Vec<&str> = table
+                .columns
+                .iter()
+                .map(String::as_str)
+                .filter(|c| *c != "published_at")
+                .collect();
+            let columns = columns.join(", ");
+            tx.batch_execute(&format!(
+                "INSERT INTO journal ({columns}) SELECT {columns} FROM restore_journal ORDER BY global_position;
+                 DELETE FROM journal_outbox o USING restore_journal r
+                 WHERE o.global_position = r.global_position AND r.published_at IS NOT NULL"
+            ))
+            .await?;
+        } else if table.name == "journal" {
+            // Loading the rows enqueued them all; the dump's outbox puts back the unpublished.
+            tx.execute("DELETE FROM journal_outbox", &[]).await?;
         }
         println!("restore: {}: {rows} rows", table.name);
     }
@@ -367,11 +401,11 @@ async fn append_from_topic(
     let rows = tx
         .query(
             "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope,
-                                  recorded_at, published_at, content_hash)
+                                  recorded_at, content_hash)
              SELECT (envelope->>'event_id')::uuid, envelope->>'stream_id',
                     (envelope->>'stream_version')::bigint, envelope->>'event_type',
                     (envelope->>'org_id')::uuid, envelope,
-                    (envelope->>'occurred_at')::timestamptz, now(), content_hash
+                    (envelope->>'occurred_at')::timestamptz, content_hash
              FROM (SELECT DISTINCT ON (envelope->>'event_id') envelope, content_hash
                    FROM restore_staging ORDER BY envelope->>'event_id') AS once
              -- Each audit chain in its order, so the chain trigger links every event as it was
@@ -394,6 +428,14 @@ async fn append_from_topic(
         appended.push((row.get(0), envelope));
     }
     appended.sort_by_key(|(position, _)| *position);
+    // They came from the topic: published already, so out of the relay's outbox the append
+    // trigger put them in.
+    let positions: Vec<i64> = appended.iter().map(|(position, _)| *position).collect();
+    tx.execute(
+        "DELETE FROM journal_outbox WHERE global_position = ANY($1)",
+        &[&positions],
+    )
+    .await?;
     let events: Vec<EventEnvelope> = appended.into_iter().map(|(_, e)| e).collect();
     derive_write_side(&tx, &events).await?;
     tx.commit().await?;

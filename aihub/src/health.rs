@@ -79,8 +79,8 @@ pub async fn lag(config: &Config, pool: &platform::db::PgPool) -> anyhow::Result
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(recorded_at))::float8, 0)
-             FROM journal WHERE published_at IS NULL",
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(j.recorded_at))::float8, 0)
+             FROM journal_outbox o JOIN journal j USING (global_position)",
             &[],
         )
         .await?;

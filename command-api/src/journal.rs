@@ -1,6 +1,8 @@
 //! The journal: append-only, versioned per stream. `UNIQUE (stream_id, stream_version)` is the
 //! optimistic-concurrency check; losing it is a conflict, not an error.
 
+use std::collections::HashSet;
+
 use events::{EventEnvelope, StreamId};
 use platform::db::PgPool;
 
@@ -131,16 +133,21 @@ impl Journal {
                 }
             }
         }
-        lock_chains(&tx, events).await?;
+        let mut heads = lock_chains(&tx, events).await?;
         let events = &*sealed(&tx, events).await?;
         let insert = tx.prepare_cached(INSERT).await?;
-        let columns = Columns::of(events);
+        let columns = Columns::of(events, &mut heads);
         let inserted = match tx.execute(&insert, &columns.params()).await {
             Ok(inserted) => inserted,
             Err(e) => {
-                let conflict = e
-                    .as_db_error()
-                    .is_some_and(|db| db.constraint() == Some("journal_stream_version_key"));
+                // Another writer committed this stream's version while this one waited for the
+                // chain's head (or an earlier attempt of this very batch did, its answer lost).
+                let conflict = e.as_db_error().is_some_and(|db| {
+                    matches!(
+                        db.constraint(),
+                        Some("journal_stream_version_key" | "journal_event_id_key")
+                    )
+                });
                 return Err(if conflict {
                     JournalError::VersionConflict
                 } else {
@@ -148,8 +155,6 @@ impl Journal {
                 });
             }
         };
-        // The chain trigger skips a row whose stream version another writer committed while
-        // this one waited for the chain's head: fewer rows than events is that conflict.
         if inserted != events.len() as u64 {
             return Err(JournalError::VersionConflict);
         }
@@ -162,22 +167,31 @@ impl Journal {
 }
 
 /// One statement for a whole batch, rows numbered in the order given (the relay publishes in
-/// that order): a chat batch of 500 events is one round trip, not 500.
+/// that order): a chat batch of 500 events is one round trip, not 500. The rows come linked
+/// (`Columns::of`); the journal's statement trigger checks every link before it moves the heads.
 const INSERT: &str =
-    "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope, content_hash)
-     SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb, content_hash
-     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[], $7::bytea[])
-          WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, content_hash, n)
+    "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope, content_hash,
+                          chain_seq, chain_hash)
+     SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb, content_hash,
+            chain_seq, chain_hash
+     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[], $7::bytea[],
+                 $8::bigint[], $9::bytea[])
+          WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, org_id, envelope, content_hash,
+                               chain_seq, chain_hash, n)
      ORDER BY n";
 
+/// The head of each chain a batch joins: its last link's seq and hash.
+type Heads = std::collections::HashMap<String, (i64, [u8; 32])>;
+
 /// Takes the heads of every chain the events join, in one order (the chains' names), before the
-/// rows are inserted: the trigger then finds them held, so two batches touching the same
-/// organizations cannot deadlock on them, and `global_position` is drawn after the lock, so
-/// within a chain journal order is chain order (the relay publishes in journal order).
+/// rows are inserted, and reads them: the events are linked to them here, under the lock, so two
+/// batches touching the same organizations cannot interleave nor deadlock, and
+/// `global_position` is drawn after the lock, so within a chain journal order is chain order
+/// (the relay publishes in journal order).
 async fn lock_chains(
     tx: &platform::db::Transaction<'_>,
     events: &[EventEnvelope],
-) -> Result<(), JournalError> {
+) -> Result<Heads, JournalError> {
     let mut chains: Vec<String> = events
         .iter()
         .map(|e| events::audit::chain_of(e.org_id))
@@ -190,11 +204,24 @@ async fn lock_chains(
                  INSERT INTO audit_chain_heads (chain, seq, hash)
                  SELECT c, 0, decode(repeat('00', 32), 'hex') FROM unnest($1::text[]) AS c ORDER BY c
                  ON CONFLICT (chain) DO NOTHING)
-             SELECT 1 FROM audit_chain_heads WHERE chain = ANY($1) ORDER BY chain FOR UPDATE",
+             SELECT chain, seq, hash FROM audit_chain_heads WHERE chain = ANY($1) ORDER BY chain FOR UPDATE",
         )
         .await?;
-    tx.query(&statement, &[&chains]).await?;
-    Ok(())
+    let mut heads: Heads = tx
+        .query(&statement, &[&chains])
+        .await?
+        .iter()
+        .map(|row| {
+            let hash: &[u8] = row.get(2);
+            let hash = <[u8; 32]>::try_from(hash).unwrap_or(events::audit::GENESIS);
+            (row.get::<_, String>(0), (row.get::<_, i64>(1), hash))
+        })
+        .collect();
+    // A head inserted by this very statement is not visible to its SELECT: a new chain.
+    for chain in chains {
+        heads.entry(chain).or_insert((0, events::audit::GENESIS));
+    }
+    Ok(heads)
 }
 
 /// The events as the journal keeps them: personal fields sealed with their persons' keys (made
@@ -214,7 +241,7 @@ async fn sealed<'e>(
     Ok(std::borrow::Cow::Owned(events))
 }
 
-/// A batch of events as the columns `INSERT` takes.
+/// A batch of events as the columns `INSERT` takes, each linked to its chain.
 struct Columns<'a> {
     ids: Vec<uuid::Uuid>,
     streams: Vec<&'a str>,
@@ -223,21 +250,47 @@ struct Columns<'a> {
     orgs: Vec<Option<uuid::Uuid>>,
     envelopes: Vec<String>,
     content_hashes: Vec<Vec<u8>>,
+    chain_seqs: Vec<i64>,
+    chain_hashes: Vec<Vec<u8>>,
 }
 
 impl<'a> Columns<'a> {
-    fn of(events: &'a [EventEnvelope]) -> Self {
-        let envelopes: Vec<String> = events
-            .iter()
-            .map(|e| String::from_utf8(e.encode()).unwrap_or_default())
-            .collect();
-        let content_hashes = envelopes
-            .iter()
-            .map(|text| {
-                let value = serde_json::from_str(text).unwrap_or_default();
-                events::audit::content_hash(&value).to_vec()
-            })
-            .collect();
+    /// Links each event, in order, to the head of its chain (moving the head): `seq` one more,
+    /// `hash` = SHA-256(prev hash ‖ content hash), the content hash being that of the canonical
+    /// envelope without `chain`; the envelope stored carries the link (`ChainLink`). This is
+    /// the linking the journal's trigger does for rows that arrive unlinked (a restore), done
+    /// here without a PL/pgSQL call per row (issue 17).
+    fn of(events: &'a [EventEnvelope], heads: &mut Heads) -> Self {
+        let n = events.len();
+        let mut envelopes = Vec::with_capacity(n);
+        let mut content_hashes = Vec::with_capacity(n);
+        let mut chain_seqs = Vec::with_capacity(n);
+        let mut chain_hashes = Vec::with_capacity(n);
+        for event in events {
+            let mut value = serde_json::to_value(event).unwrap_or_default();
+            let content = events::audit::content_hash(&value);
+            let head = heads
+                .entry(events::audit::chain_of(event.org_id))
+                .or_insert((0, events::audit::GENESIS));
+            let seq = head.0 + 1;
+            let hash = events::audit::link(&head.1, &content);
+            let link = events::audit::ChainLink {
+                seq,
+                prev: hex::encode(head.1),
+                hash: hex::encode(hash),
+            };
+            *head = (seq, hash);
+            if let serde_json::Value::Object(map) = &mut value {
+                map.insert(
+                    "chain".into(),
+                    serde_json::to_value(link).unwrap_or_default(),
+                );
+            }
+            envelopes.push(value.to_string());
+            content_hashes.push(content.to_vec());
+            chain_seqs.push(seq);
+            chain_hashes.push(hash.to_vec());
+        }
         Self {
             ids: events.iter().map(|e| e.event_id).collect(),
             streams: events.iter().map(|e| e.stream_id.as_str()).collect(),
@@ -246,10 +299,12 @@ impl<'a> Columns<'a> {
             orgs: events.iter().map(|e| e.org_id).collect(),
             envelopes,
             content_hashes,
+            chain_seqs,
+            chain_hashes,
         }
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
         [
             &self.ids,
             &self.streams,
@@ -258,6 +313,8 @@ impl<'a> Columns<'a> {
             &self.orgs,
             &self.envelopes,
             &self.content_hashes,
+            &self.chain_seqs,
+            &self.chain_hashes,
         ]
     }
 }
@@ -272,17 +329,42 @@ impl Journal {
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        lock_chains(&tx, events).await?;
-        let events = &*sealed(&tx, events).await?;
-        let columns = Columns::of(events);
-        // The chain trigger skips rows already in the journal (it holds the head, so it sees
-        // them); ON CONFLICT stays for rows whose twin is being inserted by this same batch.
-        let inserted = tx
-            .execute(
-                &format!("{INSERT} ON CONFLICT DO NOTHING"),
-                &columns.params(),
+        let mut heads = lock_chains(&tx, events).await?;
+        // Under the heads' locks no other writer adds to these chains, so what is not in the
+        // journal now is new; a twin within the batch is dropped here too. Only new events are
+        // linked: a skipped row must not take a place in its chain.
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+        let streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
+        let versions: Vec<i64> = events.iter().map(|e| e.stream_version).collect();
+        let present: HashSet<uuid::Uuid> = tx
+            .query(
+                "SELECT e.event_id FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS e(event_id, stream_id, stream_version)
+                 WHERE EXISTS (SELECT 1 FROM journal j WHERE j.event_id = e.event_id)
+                    OR EXISTS (SELECT 1 FROM journal j
+                               WHERE j.stream_id = e.stream_id AND j.stream_version = e.stream_version)",
+                &[&ids, &streams, &versions],
             )
-            .await?;
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut seen_ids = HashSet::new();
+        let mut seen_versions = HashSet::new();
+        let fresh: Vec<EventEnvelope> = events
+            .iter()
+            .filter(|e| {
+                !present.contains(&e.event_id)
+                    && seen_ids.insert(e.event_id)
+                    && seen_versions.insert((e.stream_id.as_str(), e.stream_version))
+            })
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let events = &*sealed(&tx, &fresh).await?;
+        let columns = Columns::of(events, &mut heads);
+        let inserted = tx.execute(INSERT, &columns.params()).await?;
         tx.commit().await?;
         Ok(inserted)
     }

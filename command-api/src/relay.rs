@@ -90,7 +90,11 @@ async fn lead(
         }
         status.leader.store(true, Ordering::SeqCst);
         tracing::info!("relay is the leader");
-        client.batch_execute("LISTEN aihub_journal").await?;
+        // The outbox is a queue: its statistics are stale as soon as they are taken, and a plan
+        // that starts parallel workers for a 500-row read cost more than the read (issue 17).
+        client
+            .batch_execute("SET max_parallel_workers_per_gather = 0; LISTEN aihub_journal")
+            .await?;
         let mut producer = Detached::new(new_producer(config)?);
         // Keys left pending by a restore, or by a leader that died between its two steps.
         if let Err(e) = publish_keys(&client, &producer, config).await {
@@ -137,8 +141,9 @@ async fn publish_batch(
 ) -> anyhow::Result<usize> {
     let rows = client
         .query(
-            "SELECT global_position, envelope::text FROM journal
-             WHERE published_at IS NULL ORDER BY global_position LIMIT $1",
+            "SELECT j.global_position, j.envelope::text
+             FROM journal_outbox o JOIN journal j USING (global_position)
+             ORDER BY o.global_position LIMIT $1",
             &[&BATCH],
         )
         .await?;
@@ -191,7 +196,7 @@ async fn publish_batch(
     if !published.is_empty() {
         client
             .execute(
-                "UPDATE journal SET published_at = now() WHERE global_position = ANY($1)",
+                "DELETE FROM journal_outbox WHERE global_position = ANY($1)",
                 &[&published],
             )
             .await?;

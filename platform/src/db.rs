@@ -98,6 +98,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0025_chain_head_per_statement",
         include_str!("../../schemas/sql/0025_chain_head_per_statement.sql"),
     ),
+    (
+        "0026_audit_log_lz4",
+        include_str!("../../schemas/sql/0026_audit_log_lz4.sql"),
+    ),
+    (
+        "0027_journal_outbox",
+        include_str!("../../schemas/sql/0027_journal_outbox.sql"),
+    ),
+    (
+        "0028_chain_linked_by_writer",
+        include_str!("../../schemas/sql/0028_chain_linked_by_writer.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

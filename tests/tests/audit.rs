@@ -665,3 +665,84 @@ async fn auditors_export_the_log_with_chain_proofs_that_verify_offline_and_are_a
         .await
         .assert_client_error(404);
 }
+
+/// The journal's writer links its rows to the chain (`Journal::append`); the database checks
+/// every link of a statement before it moves the head, so a writer that skips a place, forges a
+/// hash, or links to a stale head writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_refuses_rows_that_do_not_link_to_their_chain() {
+    let env = Env::new().await;
+    let (_app, admin) = env.app().await;
+    let tenant = Tenant::create_on(&admin, "audit-links", "pro").await;
+    let org = tenant.org_id.clone();
+    let db = env.db().await;
+    let (seq, hash): (i64, Vec<u8>) = {
+        let row = db
+            .query_one(
+                "SELECT seq, hash FROM audit_chain_heads WHERE chain = $1",
+                &[&org],
+            )
+            .await
+            .expect("head");
+        (row.get(0), row.get(1))
+    };
+    assert!(seq > 0, "the tenant's creation is chained");
+    let before = env.count("SELECT count(*) FROM journal").await;
+    let content = vec![7u8; 32];
+    let link = |prev: &[u8]| -> Vec<u8> {
+        use sha2::Digest;
+        sha2::Sha256::new()
+            .chain_update(prev)
+            .chain_update(&content)
+            .finalize()
+            .to_vec()
+    };
+    let insert = "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope,
+                      content_hash, chain_seq, chain_hash)
+                  VALUES (gen_random_uuid(), 'chat:' || gen_random_uuid(), 1, 'chat.completion.failed',
+                          $1::text::uuid, '{}'::jsonb, $2, $3, $4)";
+    let cases: [(&str, i64, Vec<u8>); 3] = [
+        ("a place skipped", seq + 2, link(&hash)),
+        ("a forged hash", seq + 1, vec![1u8; 32]),
+        ("linked to a stale head", seq, link(&hash)),
+    ];
+    for (case, at, chain_hash) in cases {
+        let refused = db
+            .execute(insert, &[&org, &content, &at, &chain_hash])
+            .await
+            .expect_err(case);
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+            "{case}: {refused:?}"
+        );
+    }
+    assert_eq!(env.count("SELECT count(*) FROM journal").await, before);
+    let head: i64 = db
+        .query_one(
+            "SELECT seq FROM audit_chain_heads WHERE chain = $1",
+            &[&org],
+        )
+        .await
+        .expect("head")
+        .get(0);
+    assert_eq!(head, seq, "the head did not move");
+
+    // The right link is taken, and moves the head (rolled back: its envelope is no event, and
+    // the relay would be handed it).
+    let mut db = db;
+    let tx = db.transaction().await.expect("transaction");
+    tx.execute(insert, &[&org, &content, &(seq + 1), &link(&hash)])
+        .await
+        .expect("a row linked to the head");
+    let moved: i64 = tx
+        .query_one(
+            "SELECT seq FROM audit_chain_heads WHERE chain = $1",
+            &[&org],
+        )
+        .await
+        .expect("head")
+        .get(0);
+    assert_eq!(moved, seq + 1);
+    tx.rollback().await.expect("rollback");
+}

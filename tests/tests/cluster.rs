@@ -110,11 +110,7 @@ async fn killing_a_partition_leader_loses_and_duplicates_nothing() {
     wait_for(
         Duration::from_secs(120),
         "the relay publishes everything",
-        || async {
-            env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
-                .await
-                == 0
-        },
+        || async { env.count("SELECT count(*) FROM journal_outbox").await == 0 },
     )
     .await;
     env.wait_until_projected(Duration::from_secs(180)).await;

@@ -51,7 +51,7 @@ async fn tables_holding(env: &Env, needle: &str) -> Vec<(String, i64)> {
 /// payloads.
 async fn topic_opened(env: &Env, last: Uuid) -> (Vec<EventEnvelope>, Vec<String>) {
     let published = env
-        .count("SELECT count(*) FROM journal WHERE published_at IS NOT NULL")
+        .count("SELECT (SELECT count(*) FROM journal) - (SELECT count(*) FROM journal_outbox)")
         .await as usize;
     let messages = read_until(
         &env.config.kafka,

@@ -89,13 +89,14 @@ async fn relay_publishing_the_same_rows_twice_leaves_read_models_unchanged() {
     // Forget that anything was published: the relay sends every row again.
     env.db()
         .await
-        .execute("UPDATE journal SET published_at = NULL", &[])
+        .execute(
+            "INSERT INTO journal_outbox SELECT global_position FROM journal ON CONFLICT DO NOTHING",
+            &[],
+        )
         .await
         .expect("reset");
     wait_for(Duration::from_secs(60), "every row republished", || async {
-        env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
-            .await
-            == 0
+        env.count("SELECT count(*) FROM journal_outbox").await == 0
     })
     .await;
     // Both projections have consumed the duplicates once their offsets cover twice the journal.
@@ -275,8 +276,7 @@ async fn broker_outage(outage: Outage) {
         .expect("location")
         .to_string();
     assert_eq!(
-        env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
-            .await,
+        env.count("SELECT count(*) FROM journal_outbox").await,
         2,
         "the events (organization and subscription) wait in the journal"
     );
@@ -293,11 +293,7 @@ async fn broker_outage(outage: Outage) {
         },
     )
     .await;
-    assert_eq!(
-        env.count("SELECT count(*) FROM journal WHERE published_at IS NULL")
-            .await,
-        0
-    );
+    assert_eq!(env.count("SELECT count(*) FROM journal_outbox").await, 0);
     // Nothing lost and nothing applied twice, in every projection.
     env.wait_until_projected(Duration::from_secs(120)).await;
     env.assert_every_event_applied_once().await;

@@ -186,7 +186,8 @@ async fn journal(
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&chain];
     let rows = client
         .query_raw(
-            "SELECT event_id, stream_id, event_type, org_id, envelope::text, published_at IS NOT NULL
+            "SELECT event_id, stream_id, event_type, org_id, envelope::text,
+                    NOT EXISTS (SELECT 1 FROM journal_outbox o WHERE o.global_position = journal.global_position)
              FROM journal WHERE COALESCE(org_id::text, 'platform') = $1 ORDER BY global_position",
             params,
         )
