@@ -136,7 +136,7 @@ impl Journal {
         let mut heads = lock_chains(&tx, events).await?;
         let events = &*sealed(&tx, events).await?;
         let insert = tx.prepare_cached(INSERT).await?;
-        let columns = Columns::of(events, &mut heads);
+        let columns = Columns::linked(events, &mut heads);
         let inserted = match tx.execute(&insert, &columns.params()).await {
             Ok(inserted) => inserted,
             Err(e) => {
@@ -254,7 +254,23 @@ struct Columns<'a> {
     chain_hashes: Vec<Vec<u8>>,
 }
 
+/// From this many events up, encoding and linking a batch (a few milliseconds for the gateway's
+/// 500) runs with the worker thread handed over (`block_in_place`): the gateway's appender
+/// shares the request runtime, and its requests queued on this worker would otherwise wait for
+/// the whole batch (issue 17: the open-loop p99).
+const LARGE_BATCH: usize = 64;
+
 impl<'a> Columns<'a> {
+    fn linked(events: &'a [EventEnvelope], heads: &mut Heads) -> Self {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread && events.len() >= LARGE_BATCH {
+            tokio::task::block_in_place(|| Self::of(events, heads))
+        } else {
+            Self::of(events, heads)
+        }
+    }
+
     /// Links each event, in order, to the head of its chain (moving the head): `seq` one more,
     /// `hash` = SHA-256(prev hash ‖ content hash), the content hash being that of the canonical
     /// envelope without `chain`; the envelope stored carries the link (`ChainLink`). This is
@@ -363,7 +379,7 @@ impl Journal {
             return Ok(0);
         }
         let events = &*sealed(&tx, &fresh).await?;
-        let columns = Columns::of(events, &mut heads);
+        let columns = Columns::linked(events, &mut heads);
         let inserted = tx.execute(INSERT, &columns.params()).await?;
         tx.commit().await?;
         Ok(inserted)
