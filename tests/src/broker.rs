@@ -43,10 +43,26 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// `count` consecutive free ports, starting at the returned one.
+/// `count` consecutive free ports, starting at the returned one, below the kernel's ephemeral
+/// range: a node stopped and started again must find its port still free, and while it is down
+/// an outgoing connection (any client on the machine) may take an ephemeral port as its own end
+/// (CI saw a restarted node fail to bind so).
 fn free_ports(count: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(count));
     for _ in 0..200 {
-        let base = free_port();
+        let base = if high > low {
+            low + (uuid::Uuid::new_v4().as_u128() % u128::from(high - low)) as u16
+        } else {
+            free_port()
+        };
         if base > u16::MAX - count {
             continue;
         }
