@@ -198,16 +198,23 @@ async fn lock_chains(
         .collect();
     chains.sort();
     chains.dedup();
-    let statement = tx
+    // Two statements: the head a concurrent writer created (and committed while this one waited
+    // on its key) is only visible to a statement that starts after the insert, and its seq and
+    // hash are what this batch links to.
+    let create = tx
         .prepare_cached(
-            "WITH new AS (
-                 INSERT INTO audit_chain_heads (chain, seq, hash)
-                 SELECT c, 0, decode(repeat('00', 32), 'hex') FROM unnest($1::text[]) AS c ORDER BY c
-                 ON CONFLICT (chain) DO NOTHING)
-             SELECT chain, seq, hash FROM audit_chain_heads WHERE chain = ANY($1) ORDER BY chain FOR UPDATE",
+            "INSERT INTO audit_chain_heads (chain, seq, hash)
+             SELECT c, 0, decode(repeat('00', 32), 'hex') FROM unnest($1::text[]) AS c ORDER BY c
+             ON CONFLICT (chain) DO NOTHING",
         )
         .await?;
-    let mut heads: Heads = tx
+    tx.execute(&create, &[&chains]).await?;
+    let statement = tx
+        .prepare_cached(
+            "SELECT chain, seq, hash FROM audit_chain_heads WHERE chain = ANY($1) ORDER BY chain FOR UPDATE",
+        )
+        .await?;
+    let heads: Heads = tx
         .query(&statement, &[&chains])
         .await?
         .iter()
@@ -217,10 +224,6 @@ async fn lock_chains(
             (row.get::<_, String>(0), (row.get::<_, i64>(1), hash))
         })
         .collect();
-    // A head inserted by this very statement is not visible to its SELECT: a new chain.
-    for chain in chains {
-        heads.entry(chain).or_insert((0, events::audit::GENESIS));
-    }
     Ok(heads)
 }
 
