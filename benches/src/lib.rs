@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// The allocator the `aihub` binary runs with (`aihub/src/main.rs`): the platform code these
+/// binaries run in process allocates as it does in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// p50, p99 and max of a set of durations, in milliseconds.
 pub fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     samples.sort();

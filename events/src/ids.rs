@@ -404,6 +404,20 @@ fn rfc3339_millis<'b>(at: &DateTime<Utc>, buf: &'b mut [u8; 24]) -> Option<&'b s
     std::str::from_utf8(buf).ok()
 }
 
+impl Timestamp {
+    /// Appends the instant as it serializes, without the quotes.
+    pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        match rfc3339_millis(&self.0, &mut [0; 24]) {
+            Some(written) => out.extend_from_slice(written.as_bytes()),
+            None => out.extend_from_slice(
+                self.0
+                    .to_rfc3339_opts(SecondsFormat::Millis, true)
+                    .as_bytes(),
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match rfc3339_millis(&self.0, &mut [0; 24]) {

@@ -110,6 +110,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0028_chain_linked_by_writer",
         include_str!("../../schemas/sql/0028_chain_linked_by_writer.sql"),
     ),
+    (
+        "0029_metrics_rollup_covering_key",
+        include_str!("../../schemas/sql/0029_metrics_rollup_covering_key.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

@@ -239,17 +239,7 @@ async fn values(
         Measure::Quantile(col, _) => col.to_string(),
     };
     let grouped = !matches!(query.metric.measure, Measure::Quantile(..));
-    let sql = if rollup && !whole && grouped {
-        // One rollup row per bucket: its value is the bucket's, nothing to sum.
-        let value = match query.metric.measure {
-            Measure::Sum(col) => format!("{col}::float8"),
-            _ => "errors::float8 / requests::float8".into(),
-        };
-        format!(
-            "SELECT bucket, {value} FROM {table}
-             WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4"
-        )
-    } else if grouped {
+    let sql = if grouped {
         let group_cols: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
         format!(
             "SELECT {}, {value_columns} FROM {table}
@@ -310,12 +300,88 @@ async fn values(
     Ok(out)
 }
 
-/// The metric per bucket of `query.step`, one series per group.
+/// One group's points in time order.
+pub type Points = Vec<(DateTime<Utc>, f64)>;
+
+/// The metric per bucket of `query.step`, one series per group, in group order.
 pub async fn series(
     client: &tokio_postgres::Client,
     query: &Query<'_>,
-) -> Result<BTreeMap<Group, Values>, QueryError> {
-    values(client, query, false).await
+) -> Result<Vec<(Group, Points)>, QueryError> {
+    if query.group_by.is_empty()
+        && query.filter.is_empty()
+        && !matches!(query.metric.measure, Measure::Quantile(..))
+    {
+        let points = rollup_series(client, query).await?;
+        return Ok(if points.is_empty() {
+            vec![]
+        } else {
+            vec![(vec![], points)]
+        });
+    }
+    Ok(values(client, query, false)
+        .await?
+        .into_iter()
+        .map(|(group, values)| (group, values.into_iter().collect()))
+        .collect())
+}
+
+/// A `timestamptz` as microseconds since the Unix epoch, read from Postgres's binary form (a
+/// count of microseconds since 2000-01-01) without the calendar arithmetic of chrono's
+/// `FromSql`, which was a tenth of a month-long series' answer.
+struct Micros(i64);
+
+/// 2000-01-01T00:00:00Z, Postgres's epoch, in microseconds since the Unix epoch.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Micros {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes: [u8; 8] = raw.try_into()?;
+        Ok(Micros(
+            i64::from_be_bytes(bytes).saturating_add(PG_EPOCH_MICROS),
+        ))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::TIMESTAMPTZ
+    }
+}
+
+/// An ungrouped, unfiltered counter or error rate: the rollup's one row per bucket, kept as the
+/// rows stream in (decoding overlaps the scan) and put in time order here. Not `ORDER BY`: for
+/// a month of one organization's minutes Postgres reads the table sequentially and then sorted
+/// it (a third of its time for the answer); the rows arrive nearly in order, which a sort here
+/// finishes in one pass.
+async fn rollup_series(
+    client: &tokio_postgres::Client,
+    query: &Query<'_>,
+) -> Result<Points, QueryError> {
+    use futures::TryStreamExt;
+    let value = match query.metric.measure {
+        Measure::Sum(col) => format!("{col}::float8"),
+        _ => "errors::float8 / requests::float8".into(),
+    };
+    let sql = format!(
+        "SELECT bucket, {value} FROM read.chat_metrics_rollup
+         WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4"
+    );
+    let params: [&(dyn ToSql + Sync); 4] =
+        [&query.org_id, &query.step.seconds(), &query.from, &query.to];
+    let rows = client.query_raw(&sql, params).await?;
+    futures::pin_mut!(rows);
+    let mut points = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        let Micros(at) = row.get(0);
+        let value: Option<f64> = row.get(1);
+        if let (Some(at), Some(value)) = (DateTime::from_timestamp_micros(at), value) {
+            points.push((at, value));
+        }
+    }
+    points.sort_by_key(|(at, _)| *at);
+    Ok(points)
 }
 
 /// The metric's one value for an organization over `[from, to)` (calls matching `filter`),

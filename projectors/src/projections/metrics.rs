@@ -87,58 +87,93 @@ fn tokens(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// What one chat event adds to each cell it counts in.
+struct Contribution<'e> {
+    org_id: Uuid,
+    call: &'e ChatCall,
+    /// The provider that answered, or that a failed call reached last; none when it was
+    /// refused before reaching any.
+    provider: Option<&'e str>,
+    error: bool,
+    quota_refused: bool,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    total_tokens: i64,
+    cost_micros: i64,
+    ttft_ms: Option<f64>,
+}
+
+impl Cell {
+    /// Counts one call. Its latency and time to first token go straight into the cell's
+    /// sketches: the same bins, count, sum, min and max as merging a sketch of the one value,
+    /// without building that sketch three times over (once per step).
+    fn add(&mut self, c: &Contribution<'_>) {
+        self.requests += 1;
+        self.errors += i64::from(c.error);
+        self.quota_refusals += i64::from(c.quota_refused);
+        self.prompt_tokens += c.prompt_tokens;
+        self.completion_tokens += c.completion_tokens;
+        self.total_tokens += c.total_tokens;
+        self.cost_micros += c.cost_micros;
+        self.failovers += c.call.attempts.len().saturating_sub(1) as i64;
+        self.latency_ms.add(c.call.latency_ms as f64);
+        if let Some(ttft) = c.ttft_ms {
+            self.ttft_ms.get_or_insert_with(Sketch::new).add(ttft);
+        }
+    }
+}
+
 /// What one chat event adds, and the grouping it adds it under; `None` for other events.
-fn contribution(event: &EventEnvelope) -> Option<(Uuid, &ChatCall, Option<String>, Cell)> {
+fn contribution(event: &EventEnvelope) -> Option<Contribution<'_>> {
     let org_id = event.org_id?;
-    let mut cell = Cell {
-        requests: 1,
-        ..Cell::default()
-    };
-    let (call, provider) = match &event.payload {
-        EventPayload::ChatCompletionSucceeded(e) => {
-            cell.prompt_tokens = tokens(e.prompt_tokens);
-            cell.completion_tokens = tokens(e.completion_tokens);
-            cell.total_tokens = tokens(e.total_tokens);
-            cell.cost_micros = e.cost_micros;
-            if let Some(ttft) = e.time_to_first_token_ms {
-                let mut sketch = Sketch::new();
-                sketch.add(ttft as f64);
-                cell.ttft_ms = Some(sketch);
-            }
-            (&e.call, Some(e.provider.clone()))
-        }
-        EventPayload::ChatCompletionFailed(e) => {
-            cell.errors = 1;
-            cell.quota_refusals = i64::from(e.error_code == QUOTA_REFUSED);
-            // The provider a failed call reached last; none when it was refused before.
-            (&e.call, e.call.attempts.last().map(|a| a.provider.clone()))
-        }
+    Some(match &event.payload {
+        EventPayload::ChatCompletionSucceeded(e) => Contribution {
+            org_id,
+            call: &e.call,
+            provider: Some(e.provider.as_str()),
+            error: false,
+            quota_refused: false,
+            prompt_tokens: tokens(e.prompt_tokens),
+            completion_tokens: tokens(e.completion_tokens),
+            total_tokens: tokens(e.total_tokens),
+            cost_micros: e.cost_micros,
+            ttft_ms: e.time_to_first_token_ms.map(|t| t as f64),
+        },
+        EventPayload::ChatCompletionFailed(e) => Contribution {
+            org_id,
+            call: &e.call,
+            provider: e.call.attempts.last().map(|a| a.provider.as_str()),
+            error: true,
+            quota_refused: e.error_code == QUOTA_REFUSED,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            cost_micros: 0,
+            ttft_ms: None,
+        },
         _ => return None,
-    };
-    cell.failovers = call.attempts.len().saturating_sub(1) as i64;
-    cell.latency_ms.add(call.latency_ms as f64);
-    Some((org_id, call, provider, cell))
+    })
 }
 
 /// Folds a batch of events into the cells it changes, one per (bucket, grouping) and step.
 pub fn fold(events: &[&EventEnvelope]) -> BTreeMap<Key, Cell> {
     let mut cells: BTreeMap<Key, Cell> = BTreeMap::new();
     for event in events {
-        let Some((org_id, call, provider, cell)) = contribution(event) else {
+        let Some(c) = contribution(event) else {
             continue;
         };
         for step in STEPS {
             let key = Key {
-                org_id,
+                org_id: c.org_id,
                 step,
                 bucket: bucket_of(*event.occurred_at, step),
-                model: call.model.clone(),
-                provider: provider.clone(),
-                api_key_id: call.api_key_id,
-                team_id: call.team_id,
-                user_id: call.user_id,
+                model: c.call.model.clone(),
+                provider: c.provider.map(str::to_string),
+                api_key_id: c.call.api_key_id,
+                team_id: c.call.team_id,
+                user_id: c.call.user_id,
             };
-            cells.entry(key).or_default().merge(&cell);
+            cells.entry(key).or_default().add(&c);
         }
     }
     cells

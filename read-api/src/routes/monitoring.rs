@@ -229,7 +229,7 @@ async fn data(
     principal: Principal,
     Path(id): Path<String>,
     Query(query): Query<MetricDataQuery>,
-) -> Result<Json<MetricSeries>, ApiError> {
+) -> Result<SeriesBody, ApiError> {
     let org_id = scope::org(&principal, query.org_id.as_deref())?;
     require_monitoring(&principal)?;
     let client = state.pool.get().await?;
@@ -356,11 +356,15 @@ async fn data(
             };
             let values = custom_metrics::values(&client, &q, false)
                 .await
-                .map_err(|e| ApiError::internal(e.into()))?;
+                .map_err(|e| ApiError::internal(e.into()))?
+                .into_iter()
+                .map(|(group, values)| (group, values.into_iter().collect()))
+                .collect();
             (metric.id.to_string(), values)
         }
     };
-    let points: usize = values.values().map(|v| v.len()).sum();
+    let values: Vec<(monitoring::Group, monitoring::Points)> = values;
+    let points: usize = values.iter().map(|(_, v)| v.len()).sum();
     if points > MAX_POINTS {
         return Err(ApiError::invalid_param(
             "step",
@@ -384,7 +388,7 @@ async fn data(
             })
             .collect()
     };
-    Ok(Json(MetricSeries {
+    Ok(SeriesBody(MetricSeries {
         object: MetricSeriesObject::Value,
         metric: metric_id,
         org_id: org_id.into(),
@@ -394,6 +398,98 @@ async fn data(
         group_by: names,
         series,
     }))
+}
+
+/// A series answer, written as `Json` would write it but into one buffer sized for it up front,
+/// its points without serde's per-field machinery: a month of minutes is 43,200 points and
+/// about 2 MB, and through `Json` their serialization was a quarter of the answer's time (grown
+/// buffer copies, string escaping of keys and instants that never need it, float formatting of
+/// whole counts). Byte for byte what `serde_json` writes (a unit test compares).
+pub struct SeriesBody(pub MetricSeries);
+
+impl SeriesBody {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let MetricSeries {
+            object,
+            metric,
+            org_id,
+            from,
+            to,
+            step,
+            group_by,
+            series,
+        } = &self.0;
+        let points: usize = series.iter().map(|s| s.points.len()).sum();
+        let mut out = Vec::with_capacity(512 + points * 48);
+        // Everything before the series through serde_json; `series` is the last field.
+        serde_json::to_writer(
+            &mut out,
+            &MetricSeries {
+                object: *object,
+                metric: metric.clone(),
+                org_id: *org_id,
+                from: *from,
+                to: *to,
+                step: *step,
+                group_by: group_by.clone(),
+                series: vec![],
+            },
+        )?;
+        if !out.ends_with(b"[]}") {
+            return serde_json::to_vec(&self.0);
+        }
+        out.truncate(out.len() - 3);
+        out.push(b'[');
+        for (i, s) in series.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"group\":");
+            serde_json::to_writer(&mut out, &s.group)?;
+            out.extend_from_slice(b",\"points\":[");
+            for (j, point) in s.points.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"t\":\"");
+                point.t.write_rfc3339(&mut out);
+                out.extend_from_slice(b"\",\"value\":");
+                write_f64(&mut out, point.value)?;
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
+    }
+}
+
+/// A number as `serde_json` writes an `f64`: a whole one below 10^15 as its digits and `.0`
+/// (the counters), any other through `serde_json` itself (`null` for what is not finite).
+fn write_f64(out: &mut Vec<u8>, value: f64) -> Result<(), serde_json::Error> {
+    if value.fract() == 0.0 && value.abs() < 1e15 && !(value == 0.0 && value.is_sign_negative()) {
+        out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+        out.extend_from_slice(b".0");
+        Ok(())
+    } else {
+        serde_json::to_writer(out, &value)
+    }
+}
+
+impl axum::response::IntoResponse for SeriesBody {
+    fn into_response(self) -> axum::response::Response {
+        match self.to_bytes() {
+            Ok(body) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::internal(e.into()).into_response(),
+        }
+    }
 }
 
 /// A built-in metric or a custom one.
@@ -407,5 +503,119 @@ fn step_name(step: Step) -> &'static str {
         Step::Minute => "1m",
         Step::Hour => "1h",
         Step::Day => "1d",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(series: Vec<Series>, group_by: Vec<String>) -> MetricSeries {
+        MetricSeries {
+            object: MetricSeriesObject::Value,
+            metric: "chat.requests \"quoted\" \u{e9}".into(),
+            org_id: Uuid::now_v7().into(),
+            from: DateTime::from_timestamp(1_790_000_000, 0)
+                .unwrap_or_default()
+                .into(),
+            to: DateTime::from_timestamp(1_790_086_400, 0)
+                .unwrap_or_default()
+                .into(),
+            step: Step::Minute,
+            group_by,
+            series,
+        }
+    }
+
+    #[test]
+    fn a_series_body_is_what_serde_json_writes() {
+        // Whole numbers at every magnitude around the fast path's edge, fractions, signs, zeros,
+        // what is not finite, and instants from every era the writer handles.
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            -2.25,
+            1.0 / 3.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            9_007_199_254_740_993.0,
+        ];
+        for k in 0..=18 {
+            let p = 10f64.powi(k);
+            values.extend([p, p - 1.0, -p, p + 0.5, p * 1.5]);
+        }
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            values.push(f64::from_bits(seed));
+            values.push((seed % 10_000_000_000) as f64);
+            values.push((seed % 1_000_000) as f64 / 1_000.0);
+        }
+        let instants = [
+            -62_167_219_200_i64,
+            0,
+            951_782_400,
+            1_790_000_000,
+            253_402_300_799,
+            253_402_300_800,
+        ];
+        let points: Vec<Point> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| Point {
+                t: DateTime::from_timestamp(instants[i % instants.len()], 0)
+                    .unwrap_or_default()
+                    .into(),
+                value: *value,
+            })
+            .collect();
+        let cases = [
+            answer(vec![], vec![]),
+            answer(
+                vec![Series {
+                    group: Default::default(),
+                    points: vec![],
+                }],
+                vec![],
+            ),
+            answer(
+                vec![Series {
+                    group: Default::default(),
+                    points: points.clone(),
+                }],
+                vec![],
+            ),
+            answer(
+                vec![
+                    Series {
+                        group: [("model".to_string(), Some("gpt-4o \"mini\"\n".to_string()))]
+                            .into(),
+                        points: points[..10].to_vec(),
+                    },
+                    Series {
+                        group: [("model".to_string(), None)].into(),
+                        points,
+                    },
+                ],
+                vec!["model".into()],
+            ),
+        ];
+        for case in cases {
+            let expected = serde_json::to_vec(&case).expect("serde_json writes it");
+            let written = SeriesBody(case).to_bytes().expect("written");
+            assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&expected)
+            );
+        }
     }
 }
