@@ -111,8 +111,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../schemas/sql/0028_chain_linked_by_writer.sql"),
     ),
     (
-        "0029_metrics_rollup_covering_key",
-        include_str!("../../schemas/sql/0029_metrics_rollup_covering_key.sql"),
+        "0029_metrics_rollup_answers_from_key",
+        include_str!("../../schemas/sql/0029_metrics_rollup_answers_from_key.sql"),
     ),
 ];
 

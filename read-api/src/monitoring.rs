@@ -4,7 +4,8 @@
 //!
 //! A query with neither a grouping nor a filter reads `read.chat_metrics_rollup` instead, the
 //! projection's one row per bucket with every dimension folded: a range of its primary key, with
-//! no `GROUP BY` for a series.
+//! no `GROUP BY` for a series. The key includes the counters and each bucket's percentiles, so
+//! such a series is an index-only scan (migration 0029).
 
 use std::collections::BTreeMap;
 
@@ -308,22 +309,61 @@ pub async fn series(
     client: &tokio_postgres::Client,
     query: &Query<'_>,
 ) -> Result<Vec<(Group, Points)>, QueryError> {
-    if query.group_by.is_empty()
-        && query.filter.is_empty()
-        && !matches!(query.metric.measure, Measure::Quantile(..))
-    {
-        let points = rollup_series(client, query).await?;
-        return Ok(if points.is_empty() {
-            vec![]
-        } else {
-            vec![(vec![], points)]
-        });
+    if query.group_by.is_empty() && query.filter.is_empty() {
+        if let Some(value) = RollupValue::of(query.metric.measure) {
+            let points = rollup_series(client, query, &value).await?;
+            return Ok(if points.is_empty() {
+                vec![]
+            } else {
+                vec![(vec![], points)]
+            });
+        }
     }
     Ok(values(client, query, false)
         .await?
         .into_iter()
         .map(|(group, values)| (group, values.into_iter().collect()))
         .collect())
+}
+
+/// What a rollup row answers for a metric from its key's columns alone.
+struct RollupValue {
+    /// The bucket's value.
+    value: String,
+    /// For a percentile: the sketch column to answer from when the row predates its percentile
+    /// columns (`latency_p50` NULL, which the projection always writes), and the quantile.
+    sketch: Option<(&'static str, f64)>,
+}
+
+impl RollupValue {
+    fn of(measure: Measure) -> Option<Self> {
+        Some(match measure {
+            Measure::Sum(col) => RollupValue {
+                value: format!("{col}::float8"),
+                sketch: None,
+            },
+            Measure::ErrorRate => RollupValue {
+                value: "errors::float8 / requests::float8".into(),
+                sketch: None,
+            },
+            Measure::Quantile(col, q) => {
+                let prefix = col.strip_suffix("_ms")?;
+                let suffix = if q == 0.5 {
+                    "p50"
+                } else if q == 0.95 {
+                    "p95"
+                } else if q == 0.99 {
+                    "p99"
+                } else {
+                    return None;
+                };
+                RollupValue {
+                    value: format!("{prefix}_{suffix}"),
+                    sketch: Some((col, q)),
+                }
+            }
+        })
+    }
 }
 
 /// A `timestamptz` as microseconds since the Unix epoch, read from Postgres's binary form (a
@@ -350,34 +390,58 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Micros {
     }
 }
 
-/// An ungrouped, unfiltered counter or error rate: the rollup's one row per bucket, kept as the
-/// rows stream in (decoding overlaps the scan) and put in time order here. Not `ORDER BY`: for
-/// a month of one organization's minutes Postgres reads the table sequentially and then sorted
-/// it (a third of its time for the answer); the rows arrive nearly in order, which a sort here
-/// finishes in one pass.
+/// An ungrouped, unfiltered series: the rollup's one row per bucket, its value read from the
+/// key's columns (an index-only scan), kept as the rows stream in (decoding overlaps the scan)
+/// and put in time order here. Not `ORDER BY`: for a month of one organization's minutes
+/// Postgres read the table sequentially and then sorted it (a third of its time for the
+/// answer); the rows arrive nearly in order, which a sort here finishes in one pass.
 async fn rollup_series(
     client: &tokio_postgres::Client,
     query: &Query<'_>,
+    value: &RollupValue,
 ) -> Result<Points, QueryError> {
     use futures::TryStreamExt;
-    let value = match query.metric.measure {
-        Measure::Sum(col) => format!("{col}::float8"),
-        _ => "errors::float8 / requests::float8".into(),
+    let old_row = if value.sketch.is_some() {
+        "latency_p50 IS NULL"
+    } else {
+        "false"
     };
     let sql = format!(
-        "SELECT bucket, {value} FROM read.chat_metrics_rollup
-         WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4"
+        "SELECT bucket, {}, {old_row} FROM read.chat_metrics_rollup
+         WHERE org_id = $1 AND step = $2 AND bucket >= $3 AND bucket < $4",
+        value.value
     );
-    let params: [&(dyn ToSql + Sync); 4] =
-        [&query.org_id, &query.step.seconds(), &query.from, &query.to];
+    let step = query.step.seconds();
+    let params: [&(dyn ToSql + Sync); 4] = [&query.org_id, &step, &query.from, &query.to];
     let rows = client.query_raw(&sql, params).await?;
     futures::pin_mut!(rows);
     let mut points = Vec::new();
+    let mut unanswered: Vec<DateTime<Utc>> = Vec::new();
     while let Some(row) = rows.try_next().await? {
         let Micros(at) = row.get(0);
-        let value: Option<f64> = row.get(1);
-        if let (Some(at), Some(value)) = (DateTime::from_timestamp_micros(at), value) {
+        let Some(at) = DateTime::from_timestamp_micros(at) else {
+            continue;
+        };
+        if row.get::<_, bool>(2) {
+            unanswered.push(at);
+        } else if let Some(value) = row.get::<_, Option<f64>>(1) {
             points.push((at, value));
+        }
+    }
+    if let (Some((column, q)), false) = (value.sketch, unanswered.is_empty()) {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT bucket, {column} FROM read.chat_metrics_rollup
+                     WHERE org_id = $1 AND step = $2 AND bucket = ANY($3) AND {column} IS NOT NULL"
+                ),
+                &[&query.org_id, &step, &unanswered],
+            )
+            .await?;
+        for row in rows {
+            if let Some(v) = Sketch::decode(row.get::<_, &[u8]>(1))?.quantile(q) {
+                points.push((row.get(0), v));
+            }
         }
     }
     points.sort_by_key(|(at, _)| *at);

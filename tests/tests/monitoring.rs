@@ -522,6 +522,79 @@ async fn builtin_series_equal_the_chat_events_for_every_grouping_and_step_and_su
     assert_eq!(day(&reader.get(&requests("model")).await.body), by_model);
     assert_eq!(shift(-1_000).await, 1);
 
+    // Each rollup row's percentile columns (which an ungrouped percentile series reads from the
+    // key alone) are what its merged sketches give.
+    let percentiles = "latency_p50, latency_p95, latency_p99, ttft_p50, ttft_p95, ttft_p99";
+    for row in db
+        .query(
+            &format!(
+                "SELECT latency_ms, ttft_ms, ARRAY[{percentiles}] FROM read.chat_metrics_rollup"
+            ),
+            &[],
+        )
+        .await
+        .expect("percentile columns")
+    {
+        let latency = Sketch::decode(row.get::<_, &[u8]>(0)).expect("latency");
+        let ttft = row
+            .get::<_, Option<&[u8]>>(1)
+            .map(|b| Sketch::decode(b).expect("ttft"));
+        let mut wanted: Vec<Option<f64>> = [0.5, 0.95, 0.99]
+            .iter()
+            .map(|q| latency.quantile(*q))
+            .collect();
+        wanted.extend(
+            [0.5, 0.95, 0.99]
+                .iter()
+                .map(|q| ttft.as_ref().and_then(|s| s.quantile(*q))),
+        );
+        assert!(wanted[0].is_some());
+        assert_eq!(row.get::<_, Vec<Option<f64>>>(2), wanted);
+    }
+    // A row written before those columns existed (them NULL) is answered from its sketches:
+    // the same series.
+    let percentile_series = || async {
+        let mut answers = Vec::new();
+        for metric in [
+            "chat.latency_ms.p50",
+            "chat.latency_ms.p95",
+            "chat.latency_ms.p99",
+            "chat.ttft_ms.p50",
+            "chat.ttft_ms.p95",
+            "chat.ttft_ms.p99",
+        ] {
+            for step in ["1m", "1d"] {
+                let reply = reader
+                    .get(&format!(
+                        "/api/v1/monitoring/metrics/{metric}/data?from={from}&to={to}&step={step}"
+                    ))
+                    .await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                answers.push(reply.body["series"].clone());
+            }
+        }
+        answers
+    };
+    let from_columns = percentile_series().await;
+    assert!(from_columns
+        .iter()
+        .all(|s| s[0]["points"].as_array().is_some_and(|p| !p.is_empty())));
+    db.batch_execute(&format!(
+        "CREATE TEMP TABLE saved_percentiles AS SELECT org_id, step, bucket, {percentiles} FROM read.chat_metrics_rollup;
+         UPDATE read.chat_metrics_rollup SET latency_p50 = NULL, latency_p95 = NULL, latency_p99 = NULL,
+             ttft_p50 = NULL, ttft_p95 = NULL, ttft_p99 = NULL"
+    ))
+    .await
+    .expect("percentiles cleared");
+    assert_eq!(percentile_series().await, from_columns);
+    db.batch_execute(
+        "UPDATE read.chat_metrics_rollup r SET latency_p50 = s.latency_p50, latency_p95 = s.latency_p95,
+             latency_p99 = s.latency_p99, ttft_p50 = s.ttft_p50, ttft_p95 = s.ttft_p95, ttft_p99 = s.ttft_p99
+         FROM saved_percentiles s WHERE (r.org_id, r.step, r.bucket) = (s.org_id, s.step, s.bucket)",
+    )
+    .await
+    .expect("percentiles restored");
+
     // `aihub replay` of the metrics projection gives the same rows, sketches byte for byte.
     let order = "org_id, step, bucket, model, provider NULLS FIRST, api_key_id NULLS FIRST, team_id NULLS FIRST, user_id NULLS FIRST";
     let live = m.env.dump("read.chat_metrics", order).await;

@@ -238,11 +238,13 @@ const STORED_ROLLUP: &str = "SELECT k.n, m.latency_ms, m.ttft_ms
     JOIN read.chat_metrics_rollup m ON m.org_id = k.org_id AND m.step = k.step AND m.bucket = k.bucket
     FOR UPDATE OF m";
 
-/// `UPSERT` for the rollup rows.
+/// `UPSERT` for the rollup rows, with each bucket's percentiles as its merged sketches give them.
 const UPSERT_ROLLUP: &str = "INSERT INTO read.chat_metrics_rollup (org_id, step, bucket, requests, errors,
-        prompt_tokens, completion_tokens, total_tokens, cost_micros, quota_refusals, failovers, latency_ms, ttft_ms)
+        prompt_tokens, completion_tokens, total_tokens, cost_micros, quota_refusals, failovers, latency_ms, ttft_ms,
+        latency_p50, latency_p95, latency_p99, ttft_p50, ttft_p95, ttft_p99)
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[],
-        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bytea[], $13::bytea[])
+        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bytea[], $13::bytea[],
+        $14::float8[], $15::float8[], $16::float8[], $17::float8[], $18::float8[], $19::float8[])
     ON CONFLICT (org_id, step, bucket) DO UPDATE SET
         requests = chat_metrics_rollup.requests + EXCLUDED.requests,
         errors = chat_metrics_rollup.errors + EXCLUDED.errors,
@@ -253,7 +255,31 @@ const UPSERT_ROLLUP: &str = "INSERT INTO read.chat_metrics_rollup (org_id, step,
         quota_refusals = chat_metrics_rollup.quota_refusals + EXCLUDED.quota_refusals,
         failovers = chat_metrics_rollup.failovers + EXCLUDED.failovers,
         latency_ms = EXCLUDED.latency_ms,
-        ttft_ms = EXCLUDED.ttft_ms";
+        ttft_ms = EXCLUDED.ttft_ms,
+        latency_p50 = EXCLUDED.latency_p50,
+        latency_p95 = EXCLUDED.latency_p95,
+        latency_p99 = EXCLUDED.latency_p99,
+        ttft_p50 = EXCLUDED.ttft_p50,
+        ttft_p95 = EXCLUDED.ttft_p95,
+        ttft_p99 = EXCLUDED.ttft_p99";
+
+/// The quantiles a rollup row holds beside its sketches, in `UPSERT_ROLLUP`'s column order.
+pub const ROLLUP_QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
+
+/// Each rollup cell's latency and time-to-first-token quantiles, as float arrays: the last six
+/// parameters of `UPSERT_ROLLUP`.
+fn quantile_columns(cells: &[Cell]) -> Vec<Vec<Option<f64>>> {
+    let latency = ROLLUP_QUANTILES
+        .iter()
+        .map(|q| cells.iter().map(|c| c.latency_ms.quantile(*q)).collect());
+    let ttft = ROLLUP_QUANTILES.iter().map(|q| {
+        cells
+            .iter()
+            .map(|c| c.ttft_ms.as_ref().and_then(|s| s.quantile(*q)))
+            .collect()
+    });
+    latency.chain(ttft).collect()
+}
 
 /// The keys' columns as arrays, in the order of `STORED`'s and `UPSERT`'s first eight parameters.
 struct KeyColumns {
@@ -421,8 +447,14 @@ async fn write(
     let rollup_values = CellColumns::of(&rollup_cells);
     let mut params = columns.params().to_vec();
     params.extend(values.params());
+    let rollup_quantiles = quantile_columns(&rollup_cells);
     let mut rollup_params = rollup_columns.params().to_vec();
     rollup_params.extend(rollup_values.params());
+    rollup_params.extend(
+        rollup_quantiles
+            .iter()
+            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
+    );
     futures::try_join!(
         tx.execute(&upsert, &params),
         tx.execute(&upsert_rollup, &rollup_params),
