@@ -6,8 +6,8 @@
 //!    the `metrics` projection alone, timed until its stored offsets reach the end.
 //! 2. **Series query**: one organization with 30 days of one-minute buckets (a row a minute for
 //!    each of its 3 models, each latency sketch holding 40 values) in `read.chat_metrics`, and
-//!    their rollup (a row a minute, the three merged) in `read.chat_metrics_rollup`, as the
-//!    projection writes them; then
+//!    their rollup (a row a minute, the three merged, with their percentiles) in
+//!    `read.chat_metrics_rollup`, as the projection writes them; then
 //!    `GET /monitoring/metrics/{id}/data` over those 30 days at step 1m asked 200 times for a
 //!    counter and for a percentile, through HTTP to a running read API; p50, p99 and max.
 //!
@@ -184,13 +184,19 @@ async fn main() {
     for _ in 0..3 {
         merged.merge(&sketch);
     }
+    // With each bucket's percentiles beside its sketches, as the projection writes them.
+    let quantiles: Vec<Option<f64>> = projectors::projections::metrics::ROLLUP_QUANTILES
+        .iter()
+        .map(|q| merged.quantile(*q))
+        .collect();
     let rolled = db
         .execute(
             "INSERT INTO read.chat_metrics_rollup (org_id, step, bucket, requests, errors, prompt_tokens,
-                completion_tokens, total_tokens, cost_micros, quota_refusals, failovers, latency_ms, ttft_ms)
-             SELECT $1, 60, b, 120, 3, 3600, 8400, 12000, 54000, 0, 0, $2, $2
+                completion_tokens, total_tokens, cost_micros, quota_refusals, failovers, latency_ms, ttft_ms,
+                latency_p50, latency_p95, latency_p99, ttft_p50, ttft_p95, ttft_p99)
+             SELECT $1, 60, b, 120, 3, 3600, 8400, 12000, 54000, 0, 0, $2, $2, $3, $4, $5, $3, $4, $5
              FROM generate_series(date_trunc('minute', now()) - interval '30 days', date_trunc('minute', now()), interval '1 minute') AS b",
-            &[&org, &merged.encode()],
+            &[&org, &merged.encode(), &quantiles[0], &quantiles[1], &quantiles[2]],
         )
         .await
         .expect("month of rolled-up minutes");
