@@ -22,8 +22,8 @@ pub enum Measure {
     Sum(&'static str),
     /// `errors / requests`.
     ErrorRate,
-    /// A quantile of the merged sketches of a column.
-    Quantile(&'static str, f64),
+    /// A quantile of the merged sketches of a column; the rollup's column holding it per bucket.
+    Quantile(&'static str, f64, &'static str),
 }
 
 /// A metric the platform computes from every chat call.
@@ -84,19 +84,19 @@ pub const BUILTIN: &[BuiltinMetric] = &[
     builtin(
         "chat.latency_ms.p50",
         "ms",
-        Measure::Quantile("latency_ms", 0.5),
+        Measure::Quantile("latency_ms", 0.5, "latency_p50"),
         "Median latency of a call, from request to its end (within 1 %).",
     ),
     builtin(
         "chat.latency_ms.p95",
         "ms",
-        Measure::Quantile("latency_ms", 0.95),
+        Measure::Quantile("latency_ms", 0.95, "latency_p95"),
         "95th percentile of call latency (within 1 %).",
     ),
     builtin(
         "chat.latency_ms.p99",
         "ms",
-        Measure::Quantile("latency_ms", 0.99),
+        Measure::Quantile("latency_ms", 0.99, "latency_p99"),
         "99th percentile of call latency (within 1 %).",
     ),
     builtin(
@@ -126,19 +126,19 @@ pub const BUILTIN: &[BuiltinMetric] = &[
     builtin(
         "chat.ttft_ms.p50",
         "ms",
-        Measure::Quantile("ttft_ms", 0.5),
+        Measure::Quantile("ttft_ms", 0.5, "ttft_p50"),
         "Median time to the first token of answered calls (within 1 %).",
     ),
     builtin(
         "chat.ttft_ms.p95",
         "ms",
-        Measure::Quantile("ttft_ms", 0.95),
+        Measure::Quantile("ttft_ms", 0.95, "ttft_p95"),
         "95th percentile of time to first token (within 1 %).",
     ),
     builtin(
         "chat.ttft_ms.p99",
         "ms",
-        Measure::Quantile("ttft_ms", 0.99),
+        Measure::Quantile("ttft_ms", 0.99, "ttft_p99"),
         "99th percentile of time to first token (within 1 %).",
     ),
 ];
@@ -237,7 +237,7 @@ async fn values(
     let value_columns = match query.metric.measure {
         Measure::Sum(col) => format!("sum({col})::float8"),
         Measure::ErrorRate => "sum(errors)::float8 / sum(requests)::float8".into(),
-        Measure::Quantile(col, _) => col.to_string(),
+        Measure::Quantile(col, ..) => col.to_string(),
     };
     let grouped = !matches!(query.metric.measure, Measure::Quantile(..));
     let sql = if grouped {
@@ -265,7 +265,7 @@ async fn values(
     let n = query.group_by.len();
     let mut out: BTreeMap<Group, Values> = BTreeMap::new();
     match query.metric.measure {
-        Measure::Quantile(_, q) => {
+        Measure::Quantile(_, q, _) => {
             let mut sketches: BTreeMap<Group, BTreeMap<DateTime<Utc>, Sketch>> = BTreeMap::new();
             for row in &rows {
                 let at: DateTime<Utc> = row.get(0);
@@ -310,14 +310,12 @@ pub async fn series(
     query: &Query<'_>,
 ) -> Result<Vec<(Group, Points)>, QueryError> {
     if query.group_by.is_empty() && query.filter.is_empty() {
-        if let Some(value) = RollupValue::of(query.metric.measure) {
-            let points = rollup_series(client, query, &value).await?;
-            return Ok(if points.is_empty() {
-                vec![]
-            } else {
-                vec![(vec![], points)]
-            });
-        }
+        let points = rollup_series(client, query, &RollupValue::of(query.metric.measure)).await?;
+        return Ok(if points.is_empty() {
+            vec![]
+        } else {
+            vec![(vec![], points)]
+        });
     }
     Ok(values(client, query, false)
         .await?
@@ -336,8 +334,8 @@ struct RollupValue {
 }
 
 impl RollupValue {
-    fn of(measure: Measure) -> Option<Self> {
-        Some(match measure {
+    fn of(measure: Measure) -> Self {
+        match measure {
             Measure::Sum(col) => RollupValue {
                 value: format!("{col}::float8"),
                 sketch: None,
@@ -346,23 +344,11 @@ impl RollupValue {
                 value: "errors::float8 / requests::float8".into(),
                 sketch: None,
             },
-            Measure::Quantile(col, q) => {
-                let prefix = col.strip_suffix("_ms")?;
-                let suffix = if q == 0.5 {
-                    "p50"
-                } else if q == 0.95 {
-                    "p95"
-                } else if q == 0.99 {
-                    "p99"
-                } else {
-                    return None;
-                };
-                RollupValue {
-                    value: format!("{prefix}_{suffix}"),
-                    sketch: Some((col, q)),
-                }
-            }
-        })
+            Measure::Quantile(col, q, rollup) => RollupValue {
+                value: rollup.to_string(),
+                sketch: Some((col, q)),
+            },
+        }
     }
 }
 

@@ -363,7 +363,6 @@ async fn data(
             (metric.id.to_string(), values)
         }
     };
-    let values: Vec<(monitoring::Group, monitoring::Points)> = values;
     let points: usize = values.iter().map(|(_, v)| v.len()).sum();
     if points > MAX_POINTS {
         return Err(ApiError::invalid_param(
@@ -408,34 +407,14 @@ async fn data(
 pub struct SeriesBody(pub MetricSeries);
 
 impl SeriesBody {
-    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let MetricSeries {
-            object,
-            metric,
-            org_id,
-            from,
-            to,
-            step,
-            group_by,
-            series,
-        } = &self.0;
+    pub fn into_bytes(mut self) -> Result<Vec<u8>, serde_json::Error> {
+        let series = std::mem::take(&mut self.0.series);
         let points: usize = series.iter().map(|s| s.points.len()).sum();
         let mut out = Vec::with_capacity(512 + points * 48);
         // Everything before the series through serde_json; `series` is the last field.
-        serde_json::to_writer(
-            &mut out,
-            &MetricSeries {
-                object: *object,
-                metric: metric.clone(),
-                org_id: *org_id,
-                from: *from,
-                to: *to,
-                step: *step,
-                group_by: group_by.clone(),
-                series: vec![],
-            },
-        )?;
+        serde_json::to_writer(&mut out, &self.0)?;
         if !out.ends_with(b"[]}") {
+            self.0.series = series;
             return serde_json::to_vec(&self.0);
         }
         out.truncate(out.len() - 3);
@@ -478,7 +457,7 @@ fn write_f64(out: &mut Vec<u8>, value: f64) -> Result<(), serde_json::Error> {
 
 impl axum::response::IntoResponse for SeriesBody {
     fn into_response(self) -> axum::response::Response {
-        match self.to_bytes() {
+        match self.into_bytes() {
             Ok(body) => (
                 [(
                     axum::http::header::CONTENT_TYPE,
@@ -611,7 +590,7 @@ mod tests {
         ];
         for case in cases {
             let expected = serde_json::to_vec(&case).expect("serde_json writes it");
-            let written = SeriesBody(case).to_bytes().expect("written");
+            let written = SeriesBody(case).into_bytes().expect("written");
             assert_eq!(
                 String::from_utf8_lossy(&written),
                 String::from_utf8_lossy(&expected)
