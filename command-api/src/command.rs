@@ -110,6 +110,7 @@ impl Ctx {
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             ctx: self,
+            at: events::Timestamp::now(),
             events: Vec::new(),
             claims: Vec::new(),
         }
@@ -152,6 +153,9 @@ impl Ctx {
 /// Events decided by one command, on one or more streams, appended in one transaction.
 pub struct Batch<'a> {
     ctx: &'a Ctx,
+    /// When the command's events occurred: one instant for all of them, so that no point in time
+    /// sees half a command (an organization's owner without the organization).
+    at: events::Timestamp,
     events: Vec<EventEnvelope>,
     claims: Vec<(Claim, String)>,
 }
@@ -168,14 +172,16 @@ impl Batch<'_> {
         let mut next = version;
         for payload in payloads {
             next += 1;
-            self.events.push(EventEnvelope::new(
+            let mut event = EventEnvelope::new(
                 payload,
                 org_id,
                 stream_id.clone(),
                 next,
                 self.ctx.actor.clone(),
                 self.ctx.request_id.clone(),
-            ));
+            );
+            event.occurred_at = self.at;
+            self.events.push(event);
         }
         next
     }

@@ -210,6 +210,15 @@ async fn the_state_before_and_after_a_revocation_and_a_role_change_differs_and_t
     )
     .expect("time")
     .with_timezone(&Utc);
+    // One command, one instant: the owner created with the organization occurred with it, so no
+    // point in time shows the owner without the organization.
+    let owner = occurred(
+        &auditor,
+        "user.created",
+        &format!("user:{}", tenant.owner_id),
+    )
+    .await;
+    assert_eq!(owner, created_at);
     let empty = state(&auditor, created_at - ms).await;
     assert!(empty["organization"].is_null(), "{empty}");
     assert_eq!(empty["api_keys"], json!([]));
