@@ -168,6 +168,33 @@ open_loop() {  # name url token body -> "p50 p99 success"
   jq -r '"\(.latencies["50th"]/1e6|.*100|round/100) \(.latencies["99th"]/1e6|.*100|round/100) \(.success)"' "$DIR/vegeta-$name.json"
 }
 
+# The bookkeeping behind (relay + projections, in events), from aihub's /metrics; empty when
+# it cannot be read.
+behind() {
+  curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null \
+    | awk '/^aihub_(relay|projection)_lag_events/ {s += $NF; n++} END {if (n) printf "%d", s}'
+}
+# aihub's chat answers so far by status, from its /metrics ("200=… 503=…").
+statuses() {
+  curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null \
+    | awk -F'[{}]' '/^aihub_http_request_duration_seconds_count/ && /chat\/completions/ {
+        match($2, /status="[0-9]+"/); st = substr($2, RSTART + 8, 3); n[st] += $3 }
+        END {for (k in n) printf "%s=%d ", k, n[k]}'
+}
+# Waits (up to 5 minutes) until aihub's relay and projections have caught up with every call so
+# far, so that each phase starts from the same quiet state, whichever gateway it measures; says
+# how long the catching up took (the bookkeeping a burst left behind it).
+settle() {
+  local start=$SECONDS left
+  for _ in $(seq 1 600); do
+    left=$(behind)
+    [ "$left" = 0 ] && break
+    sleep 0.5
+  done
+  SETTLED="$((SECONDS - start)) s"
+  [ "$left" = 0 ] || SETTLED="not caught up after $((SECONDS - start)) s: ${left:-?} events behind"
+}
+
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "aihub $(git -C "$ROOT" rev-parse --short HEAD); TensorZero 2025.12.0 (observability off); upstream nginx $(nginx -v 2>&1 | cut -d/ -f2)"
@@ -177,17 +204,22 @@ printf -- '------------|------------------------------|-------------------------
 UP_P99=""
 for t in "${TARGETS[@]}"; do
   IFS='|' read -r name url token body <<<"$t"
-  sleep 2
+  settle; sleep 2
   read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
-  sleep 2
+  settle; S4=$SETTLED; sleep 2
   read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
-  sleep 2
+  settle; S32=$SETTLED; sleep 2
   read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
+  settle; SO=$SETTLED
   [ "$name" = upstream ] && UP_P99=$o99
   added=$(awk -v a="$o99" -v b="$UP_P99" 'BEGIN {printf "%+.2f", a-b}')
   printf '%-11s | %6s · %6s / %7s     | %6s · %6s / %7s     | %6s / %7s (%s) ok=%s\n' \
     "$name" "$r4" "$a4" "$b4" "$r32" "$a32" "$b32" "$o50" "$o99" "$added" "$ok"
   [ "$e4 $e32" != "0 0" ] && echo "            errors: c=4 [$e4] c=32 [$e32]"
+  if [ "$name" = aihub ]; then
+    echo "            bookkeeping caught up after: c=4 $S4, c=32 $S32, open $SO"
+    echo "            chat answers by status, all phases: $(statuses)"
+  fi
 done
 echo
 echo "raw outputs: $DIR/wrk-*.txt, $DIR/vegeta-*.json"

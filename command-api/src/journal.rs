@@ -105,6 +105,26 @@ impl Journal {
         events: &[EventEnvelope],
         claims: &[(Claim, String)],
     ) -> Result<(), JournalError> {
+        self.append_with(events, claims, None).await
+    }
+
+    /// Appends events encoded beforehand ([`encode`], in the same order), as `append` does. The
+    /// encoding is used only for events without personal data (the gateway's chat calls):
+    /// others are sealed first, and encoded after.
+    pub async fn append_encoded(
+        &self,
+        events: &[EventEnvelope],
+        encoded: &[Encoded],
+    ) -> Result<(), JournalError> {
+        self.append_with(events, &[], Some(encoded)).await
+    }
+
+    async fn append_with(
+        &self,
+        events: &[EventEnvelope],
+        claims: &[(Claim, String)],
+        encoded: Option<&[Encoded]>,
+    ) -> Result<(), JournalError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         for (claim, stream_id) in claims {
@@ -134,9 +154,16 @@ impl Journal {
             }
         }
         let mut heads = lock_chains(&tx, events).await?;
-        let events = &*sealed(&tx, events).await?;
+        let sealed = sealed(&tx, events).await?;
+        let encoded = match (&sealed, encoded) {
+            (std::borrow::Cow::Borrowed(_), Some(encoded)) if encoded.len() == events.len() => {
+                std::borrow::Cow::Borrowed(encoded)
+            }
+            _ => std::borrow::Cow::Owned(encode(&sealed)),
+        };
+        let events = &*sealed;
         let insert = tx.prepare_cached(INSERT).await?;
-        let columns = Columns::linked(events, &mut heads);
+        let columns = Columns::of(events, &encoded, &mut heads);
         let inserted = match tx.execute(&insert, &columns.params()).await {
             Ok(inserted) => inserted,
             Err(e) => {
@@ -172,7 +199,7 @@ impl Journal {
 const INSERT: &str =
     "INSERT INTO journal (event_id, stream_id, stream_version, event_type, org_id, envelope, content_hash,
                           chain_seq, chain_hash)
-     SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::jsonb, content_hash,
+     SELECT event_id, stream_id, stream_version, event_type, org_id, envelope::json, content_hash,
             chain_seq, chain_hash
      FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[], $7::bytea[],
                  $8::bigint[], $9::bytea[])
@@ -244,6 +271,55 @@ async fn sealed<'e>(
     Ok(std::borrow::Cow::Owned(events))
 }
 
+/// An event as the journal stores it before it is linked: the envelope's JSON text, and the
+/// content hash its link will cover (SHA-256 of the canonical envelope without `chain`). The
+/// costly part of an append, and independent of the chain's head, so it is done before the
+/// heads are locked — by the gateway's appender, while the batch before is being written.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    text: String,
+    content: [u8; 32],
+}
+
+impl Encoded {
+    pub fn of(event: &EventEnvelope) -> Self {
+        let value = serde_json::to_value(event).unwrap_or_default();
+        let content = events::audit::content_hash(&value);
+        Self {
+            text: value.to_string(),
+            content,
+        }
+    }
+
+    /// The stored envelope: this one with its `chain` member added last. Members are named, so
+    /// where it stands changes nothing for a reader.
+    fn linked(&self, link: &events::audit::ChainLink) -> String {
+        let chain = serde_json::to_string(link).unwrap_or_default();
+        let body = self.text.trim_end().strip_suffix('}').unwrap_or("{");
+        let separator = if body.trim_end() == "{" { "" } else { "," };
+        format!("{body}{separator}\"chain\":{chain}}}")
+    }
+}
+
+/// From this many events up, encoding a batch (a few milliseconds for the gateway's 500) runs
+/// with the worker thread handed over (`block_in_place`): the gateway's appender shares the
+/// request runtime, and its requests queued on this worker would otherwise wait for the whole
+/// batch (issue 17: the open-loop p99).
+const LARGE_BATCH: usize = 64;
+
+/// Encodes a batch ([`Encoded`]), handing the worker over for a large one on a multi-threaded
+/// runtime.
+pub fn encode(events: &[EventEnvelope]) -> Vec<Encoded> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let encode = || events.iter().map(Encoded::of).collect();
+    if multi_thread && events.len() >= LARGE_BATCH {
+        tokio::task::block_in_place(encode)
+    } else {
+        encode()
+    }
+}
+
 /// A batch of events as the columns `INSERT` takes, each linked to its chain.
 struct Columns<'a> {
     ids: Vec<uuid::Uuid>,
@@ -257,56 +333,32 @@ struct Columns<'a> {
     chain_hashes: Vec<Vec<u8>>,
 }
 
-/// From this many events up, encoding and linking a batch (a few milliseconds for the gateway's
-/// 500) runs with the worker thread handed over (`block_in_place`): the gateway's appender
-/// shares the request runtime, and its requests queued on this worker would otherwise wait for
-/// the whole batch (issue 17: the open-loop p99).
-const LARGE_BATCH: usize = 64;
-
 impl<'a> Columns<'a> {
-    fn linked(events: &'a [EventEnvelope], heads: &mut Heads) -> Self {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread && events.len() >= LARGE_BATCH {
-            tokio::task::block_in_place(|| Self::of(events, heads))
-        } else {
-            Self::of(events, heads)
-        }
-    }
-
     /// Links each event, in order, to the head of its chain (moving the head): `seq` one more,
-    /// `hash` = SHA-256(prev hash ‖ content hash), the content hash being that of the canonical
-    /// envelope without `chain`; the envelope stored carries the link (`ChainLink`). This is
-    /// the linking the journal's trigger does for rows that arrive unlinked (a restore), done
-    /// here without a PL/pgSQL call per row (issue 17).
-    fn of(events: &'a [EventEnvelope], heads: &mut Heads) -> Self {
+    /// `hash` = SHA-256(prev hash ‖ content hash); the envelope stored carries the link
+    /// (`ChainLink`). This is the linking the journal's trigger does for rows that arrive
+    /// unlinked (a restore), done here without a PL/pgSQL call per row (issue 17). Cheap: a hash
+    /// and a string per event, under the heads' locks.
+    fn of(events: &'a [EventEnvelope], encoded: &[Encoded], heads: &mut Heads) -> Self {
         let n = events.len();
         let mut envelopes = Vec::with_capacity(n);
         let mut content_hashes = Vec::with_capacity(n);
         let mut chain_seqs = Vec::with_capacity(n);
         let mut chain_hashes = Vec::with_capacity(n);
-        for event in events {
-            let mut value = serde_json::to_value(event).unwrap_or_default();
-            let content = events::audit::content_hash(&value);
+        for (event, encoded) in events.iter().zip(encoded) {
             let head = heads
                 .entry(events::audit::chain_of(event.org_id))
                 .or_insert((0, events::audit::GENESIS));
             let seq = head.0 + 1;
-            let hash = events::audit::link(&head.1, &content);
+            let hash = events::audit::link(&head.1, &encoded.content);
             let link = events::audit::ChainLink {
                 seq,
                 prev: hex::encode(head.1),
                 hash: hex::encode(hash),
             };
             *head = (seq, hash);
-            if let serde_json::Value::Object(map) = &mut value {
-                map.insert(
-                    "chain".into(),
-                    serde_json::to_value(link).unwrap_or_default(),
-                );
-            }
-            envelopes.push(value.to_string());
-            content_hashes.push(content.to_vec());
+            envelopes.push(encoded.linked(&link));
+            content_hashes.push(encoded.content.to_vec());
             chain_seqs.push(seq);
             chain_hashes.push(hash.to_vec());
         }
@@ -382,7 +434,8 @@ impl Journal {
             return Ok(0);
         }
         let events = &*sealed(&tx, &fresh).await?;
-        let columns = Columns::linked(events, &mut heads);
+        let encoded = encode(events);
+        let columns = Columns::of(events, &encoded, &mut heads);
         let inserted = tx.execute(INSERT, &columns.params()).await?;
         tx.commit().await?;
         Ok(inserted)
@@ -433,4 +486,92 @@ pub async fn block_keys(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::{Actor, EventPayload};
+
+    fn event(org_id: Option<uuid::Uuid>) -> EventEnvelope {
+        EventEnvelope::new(
+            EventPayload::TeamCreated(events::access::TeamCreated {
+                name: "Ünïcödé \"quoted\" team".into(),
+                description: Some("line\nbreak".into()),
+            }),
+            org_id,
+            StreamId::team(events::TeamId::new()),
+            1,
+            Actor::system(),
+            "req-1".into(),
+        )
+    }
+
+    #[test]
+    fn a_linked_envelope_is_the_event_with_its_link_and_hashes_as_the_chain_expects() {
+        let mut heads = Heads::new();
+        let events = [event(Some(uuid::Uuid::now_v7())), event(None)];
+        let encoded = encode(&events);
+        let columns = Columns::of(&events, &encoded, &mut heads);
+        for (i, event) in events.iter().enumerate() {
+            let stored: serde_json::Value =
+                serde_json::from_str(&columns.envelopes[i]).expect("stored JSON");
+            let mut expected = serde_json::to_value(event).expect("value");
+            let link = events::audit::ChainLink {
+                seq: 1,
+                prev: hex::encode(events::audit::GENESIS),
+                hash: hex::encode(events::audit::link(
+                    &events::audit::GENESIS,
+                    &events::audit::content_hash(&expected),
+                )),
+            };
+            if let serde_json::Value::Object(map) = &mut expected {
+                map.insert("chain".into(), serde_json::to_value(&link).expect("link"));
+            }
+            assert_eq!(stored, expected);
+            // The content hash ignores the link, so the stored envelope hashes as it was linked.
+            assert_eq!(
+                events::audit::content_hash(&stored).to_vec(),
+                columns.content_hashes[i]
+            );
+            assert_eq!(columns.chain_seqs[i], 1);
+            assert_eq!(
+                columns.chain_hashes[i],
+                hex::decode(&link.hash).expect("hex")
+            );
+            let decoded = EventEnvelope::decode(columns.envelopes[i].as_bytes()).expect("decodes");
+            assert_eq!(decoded.event_id, event.event_id);
+            assert_eq!(decoded.chain, Some(link));
+        }
+        // Two events of one chain: the second links to the first.
+        let org = Some(uuid::Uuid::now_v7());
+        let events = [event(org), event(org)];
+        let columns = Columns::of(&events, &encode(&events), &mut Heads::new());
+        assert_eq!(columns.chain_seqs, vec![1, 2]);
+        assert_eq!(
+            columns.chain_hashes[1],
+            events::audit::link(
+                &<[u8; 32]>::try_from(columns.chain_hashes[0].as_slice()).expect("32 bytes"),
+                &<[u8; 32]>::try_from(columns.content_hashes[1].as_slice()).expect("32 bytes"),
+            )
+            .to_vec()
+        );
+    }
+
+    #[test]
+    fn an_empty_object_gets_its_link_without_a_stray_comma() {
+        let encoded = Encoded {
+            text: "{}".into(),
+            content: [0; 32],
+        };
+        let link = events::audit::ChainLink {
+            seq: 1,
+            prev: "00".into(),
+            hash: "11".into(),
+        };
+        assert_eq!(
+            encoded.linked(&link),
+            r#"{"chain":{"seq":1,"prev":"00","hash":"11"}}"#
+        );
+    }
 }

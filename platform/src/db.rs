@@ -114,6 +114,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0029_metrics_rollup_answers_from_key",
         include_str!("../../schemas/sql/0029_metrics_rollup_answers_from_key.sql"),
     ),
+    (
+        "0030_journal_envelope_as_written",
+        include_str!("../../schemas/sql/0030_journal_envelope_as_written.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

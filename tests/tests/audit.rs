@@ -352,7 +352,7 @@ async fn a_clean_chain_verifies_and_every_kind_of_tampering_is_named() {
 
     // 1. One journal row's data updated.
     db.execute(
-        "UPDATE journal SET envelope = jsonb_set(envelope, '{correlation_id}', '\"forged\"')
+        "UPDATE journal SET envelope = jsonb_set(envelope::jsonb, '{correlation_id}', '\"forged\"')
          WHERE event_id = $1::text::uuid",
         &[&id(3)],
     )

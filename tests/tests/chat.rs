@@ -260,7 +260,10 @@ async fn a_failing_primary_fails_over_and_the_breaker_skips_it_until_cool_down()
         vec![json!(2), json!(2), json!(2)],
         "each call recorded both attempts"
     );
-    let audit = c.env.dump("read.audit_log", "occurred_at").await;
+    // The usage projection has the calls; the audit projection may still be a batch behind. Its
+    // rows in chain order, the order the calls were appended (two calls may share a millisecond).
+    c.env.wait_until_projected(Duration::from_secs(15)).await;
+    let audit = c.env.dump("read.audit_log", "chain_seq").await;
     let attempts: Vec<Vec<String>> = audit
         .iter()
         .filter(|e| e["event_type"] == "chat.completion.succeeded")
