@@ -13,7 +13,13 @@
 # cores with the gateways, the same way for both.
 #
 # Run: benches/side-by-side/run.sh   (BENCH_SECONDS=15 BENCH_RATE=1000; TENSORZERO_BIN to skip
-# the build; BENCH_ONLY=aihub to measure our gateway alone while profiling).
+# the build; BENCH_ONLY=aihub to measure our gateway alone while profiling; AIHUB_BIN to measure
+# another build of ours than the tree's, e.g. before and after a change).
+#
+# Between phases the script waits until aihub's relay and projections have caught up (from its
+# /metrics), so every phase starts from the same quiet state, and prints how long that took: the
+# bookkeeping a phase left behind it. It also prints aihub's chat answers by status (503
+# `overloaded` means calls came faster than the journal took their events).
 source "$(dirname "${BASH_SOURCE[0]}")/../../infra/local/lib.sh"
 
 SECONDS_EACH="${BENCH_SECONDS:-15}"
@@ -40,9 +46,13 @@ ensure_kafka
 if [ "$ONLY" != "aihub" ]; then
   TENSORZERO_BIN="${TENSORZERO_BIN:-$("$ROOT/benches/side-by-side/tensorzero.sh")}"
 fi
-say "building aihub (release)"
-(cd "$ROOT" && cargo build --release -q -p aihub)
-AIHUB="${CARGO_TARGET_DIR:-$ROOT/target}/release/aihub"
+if [ -n "${AIHUB_BIN:-}" ]; then
+  AIHUB="$AIHUB_BIN"   # another build of ours, to compare two side by side on one machine
+else
+  say "building aihub (release)"
+  (cd "$ROOT" && cargo build --release -q -p aihub)
+  AIHUB="${CARGO_TARGET_DIR:-$ROOT/target}/release/aihub"
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP_PORT=$(free_port); HUB_PORT=$(free_port); TZ_PORT=$(free_port)
@@ -197,7 +207,7 @@ settle() {
 
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "aihub $(git -C "$ROOT" rev-parse --short HEAD); TensorZero 2025.12.0 (observability off); upstream nginx $(nginx -v 2>&1 | cut -d/ -f2)"
+echo "aihub ${AIHUB_BIN:-$(git -C "$ROOT" rev-parse --short HEAD)}; TensorZero 2025.12.0 (observability off); upstream nginx $(nginx -v 2>&1 | cut -d/ -f2)"
 echo
 printf '%-11s | %-28s | %-28s | %-30s\n' gateway "c=4 req/s · p50 / p99 ms" "c=32 req/s · p50 / p99 ms" "open ${RATE}/s p50 / p99 ms (added p99)"
 printf -- '------------|------------------------------|------------------------------|-------------------------------\n'
