@@ -191,6 +191,23 @@ statuses() {
         match($2, /status="[0-9]+"/); st = substr($2, RSTART + 8, 3); n[st] += $3 }
         END {for (k in n) printf "%s=%d ", k, n[k]}'
 }
+# aihub's own view of its chat calls so far, from its request-duration histogram: "count le10ms
+# le25ms" (how many took at most 10 and 25 ms inside the server, from routing to the last byte
+# handed to hyper).
+served() {
+  curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null \
+    | awk '/^aihub_http_request_duration_seconds_bucket/ && /chat\/completions/ {
+        if ($0 ~ /le="\+Inf"/) n += $NF; if ($0 ~ /le="0.01"/) a += $NF; if ($0 ~ /le="0.025"/) b += $NF }
+        END {printf "%d %d %d", n, a, b}'
+}
+# The share of a phase's calls (between two `served` readings) slower than 10 and 25 ms inside
+# the server, against the share wrk saw beyond its p99: tells a tail made in aihub's handlers
+# from one made before or after them (accept, scheduling, the client's own threads).
+server_tail() {
+  read -r n0 a0 b0 <<<"$1"; read -r n1 a1 b1 <<<"$2"
+  awk -v n=$((n1 - n0)) -v a=$((a1 - a0)) -v b=$((b1 - b0)) \
+    'BEGIN {if (n > 0) printf "%.2f%% over 10 ms, %.2f%% over 25 ms", 100 * (n - a) / n, 100 * (n - b) / n}'
+}
 # Waits (up to 5 minutes) until aihub's relay and projections have caught up with every call so
 # far, so that each phase starts from the same quiet state, whichever gateway it measures; says
 # how long the catching up took (the bookkeeping a burst left behind it).
@@ -214,10 +231,18 @@ printf -- '------------|------------------------------|-------------------------
 UP_P99=""
 for t in "${TARGETS[@]}"; do
   IFS='|' read -r name url token body <<<"$t"
+  # Warm-up, not measured: the broker's JVM compiles its hot paths in its first minute of load
+  # (`perf sched` showed its C2 compiler thread taking a third of a core during the first phase),
+  # and every gateway's pools and caches fill.
+  closed "$name" "$url" "$token" "$body" 4 >/dev/null
   settle; sleep 2
+  [ "$name" = aihub ] && V0=$(served)
   read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
+  [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
   settle; S4=$SETTLED; sleep 2
+  [ "$name" = aihub ] && V0=$(served)
   read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
+  [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
   settle; S32=$SETTLED; sleep 2
   read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
   settle; SO=$SETTLED
@@ -229,6 +254,7 @@ for t in "${TARGETS[@]}"; do
   if [ "$name" = aihub ]; then
     echo "            bookkeeping caught up after: c=4 $S4, c=32 $S32, open $SO"
     echo "            chat answers by status, all phases: $(statuses)"
+    echo "            inside the server: c=4 $T4; c=32 $T32"
   fi
 done
 echo
