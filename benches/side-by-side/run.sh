@@ -178,15 +178,17 @@ open_loop() {  # name url token body -> "p50 p99 success"
   jq -r '"\(.latencies["50th"]/1e6|.*100|round/100) \(.latencies["99th"]/1e6|.*100|round/100) \(.success)"' "$DIR/vegeta-$name.json"
 }
 
+# aihub's /metrics (the platform admin's token); empty when it cannot be read.
+hub_metrics() { admin "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null; }
 # The bookkeeping behind (relay + projections, in events), from aihub's /metrics; empty when
 # it cannot be read.
 behind() {
-  curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null \
+  hub_metrics \
     | awk '/^aihub_(relay|projection)_lag_events/ {s += $NF; n++} END {if (n) printf "%d", s}'
 }
 # aihub's chat answers so far by status, from its /metrics ("200=… 503=…").
 statuses() {
-  curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null \
+  hub_metrics \
     | awk -F'[{}]' '/^aihub_http_request_duration_seconds_count/ && /chat\/completions/ {
         match($2, /status="[0-9]+"/); st = substr($2, RSTART + 8, 3); n[st] += $3 }
         END {for (k in n) printf "%s=%d ", k, n[k]}'
@@ -195,7 +197,7 @@ statuses() {
 # le25ms" (how many took at most 10 and 25 ms inside the server, from routing to the last byte
 # handed to hyper).
 served() {
-  curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null \
+  hub_metrics \
     | awk '/^aihub_http_request_duration_seconds_bucket/ && /chat\/completions/ {
         if ($0 ~ /le="\+Inf"/) n += $NF; if ($0 ~ /le="0.01"/) a += $NF; if ($0 ~ /le="0.025"/) b += $NF }
         END {printf "%d %d %d", n, a, b}'

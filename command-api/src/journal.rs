@@ -283,7 +283,11 @@ pub struct Encoded {
 
 impl Encoded {
     pub fn of(event: &EventEnvelope) -> Self {
-        let value = serde_json::to_value(event).unwrap_or_default();
+        let mut value = serde_json::to_value(event).unwrap_or_default();
+        // The journal links the event itself: a link it came with is replaced, not doubled.
+        if let serde_json::Value::Object(map) = &mut value {
+            map.remove("chain");
+        }
         let content = events::audit::content_hash(&value);
         Self {
             text: value.to_string(),
@@ -556,6 +560,23 @@ mod tests {
             )
             .to_vec()
         );
+    }
+
+    #[test]
+    fn a_link_an_event_came_with_is_replaced_not_doubled() {
+        let mut linked = event(None);
+        linked.chain = Some(events::audit::ChainLink {
+            seq: 7,
+            prev: "aa".into(),
+            hash: "bb".into(),
+        });
+        let columns = Columns::of(
+            std::slice::from_ref(&linked),
+            &encode(std::slice::from_ref(&linked)),
+            &mut Heads::new(),
+        );
+        assert_eq!(columns.envelopes[0].matches("\"chain\"").count(), 1);
+        assert_eq!(columns.chain_seqs[0], 1);
     }
 
     #[test]
