@@ -69,8 +69,11 @@ start_kafka() {
   local dir="$AIHUB_HOME/kafka" cport="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
   if alive "$dir/pid"; then say "Kafka is running (pid $(cat "$dir/pid"))"; return; fi
   if port_open "$KAFKA_PORT"; then say "a broker already listens on $KAFKA_PORT; using it"; return; fi
-  say "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (KRaft, storage in $dir/data, log in $dir/kafka.log)"
-  "$KAFKA" start "$dir" 1 "$KAFKA_PORT" "$cport" "1@127.0.0.1:$cport"
+  # The broker is bookkeeping only (no chat call waits on it: the relay and the projectors do),
+  # so on a machine it shares with the gateway it runs at a lower CPU priority, `KAFKA_NICE`
+  # (docs/ARCHITECTURE.md, "Sharing a machine").
+  say "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (KRaft, storage in $dir/data, log in $dir/kafka.log, nice ${KAFKA_NICE:-10})"
+  (renice -n "${KAFKA_NICE:-10}" -p "$BASHPID" >/dev/null && "$KAFKA" start "$dir" 1 "$KAFKA_PORT" "$cport" "1@127.0.0.1:$cport")
 }
 
 # A broker of the test run's own, on its own ports with empty storage, so the tests never depend

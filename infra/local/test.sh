@@ -20,6 +20,9 @@ export KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 # expects 201. The background runtime still runs on its own threads and pool; what the priority
 # buys is measured in benches/side-by-side, and platform::background's unit test checks it.
 export AIHUB_BACKGROUND_NICE="${AIHUB_BACKGROUND_NICE:-0}"
+# The same for the broker up.sh starts (the SDK test runs up.sh): at its default nice 10 it would
+# wait behind the neighbouring test binaries.
+export KAFKA_NICE="${KAFKA_NICE:-0}"
 
 # Test databases of earlier runs.
 psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc \

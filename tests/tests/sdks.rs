@@ -227,6 +227,12 @@ impl UpSh {
             ("OPENROUTER_BASE_URL", upstream.openai_base_url()),
             // A loaded machine may take more than the default 2 s to project a write.
             ("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000".into()),
+            // The broker's priority as test.sh sets it (up.sh's default, 10, would put it behind
+            // the neighbouring test binaries).
+            (
+                "KAFKA_NICE",
+                std::env::var("KAFKA_NICE").unwrap_or_else(|_| "10".into()),
+            ),
         ];
         let mut up = UpSh {
             vars,
