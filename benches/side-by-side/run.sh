@@ -79,9 +79,9 @@ AUTOGROUP_WAS=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo "")
 # its database; set when it can be (root), left and said otherwise.
 BENCH_AUTOGROUP="${BENCH_AUTOGROUP-0}"
 [ -w "$AUTOGROUP_FILE" ] || BENCH_AUTOGROUP=""
+AUTOGROUP_SET=""
 if [ -n "$BENCH_AUTOGROUP" ] && [ -n "$AUTOGROUP_WAS" ]; then
-  echo "$BENCH_AUTOGROUP" >"$AUTOGROUP_FILE" || { echo "cannot set $AUTOGROUP_FILE (root needed)" >&2; exit 1; }
-  trap 'cleanup; echo "$AUTOGROUP_WAS" >"$AUTOGROUP_FILE"' EXIT
+  echo "$BENCH_AUTOGROUP" >"$AUTOGROUP_FILE" && AUTOGROUP_SET=1
 fi
 # BENCH_BROKER_NICE=N and BENCH_DATABASE_NICE=N run the broker and the database at nice N for
 # the run (the database restored after). Neither is on a chat call's path (the call's event goes
@@ -91,11 +91,22 @@ fi
 # aihub, so its nice value counts either way; the database's only with autogroup off.
 BROKER_NICE="${BENCH_BROKER_NICE:-${KAFKA_NICE:-10}}"   # as up.sh starts it
 DATABASE_NICE="${BENCH_DATABASE_NICE:-0}"
-postgres_pids() { local pm; pm=$(pgrep -xo postgres) || return 0; echo "$pm" $(pgrep -P "$pm"); }
-if [ "$DATABASE_NICE" != 0 ]; then
-  renice -n "$DATABASE_NICE" -p $(postgres_pids) >/dev/null
-  trap 'cleanup; [ -n "$AUTOGROUP_WAS" ] && echo "$AUTOGROUP_WAS" >"$AUTOGROUP_FILE"; renice -n 0 -p $(postgres_pids) >/dev/null 2>&1 || true' EXIT
-fi
+# The cluster at 5432 (ensure_postgres's): its postmaster, from its pid file, and its children.
+postgres_pids() {
+  local pm
+  pm=$(head -n 1 "$(psql "postgres://postgres@127.0.0.1:5432/postgres" -Atc "SHOW data_directory")/postmaster.pid" 2>/dev/null) \
+    || return 0
+  echo "$pm" $(pgrep -P "$pm")
+}
+[ "$DATABASE_NICE" != 0 ] && renice -n "$DATABASE_NICE" -p $(postgres_pids) >/dev/null
+# What the run changed on the machine, put back as it was.
+restore() {
+  cleanup
+  [ -n "$AUTOGROUP_SET" ] && echo "$AUTOGROUP_WAS" >"$AUTOGROUP_FILE"
+  [ "$DATABASE_NICE" != 0 ] && renice -n 0 -p $(postgres_pids) >/dev/null 2>&1
+  true
+}
+trap restore EXIT
 
 # --- the canned upstream --------------------------------------------------------------------
 COMPLETION='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench/model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the bench upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}}'
