@@ -79,8 +79,13 @@ pub async fn lag(config: &Config, pool: &platform::db::PgPool) -> anyhow::Result
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(j.recorded_at))::float8, 0)
-             FROM journal_outbox o JOIN journal j USING (global_position)",
+            // The oldest row's age from its own journal row, found by key: a join of the outbox
+            // with the journal scanned the whole journal whenever the relay was behind.
+            "SELECT (SELECT count(*) FROM journal_outbox),
+                    COALESCE(EXTRACT(EPOCH FROM now() - (
+                        SELECT j.recorded_at FROM journal j
+                        WHERE j.global_position = (SELECT min(global_position) FROM journal_outbox)
+                    ))::float8, 0)",
             &[],
         )
         .await?;
