@@ -5,6 +5,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The types of the events that end a chat call: most of the topic.
+pub const CALL_TYPES: [&str; 2] = ["chat.completion.succeeded", "chat.completion.failed"];
+
+/// Whether `event_type` ends a chat call.
+pub fn is_call(event_type: &str) -> bool {
+    CALL_TYPES.contains(&event_type)
+}
+
 /// One try against one deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Attempt {

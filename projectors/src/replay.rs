@@ -20,7 +20,7 @@ pub async fn rebuild(
     projection: Arc<dyn Projection>,
     pool: &PgPool,
     config: &ProjectorConfig,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<u64> {
     let name = projection.name();
     let ends = end_offsets(&config.kafka, &config.topic).await?;
     {
@@ -47,7 +47,7 @@ pub async fn rebuild(
         name,
         uuid::Uuid::now_v7()
     );
-    consume(
+    let applied = consume(
         projection.as_ref(),
         pool,
         config,
@@ -61,14 +61,6 @@ pub async fn rebuild(
         // only once those ran again.
         crate::backfill::run_pending(pool, config, &CancellationToken::new()).await?;
     }
-    let client = pool.get().await?;
-    let applied: i64 = client
-        .query_one(
-            "SELECT count(*) FROM projector_applied WHERE projection = $1",
-            &[&name],
-        )
-        .await?
-        .get(0);
     Ok(applied)
 }
 

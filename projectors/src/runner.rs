@@ -95,7 +95,9 @@ pub async fn run(
         metrics::RUNNING
             .with_label_values(&[projection.name()])
             .set(1);
-        let result = consume(projection.as_ref(), &pool, &config, &group, &shutdown, None).await;
+        let result = consume(projection.as_ref(), &pool, &config, &group, &shutdown, None)
+            .await
+            .map(drop);
         flag.store(false, Ordering::SeqCst);
         metrics::RUNNING
             .with_label_values(&[projection.name()])
@@ -126,7 +128,7 @@ pub async fn run(
 }
 
 /// Consumes until `shutdown`, or — with `until` — until every partition's stored offset reached
-/// the given end offsets (a rebuild).
+/// the given end offsets (a rebuild). Returns how many events it applied.
 pub(crate) async fn consume(
     projection: &dyn Projection,
     pool: &PgPool,
@@ -134,7 +136,7 @@ pub(crate) async fn consume(
     group: &str,
     shutdown: &CancellationToken,
     until: Option<&HashMap<i32, i64>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     // Destroyed off the runtime even when this future is dropped midway (a runtime shutting
     // down): closing talks to the broker, which may be gone.
     let consumer = Detached::new(
@@ -158,22 +160,23 @@ async fn consume_with(
     config: &ProjectorConfig,
     shutdown: &CancellationToken,
     until: Option<&HashMap<i32, i64>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let mut worker = Worker {
         projection,
         pool,
         topic: &config.topic,
         consumer,
         rewound: HashSet::new(),
+        applied: 0,
     };
     if let Some(until) = until {
         if worker.caught_up(until).await? {
-            return Ok(());
+            return Ok(worker.applied);
         }
     }
     loop {
         let first = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(worker.applied),
             _ = tokio::time::sleep(Duration::from_millis(500)), if until.is_some() => None,
             message = consumer.recv() => match message {
                 Ok(message) => Some(message.detach()),
@@ -204,7 +207,7 @@ async fn consume_with(
         }
         if let Some(until) = until {
             if worker.caught_up(until).await? {
-                return Ok(());
+                return Ok(worker.applied);
             }
         }
     }
@@ -234,6 +237,8 @@ struct Worker<'a> {
     consumer: &'a StreamConsumer,
     /// Partitions just sought to their beginning: their first message is accepted as the start.
     rewound: HashSet<i32>,
+    /// Events applied so far (committed).
+    applied: u64,
 }
 
 impl Worker<'_> {
@@ -352,6 +357,7 @@ impl Worker<'_> {
                 .await?;
         }
         tx.commit().await?;
+        self.applied += applied.len() as u64;
         metrics::EVENTS_PROJECTED
             .with_label_values(&[name, "applied"])
             .inc_by(applied.len() as u64);
@@ -371,16 +377,29 @@ impl Worker<'_> {
     /// Applies the events that were never applied before, in order, in two round trips however
     /// many there are: one marks them all in `projector_applied` (a duplicate `event_id`, which
     /// the relay may publish twice, is not returned and so skipped), one sends every statement
-    /// pipelined. Returns the ids it applied.
+    /// pipelined. Events of a type the projection does not mark (`Projection::marks`) are
+    /// applied again if they come again, which their idempotent writes make harmless. Returns
+    /// the ids it applied.
     async fn apply_events(
         &self,
         tx: &platform::db::Transaction<'_>,
         events: &[EventEnvelope],
     ) -> anyhow::Result<Vec<uuid::Uuid>> {
         let name = self.projection.name();
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
-        let mut first_time: HashSet<uuid::Uuid> = tx
-            .query(
+        let marked: Vec<bool> = events
+            .iter()
+            .map(|e| self.projection.marks(e.event_type()))
+            .collect();
+        let ids: Vec<uuid::Uuid> = events
+            .iter()
+            .zip(&marked)
+            .filter(|(_, marked)| **marked)
+            .map(|(e, _)| e.event_id)
+            .collect();
+        let mut first_time: HashSet<uuid::Uuid> = if ids.is_empty() {
+            HashSet::new()
+        } else {
+            tx.query(
                 "INSERT INTO projector_applied (projection, event_id)
                  SELECT $1, id FROM unnest($2::uuid[]) AS id
                  ON CONFLICT DO NOTHING RETURNING event_id",
@@ -389,13 +408,22 @@ impl Worker<'_> {
             .await?
             .iter()
             .map(|row| row.get(0))
-            .collect();
-        let mut applied = Vec::with_capacity(first_time.len());
-        let mut new_events = Vec::with_capacity(first_time.len());
+            .collect()
+        };
+        // Events the projection does not mark: their writes are idempotent by event id, so only
+        // a second copy within this batch is skipped here.
+        let mut unmarked_seen: HashSet<uuid::Uuid> = HashSet::new();
+        let mut applied = Vec::with_capacity(events.len());
+        let mut new_events = Vec::with_capacity(events.len());
         let mut statements = Vec::new();
-        for event in events {
+        for (event, marked) in events.iter().zip(marked) {
             // `remove`: an id twice in one batch is applied once.
-            if !first_time.remove(&event.event_id) {
+            let fresh = if marked {
+                first_time.remove(&event.event_id)
+            } else {
+                unmarked_seen.insert(event.event_id)
+            };
+            if !fresh {
                 metrics::EVENTS_PROJECTED
                     .with_label_values(&[name, "duplicate"])
                     .inc();

@@ -221,8 +221,9 @@ impl Env {
             .get(0)
     }
 
-    /// How many of the journal's events `projection` applies: those of the types it handles
-    /// (the others it skips unread, `Projection::handles`).
+    /// How many of the journal's events `projection` marks in `projector_applied`: those of the
+    /// types it handles (the others it skips unread, `Projection::handles`) and marks (a chat
+    /// call's idempotent rows go unmarked, `Projection::marks`).
     pub async fn journal_events_for(&self, projection: &dyn projectors::Projection) -> i64 {
         self.db()
             .await
@@ -233,7 +234,7 @@ impl Env {
             .await
             .expect("journal types")
             .iter()
-            .filter(|row| projection.handles(row.get(0)))
+            .filter(|row| projection.handles(row.get(0)) && projection.marks(row.get(0)))
             .map(|row| row.get::<_, i64>(1))
             .sum()
     }
@@ -249,6 +250,23 @@ impl Env {
             limit,
             "every event projected by every projection",
             || async { self.count("SELECT count(*) FROM projector_applied").await == target },
+        )
+        .await;
+        // The events no projection marks (chat calls in most of them) count by the stored
+        // offsets: once every row is published, every projection's offsets reach the topic's end.
+        let projections = projectors::all().len() as i64;
+        wait_for(
+            limit,
+            "every projection's offsets at the end of the topic",
+            || async {
+                self.count("SELECT count(*) FROM journal_outbox").await == 0
+                    && self
+                        .count(
+                            "SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets",
+                        )
+                        .await
+                        == self.topic_messages().await * projections
+            },
         )
         .await;
     }
@@ -289,8 +307,9 @@ impl Env {
     }
 
     /// Exactly once, once everything is projected: one audit row for each journal event (the
-    /// same ids), one applied mark per event in every projection that handles its type, and
-    /// stored offsets that cover every message of the topic (nothing skipped).
+    /// same ids), one usage row for each chat call, one applied mark per event in every
+    /// projection that handles and marks its type, and stored offsets that cover every message
+    /// of the topic (nothing skipped).
     pub async fn assert_every_event_applied_once(&self) {
         let journal = self.count("SELECT count(*) FROM journal").await;
         assert_eq!(
@@ -301,6 +320,21 @@ impl Env {
             self.count("SELECT count(*) FROM journal j JOIN read.audit_log a USING (event_id)")
                 .await,
             journal
+        );
+        assert_eq!(
+            self.count("SELECT count(*) FROM journal j JOIN read.chat_calls c USING (event_id)")
+                .await,
+            self.count("SELECT count(*) FROM read.chat_calls").await,
+            "a usage row without its chat event"
+        );
+        assert_eq!(
+            self.count("SELECT count(*) FROM read.chat_calls").await,
+            self.count(
+                "SELECT count(*) FROM journal
+                 WHERE event_type IN ('chat.completion.succeeded', 'chat.completion.failed')"
+            )
+            .await,
+            "a chat call without its usage row"
         );
         let db = self.db().await;
         for projection in projectors::all() {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use aihub::Roles;
-use e2e::{broker, unique_slug, wait_for, Api, Env};
+use e2e::upstream::{Behavior, Upstream};
+use e2e::{broker, one_model_catalog, unique_slug, wait_for, Api, Env, Tenant};
+use platform::config::ProviderConfig;
 use serde_json::{json, Value};
 
 /// Every read model: the organizations and the audit log, then the access tables.
@@ -116,6 +118,123 @@ async fn relay_publishing_the_same_rows_twice_leaves_read_models_unchanged() {
     assert_eq!(
         env.count("SELECT count(*) FROM read.audit_log").await,
         journal
+    );
+    app.stop().await;
+}
+
+/// Every read model a chat call reaches, in a stable order.
+async fn chat_read_models(env: &Env) -> Vec<Vec<Value>> {
+    let mut models = Vec::new();
+    for (table, order) in [
+        ("read.chat_calls", "event_id"),
+        ("read.audit_log", "event_id"),
+        ("read.api_keys", "id"),
+        (
+            "read.chat_metrics",
+            "org_id, step, bucket, model, provider, api_key_id, team_id, user_id",
+        ),
+        ("read.chat_metrics_rollup", "org_id, step, bucket"),
+    ] {
+        models.push(env.dump(table, order).await);
+    }
+    models
+}
+
+/// Three projections keep no mark of a chat call (their rows are idempotent by event id, to
+/// spare the database a write per call each); the metrics' counters do. Either way, the calls
+/// published a second time change nothing, and every call is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_calls_published_twice_leave_every_read_model_unchanged() {
+    let upstream = Upstream::start().await;
+    let mut env = Env::new().await;
+    env.config.gateway.models_file = Some(
+        one_model_catalog(1_000_000, 2_000_000)
+            .display()
+            .to_string(),
+    );
+    env.config.gateway.providers = vec![ProviderConfig {
+        name: "openrouter".into(),
+        base_url: upstream.openai_base_url(),
+        api_key: "or-test".into(),
+    }];
+    let (app, admin) = env.app().await;
+    let tenant = Tenant::create_on(&admin, "dupchat", "pro").await;
+    upstream.push(Behavior::Status(500));
+    let mut answered = Vec::new();
+    for i in 0..6 {
+        let reply = tenant
+            .owner
+            .post(
+                "/api/v1/chat/completions",
+                &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("call {i}")}]}),
+            )
+            .await;
+        answered.push(reply.status);
+    }
+    assert_eq!(
+        answered,
+        [502, 200, 200, 200, 200, 200],
+        "one failed call, five answered"
+    );
+    env.wait_until_projected(Duration::from_secs(60)).await;
+    env.assert_every_event_applied_once().await;
+    let calls = env
+        .count("SELECT count(*) FROM journal WHERE event_type LIKE 'chat.completion.%'")
+        .await;
+    assert_eq!(calls, 6);
+    assert_eq!(
+        env.count("SELECT count(*) FROM read.chat_calls").await,
+        calls
+    );
+    let unmarked = env
+        .count(
+            "SELECT count(*) FROM projector_applied a JOIN journal j USING (event_id)
+             WHERE j.event_type LIKE 'chat.completion.%' AND a.projection <> 'metrics'",
+        )
+        .await;
+    assert_eq!(
+        unmarked, 0,
+        "tenancy, audit and usage keep no mark of a call"
+    );
+    let metrics_marks = env
+        .count(
+            "SELECT count(*) FROM projector_applied a JOIN journal j USING (event_id)
+             WHERE j.event_type LIKE 'chat.completion.%' AND a.projection = 'metrics'",
+        )
+        .await;
+    assert_eq!(
+        metrics_marks, calls,
+        "the metrics' counters are kept exactly once by marks"
+    );
+    let before = chat_read_models(&env).await;
+    assert!(
+        before[2].iter().any(|key| !key["last_used_at"].is_null()),
+        "the calls moved their key's last use"
+    );
+    let journal = env.count("SELECT count(*) FROM journal").await;
+
+    // The relay sends every row again, the calls among them.
+    env.db()
+        .await
+        .execute(
+            "INSERT INTO journal_outbox SELECT global_position FROM journal ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await
+        .expect("reset");
+    let target = journal * 2 * projectors::all().len() as i64;
+    wait_for(Duration::from_secs(60), "duplicates consumed", || async {
+        env.count("SELECT count(*) FROM journal_outbox").await == 0
+            && env
+                .count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
+                .await
+                == target
+    })
+    .await;
+    assert_eq!(
+        chat_read_models(&env).await,
+        before,
+        "the calls published twice changed a read model"
     );
     app.stop().await;
 }

@@ -26,7 +26,8 @@ const INSERT: &str =
                        $12::bigint[], $13::text[], $14::text[])
                 AS e(id, kind, org, stream, version, actor_type, actor_id, actor_ip, correlation,
                      causation, occurred, seq, hash, envelope)
-           OFFSET 0) AS parsed";
+           OFFSET 0) AS parsed
+     ON CONFLICT (event_id) DO NOTHING";
 
 impl Projection for Audit {
     fn name(&self) -> &'static str {
@@ -39,6 +40,12 @@ impl Projection for Audit {
 
     fn opens_personal_data(&self) -> bool {
         false
+    }
+
+    /// A chat call's row is written `ON CONFLICT (event_id) DO NOTHING`: a second copy changes
+    /// nothing, and no command waits for a call's audit row.
+    fn marks(&self, event_type: &str) -> bool {
+        !events::chat::is_call(event_type)
     }
 
     fn statements(&self, _event: &EventEnvelope) -> Vec<Sql> {

@@ -52,6 +52,12 @@ impl Projection for Tenancy {
     fn fold(&self) -> Option<&dyn Fold> {
         Some(&LastUsed)
     }
+
+    /// A chat call only moves its key's `last_used_at` forward to the call's time (`GREATEST`):
+    /// a second copy changes nothing, and no command waits for it.
+    fn marks(&self, event_type: &str) -> bool {
+        !events::chat::is_call(event_type)
+    }
 }
 
 /// A key's last use falls out of the calls it made: one update per key per batch, to its

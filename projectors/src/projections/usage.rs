@@ -37,6 +37,12 @@ impl Projection for Usage {
     fn fold(&self) -> Option<&dyn Fold> {
         Some(&Calls)
     }
+
+    /// A call's row is written `ON CONFLICT (event_id) DO NOTHING`: a second copy changes
+    /// nothing, and no command waits for it.
+    fn marks(&self, event_type: &str) -> bool {
+        !events::chat::is_call(event_type)
+    }
 }
 
 /// The batch's chat calls, column by column.
