@@ -256,12 +256,17 @@ impl Worker<'_> {
         let mut client = self.pool.get().await.context("connecting to Postgres")?;
         let tx = client.transaction().await?;
         let partitions: Vec<i32> = by_partition.keys().copied().collect();
-        let stored: HashMap<i32, i64> = tx
-            .query(
+        // Every statement of a batch is prepared once per connection (`prepare_cached`): parsed
+        // and planned once, and one round trip instead of two. Unprepared, parsing and planning
+        // the bookkeeping's statements were a quarter of the database's CPU at 1,000 calls/s.
+        let read_offsets = tx
+            .prepare_cached(
                 "SELECT partition, next_offset FROM projector_offsets
                  WHERE projection = $1 AND topic = $2 AND partition = ANY($3) ORDER BY partition FOR UPDATE",
-                &[&name, &self.topic, &partitions],
             )
+            .await?;
+        let stored: HashMap<i32, i64> = tx
+            .query(&read_offsets, &[&name, &self.topic, &partitions])
             .await?
             .iter()
             .map(|row| (row.get(0), row.get(1)))
@@ -334,13 +339,15 @@ impl Worker<'_> {
         }
         let applied = self.apply_events(&tx, &events).await?;
         let (written, offsets): (Vec<i32>, Vec<i64>) = next_offsets.iter().copied().unzip();
-        tx.execute(
-            "INSERT INTO projector_offsets (projection, topic, partition, next_offset, updated_at)
-             SELECT $1, $2, p, o, now() FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
-             ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-            &[&name, &self.topic, &written, &offsets],
-        )
-        .await?;
+        let store_offsets = tx
+            .prepare_cached(
+                "INSERT INTO projector_offsets (projection, topic, partition, next_offset, updated_at)
+                 SELECT $1, $2, p, o, now() FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
+                 ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+            )
+            .await?;
+        tx.execute(&store_offsets, &[&name, &self.topic, &written, &offsets])
+            .await?;
         // Only what a command may wait for: the gateway's chat events are appended by the
         // gateway, which never waits, and at its rate their ids would flood every process's
         // listener (and serialize commits on the notification queue) for nothing.
@@ -399,16 +406,18 @@ impl Worker<'_> {
         let mut first_time: HashSet<uuid::Uuid> = if ids.is_empty() {
             HashSet::new()
         } else {
-            tx.query(
-                "INSERT INTO projector_applied (projection, event_id)
-                 SELECT $1, id FROM unnest($2::uuid[]) AS id
-                 ON CONFLICT DO NOTHING RETURNING event_id",
-                &[&name, &ids],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
+            let mark = tx
+                .prepare_cached(
+                    "INSERT INTO projector_applied (projection, event_id)
+                     SELECT $1, id FROM unnest($2::uuid[]) AS id
+                     ON CONFLICT DO NOTHING RETURNING event_id",
+                )
+                .await?;
+            tx.query(&mark, &[&name, &ids])
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect()
         };
         // Events the projection does not mark: their writes are idempotent by event id, so only
         // a second copy within this batch is skipped here.

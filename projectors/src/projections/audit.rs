@@ -106,8 +106,9 @@ impl Fold for Rows {
                 hashes.push(event.chain.as_ref().map(|c| c.hash.as_str()));
                 envelopes.push(serde_json::to_string(event)?);
             }
+            let insert = tx.prepare_cached(INSERT).await?;
             tx.execute(
-                INSERT,
+                &insert,
                 &[
                     &ids,
                     &kinds,

@@ -317,7 +317,8 @@ pub async fn apply_live(
         return Ok(());
     }
     let mut by_org: HashMap<Uuid, Vec<Definition>> = HashMap::new();
-    for row in tx.query(DEFINITIONS, &[&orgs]).await? {
+    let definitions = tx.prepare_cached(DEFINITIONS).await?;
+    for row in tx.query(&definitions, &[&orgs]).await? {
         let (Some(kind), Some(aggregation)) = (
             CustomMetricKind::parse(row.get::<_, &str>(2)),
             Aggregation::parse(row.get::<_, &str>(3)),

@@ -77,12 +77,13 @@ impl Fold for LastUsed {
             if ids.is_empty() {
                 return Ok(());
             }
-            tx.execute(
-                "UPDATE read.api_keys k SET last_used_at = GREATEST(COALESCE(k.last_used_at, u.at), u.at)
-                 FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id",
-                &[&ids, &ats],
-            )
-            .await?;
+            let update = tx
+                .prepare_cached(
+                    "UPDATE read.api_keys k SET last_used_at = GREATEST(COALESCE(k.last_used_at, u.at), u.at)
+                     FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id",
+                )
+                .await?;
+            tx.execute(&update, &[&ids, &ats]).await?;
             Ok(())
         }
         .boxed()

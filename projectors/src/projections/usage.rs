@@ -124,8 +124,9 @@ impl Fold for Calls {
             let latency = column(&|c| i64::try_from(c.call.latency_ms).unwrap_or(i64::MAX));
             let occurred: Vec<chrono::DateTime<chrono::Utc>> =
                 calls.iter().map(|c| *c.event.occurred_at).collect();
+            let insert = tx.prepare_cached(INSERT).await?;
             tx.execute(
-                INSERT,
+                &insert,
                 &[
                     &event_ids,
                     &org_ids,
