@@ -146,7 +146,7 @@ say "starting aihub serve on 127.0.0.1:$HUB_PORT (log: $DIR/aihub.log)"
 AIHUB_LISTEN="127.0.0.1:$HUB_PORT" OPENROUTER_API_KEY=bench OPENROUTER_BASE_URL="http://127.0.0.1:$UP_PORT/api/v1" \
   AIHUB_MODELS_FILE="$DIR/models.json" \
   "$AIHUB" serve >"$DIR/aihub.log" 2>&1 &
-PIDS+=($!)
+HUB_PID=$!; PIDS+=($!)
 for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$HUB_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 API="http://127.0.0.1:$HUB_PORT/api/v1"
 admin() { curl -fsS -H "Authorization: Bearer $AIHUB_ADMIN_TOKEN" -H 'Content-Type: application/json' "$@"; }
@@ -179,7 +179,7 @@ api_key_location = "none"
 TOML
   say "starting TensorZero's gateway on 127.0.0.1:$TZ_PORT (log: $DIR/tensorzero.log)"
   "$TENSORZERO_BIN" --config-file "$DIR/tensorzero.toml" >"$DIR/tensorzero.log" 2>&1 &
-  PIDS+=($!)
+  TZ_PID=$!; PIDS+=($!)
   for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$TZ_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
   curl -fsS "http://127.0.0.1:$TZ_PORT/openai/v1/chat/completions" -H 'Content-Type: application/json' \
     -d "$TZ_BODY" | jq -e '.choices[0].message.content' >/dev/null
@@ -253,6 +253,28 @@ server_tail() {
   awk -v n=$((n1 - n0)) -v a=$((a1 - a0)) -v b=$((b1 - b0)) \
     'BEGIN {if (n > 0) printf "%.2f%% over 10 ms, %.2f%% over 25 ms", 100 * (n - a) / n, 100 * (n - b) / n}'
 }
+# CPU time in clock ticks (user + system, with reaped children's) of the given processes.
+ticks_of() {
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13 + $14 + $15}')))
+  done
+  echo "$t"
+}
+# "gateway database broker": the CPU ticks each has used so far (the gateway: its pids). The database is every process
+# of the cluster (its exited backends counted in the postmaster's reaped time).
+cpu_now() { echo "$(ticks_of $1) $(ticks_of $(postgres_pids)) $(ticks_of "$(cat "$DIR/test-kafka/pid" 2>/dev/null)")"; }
+# CPU per call, in µs, of gateway, database and broker between two `cpu_now` readings over
+# CALLS calls: what each call cost the machine in all, the bookkeeping after the phase included.
+per_call() {
+  read -r g0 d0 k0 <<<"$1"; read -r g1 d1 k1 <<<"$2"
+  awk -v g=$((g1 - g0)) -v d=$((d1 - d0)) -v k=$((k1 - k0)) -v n="$3" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN {if (n > 0) printf "%.0f / %.0f / %.0f", g * 1e6 / hz / n, d * 1e6 / hz / n, k * 1e6 / hz / n}'
+}
+# Calls a phase made, from its raw output.
+wrk_calls() { awk '/requests in/ {print $1}' "$DIR/wrk-$1-c$2.txt"; }
+vegeta_calls() { jq -r .requests "$DIR/vegeta-$1.json"; }
+
 # Waits (up to 5 minutes) until aihub's relay and projections have caught up with every call so
 # far, so that each phase starts from the same quiet state, whichever gateway it measures; says
 # how long the catching up took (the bookkeeping a burst left behind it).
@@ -281,21 +303,26 @@ for t in "${TARGETS[@]}"; do
   # and every gateway's pools and caches fill.
   closed "$name" "$url" "$token" "$body" 4 >/dev/null
   settle; sleep 2
+  case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
   [ "$name" = aihub ] && V0=$(served)
+  C0=$(cpu_now "$GW")
   read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
   [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
-  settle; S4=$SETTLED; sleep 2
+  settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)"); sleep 2
   [ "$name" = aihub ] && V0=$(served)
+  C0=$(cpu_now "$GW")
   read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
   [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
-  settle; S32=$SETTLED; sleep 2
+  settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)"); sleep 2
+  C0=$(cpu_now "$GW")
   read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
-  settle; SO=$SETTLED
+  settle; SO=$SETTLED; UO=$(per_call "$C0" "$(cpu_now "$GW")" "$(vegeta_calls "$name")")
   [ "$name" = upstream ] && UP_P99=$o99
   added=$(awk -v a="$o99" -v b="$UP_P99" 'BEGIN {printf "%+.2f", a-b}')
   printf '%-11s | %6s · %6s / %7s     | %6s · %6s / %7s     | %6s / %7s (%s) ok=%s\n' \
     "$name" "$r4" "$a4" "$b4" "$r32" "$a32" "$b32" "$o50" "$o99" "$added" "$ok"
   [ "$e4 $e32" != "0 0" ] && echo "            errors: c=4 [$e4] c=32 [$e32]"
+  echo "            CPU per call, µs, gateway / database / broker: c=4 $U4; c=32 $U32; open $UO"
   if [ "$name" = aihub ]; then
     echo "            bookkeeping caught up after: c=4 $S4, c=32 $S32, open $SO"
     echo "            chat answers by status, all phases: $(statuses)"
