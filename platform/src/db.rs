@@ -118,6 +118,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0030_journal_envelope_as_written",
         include_str!("../../schemas/sql/0030_journal_envelope_as_written.sql"),
     ),
+    (
+        "0031_audit_log_json_unanalyzed",
+        include_str!("../../schemas/sql/0031_audit_log_json_unanalyzed.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.
