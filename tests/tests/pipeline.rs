@@ -79,16 +79,10 @@ async fn some_history(api: &Api, n: usize) -> Vec<String> {
     ids
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_publishing_the_same_rows_twice_leaves_read_models_unchanged() {
-    let env = Env::new().await;
-    let (app, api) = env.app().await;
-    some_history(&api, 6).await;
-    env.wait_until_projected(Duration::from_secs(60)).await;
-    let before = read_models(&env).await;
-    let journal = env.count("SELECT count(*) FROM journal").await;
-
-    // Forget that anything was published: the relay sends every row again.
+/// Forgets that anything of the `journal` rows was published, so the relay sends every row
+/// again; returns once every projection has consumed the copies (its offsets cover the topic,
+/// twice the journal).
+async fn republish_everything(env: &Env, journal: i64) {
     env.db()
         .await
         .execute(
@@ -97,18 +91,26 @@ async fn relay_publishing_the_same_rows_twice_leaves_read_models_unchanged() {
         )
         .await
         .expect("reset");
-    wait_for(Duration::from_secs(60), "every row republished", || async {
-        env.count("SELECT count(*) FROM journal_outbox").await == 0
-    })
-    .await;
-    // Both projections have consumed the duplicates once their offsets cover twice the journal.
     let target = journal * 2 * projectors::all().len() as i64;
     wait_for(Duration::from_secs(60), "duplicates consumed", || async {
-        env.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
-            .await
-            == target
+        env.count("SELECT count(*) FROM journal_outbox").await == 0
+            && env
+                .count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
+                .await
+                == target
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_publishing_the_same_rows_twice_leaves_read_models_unchanged() {
+    let env = Env::new().await;
+    let (app, api) = env.app().await;
+    some_history(&api, 6).await;
+    env.wait_until_projected(Duration::from_secs(60)).await;
+    let before = read_models(&env).await;
+    let journal = env.count("SELECT count(*) FROM journal").await;
+    republish_everything(&env, journal).await;
 
     assert_eq!(
         read_models(&env).await,
@@ -212,25 +214,7 @@ async fn chat_calls_published_twice_leave_every_read_model_unchanged() {
         "the calls moved their key's last use"
     );
     let journal = env.count("SELECT count(*) FROM journal").await;
-
-    // The relay sends every row again, the calls among them.
-    env.db()
-        .await
-        .execute(
-            "INSERT INTO journal_outbox SELECT global_position FROM journal ON CONFLICT DO NOTHING",
-            &[],
-        )
-        .await
-        .expect("reset");
-    let target = journal * 2 * projectors::all().len() as i64;
-    wait_for(Duration::from_secs(60), "duplicates consumed", || async {
-        env.count("SELECT count(*) FROM journal_outbox").await == 0
-            && env
-                .count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projector_offsets")
-                .await
-                == target
-    })
-    .await;
+    republish_everything(&env, journal).await;
     assert_eq!(
         chat_read_models(&env).await,
         before,
