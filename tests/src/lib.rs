@@ -612,6 +612,27 @@ pub fn one_model_catalog(
 }
 
 impl Env {
+    /// Routes the gateway of the apps this test starts to `upstream` as OpenRouter, serving the
+    /// one model of [`one_model_catalog`] at these prices.
+    pub fn route_one_model_to(
+        &mut self,
+        upstream: &upstream::Upstream,
+        input_micros_per_mtok: i64,
+        output_micros_per_mtok: i64,
+    ) {
+        let gateway = &mut self.config.gateway;
+        gateway.models_file = Some(
+            one_model_catalog(input_micros_per_mtok, output_micros_per_mtok)
+                .display()
+                .to_string(),
+        );
+        gateway.providers = vec![platform::config::ProviderConfig {
+            name: "openrouter".into(),
+            base_url: upstream.openai_base_url(),
+            api_key: "or-test".into(),
+        }];
+    }
+
     /// `aihub serve` of this test on `port`, with its admin token, the catalog `models_file`
     /// and OpenRouter at `openrouter_base_url`; killed when dropped. Add variables, then spawn.
     pub fn serve_command(

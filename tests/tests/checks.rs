@@ -8,23 +8,13 @@ use std::time::Duration;
 
 use e2e::upstream::{Behavior, Upstream};
 use e2e::{wait_for, Env, Tenant};
-use platform::config::ProviderConfig;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_check_runs_is_billed_shows_in_health_and_turns_red_when_the_provider_fails() {
     let upstream = Upstream::start().await;
     let mut env = Env::new().await;
-    env.config.gateway.models_file = Some(
-        e2e::one_model_catalog(1_000_000, 1_000_000)
-            .display()
-            .to_string(),
-    );
-    env.config.gateway.providers = vec![ProviderConfig {
-        name: "openrouter".into(),
-        base_url: upstream.openai_base_url(),
-        api_key: "or-test".into(),
-    }];
+    env.route_one_model_to(&upstream, 1_000_000, 1_000_000);
     let (_app, admin) = env.app().await;
     let a = Tenant::create_on(&admin, "checked", "pro").await;
     let owner = &a.owner;

@@ -217,16 +217,7 @@ async fn a_component_turns_red_when_it_stops_and_green_when_it_returns() {
 async fn a_real_prometheus_scrapes_aihub_and_reads_a_chat_series_back() {
     let upstream = Upstream::start().await;
     let mut env = Env::new().await;
-    env.config.gateway.models_file = Some(
-        one_model_catalog(1_000_000, 1_000_000)
-            .display()
-            .to_string(),
-    );
-    env.config.gateway.providers = vec![ProviderConfig {
-        name: "openrouter".into(),
-        base_url: upstream.openai_base_url(),
-        api_key: "or-test".into(),
-    }];
+    env.route_one_model_to(&upstream, 1_000_000, 1_000_000);
     env.config.ops_listen = Some("127.0.0.1:0".into());
     let (app, admin) = env.app().await;
     let ops = app.ops_addr.expect("an operator port");

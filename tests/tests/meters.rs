@@ -11,7 +11,6 @@ use e2e::upstream::Upstream;
 use e2e::{wait_for, Api, Env, Tenant};
 use events::chat::{ChatCall, ChatCompletionFailed, ChatCompletionSucceeded};
 use events::{Actor, EventEnvelope, EventPayload, StreamId};
-use platform::config::ProviderConfig;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -133,16 +132,7 @@ async fn define(api: &Api, body: Value) -> Value {
 async fn a_meter_is_back_filled_from_the_first_event_then_counts_new_ones_exactly() {
     let upstream = Upstream::start().await;
     let mut env = Env::new().await;
-    env.config.gateway.models_file = Some(
-        e2e::one_model_catalog(1_000_000, 1_000_000)
-            .display()
-            .to_string(),
-    );
-    env.config.gateway.providers = vec![ProviderConfig {
-        name: "openrouter".into(),
-        base_url: upstream.openai_base_url(),
-        api_key: "or-test".into(),
-    }];
+    env.route_one_model_to(&upstream, 1_000_000, 1_000_000);
     let (app, admin) = env.app().await;
     let a = Tenant::create_on(&admin, "meters", "pro").await;
     let b = Tenant::create_on(&admin, "intruder", "pro").await;

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use aihub::Roles;
 use e2e::upstream::{Behavior, Upstream};
-use e2e::{broker, one_model_catalog, unique_slug, wait_for, Api, Env, Tenant};
-use platform::config::ProviderConfig;
+use e2e::{broker, unique_slug, wait_for, Api, Env, Tenant};
 use serde_json::{json, Value};
 
 /// Every read model: the organizations and the audit log, then the access tables.
@@ -149,16 +148,7 @@ async fn chat_read_models(env: &Env) -> Vec<Vec<Value>> {
 async fn chat_calls_published_twice_leave_every_read_model_unchanged() {
     let upstream = Upstream::start().await;
     let mut env = Env::new().await;
-    env.config.gateway.models_file = Some(
-        one_model_catalog(1_000_000, 2_000_000)
-            .display()
-            .to_string(),
-    );
-    env.config.gateway.providers = vec![ProviderConfig {
-        name: "openrouter".into(),
-        base_url: upstream.openai_base_url(),
-        api_key: "or-test".into(),
-    }];
+    env.route_one_model_to(&upstream, 1_000_000, 2_000_000);
     let (app, admin) = env.app().await;
     let tenant = Tenant::create_on(&admin, "dupchat", "pro").await;
     upstream.push(Behavior::Status(500));

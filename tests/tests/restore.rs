@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use e2e::upstream::Upstream;
 use e2e::{admin_key, aihub_binary, Api, Env, Tenant};
-use platform::config::ProviderConfig;
 use serde_json::{json, Value};
 
 /// Every table's rows as sorted JSON text: the write side and every read model.
@@ -178,16 +177,7 @@ async fn work(admin: &Api, upstream: &Upstream, round: &str) {
 async fn the_restore_drill_gives_back_every_table_from_a_backup_and_from_the_topic_alone() {
     let upstream = Upstream::start().await;
     let mut env = Env::new().await;
-    env.config.gateway.models_file = Some(
-        e2e::one_model_catalog(1_000_000, 2_000_000)
-            .display()
-            .to_string(),
-    );
-    env.config.gateway.providers = vec![ProviderConfig {
-        name: "openrouter".into(),
-        base_url: upstream.openai_base_url(),
-        api_key: "or-test".into(),
-    }];
+    env.route_one_model_to(&upstream, 1_000_000, 2_000_000);
     let (app, admin) = env.app().await;
     work(&admin, &upstream, "before").await;
     env.wait_until_projected(Duration::from_secs(30)).await;
