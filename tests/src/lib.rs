@@ -241,15 +241,21 @@ impl Env {
 
     /// Waits until every projection has applied every journal event it handles, or panics
     /// after `limit`.
+    ///
+    /// The target is counted again on every poll: background writers (the audit checkpointer,
+    /// an export job) may append while we wait, and a target counted once would then be
+    /// overshot for good.
     pub async fn wait_until_projected(&self, limit: Duration) {
-        let mut target = 0;
-        for projection in projectors::all() {
-            target += self.journal_events_for(projection.as_ref()).await;
-        }
         wait_for(
             limit,
             "every event projected by every projection",
-            || async { self.count("SELECT count(*) FROM projector_applied").await == target },
+            || async {
+                let mut target = 0;
+                for projection in projectors::all() {
+                    target += self.journal_events_for(projection.as_ref()).await;
+                }
+                self.count("SELECT count(*) FROM projector_applied").await == target
+            },
         )
         .await;
         // The events no projection marks (chat calls in most of them) count by the stored
