@@ -252,6 +252,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             topic: config.topic.clone(),
             message_timeout: config.relay_message_timeout,
             sweep: config.relay_sweep,
+            linger: config.relay_linger,
         };
         tasks.push(background.spawn(command_api::relay::run(
             relay_config,
@@ -364,6 +365,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             kafka: config.kafka.clone(),
             topic: config.topic.clone(),
             group_prefix: config.consumer_group_prefix.clone(),
+            linger: config.projector_linger,
         };
         // The alert evaluator and notifier: one leader across processes, as the relay.
         tasks.push(

@@ -522,6 +522,7 @@ async fn replay(config: Config, projection: Option<String>, all: bool) -> anyhow
         kafka: config.kafka.clone(),
         topic: config.topic.clone(),
         group_prefix: config.consumer_group_prefix.clone(),
+        linger: std::time::Duration::ZERO,
     };
     let rebuilds = selected.into_iter().map(|projection| {
         let pool = pool.clone();

@@ -162,6 +162,17 @@ impl Journal {
             _ => std::borrow::Cow::Owned(encode(&sealed)),
         };
         let events = &*sealed;
+        // Chat calls only: the relay's wake-up says so (migration 0032), and it may gather a few
+        // batches before it publishes; nobody waits for them. Anything else wakes it at once.
+        if events
+            .iter()
+            .all(|e| e.stream_id.kind() == Some(events::StreamKind::Chat))
+        {
+            let wake = tx
+                .prepare_cached("SELECT set_config('aihub.journal_wake', 'chat', true)")
+                .await?;
+            tx.execute(&wake, &[]).await?;
+        }
         let insert = tx.prepare_cached(INSERT).await?;
         let columns = Columns::of(events, &encoded, &mut heads);
         let inserted = match tx.execute(&insert, &columns.params()).await {

@@ -29,7 +29,13 @@ pub struct RelayConfig {
     pub topic: String,
     pub message_timeout: Duration,
     pub sweep: Duration,
+    /// How long after a publish the gateway's chat calls wait to be published (see the loop in
+    /// `lead`); zero publishes every batch as it wakes the relay.
+    pub linger: Duration,
 }
+
+/// The payload of the journal's NOTIFY for a transaction of chat calls only (migration 0032).
+const CHAT_WAKE: &str = "chat";
 
 /// Whether this process's relay is alive (leader or standby); `/readyz` reports it.
 #[derive(Default)]
@@ -64,11 +70,18 @@ async fn lead(
 ) -> anyhow::Result<()> {
     let (client, mut connection) = config.database.dedicated().await?;
     let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+    // Set by any wake-up that is not the gateway's chat calls only; taken with the wake. A flag
+    // beside the channel, so a pending chat wake-up cannot swallow an urgent one.
+    let urgent = Arc::new(AtomicBool::new(false));
+    let urgent_set = urgent.clone();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
+                Ok(AsyncMessage::Notification(notice)) => {
+                    if notice.payload() != CHAT_WAKE {
+                        urgent_set.store(true, Ordering::SeqCst);
+                    }
                     let _ = wake_tx.try_send(());
                 }
                 Ok(_) => {}
@@ -109,6 +122,7 @@ async fn lead(
             tracing::warn!(error = %format!("{e:#}"), "relay could not publish person keys; will retry");
         }
         loop {
+            let published = tokio::time::Instant::now();
             match publish_batch(&client, &statements, &producer, config).await {
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {}
@@ -119,10 +133,27 @@ async fn lead(
                     producer = Detached::new(new_producer(config)?);
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = wake.recv() => {}
-                _ = tokio::time::sleep(config.sweep) => {}
+            // Chat calls are published at most once a linger: at a moderate rate each of the
+            // gateway's batches is a few calls, and every publish is a produce request, a fetch
+            // answered to each projection and a read and a delete here. Any other append, a
+            // command's that someone waits for, is published as soon as it wakes the relay.
+            let sweep = tokio::time::sleep(config.sweep);
+            tokio::pin!(sweep);
+            let mut chat_waiting = false;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    // Not while chat calls wait: the linger bounds them, and a lost wake-up
+                    // is what the sweep is for.
+                    _ = &mut sweep, if !chat_waiting => break,
+                    _ = tokio::time::sleep_until(published + config.linger), if chat_waiting => break,
+                    _ = wake.recv() => {
+                        if urgent.swap(false, Ordering::SeqCst) || config.linger.is_zero() {
+                            break;
+                        }
+                        chat_waiting = true;
+                    }
+                }
             }
         }
     }

@@ -88,6 +88,18 @@ pub struct Config {
     #[arg(long = "relay-message-timeout-ms", env = "AIHUB_RELAY_MESSAGE_TIMEOUT_MS",
           default_value = "30000", value_parser = positive_millis)]
     pub relay_message_timeout: Duration,
+    /// How long a projection holds a batch made only of chat calls, gathering more, before it
+    /// applies it (nobody waits for a chat call's projection; commands do wait for theirs, and
+    /// a batch holding one is applied at once). 0 applies every batch as it comes.
+    #[arg(long = "projector-linger-ms", env = "AIHUB_PROJECTOR_LINGER_MS",
+          default_value = "200", value_parser = millis)]
+    pub projector_linger: Duration,
+    /// How long after its last publish the relay holds the gateway's chat calls before it
+    /// publishes them (nobody waits for them; anything else is published at once). 0 publishes
+    /// every batch as it comes.
+    #[arg(long = "relay-linger-ms", env = "AIHUB_RELAY_LINGER_MS",
+          default_value = "200", value_parser = millis)]
+    pub relay_linger: Duration,
     /// How often the relay looks for unpublished rows without a wake-up.
     #[arg(long = "relay-sweep-ms", env = "AIHUB_RELAY_SWEEP_MS", default_value = "1000",
           value_parser = positive_millis)]

@@ -122,6 +122,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0031_audit_log_json_unanalyzed",
         include_str!("../../schemas/sql/0031_audit_log_json_unanalyzed.sql"),
     ),
+    (
+        "0032_journal_wake_says_who",
+        include_str!("../../schemas/sql/0032_journal_wake_says_who.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

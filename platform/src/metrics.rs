@@ -132,6 +132,19 @@ pub static EVENTS_PROJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static PROJECTOR_BATCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "aihub_projector_batches_total",
+                "Batches committed by projections (one transaction each): events per batch is events_total over this",
+            ),
+            &["projection"],
+        )
+        .unwrap_or_else(|_| unreachable!("valid metric definition")),
+    )
+});
+
 pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(

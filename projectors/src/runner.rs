@@ -39,6 +39,9 @@ pub struct ProjectorConfig {
     pub kafka: events::kafka::KafkaConnection,
     pub topic: String,
     pub group_prefix: String,
+    /// How long a batch of chat calls only waits for more before it is applied (see
+    /// [`nobody_waits`]); zero applies every batch as it comes. A rebuild never lingers.
+    pub linger: Duration,
 }
 
 /// Which projections run in this process; `/readyz` reports it.
@@ -202,6 +205,34 @@ async fn consume_with(
                 Some(Err(_)) | None => break,
             }
         }
+        // A batch of chat calls only waits a little for more: at a moderate rate each batch is
+        // a few calls, and the transaction around it (six projections' commits, each a WAL
+        // flush) cost the database more than the calls' rows. Anything else cuts it short.
+        if until.is_none()
+            && !config.linger.is_zero()
+            && !batch.is_empty()
+            && batch.iter().all(nobody_waits)
+        {
+            let deadline = tokio::time::Instant::now() + config.linger;
+            while batch.len() < MAX_BATCH {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    message = tokio::time::timeout_at(deadline, consumer.recv()) => message,
+                };
+                match message {
+                    Ok(Ok(message)) => {
+                        let message = message.detach();
+                        let waited_for = !nobody_waits(&message);
+                        batch.push(message);
+                        if waited_for {
+                            break;
+                        }
+                    }
+                    // The deadline, or broker trouble (the next recv reports it).
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+        }
         let mut by_partition: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
         for message in batch {
             by_partition
@@ -218,6 +249,18 @@ async fn consume_with(
             }
         }
     }
+}
+
+/// Whether nobody waits for this message to be projected: a chat call (by its `ce_type`
+/// header), which the gateway appends and never waits on. Commands wait for their events
+/// (read-your-writes), so anything else — or a message without the header — is applied at once.
+fn nobody_waits(message: &OwnedMessage) -> bool {
+    message
+        .headers()
+        .and_then(|headers| headers.iter().find(|h| h.key == "ce_type"))
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .is_some_and(events::chat::is_call)
 }
 
 /// A statement is sent at its future's first poll: poll each once, in order, so Postgres runs
@@ -375,6 +418,7 @@ impl Worker<'_> {
         }
         tx.commit().await?;
         self.applied += applied.len() as u64;
+        metrics::PROJECTOR_BATCHES.with_label_values(&[name]).inc();
         metrics::EVENTS_PROJECTED
             .with_label_values(&[name, "applied"])
             .inc_by(applied.len() as u64);

@@ -30,6 +30,8 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_CONSUMER_GROUP_PREFIX", "group/prefix"),
     ("AIHUB_RELAY_MESSAGE_TIMEOUT_MS", "0"),
     ("AIHUB_RELAY_SWEEP_MS", "-5"),
+    ("AIHUB_PROJECTOR_LINGER_MS", "0.2s"),
+    ("AIHUB_RELAY_LINGER_MS", "-1"),
     ("AIHUB_MAX_BODY_BYTES", "1MB"),
     ("AIHUB_EXPORT_CONNECTIONS", "0"),
     ("AIHUB_BACKGROUND_THREADS", "65"),

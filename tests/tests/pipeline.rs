@@ -430,3 +430,162 @@ async fn health_and_readiness_report_the_running_parts() {
     assert_eq!(ready.body["checks"]["broker"], false);
     lonely.stop().await;
 }
+
+/// The batches a projection of the process behind `admin` has committed, from its `/metrics`.
+async fn batches(admin: &Api, projection: &str) -> u64 {
+    let wanted = format!("aihub_projector_batches_total{{projection=\"{projection}\"}}");
+    admin
+        .metrics()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(wanted.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `AIHUB_PROJECTOR_LINGER_MS`: a projection holds a batch made only of chat calls, gathering
+/// more, and applies the calls with whatever comes within the linger in one transaction; an event
+/// a command waits for cuts the hold short, so the command is still answered once readable (201,
+/// not 202 — the linger here is far longer than the command's 15 s wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_calls_are_applied_together_and_a_command_cuts_their_linger_short() {
+    let upstream = Upstream::start().await;
+    let env = Env::new().await;
+    let file = e2e::one_model_catalog(1, 1);
+    let port = e2e::free_port();
+    let _serving = env
+        .serve_command(port, &file, &upstream.openai_base_url())
+        .env("AIHUB_PROJECTOR_LINGER_MS", "60000")
+        .env("AIHUB_RELAY_LINGER_MS", "0")
+        // Nothing else appends while the calls are held (a checkpoint would cut it short too).
+        .env("AIHUB_AUDIT_CHECKPOINT_MS", "0")
+        .env("AIHUB_BILLING_CLOSE_EVERY_MS", "0")
+        // A fresh broker's consumer groups take seconds to form; still far under the linger.
+        .env("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("aihub serve starts");
+    let admin = env.serving_at(port).await;
+    let tenant = Tenant::create_on(&admin, "linger", "pro").await;
+    env.wait_until_projected(Duration::from_secs(60)).await;
+    let before = batches(&admin, "usage").await;
+    for i in 0..5 {
+        let reply = tenant
+            .owner
+            .post(
+                "/api/v1/chat/completions",
+                &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("call {i}")}]}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        // Each call on the topic before the next: without the linger, a batch each.
+        wait_for(Duration::from_secs(30), "the call published", || async {
+            env.count("SELECT count(*) FROM journal_outbox").await == 0
+        })
+        .await;
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM read.chat_calls").await,
+        0,
+        "the calls are held, not applied one by one"
+    );
+    assert_eq!(batches(&admin, "usage").await, before);
+
+    let team = tenant
+        .owner
+        .post("/api/v1/teams", &json!({"name": "After the calls"}))
+        .await;
+    assert_eq!(team.status, 201, "{}", team.body);
+    let id = team.body["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        tenant
+            .owner
+            .get(&format!("/api/v1/teams/{id}"))
+            .await
+            .status,
+        200
+    );
+    // The team's event closed the batch the calls were held in: they are applied with it.
+    wait_for(
+        Duration::from_secs(30),
+        "the held calls applied",
+        || async { env.count("SELECT count(*) FROM read.chat_calls").await == 5 },
+    )
+    .await;
+    // One batch for the calls and the team's first event; the command's other events may come
+    // in a fetch of their own.
+    let usage = batches(&admin, "usage").await - before;
+    assert!(
+        (1..=2).contains(&usage),
+        "five calls and a team in {usage} batches"
+    );
+    env.wait_until_projected(Duration::from_secs(60)).await;
+    env.assert_every_event_applied_once().await;
+}
+
+/// `AIHUB_RELAY_LINGER_MS`: the relay holds the gateway's chat calls after a publish (the
+/// journal's wake-up says `chat`, migration 0032), and a command's append, which says nothing,
+/// is published at once with everything waiting before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_holds_chat_calls_and_a_command_is_published_at_once() {
+    let upstream = Upstream::start().await;
+    let env = Env::new().await;
+    let file = e2e::one_model_catalog(1, 1);
+    let port = e2e::free_port();
+    let _serving = env
+        .serve_command(port, &file, &upstream.openai_base_url())
+        .env("AIHUB_RELAY_LINGER_MS", "60000")
+        .env("AIHUB_PROJECTOR_LINGER_MS", "0")
+        .env("AIHUB_AUDIT_CHECKPOINT_MS", "0")
+        .env("AIHUB_BILLING_CLOSE_EVERY_MS", "0")
+        // A fresh broker's consumer groups take seconds to form; still far under the linger.
+        .env("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("aihub serve starts");
+    let admin = env.serving_at(port).await;
+    let tenant = Tenant::create_on(&admin, "relay-linger", "pro").await;
+    for i in 0..5 {
+        let reply = tenant
+            .owner
+            .post(
+                "/api/v1/chat/completions",
+                &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("call {i}")}]}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // In the journal (the spool's appender runs every 20 ms), and not yet published.
+    wait_for(
+        Duration::from_secs(30),
+        "the calls in the journal",
+        || async {
+            env.count("SELECT count(*) FROM journal WHERE event_type LIKE 'chat.completion.%'")
+                .await
+                == 5
+        },
+    )
+    .await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM journal_outbox").await,
+        5,
+        "the relay holds the calls"
+    );
+
+    let team = tenant
+        .owner
+        .post("/api/v1/teams", &json!({"name": "Published at once"}))
+        .await;
+    assert_eq!(team.status, 201, "{}", team.body);
+    wait_for(
+        Duration::from_secs(30),
+        "the held calls published and applied",
+        || async {
+            env.count("SELECT count(*) FROM journal_outbox").await == 0
+                && env.count("SELECT count(*) FROM read.chat_calls").await == 5
+        },
+    )
+    .await;
+    env.wait_until_projected(Duration::from_secs(60)).await;
+    env.assert_every_event_applied_once().await;
+}

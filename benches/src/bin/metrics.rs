@@ -126,6 +126,7 @@ async fn main() {
         kafka: env.config.kafka.clone(),
         topic: env.config.topic.clone(),
         group_prefix: env.config.consumer_group_prefix.clone(),
+        linger: std::time::Duration::ZERO,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
