@@ -108,11 +108,13 @@ async fn lead(
         // ways (issue 17): parallel workers started for a 500-row read; a scan of the whole
         // outbox and a sort, for rows its index gives in order; a walk of the whole journal.
         // This connection runs only the relay's statements, each a lookup by key: no parallel
-        // workers, and a sequential scan or a sort only where nothing else can answer.
+        // workers, and a sequential scan or a sort only where nothing else can answer. Its
+        // writes (rows leaving the outbox, keys marked published) need not wait for their WAL
+        // flush: one lost in a database crash is published again, and consumers skip duplicates.
         client
             .batch_execute(
                 "SET max_parallel_workers_per_gather = 0; SET enable_seqscan = off;
-                 SET enable_sort = off; LISTEN aihub_journal",
+                 SET enable_sort = off; SET synchronous_commit = off; LISTEN aihub_journal",
             )
             .await?;
         let statements = Statements::prepare(&client).await?;
