@@ -255,12 +255,17 @@ async fn consume_with(
 /// header), which the gateway appends and never waits on. Commands wait for their events
 /// (read-your-writes), so anything else — or a message without the header — is applied at once.
 fn nobody_waits(message: &OwnedMessage) -> bool {
+    event_type(message).is_some_and(events::chat::is_call)
+}
+
+/// The message's event type, from its `ce_type` header, without decoding the payload.
+fn event_type(message: &OwnedMessage) -> Option<&str> {
     message
-        .headers()
-        .and_then(|headers| headers.iter().find(|h| h.key == "ce_type"))
+        .headers()?
+        .iter()
+        .find(|h| h.key == "ce_type")
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .is_some_and(events::chat::is_call)
 }
 
 /// A statement is sent at its future's first poll: poll each once, in order, so Postgres runs
@@ -545,15 +550,7 @@ impl Worker<'_> {
     /// False only for a message whose `ce_type` header names a type the projection ignores; a
     /// message without the header is decoded and offered as ever.
     fn handles(&self, message: &OwnedMessage) -> bool {
-        let Some(headers) = message.headers() else {
-            return true;
-        };
-        headers
-            .iter()
-            .find(|h| h.key == "ce_type")
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .is_none_or(|event_type| self.projection.handles(event_type))
+        event_type(message).is_none_or(|event_type| self.projection.handles(event_type))
     }
 
     fn seek(&self, partition: i32, offset: i64) {
