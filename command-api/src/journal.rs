@@ -285,7 +285,7 @@ async fn sealed<'e>(
 /// An event as the journal stores it before it is linked: the envelope's JSON text, and the
 /// content hash its link will cover (SHA-256 of the canonical envelope without `chain`). The
 /// costly part of an append, and independent of the chain's head, so it is done before the
-/// heads are locked — by the gateway's appender, while the batch before is being written.
+/// heads are locked — for a chat call, by the call itself as it spools its event.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     text: String,
@@ -299,11 +299,13 @@ impl Encoded {
         if let serde_json::Value::Object(map) = &mut value {
             map.remove("chain");
         }
-        let content = events::audit::content_hash(&value);
-        Self {
-            text: value.to_string(),
-            content,
-        }
+        let (text, content) = events::audit::canonical_text(&value);
+        Self { text, content }
+    }
+
+    /// The envelope's JSON without `chain` (the gateway's spool keeps this line).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The stored envelope: this one with its `chain` member added last. Members are named, so
@@ -316,10 +318,9 @@ impl Encoded {
     }
 }
 
-/// From this many events up, encoding a batch (a few milliseconds for the gateway's 500) runs
-/// with the worker thread handed over (`block_in_place`): the gateway's appender shares the
-/// request runtime, and its requests queued on this worker would otherwise wait for the whole
-/// batch (issue 17: the open-loop p99).
+/// From this many events up, encoding a batch (a few milliseconds for 500) runs with the worker
+/// thread handed over (`block_in_place`): a large append (a spool's recovery) on the request
+/// runtime would otherwise hold the requests queued on its worker for the whole batch.
 const LARGE_BATCH: usize = 64;
 
 /// Encodes a batch ([`Encoded`]), handing the worker over for a large one on a multi-threaded

@@ -82,6 +82,17 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// The canonical encoding as text, with its SHA-256, in one pass (issue 17: the gateway encodes
+/// every chat call's event). The compact text serde_json writes for a `Value` *is* the canonical
+/// encoding: its objects are `BTreeMap`s, sorted by their keys' bytes, unless serde_json's
+/// `preserve_order` feature is on — no crate of ours enables it, and
+/// `tests::compact_text_is_the_canonical_encoding` fails the day one does.
+pub fn canonical_text(value: &Value) -> (String, [u8; 32]) {
+    let text = value.to_string();
+    let hash = Sha256::digest(text.as_bytes()).into();
+    (text, hash)
+}
+
 /// SHA-256 of the canonical envelope without its `chain` member.
 pub fn content_hash(envelope: &Value) -> [u8; 32] {
     let bytes = match envelope {
@@ -437,6 +448,20 @@ mod tests {
             String::from_utf8(canonical(&v)).expect("utf8"),
             r#"{"a":true,"b":[1,{"a":"é\n","z":null}]}"#
         );
+    }
+
+    #[test]
+    fn compact_text_is_the_canonical_encoding() {
+        // Members inserted out of order, nested, escaped, non-ASCII, numbers of every kind.
+        let mut v = json!({});
+        for key in ["zeta", "Alpha", "é", "a\"b", "10", "9", "_"] {
+            v[key] = json!({"y": [3, -1, 2.5, 1e3, u64::MAX], "x": "line\nbreak\u{1}\u{2028}", "b": null, "a": false});
+        }
+        v["nested"] = json!([{"b": {"d": 1, "c": 2}}, "日本", {}]);
+        let (text, hash) = canonical_text(&v);
+        assert_eq!(text.as_bytes(), canonical(&v).as_slice());
+        assert_eq!(hash, <[u8; 32]>::from(Sha256::digest(canonical(&v))));
+        assert_eq!(hash, content_hash(&v));
     }
 
     #[test]

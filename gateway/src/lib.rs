@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use command_api::journal::Encoded;
 use events::{EventEnvelope, EventPayload};
 use platform::config::{GatewayConfig, ProviderConfig};
 use routing::{Breaker, BreakerPolicy, Step};
@@ -66,7 +67,7 @@ pub struct Gateway {
     breakers: Mutex<HashMap<String, Breaker>>,
     /// Each deployment's last failed attempt: its outcome and when.
     last_errors: Mutex<HashMap<String, (String, chrono::DateTime<chrono::Utc>)>>,
-    events: mpsc::Sender<(EventEnvelope, spool::Ticket)>,
+    events: mpsc::Sender<Queued>,
     /// Every call's event is written here before its answer completes (see `spool`).
     spool: Arc<spool::Spool>,
     pub pool: platform::db::PgPool,
@@ -354,8 +355,11 @@ impl Gateway {
             .unwrap_or(now)
             .into();
         let (event_id, event_type) = (event.event_id, event.payload.event_type());
+        // Encoded here, once, by the call that made it: the spool's line and the journal's row
+        // are the same text, and the appender has no batch to encode on a request worker.
+        let encoded = Encoded::of(&event);
         // Spooled first: from here the call is billed whatever happens to this process.
-        let ticket = match self.spool.write(&event) {
+        let ticket = match self.spool.write(encoded.text()) {
             Ok(ticket) => ticket,
             Err(e) => {
                 // The journal is then the only copy: the append below must make it.
@@ -363,7 +367,7 @@ impl Gateway {
                 spool::Ticket::NONE
             }
         };
-        if self.events.send((event, ticket)).await.is_err() {
+        if self.events.send((event, encoded, ticket)).await.is_err() {
             tracing::error!(%event_id, event_type, "chat event appender is gone; the event stays in the spool");
         } else {
             tracing::debug!(%event_id, event_type, "event queued for the journal");
@@ -492,16 +496,22 @@ async fn recover_spools(spool: Arc<spool::Spool>, journal: Journal, shutdown: Ca
 /// round trips, the heads' locks, the commit's WAL flush) over more calls.
 const APPEND_BATCH: usize = 2_000;
 
+/// A call's event on its way to the journal: encoded by the call (`Encoded::of`, the text its
+/// spool line holds), and where it was spooled.
+type Queued = (EventEnvelope, Encoded, spool::Ticket);
+
 /// Appends queued chat events in batches (up to `APPEND_BATCH`, or whatever arrived within
 /// 20 ms), so the responses never wait for the journal. Two batches overlap: while one is being
-/// written, the next is gathered and encoded (`journal::encode`, the costly part), so the
-/// database is not idle while the appender encodes, nor the reverse; batches still reach the
-/// journal one after the other, in order. A batch that fails is retried until it is in, never
-/// dropped (the queue fills meanwhile, and new calls get 503 `overloaded`); at shutdown it stops
-/// trying, and the spool keeps the batch for the next process.
+/// written, the next is gathered, so the database is not idle while the appender gathers;
+/// batches still reach the journal one after the other, in order. Each event comes encoded by
+/// its call: the appender encodes nothing, so no request worker stalls for a batch's worth of
+/// encoding (issue 17: that took the c=4 p99 from 1.3 to 3.1 ms with the journal's writes off).
+/// A batch that fails is retried until it is in, never dropped (the queue fills meanwhile, and
+/// new calls get 503 `overloaded`); at shutdown it stops trying, and the spool keeps the batch
+/// for the next process.
 async fn append_events(
     journal: Journal,
-    mut rx: mpsc::Receiver<(EventEnvelope, spool::Ticket)>,
+    mut rx: mpsc::Receiver<Queued>,
     spool: Arc<spool::Spool>,
     shutdown: CancellationToken,
 ) {
@@ -520,8 +530,14 @@ async fn append_events(
                 _ => break,
             }
         }
-        let (events, tickets): (Vec<EventEnvelope>, Vec<spool::Ticket>) = batch.into_iter().unzip();
-        let encoded = command_api::journal::encode(&events);
+        let mut events = Vec::with_capacity(batch.len());
+        let mut encoded = Vec::with_capacity(batch.len());
+        let mut tickets = Vec::with_capacity(batch.len());
+        for (event, text, ticket) in batch {
+            events.push(event);
+            encoded.push(text);
+            tickets.push(ticket);
+        }
         if let Some(previous) = writing.take() {
             if !previous.await.unwrap_or(false) {
                 return;

@@ -98,9 +98,11 @@ impl Spool {
         })
     }
 
-    /// Writes `event` to the current file; returns where, for [`Spool::appended`].
-    pub fn write(&self, event: &EventEnvelope) -> std::io::Result<Ticket> {
-        let mut line = event.encode();
+    /// Writes an event's envelope (its JSON text, one line: the journal's encoding, so a call's
+    /// event is serialized once) to the current file; returns where, for [`Spool::appended`].
+    pub fn write(&self, envelope: &str) -> std::io::Result<Ticket> {
+        let mut line = Vec::with_capacity(envelope.len() + 1);
+        line.extend_from_slice(envelope.as_bytes());
         line.push(b'\n');
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.current.written >= SEGMENT_EVENTS {

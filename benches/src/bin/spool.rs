@@ -1,6 +1,8 @@
 //! What durability costs a chat call: the time `Spool::write` takes, the one thing the hot path
 //! does for it (one line appended to a local file before the answer completes), with and
 //! without `AIHUB_SPOOL_FSYNC`, and the appender's acknowledgement that deletes spent files.
+//! Before it, the call encodes its event once (`Encoded::of`: the journal's text and content
+//! hash, which the spool's line reuses); that is timed apart.
 //!
 //! Run: `cargo run --release -p benches --bin spool -- [events]` (default 100,000; the fsync
 //! variant writes a tenth of them). No Postgres or broker needed.
@@ -8,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use benches::{machine, percentiles};
+use command_api::journal::Encoded;
 use gateway::spool::Spool;
 
 fn main() {
@@ -27,12 +30,23 @@ fn main() {
             }
         };
         let batch: Vec<_> = (0..count).map(|i| benches::usage_event(org, i)).collect();
+        let mut encodings = Vec::with_capacity(count);
+        let encoded: Vec<Encoded> = batch
+            .iter()
+            .map(|event| {
+                let t = Instant::now();
+                let encoded = Encoded::of(event);
+                encodings.push(t.elapsed());
+                encoded
+            })
+            .collect();
+        let (e50, e99, _) = percentiles(&mut encodings);
         let mut latencies = Vec::with_capacity(count);
         let mut tickets = Vec::with_capacity(count);
         let started = Instant::now();
-        for event in &batch {
+        for event in &encoded {
             let t = Instant::now();
-            match spool.write(event) {
+            match spool.write(event.text()) {
                 Ok(ticket) => tickets.push(ticket),
                 Err(e) => {
                     eprintln!("write failed: {e}");
@@ -49,7 +63,9 @@ fn main() {
         let ack = acked.elapsed();
         let (p50, p99, max) = percentiles(&mut latencies);
         println!(
-            "fsync={fsync:<5} events={count:>7}  write p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs  ({:.0} writes/s); acknowledging all: {:.1} ms",
+            "fsync={fsync:<5} events={count:>7}  encode p50 {:.1} µs  p99 {:.1} µs; write p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs  ({:.0} writes/s); acknowledging all: {:.1} ms",
+            e50 * 1000.0,
+            e99 * 1000.0,
             p50 * 1000.0,
             p99 * 1000.0,
             max * 1000.0,
