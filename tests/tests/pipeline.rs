@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aihub::Roles;
 use e2e::upstream::{Behavior, Upstream};
-use e2e::{broker, unique_slug, wait_for, Api, Env, Tenant};
+use e2e::{broker, unique_slug, wait_for, Api, Env, Reply, Tenant};
 use serde_json::{json, Value};
 
 /// Every read model: the organizations and the audit log, then the access tables.
@@ -154,14 +154,7 @@ async fn chat_calls_published_twice_leave_every_read_model_unchanged() {
     upstream.push(Behavior::Status(500));
     let mut answered = Vec::new();
     for i in 0..6 {
-        let reply = tenant
-            .owner
-            .post(
-                "/api/v1/chat/completions",
-                &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("call {i}")}]}),
-            )
-            .await;
-        answered.push(reply.status);
+        answered.push(chat(&tenant, i).await.status);
     }
     assert_eq!(
         answered,
@@ -471,15 +464,20 @@ async fn serve_with_lingers(
     (serving, admin, tenant)
 }
 
-/// One answered chat call of the tenant's owner.
-async fn call(tenant: &Tenant, i: usize) {
-    let reply = tenant
+/// The tenant's owner's `i`th chat call, as answered.
+async fn chat(tenant: &Tenant, i: usize) -> Reply {
+    tenant
         .owner
         .post(
             "/api/v1/chat/completions",
             &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("call {i}")}]}),
         )
-        .await;
+        .await
+}
+
+/// One answered chat call of the tenant's owner.
+async fn call(tenant: &Tenant, i: usize) {
+    let reply = chat(tenant, i).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
