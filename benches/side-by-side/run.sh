@@ -298,6 +298,16 @@ settle() {
   SETTLED="$SETTLED + vacuum $((SECONDS - start)) s"
 }
 
+# BENCH_PERF=c4 (or c32) samples the whole machine with `perf record` through the middle of that
+# closed-loop phase of each gateway, into $DIR/perf-<name>-c<N>.data: read it with
+# `perf report -i FILE --sort comm,dso` (which process and thread) and `--comm NAME --sort sym`;
+# BENCH_PERF_ARGS adds options (`-F 499 --call-graph dwarf` for call chains).
+profile() {  # name connections
+  [ "${BENCH_PERF:-}" = "c$2" ] && [ "$1" != upstream ] || return 0
+  (sleep 2; perf record -a -q ${BENCH_PERF_ARGS:-} -o "$DIR/perf-$1-c$2.data" -- sleep $((SECONDS_EACH > 6 ? SECONDS_EACH - 4 : 2)) \
+     >/dev/null 2>&1) &
+}
+
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg); sched_autogroup_enabled=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo n/a); nice: broker $BROKER_NICE, database $DATABASE_NICE"
 echo "aihub ${AIHUB_BIN:-$(git -C "$ROOT" rev-parse --short HEAD)}; TensorZero 2025.12.0 (observability off); upstream nginx $(nginx -v 2>&1 | cut -d/ -f2)"
@@ -315,11 +325,13 @@ for t in "${TARGETS[@]}"; do
   case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
   [ "$name" = aihub ] && V0=$(served)
   C0=$(cpu_now "$GW")
+  profile "$name" 4
   read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
   [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
   settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)"); sleep 2
   [ "$name" = aihub ] && V0=$(served)
   C0=$(cpu_now "$GW")
+  profile "$name" 32
   read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
   [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
   settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)"); sleep 2
