@@ -126,6 +126,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0032_journal_wake_says_who",
         include_str!("../../schemas/sql/0032_journal_wake_says_who.sql"),
     ),
+    (
+        "0033_audit_row_lean",
+        include_str!("../../schemas/sql/0033_audit_row_lean.sql"),
+    ),
 ];
 
 /// The versions of the migrations this build has, in the order they apply.

@@ -268,7 +268,8 @@ async fn a_failing_primary_fails_over_and_the_breaker_skips_it_until_cool_down()
         .iter()
         .filter(|e| e["event_type"] == "chat.completion.succeeded")
         .map(|e| {
-            e["data"]["attempts"]
+            // A chat call's data is its envelope's (migration 0033).
+            e["envelope"]["data"]["attempts"]
                 .as_array()
                 .expect("attempts")
                 .iter()
@@ -344,7 +345,31 @@ async fn a_client_that_leaves_after_the_first_chunk_is_still_billed() {
         .iter()
         .find(|e| e["event_type"] == "chat.completion.succeeded")
         .expect("event");
-    assert_eq!(event["data"]["completion_tokens"], COMPLETION_WORDS);
+    assert_eq!(event["data"], Value::Null, "stored once, in the envelope");
+    assert_eq!(
+        event["envelope"]["data"]["completion_tokens"],
+        COMPLETION_WORDS
+    );
+    // The audit log's answers carry the call's data all the same, in the list and alone.
+    let listed = c
+        .tenant
+        .owner
+        .get("/api/v1/audit/logs?event_type=chat.completion.succeeded")
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        listed.body["data"][0]["data"]["completion_tokens"],
+        COMPLETION_WORDS
+    );
+    let id = event["event_id"].as_str().expect("id");
+    let shown = c
+        .tenant
+        .owner
+        .get(&format!("/api/v1/audit/logs/{id}"))
+        .await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.body["data"]["completion_tokens"], COMPLETION_WORDS);
+    assert_eq!(shown.body["envelope"]["data"], shown.body["data"]);
     c.app.stop().await;
 }
 

@@ -396,7 +396,10 @@ fn row_agrees(row: &tokio_postgres::Row, envelope: &Value) -> bool {
         && actor("id") == Some(row.get(6))
         && text("correlation_id") == Some(row.get(7))
         && at == Some(row.get::<_, DateTime<Utc>>(8))
-        && envelope.get("data") == Some(&row.get::<_, Value>(9))
+        // A chat call's data is stored only in its envelope (migration 0033).
+        && row
+            .get::<_, Option<Value>>(9)
+            .is_none_or(|data| envelope.get("data") == Some(&data))
         && chain.and_then(|c| c.get("seq")).and_then(Value::as_i64) == row.get::<_, Option<i64>>(10)
         && chain.and_then(|c| c.get("hash")).and_then(Value::as_str)
             == row.get::<_, Option<&str>>(11)

@@ -31,11 +31,12 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .routes(routes!(state_at))
 }
 
-const SELECT: &str =
-    "SELECT a.event_id, a.event_type, a.org_id, a.stream_id, a.stream_version, a.actor_type,
-        a.actor_id, a.actor_ip, a.correlation_id, a.causation_id, a.occurred_at, a.data,
-        a.envelope -> 'chain' AS chain
-     FROM read.audit_log a";
+/// A row's columns; a chat call's `data` is its envelope's (migration 0033).
+const COLUMNS: &str =
+    "a.event_id, a.event_type, a.org_id, a.stream_id, a.stream_version, a.actor_type,
+        a.actor_id, a.actor_ip, a.correlation_id, a.causation_id, a.occurred_at,
+        COALESCE(a.data, (a.envelope -> 'data')::jsonb, 'null'::jsonb) AS data,
+        a.envelope -> 'chain' AS chain";
 
 pub(crate) fn from_row(row: &tokio_postgres::Row) -> AuditLog {
     let actor_type: &str = row.get("actor_type");
@@ -140,7 +141,8 @@ async fn list(
     let limit = page.limit + 1;
     params.push(&limit);
     let sql = format!(
-        "{SELECT} WHERE {} AND ($9::timestamptz IS NULL OR (a.occurred_at, a.event_id) < ($9, $10))
+        "SELECT {COLUMNS} FROM read.audit_log a
+         WHERE {} AND ($9::timestamptz IS NULL OR (a.occurred_at, a.event_id) < ($9, $10))
          ORDER BY a.occurred_at DESC, a.event_id DESC LIMIT $11",
         Filters::WHERE
     );
@@ -172,8 +174,9 @@ async fn show(
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT a.*, a.envelope -> 'chain' AS chain, a.envelope AS whole
-             FROM read.audit_log a WHERE a.event_id = $1",
+            &format!(
+                "SELECT {COLUMNS}, a.envelope AS whole FROM read.audit_log a WHERE a.event_id = $1"
+            ),
             &[&id],
         )
         .await?;
@@ -193,7 +196,8 @@ async fn show(
     let changes = if UPDATES.contains(&log.event_type.as_str()) {
         let earlier = client
             .query(
-                "SELECT data FROM read.audit_log
+                "SELECT COALESCE(data, (envelope -> 'data')::jsonb, 'null'::jsonb)
+                 FROM read.audit_log
                  WHERE org_id = $1 AND stream_id = $2 AND stream_version < $3 ORDER BY stream_version",
                 &[
                     &log.org_id.map(|o| o.uuid()),

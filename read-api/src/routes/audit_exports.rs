@@ -48,7 +48,8 @@ async fn requested(
     let stream = events::StreamId::audit_export(id).to_string();
     let row = client
         .query_opt(
-            "SELECT org_id, chain_seq, occurred_at, data FROM read.audit_log
+            "SELECT org_id, chain_seq, occurred_at, COALESCE(data, (envelope -> 'data')::jsonb)
+             FROM read.audit_log
              WHERE stream_id = $1 AND event_type = 'audit.exported'",
             &[&stream],
         )
