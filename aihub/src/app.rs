@@ -196,7 +196,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
             _ => return Err(e),
         }
     }
-    let pool = config.database.pool(16)?;
+    let pool = config.database.pool_named("aihub requests", 16)?;
     platform::db::migrate(&pool)
         .await
         .context("applying migrations")?;
@@ -211,7 +211,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let background_pool = if config.background_threads == 0 {
         pool.clone()
     } else {
-        config.database.pool(8)?
+        config.database.pool_named("aihub background", 8)?
     };
     let shutdown = CancellationToken::new();
     let draining = CancellationToken::new();
@@ -345,7 +345,9 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         )));
     }
     if roles.read_api {
-        let export_pool = config.database.pool(config.export_connections)?;
+        let export_pool = config
+            .database
+            .pool_named("aihub exports", config.export_connections)?;
         api = api.merge(read_api::routes(read_api::ReadState {
             pool: pool.clone(),
             clock: config.clock,

@@ -2,7 +2,8 @@
 # AI Hub's gateway and TensorZero's, side by side on this machine, against the same canned
 # upstream: nginx answering every chat completion with one fixed body. Prints one table.
 #
-#   closed loop (saturation): wrk, 2 threads, at 4 and at 32 connections, BENCH_SECONDS each;
+#   closed loop (saturation): wrk, 2 threads, at 4 and at 32 connections, BENCH_SECONDS each,
+#                             after BENCH_WARMUP seconds (40) of unmeasured load;
 #   open loop (offered rate): vegeta at BENCH_RATE req/s (default 1000) for BENCH_SECONDS,
 #                             the added p99 being the gateway's p99 minus the upstream's.
 #
@@ -28,6 +29,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../infra/local/lib.sh"
 
 SECONDS_EACH="${BENCH_SECONDS:-15}"
+WARMUP="${BENCH_WARMUP:-40}"
 RATE="${BENCH_RATE:-1000}"
 ONLY="${BENCH_ONLY:-}"
 DIR="$AIHUB_HOME/bench-side-by-side"
@@ -195,15 +197,15 @@ TARGETS=("upstream|http://127.0.0.1:$UP_PORT/v1/chat/completions|none|$HUB_BODY"
 # wrk's latency figure in ms.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'; }
 
-closed() {  # name url token body connections -> "req/s p50 p99 errors"
-  local name=$1 url=$2 token=$3 body=$4 conns=$5 lua="$DIR/$1.lua" out
+closed() {  # name url token body connections [seconds] -> "req/s p50 p99 errors"
+  local name=$1 url=$2 token=$3 body=$4 conns=$5 seconds=${6:-$SECONDS_EACH} lua="$DIR/$1.lua" out
   cat >"$lua" <<LUA
 wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $token"
 LUA
-  out=$(wrk -t2 -c"$conns" -d"${SECONDS_EACH}s" --latency -s "$lua" "$url")
+  out=$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$lua" "$url")
   echo "$out" >"$DIR/wrk-$name-c$conns.txt"
   local rps p50 p99 errs
   rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
@@ -304,6 +306,9 @@ settle() {
 # BENCH_PERF_ARGS adds options (`-F 499 --call-graph dwarf` for call chains).
 profile() {  # name connections
   [ "${BENCH_PERF:-}" = "c$2" ] && [ "$1" != upstream ] || return 0
+  # Which backend is whose (`perf report --sort pid`): aihub's pools name their connections.
+  psql "$DATABASE_URL" -Atc "SELECT pid, application_name, backend_type FROM pg_stat_activity" \
+    >"$DIR/perf-$1-c$2.backends" 2>/dev/null || true
   (sleep 2; perf record -a -q ${BENCH_PERF_ARGS:-} -o "$DIR/perf-$1-c$2.data" -- sleep $((SECONDS_EACH > 6 ? SECONDS_EACH - 4 : 2)) \
      >/dev/null 2>&1) &
 }
@@ -318,9 +323,12 @@ UP_P99=""
 for t in "${TARGETS[@]}"; do
   IFS='|' read -r name url token body <<<"$t"
   # Warm-up, not measured: the broker's JVM compiles its hot paths in its first minute of load
-  # (`perf sched` showed its C2 compiler thread taking a third of a core during the first phase),
-  # and every gateway's pools and caches fill.
-  closed "$name" "$url" "$token" "$body" 4 >/dev/null
+  # (`perf sched` showed its C2 compiler thread taking a third of a core during the first phase;
+  # after one 15 s warm-up at c=4 it still took 4-7 % of the machine through the measured c=4
+  # phase, `perf record`, session 15), and every gateway's pools and caches fill. BENCH_WARMUP
+  # seconds (default 40) at 4 connections, then at 32.
+  closed "$name" "$url" "$token" "$body" 4 $((WARMUP / 2)) >/dev/null
+  closed "$name" "$url" "$token" "$body" 32 $((WARMUP - WARMUP / 2)) >/dev/null
   settle; sleep 2
   case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
   [ "$name" = aihub ] && V0=$(served)

@@ -208,6 +208,15 @@ impl Database {
         parse_url(&self.url)
     }
 
+    /// The URL parsed, its connections named `name` unless it names them itself.
+    fn config_named(&self, name: &str) -> anyhow::Result<tokio_postgres::Config> {
+        let mut config = self.config()?;
+        if config.get_application_name().is_none() {
+            config.application_name(name);
+        }
+        Ok(config)
+    }
+
     /// The rustls connector: the webpki roots plus the CA file's certificates.
     pub fn tls(&self) -> anyhow::Result<MakeRustlsConnect> {
         let mut roots = rustls::RootCertStore {
@@ -231,8 +240,15 @@ impl Database {
     }
 
     pub fn pool(&self, max_size: usize) -> anyhow::Result<Pool> {
+        self.pool_named("aihub", max_size)
+    }
+
+    /// A pool whose connections tell Postgres who they are (`application_name`, as
+    /// `pg_stat_activity` shows it) unless the URL names them already: the request pool and the
+    /// bookkeeping's are told apart when an operator looks for what a busy backend serves.
+    pub fn pool_named(&self, name: &str, max_size: usize) -> anyhow::Result<Pool> {
         let manager = Manager::from_config(
-            self.config()?,
+            self.config_named(name)?,
             self.tls()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -465,6 +481,25 @@ mod tests {
         let database = Database::new("postgres://u@h/db?sslmode=require", Some(path));
         assert!(database.tls().is_err());
         assert!(Database::new("postgres://u@h/db", None).tls().is_ok());
+    }
+
+    #[test]
+    fn pools_name_their_connections_unless_the_url_does() {
+        let named = |url: &str| {
+            Database::new(url, None)
+                .config_named("aihub background")
+                .expect(url)
+                .get_application_name()
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            named("postgres://u@h/db").as_deref(),
+            Some("aihub background")
+        );
+        assert_eq!(
+            named("postgres://u@h/db?application_name=ops-chose").as_deref(),
+            Some("ops-chose")
+        );
     }
 
     #[test]
