@@ -562,7 +562,9 @@ fn router(
     router
         .fallback(http::not_found_fallback)
         .method_not_allowed_fallback(http::method_not_allowed_fallback)
-        .layer(Extension(authenticator))
+        // Shared, not cloned into every request: cloning its pools, caches and channels was
+        // a dozen atomic operations on lines both request workers write (issue 17).
+        .layer(Extension(std::sync::Arc::new(authenticator)))
         .layer(middleware::from_fn(platform::ratelimit::rate_headers))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn({

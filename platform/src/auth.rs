@@ -780,7 +780,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
         }
         let authenticator = parts
             .extensions
-            .get::<Authenticator>()
+            .get::<Arc<Authenticator>>()
             .cloned()
             .ok_or_else(|| {
                 ApiError::internal(anyhow::anyhow!("Authenticator extension missing"))
