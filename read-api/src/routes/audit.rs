@@ -31,12 +31,21 @@ pub fn router() -> OpenApiRouter<ReadState> {
         .routes(routes!(state_at))
 }
 
-/// A row's columns; a chat call's `data` is its envelope's (migration 0033).
-const COLUMNS: &str =
-    "a.event_id, a.event_type, a.org_id, a.stream_id, a.stream_version, a.actor_type,
+/// The event's data in the audit row aliased `alias`: its `data` column, or for a chat call
+/// (written without one, migration 0033) its envelope's.
+pub(crate) fn data_of(alias: &str) -> String {
+    format!("COALESCE({alias}.data, ({alias}.envelope -> 'data')::jsonb, 'null'::jsonb)")
+}
+
+/// A row's columns.
+fn columns() -> String {
+    format!(
+        "a.event_id, a.event_type, a.org_id, a.stream_id, a.stream_version, a.actor_type,
         a.actor_id, a.actor_ip, a.correlation_id, a.causation_id, a.occurred_at,
-        COALESCE(a.data, (a.envelope -> 'data')::jsonb, 'null'::jsonb) AS data,
-        a.envelope -> 'chain' AS chain";
+        {} AS data, a.envelope -> 'chain' AS chain",
+        data_of("a")
+    )
+}
 
 pub(crate) fn from_row(row: &tokio_postgres::Row) -> AuditLog {
     let actor_type: &str = row.get("actor_type");
@@ -141,9 +150,10 @@ async fn list(
     let limit = page.limit + 1;
     params.push(&limit);
     let sql = format!(
-        "SELECT {COLUMNS} FROM read.audit_log a
+        "SELECT {} FROM read.audit_log a
          WHERE {} AND ($9::timestamptz IS NULL OR (a.occurred_at, a.event_id) < ($9, $10))
          ORDER BY a.occurred_at DESC, a.event_id DESC LIMIT $11",
+        columns(),
         Filters::WHERE
     );
     let client = state.pool.get().await?;
@@ -175,7 +185,8 @@ async fn show(
     let row = client
         .query_opt(
             &format!(
-                "SELECT {COLUMNS}, a.envelope AS whole FROM read.audit_log a WHERE a.event_id = $1"
+                "SELECT {}, a.envelope AS whole FROM read.audit_log a WHERE a.event_id = $1",
+                columns()
             ),
             &[&id],
         )
@@ -196,9 +207,12 @@ async fn show(
     let changes = if UPDATES.contains(&log.event_type.as_str()) {
         let earlier = client
             .query(
-                "SELECT COALESCE(data, (envelope -> 'data')::jsonb, 'null'::jsonb)
-                 FROM read.audit_log
-                 WHERE org_id = $1 AND stream_id = $2 AND stream_version < $3 ORDER BY stream_version",
+                &format!(
+                    "SELECT {} FROM read.audit_log a
+                     WHERE org_id = $1 AND stream_id = $2 AND stream_version < $3
+                     ORDER BY stream_version",
+                    data_of("a")
+                ),
                 &[
                     &log.org_id.map(|o| o.uuid()),
                     &log.stream_id,

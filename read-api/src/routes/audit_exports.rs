@@ -48,9 +48,11 @@ async fn requested(
     let stream = events::StreamId::audit_export(id).to_string();
     let row = client
         .query_opt(
-            "SELECT org_id, chain_seq, occurred_at, COALESCE(data, (envelope -> 'data')::jsonb)
-             FROM read.audit_log
-             WHERE stream_id = $1 AND event_type = 'audit.exported'",
+            &format!(
+                "SELECT org_id, chain_seq, occurred_at, {} FROM read.audit_log a
+                 WHERE stream_id = $1 AND event_type = 'audit.exported'",
+                super::audit::data_of("a")
+            ),
             &[&stream],
         )
         .await?;

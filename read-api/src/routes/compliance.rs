@@ -35,18 +35,18 @@ pub fn router() -> OpenApiRouter<ReadState> {
 /// The request and its outcome; `$report` is the whole report or null.
 fn select(report: &str) -> String {
     format!(
-        "SELECT r.event_id, r.org_id, r.occurred_at,
-            COALESCE(r.data, (r.envelope -> 'data')::jsonb) AS requested,
+        "SELECT r.event_id, r.org_id, r.occurred_at, {requested} AS requested,
             g.event_type AS outcome, g.event_id AS outcome_id, g.occurred_at AS completed_at,
             g.data ->> 'content_hash' AS content_hash, g.data ->> 'reason' AS reason,
             g.data -> 'report' -> 'summary' AS summary, {report} AS report
          FROM read.audit_log r
          LEFT JOIN LATERAL (
-             SELECT o.event_type, o.event_id, o.occurred_at,
-                    COALESCE(o.data, (o.envelope -> 'data')::jsonb) AS data
+             SELECT o.event_type, o.event_id, o.occurred_at, {outcome} AS data
              FROM read.audit_log o
              WHERE o.stream_id = r.stream_id AND o.stream_version = 2
-         ) g ON true"
+         ) g ON true",
+        requested = super::audit::data_of("r"),
+        outcome = super::audit::data_of("o"),
     )
 }
 
