@@ -206,6 +206,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let background = platform::background::handle(platform::background::BackgroundSettings {
         threads: config.background_threads,
         nice: config.background_nice,
+        idle: config.background_idle,
     })
     .context("starting the background runtime")?;
     let background_pool = if config.background_threads == 0 {

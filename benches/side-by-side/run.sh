@@ -93,6 +93,8 @@ fi
 # away, and they run in the database. The broker is started from this script's session, like
 # aihub, so its nice value counts either way; the database's only with autogroup off.
 BROKER_NICE="${BENCH_BROKER_NICE:-${KAFKA_NICE:-10}}"   # as up.sh starts it
+# BENCH_BROKER_IDLE=0 runs the broker under the normal policy; 1 (as up.sh) under SCHED_IDLE.
+BROKER_IDLE="${BENCH_BROKER_IDLE:-${KAFKA_IDLE:-1}}"
 DATABASE_NICE="${BENCH_DATABASE_NICE:-0}"
 # The cluster at 5432 (ensure_postgres's): its postmaster, from its pid file, and its children.
 postgres_pids() {
@@ -102,6 +104,13 @@ postgres_pids() {
   echo "$pm" $(pgrep -P "$pm")
 }
 [ "$DATABASE_NICE" != 0 ] && renice -n "$DATABASE_NICE" -p $(postgres_pids) >/dev/null
+# BENCH_BACKGROUND_DATABASE_NICE=N (experiment): the backends of aihub's background pool (the
+# relay's and the projectors', `application_name` "aihub background") at nice N, set after the
+# warm-up opened them.
+BACKGROUND_DATABASE_NICE="${BENCH_BACKGROUND_DATABASE_NICE:-0}"
+background_backends() {
+  psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'aihub background'" 2>/dev/null
+}
 # What the run changed on the machine, put back as it was.
 restore() {
   cleanup
@@ -135,7 +144,7 @@ say "starting nginx on 127.0.0.1:$UP_PORT"
 nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf"
 
 # --- AI Hub ----------------------------------------------------------------------------------
-(renice -n "$BROKER_NICE" -p "$BASHPID" >/dev/null; start_test_kafka "$KPORT" >/dev/null)
+(lower_priority "$BROKER_NICE" "$BROKER_IDLE"; start_test_kafka "$KPORT" >/dev/null)
 export KAFKA_BROKERS="127.0.0.1:$KPORT"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/aihub_bench_side_by_side"
 psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS aihub_bench_side_by_side WITH (FORCE)"
@@ -314,7 +323,7 @@ profile() {  # name connections
 }
 
 echo
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg); sched_autogroup_enabled=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo n/a); nice: broker $BROKER_NICE, database $DATABASE_NICE"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg); sched_autogroup_enabled=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo n/a); nice: broker $BROKER_NICE (idle $BROKER_IDLE), database $DATABASE_NICE"
 echo "aihub ${AIHUB_BIN:-$(git -C "$ROOT" rev-parse --short HEAD)}; TensorZero 2025.12.0 (observability off); upstream nginx $(nginx -v 2>&1 | cut -d/ -f2)"
 echo
 printf '%-11s | %-28s | %-28s | %-30s\n' gateway "c=4 req/s · p50 / p99 ms" "c=32 req/s · p50 / p99 ms" "open ${RATE}/s p50 / p99 ms (added p99)"
@@ -330,6 +339,26 @@ for t in "${TARGETS[@]}"; do
   closed "$name" "$url" "$token" "$body" 4 $((WARMUP / 2)) >/dev/null
   closed "$name" "$url" "$token" "$body" 32 $((WARMUP - WARMUP / 2)) >/dev/null
   settle; sleep 2
+  if [ "$name" = aihub ] && [ "$BACKGROUND_DATABASE_NICE" != 0 ]; then
+    pids=$(background_backends)
+    [ -n "$pids" ] && renice -n "$BACKGROUND_DATABASE_NICE" -p $pids >/dev/null
+    say "background backends at nice $BACKGROUND_DATABASE_NICE: $(echo $pids)"
+  fi
+  # BENCH_IDLE=backends,threads,broker (experiment): SCHED_IDLE, set after the warm-up, for the
+  # database backends of aihub's background pool, for aihub's background and librdkafka threads
+  # (what AIHUB_BACKGROUND_IDLE does from the start), for the broker's threads (BROKER_IDLE).
+  if [ "$name" = aihub ] && [ -n "${BENCH_IDLE:-}" ]; then
+    idle=""
+    case ",$BENCH_IDLE," in *,backends,*) idle="$idle $(background_backends)" ;; esac
+    case ",$BENCH_IDLE," in *,threads,*)
+      for t in /proc/$HUB_PID/task/*; do
+        case "$(cat "$t/comm" 2>/dev/null)" in aihub-backgroun*|rdk:*) idle="$idle ${t##*/}" ;; esac
+      done ;;
+    esac
+    case ",$BENCH_IDLE," in *,broker,*) idle="$idle $(ls /proc/"$(cat "$DIR/test-kafka/pid")"/task)" ;; esac
+    n=0; for p in $idle; do chrt -i -p 0 "$p" 2>/dev/null && n=$((n + 1)); done
+    say "SCHED_IDLE ($BENCH_IDLE): $n threads"
+  fi
   case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
   [ "$name" = aihub ] && V0=$(served)
   C0=$(cpu_now "$GW")

@@ -70,10 +70,19 @@ start_kafka() {
   if alive "$dir/pid"; then say "Kafka is running (pid $(cat "$dir/pid"))"; return; fi
   if port_open "$KAFKA_PORT"; then say "a broker already listens on $KAFKA_PORT; using it"; return; fi
   # The broker is bookkeeping only (no chat call waits on it: the relay and the projectors do),
-  # so on a machine it shares with the gateway it runs at a lower CPU priority, `KAFKA_NICE`
-  # (docs/ARCHITECTURE.md, "Sharing a machine").
-  say "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (KRaft, storage in $dir/data, log in $dir/kafka.log, nice ${KAFKA_NICE:-10})"
-  (renice -n "${KAFKA_NICE:-10}" -p "$BASHPID" >/dev/null && "$KAFKA" start "$dir" 1 "$KAFKA_PORT" "$cport" "1@127.0.0.1:$cport")
+  # so on a machine it shares with the gateway it runs under SCHED_IDLE (`KAFKA_IDLE`, 1) and
+  # at a lower CPU priority, `KAFKA_NICE` (docs/ARCHITECTURE.md, "Sharing a machine").
+  say "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (KRaft, storage in $dir/data, log in $dir/kafka.log, nice ${KAFKA_NICE:-10}, idle ${KAFKA_IDLE:-1})"
+  (lower_priority "${KAFKA_NICE:-10}" "${KAFKA_IDLE:-1}" && "$KAFKA" start "$dir" 1 "$KAFKA_PORT" "$cport" "1@127.0.0.1:$cport")
+}
+
+# The calling (sub)shell, and what it starts, at nice $1 and, with $2 = 1, under SCHED_IDLE:
+# it runs only when nothing of a normal policy wants the CPU, and a request thread that wakes
+# takes the CPU from it at once, which no nice value gives.
+lower_priority() {
+  renice -n "$1" -p "$BASHPID" >/dev/null || return
+  [ "${2:-0}" = 1 ] || return 0
+  chrt --idle -p 0 "$BASHPID" || echo "could not switch to SCHED_IDLE; staying at nice $1" >&2
 }
 
 # A broker of the test run's own, on its own ports with empty storage, so the tests never depend

@@ -16,13 +16,15 @@ start_test_kafka "$TEST_KAFKA_PORT"
 trap '"$KAFKA" stop "$AIHUB_HOME/test-kafka"; "$KAFKA" stop "$AIHUB_HOME/secure-kafka"; pkill -f "aihub-e2e-kafka" 2>/dev/null || true' EXIT
 export KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 # Tests run many platforms side by side on two cores, and commands wait (2 s) for projections:
-# niced bookkeeping would lose to the neighbours' request threads and answer 202 where a test
+# niced (or SCHED_IDLE) bookkeeping would lose to the neighbours' request threads and answer 202 where a test
 # expects 201. The background runtime still runs on its own threads and pool; what the priority
 # buys is measured in benches/side-by-side, and platform::background's unit test checks it.
 export AIHUB_BACKGROUND_NICE="${AIHUB_BACKGROUND_NICE:-0}"
-# The same for the broker up.sh starts (the SDK test runs up.sh): at its default nice 10 it would
-# wait behind the neighbouring test binaries.
+export AIHUB_BACKGROUND_IDLE="${AIHUB_BACKGROUND_IDLE:-false}"
+# The same for the broker up.sh starts (the SDK test runs up.sh): at its default nice 10 and
+# SCHED_IDLE it would wait behind the neighbouring test binaries.
 export KAFKA_NICE="${KAFKA_NICE:-0}"
+export KAFKA_IDLE="${KAFKA_IDLE:-0}"
 
 # Test databases of earlier runs.
 psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc \

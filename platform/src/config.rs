@@ -115,6 +115,12 @@ pub struct Config {
     #[arg(long, env = "AIHUB_BACKGROUND_NICE", default_value_t = 10,
           value_parser = clap::value_parser!(i64).range(0..=19).map(|n| n as i32))]
     pub background_nice: i32,
+    /// The background threads run under Linux's `SCHED_IDLE` policy: a request thread that
+    /// wakes takes the CPU from them at once (a nice value only lowers their share). False
+    /// leaves them at the nice value above.
+    #[arg(long, env = "AIHUB_BACKGROUND_IDLE", default_value = "true", action = clap::ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub background_idle: bool,
     /// Connections of the usage exports' own pool: at most this many exports stream at once in a
     /// process, whatever their readers' speed, and never from the pool the rest uses.
     #[arg(long, env = "AIHUB_EXPORT_CONNECTIONS", default_value_t = 4,

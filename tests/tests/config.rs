@@ -36,6 +36,7 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_EXPORT_CONNECTIONS", "0"),
     ("AIHUB_BACKGROUND_THREADS", "65"),
     ("AIHUB_BACKGROUND_NICE", "20"),
+    ("AIHUB_BACKGROUND_IDLE", "mostly"),
     ("AIHUB_EXPORT_STATEMENT_TIMEOUT_MS", "5min"),
     ("AIHUB_AUTH_FAILURE_WINDOW_MS", "5 s"),
     ("AIHUB_AUTH_CACHE_TTL_MS", "1e4"),
