@@ -227,11 +227,24 @@ impl UpSh {
             ("OPENROUTER_BASE_URL", upstream.openai_base_url()),
             // A loaded machine may take more than the default 2 s to project a write.
             ("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000".into()),
-            // The broker's priority as test.sh sets it (up.sh's default, 10, would put it behind
-            // the neighbouring test binaries).
+            // The broker's and the bookkeeping's priorities as test.sh sets them (up.sh's
+            // defaults, nice 10 and SCHED_IDLE, would put them behind the neighbouring test
+            // binaries).
             (
                 "KAFKA_NICE",
                 std::env::var("KAFKA_NICE").unwrap_or_else(|_| "10".into()),
+            ),
+            (
+                "KAFKA_IDLE",
+                std::env::var("KAFKA_IDLE").unwrap_or_else(|_| "1".into()),
+            ),
+            (
+                "AIHUB_BACKGROUND_NICE",
+                std::env::var("AIHUB_BACKGROUND_NICE").unwrap_or_else(|_| "10".into()),
+            ),
+            (
+                "AIHUB_BACKGROUND_IDLE",
+                std::env::var("AIHUB_BACKGROUND_IDLE").unwrap_or_else(|_| "true".into()),
             ),
         ];
         let mut up = UpSh {
