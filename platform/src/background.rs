@@ -61,23 +61,23 @@ pub fn handle(settings: BackgroundSettings) -> std::io::Result<Handle> {
 /// leaves the thread at its nice value.
 fn run_when_idle() {
     use thread_priority::unix::{
-        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-        ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy,
     };
     use thread_priority::ThreadPriority;
-    // For `SCHED_IDLE` the only priority is 0, and the crate then sets the thread's nice value
-    // to 0 too (no change: this runs before `lower_priority`).
-    let result = set_thread_priority_and_policy(
-        thread_native_id(),
-        ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-    );
-    if let Err(e) = result {
-        static WARNED: OnceLock<()> = OnceLock::new();
-        WARNED.get_or_init(|| {
-            tracing::warn!(error = ?e, "could not put the background threads under SCHED_IDLE; they keep their nice value");
-        });
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    // For `SCHED_IDLE` the only priority is 0, and the crate sets the policy and then the
+    // thread's nice value to 0: no change, as this runs before `lower_priority`, unless the
+    // process was started niced, when an unprivileged thread may not raise it back. The policy
+    // is what counts, so only a thread that did not get it says so.
+    let result = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
+    if matches!(thread_schedule_policy(), Ok(policy) if policy == idle) {
+        return;
     }
+    static WARNED: OnceLock<()> = OnceLock::new();
+    WARNED.get_or_init(|| {
+        tracing::warn!(error = ?result.err(), "could not put the background threads under SCHED_IDLE; they keep their nice value");
+    });
 }
 
 /// Adds `nice` to the calling thread's nice value (Linux keeps it per thread), up to 19. A
