@@ -16,8 +16,8 @@ start_test_kafka "$TEST_KAFKA_PORT"
 trap '"$KAFKA" stop "$AIHUB_HOME/test-kafka"; "$KAFKA" stop "$AIHUB_HOME/secure-kafka"; pkill -f "aihub-e2e-kafka" 2>/dev/null || true' EXIT
 export KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 # Tests run many platforms side by side on two cores, and commands wait (2 s) for projections:
-# niced (or SCHED_IDLE) bookkeeping would lose to the neighbours' request threads and answer 202 where a test
-# expects 201. The background runtime still runs on its own threads and pool; what the priority
+# niced (or SCHED_IDLE) bookkeeping would lose to the neighbours' request threads and answer 202
+# where a test expects 201. The background runtime still runs on its own threads and pool; what the priority
 # buys is measured in benches/side-by-side, and platform::background's unit test checks it.
 export AIHUB_BACKGROUND_NICE="${AIHUB_BACKGROUND_NICE:-0}"
 export AIHUB_BACKGROUND_IDLE="${AIHUB_BACKGROUND_IDLE:-false}"

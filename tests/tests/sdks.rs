@@ -210,7 +210,7 @@ impl UpSh {
         let listen = format!("127.0.0.1:{}", free_port());
         let kafka_port = free_port();
         let database = format!("aihub_up_sh_{}", Uuid::now_v7().simple());
-        let vars = vec![
+        let mut vars = vec![
             ("PATH", std::env::var("PATH").unwrap_or_default()),
             ("HOME", std::env::var("HOME").unwrap_or_default()),
             ("AIHUB_HOME", home.display().to_string()),
@@ -227,26 +227,20 @@ impl UpSh {
             ("OPENROUTER_BASE_URL", upstream.openai_base_url()),
             // A loaded machine may take more than the default 2 s to project a write.
             ("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000".into()),
-            // The broker's and the bookkeeping's priorities as test.sh sets them (up.sh's
-            // defaults, nice 10 and SCHED_IDLE, would put them behind the neighbouring test
-            // binaries).
-            (
-                "KAFKA_NICE",
-                std::env::var("KAFKA_NICE").unwrap_or_else(|_| "10".into()),
-            ),
-            (
-                "KAFKA_IDLE",
-                std::env::var("KAFKA_IDLE").unwrap_or_else(|_| "1".into()),
-            ),
-            (
-                "AIHUB_BACKGROUND_NICE",
-                std::env::var("AIHUB_BACKGROUND_NICE").unwrap_or_else(|_| "10".into()),
-            ),
-            (
-                "AIHUB_BACKGROUND_IDLE",
-                std::env::var("AIHUB_BACKGROUND_IDLE").unwrap_or_else(|_| "true".into()),
-            ),
         ];
+        // The broker's and the bookkeeping's priorities as test.sh sets them, where it does
+        // (up.sh's defaults, nice 10 and SCHED_IDLE, would put them behind the neighbouring
+        // test binaries).
+        vars.extend(
+            [
+                "KAFKA_NICE",
+                "KAFKA_IDLE",
+                "AIHUB_BACKGROUND_NICE",
+                "AIHUB_BACKGROUND_IDLE",
+            ]
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (name, value))),
+        );
         let mut up = UpSh {
             vars,
             home,
