@@ -111,6 +111,11 @@ BACKGROUND_DATABASE_NICE="${BENCH_BACKGROUND_DATABASE_NICE:-0}"
 background_backends() {
   psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'aihub background'" 2>/dev/null
 }
+# Every backend serving aihub's database: both pools, the relay's and the listeners' connections.
+database_backends() {
+  psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+    AND backend_type = 'client backend' AND pid <> pg_backend_pid()" 2>/dev/null
+}
 # What the run changed on the machine, put back as it was.
 restore() {
   cleanup
@@ -346,10 +351,13 @@ for t in "${TARGETS[@]}"; do
   fi
   # BENCH_IDLE=backends,threads,broker (experiment): SCHED_IDLE, set after the warm-up, for the
   # database backends of aihub's background pool, for aihub's background and librdkafka threads
-  # (what AIHUB_BACKGROUND_IDLE does from the start), for the broker's threads (BROKER_IDLE).
+  # (what AIHUB_BACKGROUND_IDLE does from the start), for the broker's threads (BROKER_IDLE);
+  # `database` for every backend of aihub's database, the journal's appends included (the
+  # ceiling of a design where no database work runs before a request).
   if [ "$name" = aihub ] && [ -n "${BENCH_IDLE:-}" ]; then
     idle=""
     case ",$BENCH_IDLE," in *,backends,*) idle="$idle $(background_backends)" ;; esac
+    case ",$BENCH_IDLE," in *,database,*) idle="$idle $(database_backends)" ;; esac
     case ",$BENCH_IDLE," in *,threads,*)
       for t in /proc/$HUB_PID/task/*; do
         case "$(cat "$t/comm" 2>/dev/null)" in aihub-backgroun*|rdk:*) idle="$idle ${t##*/}" ;; esac
