@@ -184,8 +184,8 @@ impl Spool {
 }
 
 impl State {
-    /// Takes out the sealed files whose events are all in the journal, for [`delete`]: the
-    /// deleting is done after the lock is released.
+    /// Takes out the sealed files whose events are all in the journal; the caller deletes them
+    /// ([`delete_later`], [`delete`]) after releasing the lock.
     fn take_done(&mut self) -> Vec<Spent> {
         let done: Vec<u64> = self
             .open
@@ -248,10 +248,10 @@ impl Drop for Spool {
         if let Some(tally) = state.open.get_mut(&current) {
             tally.sealed = true;
         }
-        let current = state.take_done();
+        let spent = state.take_done();
         drop(state);
         // The process is stopping: deleted here, so the files are gone when it has stopped.
-        delete(current);
+        delete(spent);
     }
 }
 
