@@ -276,9 +276,20 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
         let mut gateway_config = config.gateway.clone();
         gateway_config.spool_dir =
             gateway::spool::dir_for(&config.gateway.spool_dir, &config.database.url);
+        // The chat events' appender on the background runtime, with a pool of its own (its
+        // backends named "aihub journal", for a host to set their priority: OPERATIONS.md).
+        let journal_pool = if config.background_threads == 0 {
+            pool.clone()
+        } else {
+            config.database.pool_named("aihub journal", 4)?
+        };
         let (data_plane, appender) = gateway::Gateway::new(
             gateway_config,
             command_api::Journal::new(pool.clone()),
+            gateway::Bookkeeping {
+                journal: command_api::Journal::new(journal_pool),
+                runtime: background.clone(),
+            },
             config.clock,
             shutdown.clone(),
             cut_off.clone(),
@@ -617,6 +628,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 pub(crate) async fn metrics_text(State(scrape): State<crate::health::HealthState>) -> String {
     if let Some(gateway) = &scrape.gateway {
         gateway.export_breakers();
+        gateway.export_spool();
     }
     crate::health::export_lag(&scrape.config, &scrape.pool).await;
     metrics::render()

@@ -303,6 +303,14 @@ impl Encoded {
         Self { text, content }
     }
 
+    /// A text [`Encoded::of`] made, read back (a line of the gateway's spool): it is already
+    /// the canonical envelope without `chain`, so only its content hash is computed again.
+    pub fn from_text(text: String) -> Self {
+        use sha2::{Digest, Sha256};
+        let content = Sha256::digest(text.as_bytes()).into();
+        Self { text, content }
+    }
+
     /// The envelope's JSON without `chain` (the gateway's spool keeps this line).
     pub fn text(&self) -> &str {
         &self.text

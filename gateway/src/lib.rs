@@ -125,6 +125,14 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// Where the chat events' bookkeeping runs: the appender and the spool's recovery, on `runtime`
+/// (the process's background runtime, so under load they wait for idle CPU, the events waiting
+/// in the spool meanwhile), appending to `journal` (a pool of their own).
+pub struct Bookkeeping {
+    pub journal: Journal,
+    pub runtime: tokio::runtime::Handle,
+}
+
 impl Gateway {
     /// The gateway, with the imported catalog loaded, and the task that appends its events to
     /// the journal in batches. `shutdown` stops the background work (wait for the calls first:
@@ -132,6 +140,7 @@ impl Gateway {
     pub async fn new(
         config: GatewayConfig,
         journal: Journal,
+        bookkeeping: Bookkeeping,
         clock: platform::clock::Clock,
         shutdown: CancellationToken,
         cut_off: CancellationToken,
@@ -139,7 +148,7 @@ impl Gateway {
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let configured = Catalog::load(config.models_file.as_deref())?;
         let http = upstream::http_client(config.upstream_ca_file.as_deref())?;
-        let (events, rx) = mpsc::channel(EVENT_QUEUE);
+        let (events, rx) = mpsc::channel(config.event_queue as usize);
         let pool = journal.pool().clone();
         let spool_dir = std::path::PathBuf::from(&config.spool_dir);
         let spool = Arc::new(
@@ -148,7 +157,16 @@ impl Gateway {
             })?,
         );
         // What a process killed before us left: appended before we serve.
-        match spool.recover(&journal).await {
+        let recovered = {
+            let (spool, journal) = (spool.clone(), bookkeeping.journal.clone());
+            bookkeeping
+                .runtime
+                .spawn(async move { spool.recover(&journal).await })
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|recovered| recovered)
+        };
+        match recovered {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 events = n,
@@ -158,16 +176,16 @@ impl Gateway {
                 tracing::error!(error = %format!("{e:#}"), "could not recover spooled chat events yet; retrying in the background")
             }
         }
-        tokio::spawn(recover_spools(
+        bookkeeping.runtime.spawn(recover_spools(
             spool.clone(),
-            journal.clone(),
+            bookkeeping.journal.clone(),
             shutdown.clone(),
         ));
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));
         let quota = quota::leases::Leases::new(pool.clone(), lease_config(&config));
         let upkeep = tokio::spawn(quota.clone().run(shutdown.clone()));
-        let appender = tokio::spawn(append_events(
-            journal.clone(),
+        let appender = bookkeeping.runtime.spawn(append_events(
+            bookkeeping.journal,
             rx,
             spool.clone(),
             shutdown.clone(),
@@ -319,10 +337,18 @@ impl Gateway {
         }
     }
 
-    /// 503 `overloaded` when the journal is so far behind that the queue of chat events is nearly
-    /// full: a new call is refused rather than have its event wait, or be forgotten.
+    /// Sets the spool's gauge (before `/metrics` is rendered).
+    pub fn export_spool(&self) {
+        platform::metrics::SPOOL_PENDING_EVENTS
+            .with_label_values::<&str>(&[])
+            .set(self.spool.pending() as f64);
+    }
+
+    /// 503 `overloaded` when the journal is so far behind that the spool holds
+    /// `AIHUB_SPOOL_BACKLOG` events it does not have: a new call is refused rather than have the
+    /// spool grow without bound.
     pub fn check_not_overloaded(&self) -> Result<(), platform::ApiError> {
-        if self.events.capacity() < EVENT_QUEUE / 10 {
+        if self.spool.pending() >= self.config.spool_backlog {
             return Err(platform::ApiError::unavailable(
                 "The gateway is recording calls slower than they come; retry shortly.",
             )
@@ -331,8 +357,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// Spools a call's event, then hands it to the appender; waits only if thousands are
-    /// already queued.
+    /// Spools a call's event and hands it to the appender: through its queue, or, when that is
+    /// full, through the spool's backlog (`spool`). Never waits, unless the spool cannot be
+    /// written: then the queue is the event's only way, and the call waits for room in it.
     pub async fn emit(
         &self,
         payload: EventPayload,
@@ -359,18 +386,26 @@ impl Gateway {
         // are the same text, and the appender has no batch to encode on a request worker.
         let encoded = Encoded::of(&event);
         // Spooled first: from here the call is billed whatever happens to this process.
-        let ticket = match self.spool.write(encoded.text()) {
-            Ok(ticket) => ticket,
-            Err(e) => {
-                // The journal is then the only copy: the append below must make it.
-                tracing::error!(%event_id, error = %e, "could not spool a chat event");
-                spool::Ticket::NONE
+        let line = spool::Line::of(encoded.text());
+        let mut call = Some((event, encoded));
+        let written = self.spool.write_then(line, |ticket| match call.take() {
+            Some((event, encoded)) => self.events.try_send((event, encoded, ticket)).is_ok(),
+            None => false,
+        });
+        match written {
+            Ok(route) => {
+                tracing::debug!(%event_id, event_type, ?route, "event spooled for the journal")
             }
-        };
-        if self.events.send((event, encoded, ticket)).await.is_err() {
-            tracing::error!(%event_id, event_type, "chat event appender is gone; the event stays in the spool");
-        } else {
-            tracing::debug!(%event_id, event_type, "event queued for the journal");
+            Err(e) => {
+                // The journal is then the only copy: the queue must take it, and the append make it.
+                tracing::error!(%event_id, error = %e, "could not spool a chat event");
+                if let Some((event, encoded)) = call.take() {
+                    let queued = (event, encoded, spool::Ticket::NONE);
+                    if self.events.send(queued).await.is_err() {
+                        tracing::error!(%event_id, event_type, "chat event appender is gone and the spool failed; the event is lost");
+                    }
+                }
+            }
         }
     }
 }
@@ -475,9 +510,6 @@ async fn release_expired_reservations(pool: platform::db::PgPool, shutdown: Canc
     }
 }
 
-/// Chat events queued for the journal at most; past nine tenths, new calls get 503.
-const EVENT_QUEUE: usize = 10_000;
-
 /// Appends what dead processes sharing the spool left, every `spool::RECOVER_EVERY`.
 async fn recover_spools(spool: Arc<spool::Spool>, journal: Journal, shutdown: CancellationToken) {
     loop {
@@ -501,14 +533,17 @@ const APPEND_BATCH: usize = 2_000;
 type Queued = (EventEnvelope, Encoded, spool::Ticket);
 
 /// Appends queued chat events in batches (up to `APPEND_BATCH`, or whatever arrived within
-/// 20 ms), so the responses never wait for the journal. Two batches overlap: while one is being
+/// 20 ms), so the responses never wait for the journal; with the queue empty and the spool in
+/// backlog mode, the events the spool holds, read back in batches of `APPEND_BATCH` (syncing
+/// the spool to disk every `BACKLOG_SYNC` meanwhile). Two batches overlap: while one is being
 /// written, the next is gathered, so the database is not idle while the appender gathers;
 /// batches still reach the journal one after the other, in order. Each event comes encoded by
 /// its call: the appender encodes nothing, so no request worker stalls for a batch's worth of
 /// encoding (issue 17: that took the c=4 p99 from 1.3 to 3.1 ms with the journal's writes off).
-/// A batch that fails is retried until it is in, never dropped (the queue fills meanwhile, and
-/// new calls get 503 `overloaded`); at shutdown it stops trying, and the spool keeps the batch
-/// for the next process.
+/// A batch that fails is retried until it is in, never dropped (the queue fills meanwhile, the
+/// spool takes the events after it, and new calls get 503 `overloaded` once it holds
+/// `AIHUB_SPOOL_BACKLOG`); at shutdown it appends what is queued and the backlog, stops trying
+/// on failure, and the spool keeps what is left for the next process.
 async fn append_events(
     journal: Journal,
     mut rx: mpsc::Receiver<Queued>,
@@ -516,10 +551,56 @@ async fn append_events(
     shutdown: CancellationToken,
 ) {
     let mut writing: Option<tokio::task::JoinHandle<bool>> = None;
+    let mut synced = tokio::time::Instant::now();
     loop {
-        let first = tokio::select! {
-            event = rx.recv() => event,
-            _ = shutdown.cancelled() => { rx.close(); rx.recv().await }
+        // What the queue holds comes first (the events queued before the spool went into
+        // backlog mode); then the backlog. The queue cannot fill unseen while this waits on it
+        // below: the mode starts only when the queue is full.
+        let first = match rx.try_recv() {
+            Ok(event) => Some(event),
+            Err(_) => {
+                let due = synced.elapsed() >= BACKLOG_SYNC;
+                let reader = spool.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let read = reader.read_backlog(APPEND_BATCH);
+                    if due && matches!(read, Ok(Some(_))) {
+                        if let Err(e) = reader.sync() {
+                            tracing::warn!(error = %e, "could not sync the spool's backlog to disk");
+                        }
+                    }
+                    read
+                })
+                .await;
+                match read {
+                    Ok(Ok(Some(batch))) => {
+                        if due {
+                            synced = tokio::time::Instant::now();
+                        }
+                        if !batch.is_empty()
+                            && !append_in_turn(&mut writing, batch, &journal, &spool, &shutdown)
+                                .await
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "could not read the spool's backlog; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the spool's backlog failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    event = rx.recv() => event,
+                    _ = shutdown.cancelled() => { rx.close(); rx.recv().await }
+                }
+            }
         };
         let Some(first) = first else { break };
         let mut batch = vec![first];
@@ -530,6 +611,28 @@ async fn append_events(
                 _ => break,
             }
         }
+        if !append_in_turn(&mut writing, batch, &journal, &spool, &shutdown).await {
+            return;
+        }
+    }
+    if let Some(last) = writing {
+        let _ = last.await;
+    }
+}
+
+/// How often the appender syncs the spool's files while it reads a backlog back.
+const BACKLOG_SYNC: Duration = Duration::from_secs(1);
+
+/// Starts appending `batch` once the batch before it (`writing`) is in; false when that one
+/// gave up at shutdown.
+async fn append_in_turn(
+    writing: &mut Option<tokio::task::JoinHandle<bool>>,
+    batch: Vec<Queued>,
+    journal: &Journal,
+    spool: &Arc<spool::Spool>,
+    shutdown: &CancellationToken,
+) -> bool {
+    {
         let mut events = Vec::with_capacity(batch.len());
         let mut encoded = Vec::with_capacity(batch.len());
         let mut tickets = Vec::with_capacity(batch.len());
@@ -540,10 +643,10 @@ async fn append_events(
         }
         if let Some(previous) = writing.take() {
             if !previous.await.unwrap_or(false) {
-                return;
+                return false;
             }
         }
-        writing = Some(tokio::spawn(append_batch(
+        *writing = Some(tokio::spawn(append_batch(
             journal.clone(),
             events,
             encoded,
@@ -551,9 +654,7 @@ async fn append_events(
             spool.clone(),
             shutdown.clone(),
         )));
-    }
-    if let Some(last) = writing {
-        let _ = last.await;
+        true
     }
 }
 

@@ -12,14 +12,27 @@
 //! Files are `<dir>/<uuid>.jsonl`, one envelope a line. A process holds an exclusive lock
 //! (`flock`) on each of its files while it lives, so a file whose lock can be taken belongs to
 //! nobody and is recovered; two processes may share a directory.
+//!
+//! The spool is also the appender's queue when the journal falls behind. A write offers its
+//! event to the appender's queue in memory ([`Spool::write_then`]); when that is full, the spool
+//! goes into *backlog mode*: from that event on, events are written to the files only, and the
+//! appender reads them back from a cursor ([`Spool::read_backlog`]) until it reaches the last
+//! write, which ends the mode. Both happen under the spool's lock, so every event goes to the
+//! journal exactly one way. So a burst the journal cannot keep up with waits on disk, not in
+//! memory, and no call is refused for it until [`Spool::pending`] reaches the operator's bound
+//! (`AIHUB_SPOOL_BACKLOG`). While there is a backlog, the appender syncs the files every second
+//! ([`Spool::sync`]), so a crashed machine loses at most about a second of it.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use command_api::journal::Encoded;
 use command_api::Journal;
 use events::EventEnvelope;
 
@@ -34,6 +47,8 @@ pub struct Spool {
     dir: PathBuf,
     fsync: bool,
     state: Mutex<State>,
+    /// Events written and not yet reported appended.
+    pending: AtomicU64,
 }
 
 struct State {
@@ -43,6 +58,15 @@ struct State {
     /// Every segment with events not yet all in the journal, by number.
     open: HashMap<u64, Tally>,
     next: u64,
+    /// In backlog mode: the first event the appender has not read back yet.
+    backlog: Option<Cursor>,
+}
+
+/// A place in the spool: a segment's number and a byte offset in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    segment: u64,
+    offset: u64,
 }
 
 struct Segment {
@@ -55,9 +79,37 @@ struct Segment {
 struct Tally {
     path: PathBuf,
     written: u64,
+    /// The file's length: every byte before it is a whole write.
+    bytes: u64,
     appended: u64,
     /// No more events go into it.
     sealed: bool,
+}
+
+/// Where a written event went on to the journal from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The appender's queue in memory.
+    Queued,
+    /// The spool file alone: the appender reads it back ([`Spool::read_backlog`]).
+    Backlog,
+}
+
+/// An event read back from the backlog, as a call queues it: the envelope, its encoding (the
+/// line's text) and its ticket.
+pub type Spooled = (EventEnvelope, Encoded, Ticket);
+
+/// An event's line as the spool writes it: its envelope's text and a newline (made before the
+/// spool's lock is taken).
+pub struct Line(Vec<u8>);
+
+impl Line {
+    pub fn of(envelope: &str) -> Self {
+        let mut line = Vec::with_capacity(envelope.len() + 1);
+        line.extend_from_slice(envelope.as_bytes());
+        line.push(b'\n');
+        Self(line)
+    }
 }
 
 /// Where an event was spooled: the appender reports it back once the event is in the journal.
@@ -94,16 +146,34 @@ impl Spool {
                 sealed: Vec::new(),
                 open,
                 next: 1,
+                backlog: None,
             }),
+            pending: AtomicU64::new(0),
         })
     }
 
-    /// Writes an event's envelope (its JSON text, one line: the journal's encoding, so a call's
-    /// event is serialized once) to the current file; returns where, for [`Spool::appended`].
+    /// Writes an event's envelope as [`Spool::write_then`] does, for a caller that hands it to
+    /// the journal itself.
     pub fn write(&self, envelope: &str) -> std::io::Result<Ticket> {
-        let mut line = Vec::with_capacity(envelope.len() + 1);
-        line.extend_from_slice(envelope.as_bytes());
-        line.push(b'\n');
+        let mut ticket = Ticket::NONE;
+        self.write_then(Line::of(envelope), |t| {
+            ticket = t;
+            true
+        })?;
+        Ok(ticket)
+    }
+
+    /// Writes an event's line (its envelope's JSON text: the journal's encoding, so a call's
+    /// event is serialized once) to the current file, then, under the same lock, offers it to
+    /// the appender's queue with `queue` (given the event's ticket for [`Spool::appended`]; true
+    /// when it took the event) — unless the spool is in backlog mode, which a refusal starts:
+    /// then the appender reads the event back from the file. Says which.
+    pub fn write_then(
+        &self,
+        line: Line,
+        queue: impl FnOnce(Ticket) -> bool,
+    ) -> std::io::Result<Route> {
+        let line = line.0;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.current.written >= SEGMENT_EVENTS {
             let number = state.next;
@@ -118,29 +188,147 @@ impl Spool {
             // deletes it (the event this write adds will be reported there, so it comes).
             state.sealed.push(old);
         }
-        state.current.file.write_all(&line)?;
-        if self.fsync {
-            state.current.file.sync_data()?;
+        let number = state.current.number;
+        let offset = state.open.get(&number).map_or(0, |t| t.bytes);
+        let written = state.current.file.write_all(&line);
+        let synced = match (&written, self.fsync) {
+            (Ok(()), true) => state.current.file.sync_data(),
+            _ => Ok(()),
+        };
+        if let Err(e) = written.and(synced) {
+            // Part of the line may be in: ended, so the next line starts a line of its own, and
+            // the file's length taken as it is (a reader skips the broken line).
+            let _ = state.current.file.write_all(b"\n");
+            let length = state.current.file.metadata().map(|m| m.len());
+            if let (Some(tally), Ok(length)) = (state.open.get_mut(&number), length) {
+                tally.bytes = length;
+            }
+            return Err(e);
         }
         state.current.written += 1;
-        let number = state.current.number;
         if let Some(tally) = state.open.get_mut(&number) {
             tally.written += 1;
+            tally.bytes = offset + line.len() as u64;
         }
-        Ok(Ticket(number))
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let ticket = Ticket(number);
+        if state.backlog.is_none() && queue(ticket) {
+            return Ok(Route::Queued);
+        }
+        if state.backlog.is_none() {
+            state.backlog = Some(Cursor {
+                segment: number,
+                offset,
+            });
+        }
+        Ok(Route::Backlog)
     }
 
     /// These events are in the journal: a file all of whose events are is deleted.
     pub fn appended(&self, tickets: &[Ticket]) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counted = 0;
         for ticket in tickets {
             if let Some(tally) = state.open.get_mut(&ticket.0) {
                 tally.appended += 1;
+                counted += 1;
             }
         }
+        self.pending.fetch_sub(counted, Ordering::Relaxed);
         let spent = state.take_done();
         drop(state);
         delete_later(spent);
+    }
+
+    /// Events spooled that the journal does not have yet (in the appender's queue, or in the
+    /// backlog on disk).
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Whether the spool is in backlog mode (events are read back from its files).
+    pub fn backlogged(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .backlog
+            .is_some()
+    }
+
+    /// In backlog mode, up to `max` events from the cursor on, in the order they were written,
+    /// decoded, the cursor moved past them; `None` once the cursor has reached the last write,
+    /// which ends backlog mode under the lock (the next write is queued again). Reads the file:
+    /// blocking, for the appender's blocking threads. A line that does not decode (the broken
+    /// end of a failed write) is skipped and said.
+    pub fn read_backlog(&self, max: usize) -> std::io::Result<Option<Vec<Spooled>>> {
+        let (cursor, path, end) = loop {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(cursor) = state.backlog else {
+                return Ok(None);
+            };
+            let (sealed, bytes, path) = match state.open.get(&cursor.segment) {
+                Some(tally) => (tally.sealed, tally.bytes, tally.path.clone()),
+                // Every event of it is in (cannot happen before the cursor passes it).
+                None => (true, 0, PathBuf::new()),
+            };
+            if cursor.offset < bytes {
+                break (cursor, path, bytes);
+            }
+            state.backlog = sealed.then_some(Cursor {
+                segment: cursor.segment + 1,
+                offset: 0,
+            });
+            if state.backlog.is_none() {
+                return Ok(None);
+            }
+        };
+        let mut file = File::open(&path)?;
+        file.seek(SeekFrom::Start(cursor.offset))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file.take(end - cursor.offset));
+        let ticket = Ticket(cursor.segment);
+        let mut events = Vec::with_capacity(max.min(4096));
+        let mut consumed = 0u64;
+        let mut line = Vec::new();
+        while events.len() < max {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
+            }
+            consumed += n as u64;
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
+            match EventEnvelope::decode(text.as_bytes()) {
+                Ok(event) => events.push((event, Encoded::from_text(text.into_owned()), ticket)),
+                Err(e) if !text.trim().is_empty() => {
+                    tracing::error!(file = %path.display(), offset = cursor.offset + consumed - n as u64, error = %e, "a spooled line does not decode; skipped");
+                }
+                Err(_) => {}
+            }
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.backlog == Some(cursor) {
+            state.backlog = Some(Cursor {
+                segment: cursor.segment,
+                offset: cursor.offset + consumed,
+            });
+        }
+        Ok(Some(events))
+    }
+
+    /// Syncs every file of the spool to disk (the backlog's events then survive a crashed
+    /// machine). Blocking; the lock is held only to duplicate the files' descriptors.
+    pub fn sync(&self) -> std::io::Result<()> {
+        let files = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            std::iter::once(&state.current)
+                .chain(&state.sealed)
+                .map(|segment| segment.file.try_clone())
+                .collect::<std::io::Result<Vec<File>>>()?
+        };
+        for file in files {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Appends the events of every file no live process holds to the journal (skipping those
@@ -277,6 +465,7 @@ impl Tally {
         Self {
             path: segment.path.clone(),
             written: 0,
+            bytes: 0,
             appended: 0,
             sealed: false,
         }
@@ -335,6 +524,119 @@ mod tests {
         drop(spool);
         assert!(files(&dir).is_empty(), "a clean stop leaves nothing");
         let _ = std::fs::remove_dir(&dir);
+    }
+
+    /// A call's event and its encoding, as `Gateway::emit` makes them.
+    fn call(i: usize) -> (EventEnvelope, Encoded) {
+        use events::chat::{Attempt, ChatCall, ChatCompletionSucceeded};
+        use events::{Actor, EventPayload};
+        let payload = EventPayload::ChatCompletionSucceeded(ChatCompletionSucceeded {
+            call: ChatCall {
+                request_id: format!("spool-test-{i}"),
+                api_key_id: None,
+                team_id: None,
+                user_id: None,
+                model: "m".into(),
+                streamed: false,
+                attempts: vec![Attempt {
+                    provider: "openrouter".into(),
+                    upstream_model: "m/1".into(),
+                    outcome: "ok".into(),
+                    latency_ms: 1,
+                }],
+                latency_ms: 1,
+            },
+            provider: "openrouter".into(),
+            upstream_model: "m/1".into(),
+            prompt_tokens: 3,
+            completion_tokens: 2,
+            total_tokens: 5,
+            cost_micros: 1,
+            time_to_first_token_ms: None,
+            client_disconnected: false,
+            usage_estimated: false,
+        });
+        let id = uuid::Uuid::now_v7();
+        let event = EventEnvelope::new(
+            payload,
+            Some(uuid::Uuid::nil()),
+            events::StreamId::chat(id),
+            1,
+            Actor::system(),
+            format!("spool-test-{i}"),
+        );
+        let encoded = Encoded::of(&event);
+        (event, encoded)
+    }
+
+    #[test]
+    fn past_a_full_queue_events_go_to_the_backlog_in_order_and_once_until_it_is_read_back() {
+        let dir = std::env::temp_dir().join(format!("aihub-spool-test-{}", uuid::Uuid::now_v7()));
+        let spool = Spool::open(&dir, false).expect("opens");
+        // A queue with room for all but the last few events of the first file, which then frees
+        // up (the appender drained it): the backlog starts at the first refusal and spans the
+        // rotation into a second file.
+        let room = SEGMENT_EVENTS as usize - 3;
+        let total = SEGMENT_EVENTS as usize + 5;
+        let mut queued = Vec::new();
+        let mut written = Vec::new();
+        for i in 0..total {
+            let (event, encoded) = call(i);
+            let route = spool
+                .write_then(Line::of(encoded.text()), |ticket| {
+                    let taken = i < room || i == room + 2;
+                    if taken {
+                        queued.push((event.event_id, ticket));
+                    }
+                    taken
+                })
+                .expect("writes");
+            let expected = if i < room {
+                Route::Queued
+            } else {
+                Route::Backlog
+            };
+            assert_eq!(route, expected, "event {i}");
+            written.push((event.event_id, encoded.text().to_string()));
+        }
+        assert_eq!(
+            queued.len(),
+            room,
+            "once refused, the queue is not offered any more"
+        );
+        assert!(spool.backlogged());
+        assert_eq!(spool.pending(), total as u64);
+        let mut read = Vec::new();
+        while let Some(batch) = spool.read_backlog(4).expect("reads") {
+            assert!(batch.len() <= 4);
+            read.extend(batch);
+        }
+        assert!(!spool.backlogged(), "read to the end, the mode is over");
+        let expected: Vec<&(uuid::Uuid, String)> = written[room..].iter().collect();
+        assert_eq!(read.len(), expected.len(), "every refused event, once");
+        for ((event, encoded, _), (id, text)) in read.iter().zip(expected) {
+            assert_eq!(event.event_id, *id);
+            assert_eq!(
+                encoded.text(),
+                text,
+                "the journal gets the text the call made"
+            );
+        }
+        // Both ways together are every event; acknowledged, the first file goes.
+        let tickets: Vec<Ticket> = queued
+            .iter()
+            .map(|(_, t)| *t)
+            .chain(read.iter().map(|(_, _, t)| *t))
+            .collect();
+        spool.appended(&tickets);
+        assert_eq!(spool.pending(), 0);
+        assert_eq!(files(&dir).len(), 1, "the spent file is deleted");
+        // The next event is queued again.
+        let (_, encoded) = call(total);
+        let route = spool.write_then(Line::of(encoded.text()), |_| true);
+        assert_eq!(route.expect("writes"), Route::Queued);
+        drop(spool);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -457,6 +457,16 @@ pub struct GatewayConfig {
     #[arg(long, env = "AIHUB_SPOOL_FSYNC", default_value = "false", action = clap::ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub spool_fsync: bool,
+    /// Chat events held in memory for the journal's appender; when they fill it, calls' events
+    /// wait in the spool's files, read back as the journal catches up.
+    #[arg(long, env = "AIHUB_EVENT_QUEUE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub event_queue: u32,
+    /// The most chat events the spool holds before the journal has them; past it, new calls get
+    /// 503 `overloaded` (about 1.3 KB of disk each).
+    #[arg(long, env = "AIHUB_SPOOL_BACKLOG", default_value_t = 500_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub spool_backlog: u64,
     /// The most tokens one lease holds beyond its calls in flight.
     #[arg(long = "quota-max-lease-tokens", env = "AIHUB_QUOTA_MAX_LEASE_TOKENS",
           default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(0..))]

@@ -268,6 +268,14 @@ pub static PROJECTION_LAG_SECONDS: LazyLock<GaugeVec> = LazyLock::new(|| {
     )
 });
 
+pub static SPOOL_PENDING_EVENTS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    gauge(
+        "aihub_spool_pending_events",
+        "Chat events spooled that the journal does not have yet (queued, or in the backlog on disk); at AIHUB_SPOOL_BACKLOG new calls get 503",
+        &[],
+    )
+});
+
 /// The text exposition of every registered metric.
 pub fn render() -> String {
     let mut buffer = Vec::new();

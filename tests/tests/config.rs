@@ -71,6 +71,8 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_QUOTA_MAX_LEASE_TOKENS", "-1"),
     ("AIHUB_SPOOL_DIR", "/etc/hostname"),
     ("AIHUB_SPOOL_FSYNC", "sometimes"),
+    ("AIHUB_EVENT_QUEUE", "0"),
+    ("AIHUB_SPOOL_BACKLOG", "half a million"),
     ("AIHUB_FAKE_NOW", "garbage"),
     ("AIHUB_BILLING_CLOSE_EVERY_MS", "15m"),
     ("AIHUB_BILLING_CLOSE_GRACE_MS", "1h"),

@@ -162,3 +162,149 @@ async fn a_gateway_killed_under_load_loses_no_event_of_an_answered_call() {
         "{leftover:?}"
     );
 }
+
+/// The gauge of events spooled that the journal does not have yet, from `/metrics`.
+async fn pending(admin: &Api) -> Option<u64> {
+    admin
+        .metrics()
+        .await
+        .lines()
+        .find(|l| l.starts_with("aihub_spool_pending_events"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// The chat events of an organization in the journal: their ids and request ids.
+async fn chat_events(db: &tokio_postgres::Client, org: uuid::Uuid) -> Vec<(uuid::Uuid, String)> {
+    db.query(
+        "SELECT event_id, envelope->>'correlation_id' FROM journal
+         WHERE org_id = $1 AND event_type LIKE 'chat.completion.%'",
+        &[&org],
+    )
+    .await
+    .expect("journal")
+    .iter()
+    .map(|r| (r.get::<_, uuid::Uuid>(0), r.get::<_, String>(1)))
+    .collect()
+}
+
+/// Issue 17: a burst the journal cannot take waits in the spool, not in memory, and no call is
+/// refused for it until the spool holds `AIHUB_SPOOL_BACKLOG` events. The journal is stalled
+/// (its chain heads locked) under a queue of 8 events and a backlog bound of 40: the first 40
+/// calls are answered, the 41st gets 503 `overloaded`; once the lock goes, every answered call's
+/// event is in the journal exactly once, and calls are queued again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_the_journal_cannot_take_waits_in_the_spool_and_every_answered_call_is_billed_once()
+{
+    let upstream = Upstream::start().await;
+    let env = Env::new().await;
+    let file = e2e::one_model_catalog(1, 1);
+    let spool = std::env::temp_dir().join(format!("aihub-spool-{}", uuid::Uuid::now_v7()));
+    let port = free_port();
+    let _serving = env
+        .serve_command(port, &file, &upstream.openai_base_url())
+        .env("AIHUB_SPOOL_DIR", &spool)
+        .env("AIHUB_EVENT_QUEUE", "8")
+        .env("AIHUB_SPOOL_BACKLOG", "40")
+        .env("AIHUB_BILLING_CLOSE_EVERY_MS", "0")
+        .env("AIHUB_CONSISTENCY_TIMEOUT_MS", "15000")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("aihub serve starts");
+    let admin = env.serving_at(port).await;
+    let tenant = Tenant::create_on(&admin, "backlog", "pro").await;
+    let key = admin_key(
+        &admin,
+        &tenant.org_id,
+        Some(&tenant.owner_id),
+        &["chat:write".into()],
+    )
+    .await;
+    let caller = admin.with_token(&key);
+    assert!(completed(&caller, false).await.expect("answers").is_some());
+    let db = env.db().await;
+    let org: uuid::Uuid = tenant.org_id.parse().expect("org id");
+    // The first call's event in, nothing pending: the stall starts from a clean state.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while chat_events(&db, org).await.len() != 1 || pending(&admin).await != Some(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first call's event never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The journal stalls: its appends wait on the chain heads this transaction locks.
+    let mut stall = env.db().await;
+    let lock = stall.transaction().await.expect("begins");
+    lock.execute("LOCK TABLE audit_chain_heads IN EXCLUSIVE MODE", &[])
+        .await
+        .expect("locks");
+    let mut answered = Vec::new();
+    for n in 0..40 {
+        let id = completed(&caller, n % 2 == 0).await.expect("answers");
+        answered.push(id.unwrap_or_else(|| panic!("call {n} was not answered")));
+    }
+    assert_eq!(
+        pending(&admin).await,
+        Some(40),
+        "all 40 wait, 8 at most in memory"
+    );
+    let refused = caller
+        .request(reqwest::Method::POST, "/api/v1/chat/completions")
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "One more"}]}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert_eq!(
+        chat_events(&db, org).await.len(),
+        1,
+        "the journal was stalled"
+    );
+
+    // The stall ends: every answered call's event goes in, once.
+    lock.rollback().await.expect("releases");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let events = loop {
+        let events = chat_events(&db, org).await;
+        if events.len() > answered.len() && pending(&admin).await == Some(0) {
+            break events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} events in the journal",
+            events.len().saturating_sub(1),
+            answered.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids: HashSet<uuid::Uuid> = events.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), events.len(), "no event twice");
+    assert_eq!(
+        events.len(),
+        answered.len() + 1,
+        "no event twice, none lost"
+    );
+    let billed: HashSet<&str> = events.iter().map(|(_, r)| r.as_str()).collect();
+    for id in &answered {
+        assert!(billed.contains(id.as_str()), "call {id} was not billed");
+    }
+    // The backlog read to its end, calls are queued (and appended) again.
+    let next = completed(&caller, false)
+        .await
+        .expect("answers")
+        .expect("answered");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !chat_events(&db, org).await.iter().any(|(_, r)| *r == next) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the next call's event never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
