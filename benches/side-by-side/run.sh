@@ -111,6 +111,10 @@ BACKGROUND_DATABASE_NICE="${BENCH_BACKGROUND_DATABASE_NICE:-0}"
 background_backends() {
   psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'aihub background'" 2>/dev/null
 }
+# The backends of the chat events' appender (`application_name` "aihub journal").
+journal_backends() {
+  psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'aihub journal'" 2>/dev/null
+}
 # Every backend serving aihub's database: both pools, the relay's and the listeners' connections.
 database_backends() {
   psql "$DATABASE_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
@@ -240,11 +244,11 @@ open_loop() {  # name url token body -> "p50 p99 success"
 
 # aihub's /metrics (the platform admin's token); empty when it cannot be read.
 hub_metrics() { admin "http://127.0.0.1:$HUB_PORT/metrics" 2>/dev/null; }
-# The bookkeeping behind (relay + projections, in events), from aihub's /metrics; empty when
-# it cannot be read.
+# The bookkeeping behind (chat events the journal does not have yet, relay, projections, in
+# events), from aihub's /metrics; empty when it cannot be read.
 behind() {
   hub_metrics \
-    | awk '/^aihub_(relay|projection)_lag_events/ {s += $NF; n++} END {if (n) printf "%d", s}'
+    | awk '/^aihub_(relay_lag|projection_lag|spool_pending)_events/ {s += $NF; n++} END {if (n) printf "%d", s}'
 }
 # aihub's chat answers so far by status, from its /metrics ("200=… 503=…").
 statuses() {
@@ -314,6 +318,16 @@ settle() {
   SETTLED="$SETTLED + vacuum $((SECONDS - start)) s"
 }
 
+# BENCH_STALL_JOURNAL=1 (experiment): aihub's journal stalled through each measured phase (its
+# chain heads locked), so the calls' events wait in the spool and no bookkeeping runs until the
+# phase ends: the gateway's request path alone, spool included.
+stall_journal() {  # name
+  [ "${BENCH_STALL_JOURNAL:-0}" = 1 ] && [ "$1" = aihub ] || return 0
+  psql "$DATABASE_URL" -qc "BEGIN; LOCK TABLE audit_chain_heads IN EXCLUSIVE MODE; SELECT pg_sleep($SECONDS_EACH + 1); COMMIT;" \
+    >/dev/null 2>&1 &
+  sleep 0.5
+}
+
 # BENCH_PERF=c4 (or c32) samples the whole machine with `perf record` through the middle of that
 # closed-loop phase of each gateway, into $DIR/perf-<name>-c<N>.data: read it with
 # `perf report -i FILE --sort comm,dso` (which process and thread) and `--comm NAME --sort sym`;
@@ -352,11 +366,13 @@ for t in "${TARGETS[@]}"; do
   # BENCH_IDLE=backends,threads,broker (experiment): SCHED_IDLE, set after the warm-up, for the
   # database backends of aihub's background pool, for aihub's background and librdkafka threads
   # (what AIHUB_BACKGROUND_IDLE does from the start), for the broker's threads (BROKER_IDLE);
-  # `database` for every backend of aihub's database, the journal's appends included (the
-  # ceiling of a design where no database work runs before a request).
+  # `journal` for the backends of the chat events' appender (what docs/OPERATIONS.md advises for
+  # a host the gateway shares with its database); `database` for every backend of aihub's
+  # database (the ceiling of a design where no database work runs before a request).
   if [ "$name" = aihub ] && [ -n "${BENCH_IDLE:-}" ]; then
     idle=""
     case ",$BENCH_IDLE," in *,backends,*) idle="$idle $(background_backends)" ;; esac
+    case ",$BENCH_IDLE," in *,journal,*) idle="$idle $(journal_backends)" ;; esac
     case ",$BENCH_IDLE," in *,database,*) idle="$idle $(database_backends)" ;; esac
     case ",$BENCH_IDLE," in *,threads,*)
       for t in /proc/$HUB_PID/task/*; do
@@ -371,16 +387,19 @@ for t in "${TARGETS[@]}"; do
   [ "$name" = aihub ] && V0=$(served)
   C0=$(cpu_now "$GW")
   profile "$name" 4
+  stall_journal "$name"
   read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
   [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
   settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)"); sleep 2
   [ "$name" = aihub ] && V0=$(served)
   C0=$(cpu_now "$GW")
   profile "$name" 32
+  stall_journal "$name"
   read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
   [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
   settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)"); sleep 2
   C0=$(cpu_now "$GW")
+  stall_journal "$name"
   read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
   settle; SO=$SETTLED; UO=$(per_call "$C0" "$(cpu_now "$GW")" "$(vegeta_calls "$name")")
   [ "$name" = upstream ] && UP_P99=$o99

@@ -26,7 +26,7 @@ pub mod upstream;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -84,22 +84,52 @@ pub struct Gateway {
     pub cut_off: CancellationToken,
 }
 
-/// Counts the calls under way, so a draining process knows when the last one has ended.
-#[derive(Default)]
+/// Counts the calls under way, so a draining process knows when the last one has ended, and
+/// when the last one started or ended, so the appender knows when calls stop coming.
 pub struct InFlight {
     count: AtomicUsize,
     idle: tokio::sync::Notify,
+    /// Milliseconds from `epoch` to the last call's start or end.
+    last: AtomicU64,
+    epoch: tokio::time::Instant,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            last: AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl InFlight {
     /// One more call under way, until the guard is dropped.
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
         self.count.fetch_add(1, Ordering::SeqCst);
+        self.touch();
         InFlightGuard(self.clone())
     }
 
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
+    }
+
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// No call under way, and none started or ended for `quiet`.
+    pub fn quiet_for(&self, quiet: Duration) -> bool {
+        let since = self
+            .epoch
+            .elapsed()
+            .as_millis()
+            .saturating_sub(u128::from(self.last.load(Ordering::Relaxed)));
+        self.count() == 0 && since >= quiet.as_millis()
     }
 
     /// Returns once no call is under way.
@@ -119,6 +149,7 @@ pub struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
+        self.0.touch();
         if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
@@ -184,12 +215,16 @@ impl Gateway {
         tokio::spawn(release_expired_reservations(pool.clone(), shutdown.clone()));
         let quota = quota::leases::Leases::new(pool.clone(), lease_config(&config));
         let upkeep = tokio::spawn(quota.clone().run(shutdown.clone()));
-        let appender = bookkeeping.runtime.spawn(append_events(
-            bookkeeping.journal,
-            rx,
-            spool.clone(),
-            shutdown.clone(),
-        ));
+        let in_flight: Arc<InFlight> = Arc::default();
+        let appender = Appender {
+            journal: bookkeeping.journal,
+            spool: spool.clone(),
+            calls: in_flight.clone(),
+            defer: config.journal_defer,
+            shutdown: shutdown.clone(),
+            writing: None,
+        };
+        let appender = bookkeeping.runtime.spawn(append_events(appender, rx));
         // The caller waits for this one task at shutdown: leases are given back, events appended.
         let background = tokio::spawn(async move {
             let _ = tokio::join!(upkeep, appender);
@@ -214,7 +249,7 @@ impl Gateway {
             quota,
             rate,
             streams: Arc::default(),
-            in_flight: Arc::default(),
+            in_flight,
             cut_off,
         });
         if let Err(e) = gateway.refresh_catalog().await {
@@ -388,8 +423,9 @@ impl Gateway {
         // Spooled first: from here the call is billed whatever happens to this process.
         let line = spool::Line::of(encoded.text());
         let mut call = Some((event, encoded));
+        let now = tokio::time::Instant::now();
         let written = self.spool.write_then(line, |ticket| match call.take() {
-            Some((event, encoded)) => self.events.try_send((event, encoded, ticket)).is_ok(),
+            Some((event, encoded)) => self.events.try_send((event, encoded, ticket, now)).is_ok(),
             None => false,
         });
         match written {
@@ -400,7 +436,7 @@ impl Gateway {
                 // The journal is then the only copy: the queue must take it, and the append make it.
                 tracing::error!(%event_id, error = %e, "could not spool a chat event");
                 if let Some((event, encoded)) = call.take() {
-                    let queued = (event, encoded, spool::Ticket::NONE);
+                    let queued = (event, encoded, spool::Ticket::NONE, now);
                     if self.events.send(queued).await.is_err() {
                         tracing::error!(%event_id, event_type, "chat event appender is gone and the spool failed; the event is lost");
                     }
@@ -530,7 +566,7 @@ const APPEND_BATCH: usize = 2_000;
 
 /// A call's event on its way to the journal: encoded by the call (`Encoded::of`, the text its
 /// spool line holds), and where it was spooled.
-type Queued = (EventEnvelope, Encoded, spool::Ticket);
+type Queued = (EventEnvelope, Encoded, spool::Ticket, tokio::time::Instant);
 
 /// Appends queued chat events in batches (up to `APPEND_BATCH`, or whatever arrived within
 /// 20 ms), so the responses never wait for the journal; with the queue empty and the spool in
@@ -540,17 +576,13 @@ type Queued = (EventEnvelope, Encoded, spool::Ticket);
 /// batches still reach the journal one after the other, in order. Each event comes encoded by
 /// its call: the appender encodes nothing, so no request worker stalls for a batch's worth of
 /// encoding (issue 17: that took the c=4 p99 from 1.3 to 3.1 ms with the journal's writes off).
+/// While calls keep coming, a batch waits until they pause (`QUIET`) or its oldest event has
+/// waited `AIHUB_JOURNAL_DEFER_MS` (`Appender::yield_to_calls`).
 /// A batch that fails is retried until it is in, never dropped (the queue fills meanwhile, the
 /// spool takes the events after it, and new calls get 503 `overloaded` once it holds
 /// `AIHUB_SPOOL_BACKLOG`); at shutdown it appends what is queued and the backlog, stops trying
 /// on failure, and the spool keeps what is left for the next process.
-async fn append_events(
-    journal: Journal,
-    mut rx: mpsc::Receiver<Queued>,
-    spool: Arc<spool::Spool>,
-    shutdown: CancellationToken,
-) {
-    let mut writing: Option<tokio::task::JoinHandle<bool>> = None;
+async fn append_events(mut appender: Appender, mut rx: mpsc::Receiver<Queued>) {
     let mut synced = tokio::time::Instant::now();
     loop {
         // What the queue holds comes first (the events queued before the spool went into
@@ -560,7 +592,7 @@ async fn append_events(
             Ok(event) => Some(event),
             Err(_) => {
                 let due = synced.elapsed() >= BACKLOG_SYNC;
-                let reader = spool.clone();
+                let reader = appender.spool.clone();
                 let read = tokio::task::spawn_blocking(move || {
                     let read = reader.read_backlog(APPEND_BATCH);
                     if due && matches!(read, Ok(Some(_))) {
@@ -572,14 +604,12 @@ async fn append_events(
                 })
                 .await;
                 match read {
-                    Ok(Ok(Some(batch))) => {
+                    Ok(Ok(Some((batch, since)))) => {
                         if due {
                             synced = tokio::time::Instant::now();
                         }
-                        if !batch.is_empty()
-                            && !append_in_turn(&mut writing, batch, &journal, &spool, &shutdown)
-                                .await
-                        {
+                        let since = tokio::time::Instant::from_std(since);
+                        if !batch.is_empty() && !appender.append_in_turn(batch, since).await {
                             return;
                         }
                         continue;
@@ -598,24 +628,26 @@ async fn append_events(
                 }
                 tokio::select! {
                     event = rx.recv() => event,
-                    _ = shutdown.cancelled() => { rx.close(); rx.recv().await }
+                    _ = appender.shutdown.cancelled() => { rx.close(); rx.recv().await }
                 }
             }
         };
-        let Some(first) = first else { break };
-        let mut batch = vec![first];
+        let Some((event, encoded, ticket, since)) = first else {
+            break;
+        };
+        let mut batch = vec![(event, encoded, ticket)];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
         while batch.len() < APPEND_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(event)) => batch.push(event),
+                Ok(Some((event, encoded, ticket, _))) => batch.push((event, encoded, ticket)),
                 _ => break,
             }
         }
-        if !append_in_turn(&mut writing, batch, &journal, &spool, &shutdown).await {
+        if !appender.append_in_turn(batch, since).await {
             return;
         }
     }
-    if let Some(last) = writing {
+    if let Some(last) = appender.writing {
         let _ = last.await;
     }
 }
@@ -623,16 +655,62 @@ async fn append_events(
 /// How often the appender syncs the spool's files while it reads a backlog back.
 const BACKLOG_SYNC: Duration = Duration::from_secs(1);
 
-/// Starts appending `batch` once the batch before it (`writing`) is in; false when that one
-/// gave up at shutdown.
-async fn append_in_turn(
-    writing: &mut Option<tokio::task::JoinHandle<bool>>,
-    batch: Vec<Queued>,
-    journal: &Journal,
-    spool: &Arc<spool::Spool>,
+/// How long calls must pause before a deferred batch goes to the journal.
+const QUIET: Duration = Duration::from_millis(20);
+
+/// Waits while calls keep coming, until they pause for `QUIET` or the batch's oldest event
+/// (queued at `since`) has waited `defer`, or the process stops. Why: on a busy host the
+/// journal's append, and the relay, broker and projectors it sets going, compete with the calls
+/// for the CPU, and a lower priority does not keep them off the calls' tail: a kernel built with
+/// `preempt=none` (the bench machine's, and the default of many server kernels) switches a
+/// thread out only when it leaves the kernel, and their work is in the kernel as much as out of
+/// it (the database's and the broker's writes, the sockets). Deferred, it runs once the burst is
+/// over; the calls' events wait in the spool meanwhile (docs/ARCHITECTURE.md, "Bookkeeping
+/// yields to calls").
+async fn yield_to_calls(
+    calls: &InFlight,
+    defer: Duration,
+    since: tokio::time::Instant,
     shutdown: &CancellationToken,
-) -> bool {
-    {
+) {
+    while !defer.is_zero() && !shutdown.is_cancelled() && !calls.quiet_for(QUIET) {
+        let Some(left) = defer.checked_sub(since.elapsed()) else {
+            return;
+        };
+        if left.is_zero() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(left.min(QUIET)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The chat events' appender: where it appends, what it reports to, and the batch it is
+/// writing.
+struct Appender {
+    journal: Journal,
+    spool: Arc<spool::Spool>,
+    /// The calls under way: while they keep coming, batches wait (`yield_to_calls`).
+    calls: Arc<InFlight>,
+    /// `AIHUB_JOURNAL_DEFER_MS`: the most a batch's oldest event waits for calls to pause
+    /// ([`yield_to_calls`]).
+    defer: Duration,
+    shutdown: CancellationToken,
+    writing: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl Appender {
+    /// Starts appending `batch` (its oldest event queued at `since`) once calls pause or it has
+    /// waited long enough, and the batch before it is in; false when that one gave up at
+    /// shutdown.
+    async fn append_in_turn(
+        &mut self,
+        batch: Vec<spool::Spooled>,
+        since: tokio::time::Instant,
+    ) -> bool {
+        yield_to_calls(&self.calls, self.defer, since, &self.shutdown).await;
         let mut events = Vec::with_capacity(batch.len());
         let mut encoded = Vec::with_capacity(batch.len());
         let mut tickets = Vec::with_capacity(batch.len());
@@ -641,18 +719,18 @@ async fn append_in_turn(
             encoded.push(text);
             tickets.push(ticket);
         }
-        if let Some(previous) = writing.take() {
+        if let Some(previous) = self.writing.take() {
             if !previous.await.unwrap_or(false) {
                 return false;
             }
         }
-        *writing = Some(tokio::spawn(append_batch(
-            journal.clone(),
+        self.writing = Some(tokio::spawn(append_batch(
+            self.journal.clone(),
             events,
             encoded,
             tickets,
-            spool.clone(),
-            shutdown.clone(),
+            self.spool.clone(),
+            self.shutdown.clone(),
         )));
         true
     }
@@ -748,6 +826,48 @@ mod tests {
         for status in ["400", "404", "413", "429", "502", "504"] {
             assert!(chat["responses"][status].is_object(), "{status}");
         }
+    }
+
+    /// How long (on tokio's paused clock) `yield_to_calls` held a batch queued now.
+    async fn held(calls: &InFlight, defer: Duration) -> Duration {
+        let started = tokio::time::Instant::now();
+        yield_to_calls(calls, defer, started, &CancellationToken::new()).await;
+        started.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_while_calls_keep_coming_but_no_longer_than_the_defer() {
+        let calls = Arc::new(InFlight::default());
+        // A call that never ends: the batch goes when its oldest event has waited 20 s.
+        let call = calls.enter();
+        let held_for = held(&calls, Duration::from_secs(20)).await;
+        assert_eq!(held_for.as_secs(), 20, "{held_for:?}");
+        assert_eq!(calls.count(), 1, "the call was still under way");
+        // Calls stop after 5 s: the batch goes once they have paused, not at 20 s.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(call);
+        });
+        let held_for = held(&calls, Duration::from_secs(20)).await;
+        assert!(
+            held_for >= Duration::from_secs(5) && held_for < Duration::from_secs(6),
+            "{held_for:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_call_under_way_or_no_defer_a_batch_goes_at_once() {
+        let calls = Arc::new(InFlight::default());
+        tokio::time::sleep(QUIET).await;
+        assert!(held(&calls, Duration::from_secs(20)).await.is_zero());
+        let _call = calls.enter();
+        assert!(held(&calls, Duration::ZERO).await.is_zero());
+        // Stopping: the batch goes, to be appended before the process ends.
+        let stopping = CancellationToken::new();
+        stopping.cancel();
+        let started = tokio::time::Instant::now();
+        yield_to_calls(&calls, Duration::from_secs(20), started, &stopping).await;
+        assert!(started.elapsed().is_zero());
     }
 
     #[test]

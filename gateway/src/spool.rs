@@ -60,6 +60,8 @@ struct State {
     next: u64,
     /// In backlog mode: the first event the appender has not read back yet.
     backlog: Option<Cursor>,
+    /// When backlog mode started (no event in the backlog is older).
+    backlog_since: std::time::Instant,
 }
 
 /// A place in the spool: a segment's number and a byte offset in its file.
@@ -147,6 +149,7 @@ impl Spool {
                 open,
                 next: 1,
                 backlog: None,
+                backlog_since: std::time::Instant::now(),
             }),
             pending: AtomicU64::new(0),
         })
@@ -220,6 +223,7 @@ impl Spool {
                 segment: number,
                 offset,
             });
+            state.backlog_since = std::time::Instant::now();
         }
         Ok(Route::Backlog)
     }
@@ -256,12 +260,16 @@ impl Spool {
     }
 
     /// In backlog mode, up to `max` events from the cursor on, in the order they were written,
-    /// decoded, the cursor moved past them; `None` once the cursor has reached the last write,
+    /// decoded, the cursor moved past them, and when the mode started (none of them is older);
+    /// `None` once the cursor has reached the last write,
     /// which ends backlog mode under the lock (the next write is queued again). Reads the file:
     /// blocking, for the appender's blocking threads. A line that does not decode (the broken
     /// end of a failed write) is skipped and said.
-    pub fn read_backlog(&self, max: usize) -> std::io::Result<Option<Vec<Spooled>>> {
-        let (cursor, path, end) = loop {
+    pub fn read_backlog(
+        &self,
+        max: usize,
+    ) -> std::io::Result<Option<(Vec<Spooled>, std::time::Instant)>> {
+        let (cursor, path, end, since) = loop {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let Some(cursor) = state.backlog else {
                 return Ok(None);
@@ -272,7 +280,7 @@ impl Spool {
                 None => (true, 0, PathBuf::new()),
             };
             if cursor.offset < bytes {
-                break (cursor, path, bytes);
+                break (cursor, path, bytes, state.backlog_since);
             }
             state.backlog = sealed.then_some(Cursor {
                 segment: cursor.segment + 1,
@@ -312,7 +320,7 @@ impl Spool {
                 offset: cursor.offset + consumed,
             });
         }
-        Ok(Some(events))
+        Ok(Some((events, since)))
     }
 
     /// Syncs every file of the spool to disk (the backlog's events then survive a crashed
@@ -607,7 +615,7 @@ mod tests {
         assert!(spool.backlogged());
         assert_eq!(spool.pending(), total as u64);
         let mut read = Vec::new();
-        while let Some(batch) = spool.read_backlog(4).expect("reads") {
+        while let Some((batch, _)) = spool.read_backlog(4).expect("reads") {
             assert!(batch.len() <= 4);
             read.extend(batch);
         }

@@ -467,6 +467,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "AIHUB_SPOOL_BACKLOG", default_value_t = 500_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub spool_backlog: u64,
+    /// While chat calls keep coming, the most a call's event waits before the journal's append
+    /// runs anyway; when calls pause (20 ms), it runs at once. 0 appends without waiting.
+    #[arg(long = "journal-defer-ms", env = "AIHUB_JOURNAL_DEFER_MS", default_value = "20000",
+          value_parser = millis)]
+    pub journal_defer: Duration,
     /// The most tokens one lease holds beyond its calls in flight.
     #[arg(long = "quota-max-lease-tokens", env = "AIHUB_QUOTA_MAX_LEASE_TOKENS",
           default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(0..))]

@@ -73,6 +73,7 @@ const MALFORMED: &[(&str, &str)] = &[
     ("AIHUB_SPOOL_FSYNC", "sometimes"),
     ("AIHUB_EVENT_QUEUE", "0"),
     ("AIHUB_SPOOL_BACKLOG", "half a million"),
+    ("AIHUB_JOURNAL_DEFER_MS", "20s"),
     ("AIHUB_FAKE_NOW", "garbage"),
     ("AIHUB_BILLING_CLOSE_EVERY_MS", "15m"),
     ("AIHUB_BILLING_CLOSE_GRACE_MS", "1h"),

@@ -1,6 +1,9 @@
 //! What durability costs a chat call: the time `Spool::write` takes, the one thing the hot path
 //! does for it (one line appended to a local file before the answer completes), with and
 //! without `AIHUB_SPOOL_FSYNC`, and the appender's acknowledgement that deletes spent files.
+//! Then how fast the appender reads a backlog back (`Spool::read_backlog`: the lines of calls
+//! whose queue was full, decoded, in batches of 2,000), the rate a journal that fell behind is
+//! fed at.
 //! Before it, the call encodes its event once (`Encoded::of`: the journal's text and content
 //! hash, which the spool's line reuses); that is timed apart.
 //!
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use benches::{machine, percentiles};
 use command_api::journal::Encoded;
-use gateway::spool::Spool;
+use gateway::spool::{Line, Spool};
 
 fn main() {
     let events: usize = std::env::args()
@@ -76,4 +79,51 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         std::thread::sleep(Duration::from_millis(10));
     }
+    backlog(org, events);
+}
+
+/// Every event written while the queue refuses (backlog mode), then read back.
+fn backlog(org: uuid::Uuid, count: usize) {
+    let dir = std::env::temp_dir().join(format!("aihub-spool-bench-{}", uuid::Uuid::now_v7()));
+    let Ok(spool) = Spool::open(&dir, false) else {
+        eprintln!("cannot open a spool in {}", dir.display());
+        std::process::exit(1);
+    };
+    for i in 0..count {
+        let encoded = Encoded::of(&benches::usage_event(org, i));
+        if let Err(e) = spool.write_then(Line::of(encoded.text()), |_| false) {
+            eprintln!("write failed: {e}");
+            std::process::exit(1);
+        }
+    }
+    let started = Instant::now();
+    let mut read = 0;
+    let mut tickets = Vec::with_capacity(count);
+    loop {
+        match spool.read_backlog(2_000) {
+            Ok(Some((batch, _))) => {
+                read += batch.len();
+                tickets.extend(batch.into_iter().map(|(_, _, ticket)| ticket));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("read failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let took = started.elapsed();
+    spool.appended(&tickets);
+    println!(
+        "backlog events={read:>7}  read back and decoded in {:.0} ms ({:.0} events/s, {:.1} µs each)",
+        took.as_secs_f64() * 1000.0,
+        read as f64 / took.as_secs_f64().max(f64::EPSILON),
+        took.as_secs_f64() * 1e6 / read.max(1) as f64
+    );
+    if read != count {
+        eprintln!("read {read} of {count} events back");
+        std::process::exit(1);
+    }
+    drop(spool);
+    let _ = std::fs::remove_dir_all(&dir);
 }
