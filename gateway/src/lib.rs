@@ -221,6 +221,7 @@ impl Gateway {
             spool: spool.clone(),
             calls: in_flight.clone(),
             defer: config.journal_defer,
+            crowded: config.spool_backlog / 2,
             shutdown: shutdown.clone(),
             writing: None,
         };
@@ -659,7 +660,9 @@ const BACKLOG_SYNC: Duration = Duration::from_secs(1);
 const QUIET: Duration = Duration::from_millis(20);
 
 /// Waits while calls keep coming, until they pause for `QUIET` or the batch's oldest event
-/// (queued at `since`) has waited `defer`, or the process stops. Why: on a busy host the
+/// (queued at `since`) has waited `defer`, or the spool is `crowded` (it holds half of
+/// `AIHUB_SPOOL_BACKLOG`: a deferral never brings 503 `overloaded` nearer), or the process
+/// stops. Why: on a busy host the
 /// journal's append, and the relay, broker and projectors it sets going, compete with the calls
 /// for the CPU, and a lower priority does not keep them off the calls' tail: a kernel built with
 /// `preempt=none` (the bench machine's, and the default of many server kernels) switches a
@@ -671,9 +674,10 @@ async fn yield_to_calls(
     calls: &InFlight,
     defer: Duration,
     since: tokio::time::Instant,
+    crowded: impl Fn() -> bool,
     shutdown: &CancellationToken,
 ) {
-    while !defer.is_zero() && !shutdown.is_cancelled() && !calls.quiet_for(QUIET) {
+    while !defer.is_zero() && !shutdown.is_cancelled() && !calls.quiet_for(QUIET) && !crowded() {
         let Some(left) = defer.checked_sub(since.elapsed()) else {
             return;
         };
@@ -697,6 +701,8 @@ struct Appender {
     /// `AIHUB_JOURNAL_DEFER_MS`: the most a batch's oldest event waits for calls to pause
     /// ([`yield_to_calls`]).
     defer: Duration,
+    /// Events pending in the spool from which batches no longer wait: half its bound.
+    crowded: u64,
     shutdown: CancellationToken,
     writing: Option<tokio::task::JoinHandle<bool>>,
 }
@@ -710,7 +716,8 @@ impl Appender {
         batch: Vec<spool::Spooled>,
         since: tokio::time::Instant,
     ) -> bool {
-        yield_to_calls(&self.calls, self.defer, since, &self.shutdown).await;
+        let crowded = || self.spool.pending() >= self.crowded;
+        yield_to_calls(&self.calls, self.defer, since, crowded, &self.shutdown).await;
         let mut events = Vec::with_capacity(batch.len());
         let mut encoded = Vec::with_capacity(batch.len());
         let mut tickets = Vec::with_capacity(batch.len());
@@ -831,7 +838,7 @@ mod tests {
     /// How long (on tokio's paused clock) `yield_to_calls` held a batch queued now.
     async fn held(calls: &InFlight, defer: Duration) -> Duration {
         let started = tokio::time::Instant::now();
-        yield_to_calls(calls, defer, started, &CancellationToken::new()).await;
+        yield_to_calls(calls, defer, started, || false, &CancellationToken::new()).await;
         started.elapsed()
     }
 
@@ -866,7 +873,19 @@ mod tests {
         let stopping = CancellationToken::new();
         stopping.cancel();
         let started = tokio::time::Instant::now();
-        yield_to_calls(&calls, Duration::from_secs(20), started, &stopping).await;
+        yield_to_calls(
+            &calls,
+            Duration::from_secs(20),
+            started,
+            || false,
+            &stopping,
+        )
+        .await;
+        assert!(started.elapsed().is_zero());
+        // The spool holding half its bound: the batch goes, so the deferral never brings a 503.
+        let started = tokio::time::Instant::now();
+        let never = CancellationToken::new();
+        yield_to_calls(&calls, Duration::from_secs(20), started, || true, &never).await;
         assert!(started.elapsed().is_zero());
     }
 
