@@ -431,7 +431,7 @@ impl Gateway {
         });
         match written {
             Ok(route) => {
-                tracing::debug!(%event_id, event_type, ?route, "event spooled for the journal")
+                tracing::debug!(%event_id, event_type, ?route, "event queued for the journal")
             }
             Err(e) => {
                 // The journal is then the only copy: the queue must take it, and the append make it.
@@ -578,7 +578,7 @@ type Queued = (EventEnvelope, Encoded, spool::Ticket, tokio::time::Instant);
 /// its call: the appender encodes nothing, so no request worker stalls for a batch's worth of
 /// encoding (issue 17: that took the c=4 p99 from 1.3 to 3.1 ms with the journal's writes off).
 /// While calls keep coming, a batch waits until they pause (`QUIET`) or its oldest event has
-/// waited `AIHUB_JOURNAL_DEFER_MS` (`Appender::yield_to_calls`).
+/// waited `AIHUB_JOURNAL_DEFER_MS` ([`yield_to_calls`]).
 /// A batch that fails is retried until it is in, never dropped (the queue fills meanwhile, the
 /// spool takes the events after it, and new calls get 503 `overloaded` once it holds
 /// `AIHUB_SPOOL_BACKLOG`); at shutdown it appends what is queued and the backlog, stops trying
@@ -662,14 +662,13 @@ const QUIET: Duration = Duration::from_millis(20);
 /// Waits while calls keep coming, until they pause for `QUIET` or the batch's oldest event
 /// (queued at `since`) has waited `defer`, or the spool is `crowded` (it holds half of
 /// `AIHUB_SPOOL_BACKLOG`: a deferral never brings 503 `overloaded` nearer), or the process
-/// stops. Why: on a busy host the
-/// journal's append, and the relay, broker and projectors it sets going, compete with the calls
-/// for the CPU, and a lower priority does not keep them off the calls' tail: a kernel built with
-/// `preempt=none` (the bench machine's, and the default of many server kernels) switches a
-/// thread out only when it leaves the kernel, and their work is in the kernel as much as out of
-/// it (the database's and the broker's writes, the sockets). Deferred, it runs once the burst is
-/// over; the calls' events wait in the spool meanwhile (docs/ARCHITECTURE.md, "Bookkeeping
-/// yields to calls").
+/// stops. Why: on a busy host the journal's append, and the relay, broker and projectors it
+/// sets going, compete with the calls for the CPU, and a lower priority does not keep them off
+/// the calls' tail: a kernel running with `preempt=none` (the bench machine's, and the default
+/// of many server kernels) switches a thread out only at its own preemption points or on the
+/// way back to user space, and their work is in the kernel as much as out of it (the database's
+/// and the broker's writes, the sockets). Deferred, it runs once the burst is over; the calls'
+/// events wait in the spool meanwhile (docs/ARCHITECTURE.md, "Bookkeeping yields to calls").
 async fn yield_to_calls(
     calls: &InFlight,
     defer: Duration,

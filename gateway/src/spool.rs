@@ -29,7 +29,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use command_api::journal::Encoded;
@@ -48,7 +48,23 @@ pub struct Spool {
     fsync: bool,
     state: Mutex<State>,
     /// Events written and not yet reported appended.
-    pending: AtomicU64,
+    pending: Arc<AtomicU64>,
+}
+
+/// The spools this process has open, by directory, through their pending counts ([`pending_in`]).
+static OPEN: Mutex<Vec<(PathBuf, Weak<AtomicU64>)>> = Mutex::new(Vec::new());
+
+/// Events the spools this process has open in `dir` hold that the journal does not have yet:
+/// 0 once every call answered so far is in the journal (what a test waits for before it reads
+/// what the journal feeds).
+pub fn pending_in(dir: &Path) -> u64 {
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    open.retain(|(_, pending)| pending.strong_count() > 0);
+    open.iter()
+        .filter(|(at, _)| at == dir)
+        .filter_map(|(_, pending)| pending.upgrade())
+        .map(|pending| pending.load(Ordering::Relaxed))
+        .sum()
 }
 
 struct State {
@@ -140,6 +156,10 @@ impl Spool {
         let current = Segment::create(dir, 0)?;
         let mut open = HashMap::new();
         open.insert(0, Tally::of(&current));
+        let pending = Arc::new(AtomicU64::new(0));
+        OPEN.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((dir.to_path_buf(), Arc::downgrade(&pending)));
         Ok(Self {
             dir: dir.to_path_buf(),
             fsync,
@@ -151,7 +171,7 @@ impl Spool {
                 backlog: None,
                 backlog_since: std::time::Instant::now(),
             }),
-            pending: AtomicU64::new(0),
+            pending,
         })
     }
 

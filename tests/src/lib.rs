@@ -246,6 +246,18 @@ impl Env {
     /// an export job) may append while we wait, and a target counted once would then be
     /// overshot for good.
     pub async fn wait_until_projected(&self, limit: Duration) {
+        // The chat calls answered so far by this test's gateways in this process: their events
+        // in the journal first (the appender holds them while calls keep coming, and gathers
+        // them for a few milliseconds after).
+        let spool = std::path::PathBuf::from(gateway::spool::dir_for(
+            &self.config.gateway.spool_dir,
+            &self.config.database.url,
+        ));
+        wait_for(limit, "every chat event spooled in the journal", || {
+            let pending = gateway::spool::pending_in(&spool);
+            async move { pending == 0 }
+        })
+        .await;
         wait_for(
             limit,
             "every event projected by every projection",
