@@ -591,6 +591,12 @@ async fn append_events(mut appender: Appender, mut rx: mpsc::Receiver<Queued>) {
         // below: the mode starts only when the queue is full.
         let first = match rx.try_recv() {
             Ok(event) => Some(event),
+            // Not in backlog mode (a look under the spool's lock): nothing to read back, so no
+            // hop to a blocking thread for every batch of an ordinary day.
+            Err(_) if !appender.spool.backlogged() => tokio::select! {
+                event = rx.recv() => event,
+                _ = appender.shutdown.cancelled() => { rx.close(); rx.recv().await }
+            },
             Err(_) => {
                 let due = synced.elapsed() >= BACKLOG_SYNC;
                 let reader = appender.spool.clone();
