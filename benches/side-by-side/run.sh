@@ -282,6 +282,21 @@ ticks_of() {
   done
   echo "$t"
 }
+# BENCH_STATEMENTS=1 (experiment; the cluster must preload pg_stat_statements): what each aihub
+# phase's statements cost the database, its bookkeeping after the phase included, into
+# $DIR/statements-aihub-<phase>.txt — the costliest first, with their time per chat call.
+statements_reset() {
+  [ "${BENCH_STATEMENTS:-0}" = 1 ] && [ "$1" = aihub ] || return 0
+  psql "$DATABASE_URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+}
+statements_dump() {
+  [ "${BENCH_STATEMENTS:-0}" = 1 ] && [ "$1" = aihub ] || return 0
+  psql "$DATABASE_URL" -qc "SELECT calls, round(total_exec_time::numeric, 0) AS ms,
+      round((total_exec_time * 1000 / $3)::numeric, 1) AS us_per_chat_call, rows,
+      left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query
+    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY total_exec_time DESC LIMIT 25" >"$DIR/statements-$1-$2.txt" 2>&1
+}
 # "gateway database broker": the CPU ticks each has used so far (the gateway: its pids). The database is every process
 # of the cluster (its exited backends counted in the postmaster's reaped time).
 cpu_now() { echo "$(ticks_of $1) $(ticks_of $(postgres_pids)) $(ticks_of "$(cat "$DIR/test-kafka/pid" 2>/dev/null)")"; }
@@ -316,6 +331,14 @@ settle() {
   start=$SECONDS
   psql "$DATABASE_URL" -qc "VACUUM (ANALYZE)" >/dev/null 2>&1 || true
   SETTLED="$SETTLED + vacuum $((SECONDS - start)) s"
+  # BENCH_SETTLE_FLUSH=1 (experiment): then a checkpoint and the kernel's writeback of every dirty
+  # page, so that the next phase does not carry the disk writes of this one's catching up.
+  if [ "${BENCH_SETTLE_FLUSH:-0}" = 1 ]; then
+    start=$SECONDS
+    psql "$DATABASE_URL" -qc "CHECKPOINT" >/dev/null 2>&1 || true
+    sync
+    SETTLED="$SETTLED + flush $((SECONDS - start)) s"
+  fi
 }
 
 # BENCH_STALL_JOURNAL=1 (experiment): aihub's journal stalled through each measured phase (its
@@ -383,21 +406,34 @@ for t in "${TARGETS[@]}"; do
     n=0; for p in $idle; do chrt -i -p 0 "$p" 2>/dev/null && n=$((n + 1)); done
     say "SCHED_IDLE ($BENCH_IDLE): $n threads"
   fi
+  # BENCH_SLICE_US=N (experiment): aihub's request threads (`tokio-rt-worker`) ask the kernel
+  # for an N µs time slice (slice.py; Linux 6.12 or later), set after the warm-up.
+  if [ "$name" = aihub ] && [ -n "${BENCH_SLICE_US:-}" ]; then
+    tids=""
+    for t in /proc/$HUB_PID/task/*; do
+      [ "$(cat "$t/comm" 2>/dev/null)" = tokio-rt-worker ] && tids="$tids ${t##*/}"
+    done
+    say "time slice ${BENCH_SLICE_US} µs: $(python3 "$ROOT/benches/side-by-side/slice.py" "$BENCH_SLICE_US" $tids 2>&1 | wc -l) request threads"
+  fi
   case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
   [ "$name" = aihub ] && V0=$(served)
   C0=$(cpu_now "$GW")
   profile "$name" 4
+  statements_reset "$name"
   stall_journal "$name"
   read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
   [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
-  settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)"); sleep 2
+  settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)")
+  statements_dump "$name" c4 "$(wrk_calls "$name" 4)"; sleep 2
   [ "$name" = aihub ] && V0=$(served)
   C0=$(cpu_now "$GW")
   profile "$name" 32
+  statements_reset "$name"
   stall_journal "$name"
   read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
   [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
-  settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)"); sleep 2
+  settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)")
+  statements_dump "$name" c32 "$(wrk_calls "$name" 32)"; sleep 2
   C0=$(cpu_now "$GW")
   stall_journal "$name"
   read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
