@@ -593,10 +593,9 @@ async fn append_events(mut appender: Appender, mut rx: mpsc::Receiver<Queued>) {
             Ok(event) => Some(event),
             // Not in backlog mode (a look under the spool's lock): nothing to read back, so no
             // hop to a blocking thread for every batch of an ordinary day.
-            Err(_) if !appender.spool.backlogged() => tokio::select! {
-                event = rx.recv() => event,
-                _ = appender.shutdown.cancelled() => { rx.close(); rx.recv().await }
-            },
+            Err(_) if !appender.spool.backlogged() => {
+                next_queued(&mut rx, &appender.shutdown).await
+            }
             Err(_) => {
                 let due = synced.elapsed() >= BACKLOG_SYNC;
                 let reader = appender.spool.clone();
@@ -633,10 +632,7 @@ async fn append_events(mut appender: Appender, mut rx: mpsc::Receiver<Queued>) {
                         continue;
                     }
                 }
-                tokio::select! {
-                    event = rx.recv() => event,
-                    _ = appender.shutdown.cancelled() => { rx.close(); rx.recv().await }
-                }
+                next_queued(&mut rx, &appender.shutdown).await
             }
         };
         let Some((event, encoded, ticket, since)) = first else {
@@ -656,6 +652,18 @@ async fn append_events(mut appender: Appender, mut rx: mpsc::Receiver<Queued>) {
     }
     if let Some(last) = appender.writing {
         let _ = last.await;
+    }
+}
+
+/// The next event queued for the appender; at shutdown the queue is closed and what it still
+/// holds is drained, then `None`.
+async fn next_queued(
+    rx: &mut mpsc::Receiver<Queued>,
+    shutdown: &CancellationToken,
+) -> Option<Queued> {
+    tokio::select! {
+        event = rx.recv() => event,
+        _ = shutdown.cancelled() => { rx.close(); rx.recv().await }
     }
 }
 
