@@ -413,7 +413,8 @@ for t in "${TARGETS[@]}"; do
     for t in /proc/$HUB_PID/task/*; do
       [ "$(cat "$t/comm" 2>/dev/null)" = tokio-rt-worker ] && tids="$tids ${t##*/}"
     done
-    say "time slice ${BENCH_SLICE_US} µs: $(python3 "$ROOT/benches/side-by-side/slice.py" "$BENCH_SLICE_US" $tids 2>&1 | wc -l) request threads"
+    set_slices=$(python3 "$ROOT/benches/side-by-side/slice.py" "$BENCH_SLICE_US" $tids) || say "the kernel refused some slices"
+    say "time slice ${BENCH_SLICE_US} µs: $(grep -c -- '->' <<<"$set_slices") request threads"
   fi
   case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
   [ "$name" = aihub ] && V0=$(served)
