@@ -15,7 +15,8 @@
 #
 # Run: benches/side-by-side/run.sh   (BENCH_SECONDS=15 BENCH_RATE=1000; TENSORZERO_BIN to skip
 # the build; BENCH_ONLY=aihub to measure our gateway alone while profiling; AIHUB_BIN to measure
-# another build of ours than the tree's, e.g. before and after a change). The machine is set up
+# another build of ours than the tree's, e.g. before and after a change; BENCH_ROUNDS=N to measure
+# every target N times, taking turns, and print the medians). The machine is set up
 # the way docs/OPERATIONS.md advises for a host the gateway shares with its database and broker,
 # for both gateways alike, and the header says so: the kernel's autogroup scheduling off for the
 # run (BENCH_AUTOGROUP, default 0; 1 measures the host's default), the broker at nice 10 as
@@ -257,22 +258,28 @@ statuses() {
         match($2, /status="[0-9]+"/); st = substr($2, RSTART + 8, 3); n[st] += $3 }
         END {for (k in n) printf "%s=%d ", k, n[k]}'
 }
-# aihub's own view of its chat calls so far, from its request-duration histogram: "count le10ms
-# le25ms" (how many took at most 10 and 25 ms inside the server, from routing to the last byte
-# handed to hyper).
+# aihub's own view of its chat calls so far, from its request-duration histogram: "count le1ms
+# le2.5ms le10ms" (how many took at most 1, 2.5 and 10 ms inside the server, from routing to the
+# last byte handed to hyper); -1 for a bucket the build does not have (before session 20 the
+# smallest was 5 ms).
 served() {
   hub_metrics \
-    | awk '/^aihub_http_request_duration_seconds_bucket/ && /chat\/completions/ {
-        if ($0 ~ /le="\+Inf"/) n += $NF; if ($0 ~ /le="0.01"/) a += $NF; if ($0 ~ /le="0.025"/) b += $NF }
-        END {printf "%d %d %d", n, a, b}'
+    | awk 'BEGIN {a = b = c = -1}
+        /^aihub_http_request_duration_seconds_bucket/ && /chat\/completions/ {
+        if ($0 ~ /le="\+Inf"/) n += $NF
+        if ($0 ~ /le="0.001"/) a += $NF + (a < 0)
+        if ($0 ~ /le="0.0025"/) b += $NF + (b < 0)
+        if ($0 ~ /le="0.01"/) c += $NF + (c < 0) }
+        END {printf "%d %d %d %d", n, a, b, c}'
 }
-# The share of a phase's calls (between two `served` readings) slower than 10 and 25 ms inside
-# the server, against the share wrk saw beyond its p99: tells a tail made in aihub's handlers
-# from one made before or after them (accept, scheduling, the client's own threads).
+# The share of a phase's calls (between two `served` readings) slower than 1, 2.5 and 10 ms
+# inside the server, against the share wrk saw beyond its p99: tells a tail made in aihub's
+# handlers from one made before or after them (accept, scheduling, the client's own threads).
 server_tail() {
-  read -r n0 a0 b0 <<<"$1"; read -r n1 a1 b1 <<<"$2"
-  awk -v n=$((n1 - n0)) -v a=$((a1 - a0)) -v b=$((b1 - b0)) \
-    'BEGIN {if (n > 0) printf "%.2f%% over 10 ms, %.2f%% over 25 ms", 100 * (n - a) / n, 100 * (n - b) / n}'
+  read -r n0 a0 b0 c0 <<<"$1"; read -r n1 a1 b1 c1 <<<"$2"
+  awk -v n=$((n1 - n0)) -v a0="$a0" -v a1="$a1" -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" '
+    function over(x0, x1, label) { return (x0 < 0 || x1 < 0) ? "" : sprintf("%s%.2f%% over %s", sep++ ? ", " : "", 100 * (n - (x1 - x0)) / n, label) }
+    BEGIN {if (n > 0) printf "%s%s%s", over(a0, a1, "1 ms"), over(b0, b1, "2.5 ms"), over(c0, c1, "10 ms")}'
 }
 # CPU time in clock ticks (user + system, with reaped children's) of the given processes.
 ticks_of() {
@@ -416,40 +423,88 @@ for t in "${TARGETS[@]}"; do
     set_slices=$(python3 "$ROOT/benches/side-by-side/slice.py" "$BENCH_SLICE_US" $tids) || say "the kernel refused some slices"
     say "time slice ${BENCH_SLICE_US} µs: $(grep -c -- '->' <<<"$set_slices") request threads"
   fi
-  case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
-  [ "$name" = aihub ] && V0=$(served)
-  C0=$(cpu_now "$GW")
-  profile "$name" 4
-  statements_reset "$name"
-  stall_journal "$name"
-  read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
-  [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
-  settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)")
-  statements_dump "$name" c4 "$(wrk_calls "$name" 4)"; sleep 2
-  [ "$name" = aihub ] && V0=$(served)
-  C0=$(cpu_now "$GW")
-  profile "$name" 32
-  statements_reset "$name"
-  stall_journal "$name"
-  read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
-  [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
-  settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)")
-  statements_dump "$name" c32 "$(wrk_calls "$name" 32)"; sleep 2
-  C0=$(cpu_now "$GW")
-  stall_journal "$name"
-  read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
-  settle; SO=$SETTLED; UO=$(per_call "$C0" "$(cpu_now "$GW")" "$(vegeta_calls "$name")")
-  [ "$name" = upstream ] && UP_P99=$o99
-  added=$(awk -v a="$o99" -v b="$UP_P99" 'BEGIN {printf "%+.2f", a-b}')
-  printf '%-11s | %6s · %6s / %7s     | %6s · %6s / %7s     | %6s / %7s (%s) ok=%s\n' \
-    "$name" "$r4" "$a4" "$b4" "$r32" "$a32" "$b32" "$o50" "$o99" "$added" "$ok"
-  [ "$e4 $e32" != "0 0" ] && echo "            errors: c=4 [$e4] c=32 [$e32]"
-  echo "            CPU per call, µs, gateway / database / broker: c=4 $U4; c=32 $U32; open $UO"
-  if [ "$name" = aihub ]; then
-    echo "            bookkeeping caught up after: c=4 $S4, c=32 $S32, open $SO"
-    echo "            chat answers by status, all phases: $(statuses)"
-    echo "            inside the server: c=4 $T4; c=32 $T32"
-  fi
 done
+
+# BENCH_ROUNDS=N measures every target N times, the targets taking turns phase set by phase set
+# (the gateways in the opposite order every other round), and then prints each one's median: on a
+# shared host the noise drifts over minutes, and one set of phases per gateway, minutes apart,
+# compared the gateways as much as the host's moments. The open loop's added p99 is taken within
+# each round (the gateway's p99 minus the upstream's of the same round), then its median.
+ROUNDS="${BENCH_ROUNDS:-1}"
+: >"$DIR/rounds.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  order=("${TARGETS[@]}")
+  if [ $((round % 2)) = 0 ] && [ "${#TARGETS[@]}" = 3 ]; then order=("${TARGETS[0]}" "${TARGETS[2]}" "${TARGETS[1]}"); fi
+  [ "$ROUNDS" -gt 1 ] && echo "round $round of $ROUNDS"
+  for t in "${order[@]}"; do
+    IFS='|' read -r name url token body <<<"$t"
+    case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
+    [ "$name" = aihub ] && V0=$(served)
+    C0=$(cpu_now "$GW")
+    profile "$name" 4
+    statements_reset "$name"
+    stall_journal "$name"
+    read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
+    [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
+    settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)")
+    statements_dump "$name" c4 "$(wrk_calls "$name" 4)"; sleep 2
+    [ "$name" = aihub ] && V0=$(served)
+    C0=$(cpu_now "$GW")
+    profile "$name" 32
+    statements_reset "$name"
+    stall_journal "$name"
+    read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
+    [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
+    settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)")
+    statements_dump "$name" c32 "$(wrk_calls "$name" 32)"; sleep 2
+    C0=$(cpu_now "$GW")
+    stall_journal "$name"
+    read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
+    settle; SO=$SETTLED; UO=$(per_call "$C0" "$(cpu_now "$GW")" "$(vegeta_calls "$name")")
+    [ "$name" = upstream ] && UP_P99=$o99
+    added=$(awk -v a="$o99" -v b="$UP_P99" 'BEGIN {printf "%+.2f", a-b}')
+    printf '%-11s | %6s · %6s / %7s     | %6s · %6s / %7s     | %6s / %7s (%s) ok=%s\n' \
+      "$name" "$r4" "$a4" "$b4" "$r32" "$a32" "$b32" "$o50" "$o99" "$added" "$ok"
+    [ "$e4 $e32" != "0 0" ] && echo "            errors: c=4 [$e4] c=32 [$e32]"
+    echo "            CPU per call, µs, gateway / database / broker: c=4 $U4; c=32 $U32; open $UO"
+    if [ "$name" = aihub ]; then
+      echo "            bookkeeping caught up after: c=4 $S4, c=32 $S32, open $SO"
+      echo "            chat answers by status, all phases: $(statuses)"
+      echo "            inside the server: c=4 $T4; c=32 $T32"
+    fi
+    echo "$name $r4 $b4 $r32 $b32 $o99 $added" >>"$DIR/rounds.txt"
+    if [ "$ROUNDS" -gt 1 ]; then
+      for f in "$DIR/wrk-$name-c4.txt" "$DIR/wrk-$name-c32.txt" "$DIR/vegeta-$name.json"; do
+        [ -f "$f" ] && cp "$f" "${f%.*}-r$round.${f##*.}"
+      done
+    fi
+  done
+done
+if [ "$ROUNDS" -gt 1 ]; then
+  echo
+  echo "median of $ROUNDS rounds (each figure's median on its own; lowest–highest in brackets):"
+  printf '%-11s | %-38s | %-38s | %s\n' gateway "c=4 req/s · p99 ms" "c=32 req/s · p99 ms" "open added p99 ms"
+  printf -- '------------|----------------------------------------|----------------------------------------|------------------\n'
+  for t in "${TARGETS[@]}"; do
+    name=${t%%|*}
+    # median and range of column $1 of this gateway's rows
+    median_of() { awk -v n="$name" -v c="$1" '$1 == n {print $c}' "$DIR/rounds.txt" | sort -g \
+      | awk '{v[NR] = $1} END {if (NR) printf "%s [%s–%s]", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR]}'; }
+    printf '%-11s | %-38s | %-38s | %s\n' "$name" "$(median_of 2) · $(median_of 3)" "$(median_of 4) · $(median_of 5)" "$(median_of 7)"
+  done
+  # Round by round, aihub against TensorZero: in how many rounds each of aihub's figures was at
+  # least as good (throughput not lower, p99 not higher).
+  awk '$1 == "aihub" {a[++na] = $0} $1 == "tensorzero" {t[++nt] = $0}
+    END {
+      if (!nt) exit
+      split("c=4 req/s,c=4 p99,c=32 req/s,c=32 p99,,open added p99", label, ",")
+      for (i = 1; i <= na && i <= nt; i++) {
+        split(a[i], x, " "); split(t[i], y, " ")
+        for (c = 2; c <= 7; c++) if ((c == 2 || c == 4) ? x[c] + 0 >= y[c] + 0 : x[c] + 0 <= y[c] + 0) won[c]++
+      }
+      printf "aihub at least as good as TensorZero, rounds of %d:", (na < nt ? na : nt)
+      for (c = 2; c <= 7; c++) if (c != 6) printf " %s %d%s", label[c - 1], won[c], (c < 7 ? "," : "\n")
+    }' "$DIR/rounds.txt"
+fi
 echo
 echo "raw outputs: $DIR/wrk-*.txt, $DIR/vegeta-*.json"
