@@ -1,7 +1,8 @@
 //! Calling one deployment: sending the request its wire format (`wire/`) built, classifying the
 //! answer, and reading its stream as server-sent events.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +25,28 @@ pub enum Failure {
     Rejected { status: u16, message: String },
 }
 
+/// Upstream URLs parsed so far. A provider's URLs are few (its base URL, and for Gemini one per
+/// upstream model and method), and parsing one for every call (`reqwest` parses a `String`, IDNA
+/// host checks included) was ~3 % of the request threads' CPU in the side-by-side bench (issue
+/// 17, session 20); a parsed URL is cloned instead. Bounded: past `PARSED_URLS` entries (a
+/// catalog changed many times over) the map starts again.
+static URLS: LazyLock<RwLock<HashMap<String, reqwest::Url>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+const PARSED_URLS: usize = 1_024;
+
+fn parsed(url: &str) -> Option<reqwest::Url> {
+    if let Some(parsed) = URLS.read().unwrap_or_else(|p| p.into_inner()).get(url) {
+        return Some(parsed.clone());
+    }
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let mut urls = URLS.write().unwrap_or_else(|p| p.into_inner());
+    if urls.len() >= PARSED_URLS {
+        urls.clear();
+    }
+    urls.insert(url.to_owned(), parsed.clone());
+    Some(parsed)
+}
+
 /// Sends the request in the provider's wire format and waits for the response headers, at most
 /// `timeout`. A request the format cannot translate is the client's: rejected, no failover.
 pub async fn send(
@@ -40,9 +63,14 @@ pub async fn send(
             status: 400,
             message: e.message,
         })?;
+    // A URL that does not parse goes to reqwest as it was, whose error says why.
+    let request = match parsed(&url) {
+        Some(url) => http.post(url),
+        None => http.post(url),
+    };
     let request = match auth {
-        Auth::Bearer(key) => http.post(url).bearer_auth(key),
-        Auth::Header(name, value) => http.post(url).header(name, value),
+        Auth::Bearer(key) => request.bearer_auth(key),
+        Auth::Header(name, value) => request.header(name, value),
     }
     .json(&body);
     let response = match tokio::time::timeout(timeout, request.send()).await {
@@ -143,6 +171,17 @@ pub fn http_client(ca_file: Option<&str>) -> anyhow::Result<reqwest::Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_is_parsed_once_and_the_same_url_comes_back() {
+        let url = "http://127.0.0.1:9/v1/chat/completions?alt=sse";
+        let first = parsed(url).expect("parses");
+        assert_eq!(first.as_str(), url);
+        assert!(URLS.read().expect("lock").contains_key(url));
+        assert_eq!(parsed(url), Some(first));
+        assert_eq!(parsed("not a url"), None);
+        assert!(!URLS.read().expect("lock").contains_key("not a url"));
+    }
 
     #[test]
     fn a_ca_file_without_certificates_is_refused() {

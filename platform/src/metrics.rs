@@ -21,7 +21,13 @@ pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
             HistogramOpts::new(
                 "aihub_http_request_duration_seconds",
                 "HTTP requests by route and status",
-            ),
+            )
+            // From half a millisecond: what the gateway adds to a call is well under the 5 ms
+            // where the client library's default buckets begin (issue 17).
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["method", "route", "status"],
         )
         .unwrap_or_else(|_| unreachable!("valid metric definition")),
