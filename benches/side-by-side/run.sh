@@ -425,6 +425,22 @@ for t in "${TARGETS[@]}"; do
   fi
 done
 
+# One measured closed-loop phase of a target (GW: its pids) at CONNS connections, and the settling
+# after it: sets R A B E (req/s, p50, p99, errors), T (aihub's own tail), S (how long the
+# bookkeeping took to catch up) and U (CPU per call).
+closed_phase() {  # name url token body conns
+  local name=$1 conns=$5 v0="" c0
+  [ "$name" = aihub ] && v0=$(served)
+  c0=$(cpu_now "$GW")
+  profile "$name" "$conns"
+  statements_reset "$name"
+  stall_journal "$name"
+  read -r R A B E <<<"$(closed "$@")"
+  T=""; [ "$name" = aihub ] && T=$(server_tail "$v0" "$(served)")
+  settle; S=$SETTLED; U=$(per_call "$c0" "$(cpu_now "$GW")" "$(wrk_calls "$name" "$conns")")
+  statements_dump "$name" "c$conns" "$(wrk_calls "$name" "$conns")"; sleep 2
+}
+
 # BENCH_ROUNDS=N measures every target N times, the targets taking turns phase set by phase set
 # (the gateways in the opposite order every other round), and then prints each one's median: on a
 # shared host the noise drifts over minutes, and one set of phases per gateway, minutes apart,
@@ -439,24 +455,10 @@ for round in $(seq 1 "$ROUNDS"); do
   for t in "${order[@]}"; do
     IFS='|' read -r name url token body <<<"$t"
     case $name in aihub) GW=$HUB_PID ;; tensorzero) GW=${TZ_PID:-} ;; *) GW="$(cat "$DIR/nginx/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx/nginx.pid")")" ;; esac
-    [ "$name" = aihub ] && V0=$(served)
-    C0=$(cpu_now "$GW")
-    profile "$name" 4
-    statements_reset "$name"
-    stall_journal "$name"
-    read -r r4 a4 b4 e4 <<<"$(closed "$name" "$url" "$token" "$body" 4)"
-    [ "$name" = aihub ] && T4=$(server_tail "$V0" "$(served)")
-    settle; S4=$SETTLED; U4=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 4)")
-    statements_dump "$name" c4 "$(wrk_calls "$name" 4)"; sleep 2
-    [ "$name" = aihub ] && V0=$(served)
-    C0=$(cpu_now "$GW")
-    profile "$name" 32
-    statements_reset "$name"
-    stall_journal "$name"
-    read -r r32 a32 b32 e32 <<<"$(closed "$name" "$url" "$token" "$body" 32)"
-    [ "$name" = aihub ] && T32=$(server_tail "$V0" "$(served)")
-    settle; S32=$SETTLED; U32=$(per_call "$C0" "$(cpu_now "$GW")" "$(wrk_calls "$name" 32)")
-    statements_dump "$name" c32 "$(wrk_calls "$name" 32)"; sleep 2
+    closed_phase "$name" "$url" "$token" "$body" 4
+    r4=$R a4=$A b4=$B e4=$E T4=$T S4=$S U4=$U
+    closed_phase "$name" "$url" "$token" "$body" 32
+    r32=$R a32=$A b32=$B e32=$E T32=$T S32=$S U32=$U
     C0=$(cpu_now "$GW")
     stall_journal "$name"
     read -r o50 o99 ok <<<"$(open_loop "$name" "$url" "$token" "$body")"
@@ -489,7 +491,11 @@ if [ "$ROUNDS" -gt 1 ]; then
     name=${t%%|*}
     # median and range of column $1 of this gateway's rows
     median_of() { awk -v n="$name" -v c="$1" '$1 == n {print $c}' "$DIR/rounds.txt" | sort -g \
-      | awk '{v[NR] = $1} END {if (NR) printf "%s [%s–%s]", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR]}'; }
+      | awk '{v[NR] = $1} END {
+          if (!NR) exit
+          # an even count: the mean of the middle two, written as the figures are
+          m = NR % 2 ? v[(NR + 1) / 2] : sprintf(v[1] ~ /\./ ? (v[1] ~ /^[+-]/ ? "%+.2f" : "%.2f") : "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2)
+          printf "%s [%s–%s]", m, v[1], v[NR]}'; }
     printf '%-11s | %-38s | %-38s | %s\n' "$name" "$(median_of 2) · $(median_of 3)" "$(median_of 4) · $(median_of 5)" "$(median_of 7)"
   done
   # Round by round, aihub against TensorZero: in how many rounds each of aihub's figures was at
