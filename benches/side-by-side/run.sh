@@ -374,6 +374,14 @@ profile() {  # name connections
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg); sched_autogroup_enabled=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo n/a); nice: broker $BROKER_NICE (idle $BROKER_IDLE), database $DATABASE_NICE"
 echo "aihub ${AIHUB_BIN:-$(git -C "$ROOT" rev-parse --short HEAD)}; TensorZero 2025.12.0 (observability off); upstream nginx $(nginx -v 2>&1 | cut -d/ -f2)"
+# The ids of aihub's threads whose name matches the glob PATTERN.
+hub_threads() {  # pattern
+  local t
+  for t in /proc/"$HUB_PID"/task/*; do
+    case "$(cat "$t/comm" 2>/dev/null)" in $1) echo "${t##*/}" ;; esac
+  done
+}
+
 echo
 printf '%-11s | %-28s | %-28s | %-30s\n' gateway "c=4 req/s · p50 / p99 ms" "c=32 req/s · p50 / p99 ms" "open ${RATE}/s p50 / p99 ms (added p99)"
 printf -- '------------|------------------------------|------------------------------|-------------------------------\n'
@@ -404,11 +412,7 @@ for t in "${TARGETS[@]}"; do
     case ",$BENCH_IDLE," in *,backends,*) idle="$idle $(background_backends)" ;; esac
     case ",$BENCH_IDLE," in *,journal,*) idle="$idle $(journal_backends)" ;; esac
     case ",$BENCH_IDLE," in *,database,*) idle="$idle $(database_backends)" ;; esac
-    case ",$BENCH_IDLE," in *,threads,*)
-      for t in /proc/$HUB_PID/task/*; do
-        case "$(cat "$t/comm" 2>/dev/null)" in aihub-backgroun*|rdk:*) idle="$idle ${t##*/}" ;; esac
-      done ;;
-    esac
+    case ",$BENCH_IDLE," in *,threads,*) idle="$idle $(hub_threads 'aihub-backgroun*') $(hub_threads 'rdk:*')" ;; esac
     case ",$BENCH_IDLE," in *,broker,*) idle="$idle $(ls /proc/"$(cat "$DIR/test-kafka/pid")"/task)" ;; esac
     n=0; for p in $idle; do chrt -i -p 0 "$p" 2>/dev/null && n=$((n + 1)); done
     say "SCHED_IDLE ($BENCH_IDLE): $n threads"
@@ -416,11 +420,7 @@ for t in "${TARGETS[@]}"; do
   # BENCH_SLICE_US=N (experiment): aihub's request threads (`tokio-rt-worker`) ask the kernel
   # for an N µs time slice (slice.py; Linux 6.12 or later), set after the warm-up.
   if [ "$name" = aihub ] && [ -n "${BENCH_SLICE_US:-}" ]; then
-    tids=""
-    for t in /proc/$HUB_PID/task/*; do
-      [ "$(cat "$t/comm" 2>/dev/null)" = tokio-rt-worker ] && tids="$tids ${t##*/}"
-    done
-    set_slices=$(python3 "$ROOT/benches/side-by-side/slice.py" "$BENCH_SLICE_US" $tids) || say "the kernel refused some slices"
+    set_slices=$(python3 "$ROOT/benches/side-by-side/slice.py" "$BENCH_SLICE_US" $(hub_threads tokio-rt-worker)) || say "the kernel refused some slices"
     say "time slice ${BENCH_SLICE_US} µs: $(grep -c -- '->' <<<"$set_slices") request threads"
   fi
 done
